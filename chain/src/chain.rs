@@ -1,0 +1,826 @@
+//! The chain: the one writer of the store. It imports blocks through the layered checks,
+//! keeps every valid branch, follows the heaviest one (reorganising with undo records), and
+//! builds block templates for producers.
+
+use crate::amount::Amount;
+use crate::block::{Block, EngineFields, HEADER_VERSION, Header, SealedHeader};
+use crate::clock::Clock;
+use crate::crypto::{Address, merkle_root};
+use crate::engine::{ChainView, ConsensusEngine, EngineError};
+use crate::fork_choice;
+use crate::primitives::{BlockHash, BlockId, ChainId, Hash256, Height, Timestamp, TxHash, Weight};
+use crate::state::{
+    Account, LtHash, StateKey, StateOverlay, StateRead, update_lthash,
+};
+use crate::store::{Column, Store, StoreError, WriteBatch, decode_value, encode_value};
+use crate::tx::{Transaction, TxError};
+use crate::validation::{
+    self, BlockError, DEFAULT_MAX_FUTURE_DRIFT_SECS, EmptyState, check_block_stateless,
+    check_header_against_parent, execute_block, median_time_past,
+};
+use borsh::{BorshDeserialize, BorshSerialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use tracing::{debug, info, warn};
+
+const META_HEAD: &[u8] = b"head";
+const META_HEAD_LTHASH: &[u8] = b"head_lthash";
+const META_GENESIS: &[u8] = b"genesis";
+const META_FORMAT: &[u8] = b"format";
+/// Version of the store's layout.
+pub const STORE_FORMAT: u8 = 1;
+
+/// The parameters the core itself needs.
+#[derive(Clone, Debug)]
+pub struct ChainConfig {
+    pub chain_id: ChainId,
+    /// How far ahead of our clock a block's timestamp may be, in seconds.
+    pub max_future_drift: u64,
+}
+
+impl ChainConfig {
+    pub fn new(chain_id: ChainId) -> ChainConfig {
+        ChainConfig {
+            chain_id,
+            max_future_drift: DEFAULT_MAX_FUTURE_DRIFT_SECS,
+        }
+    }
+}
+
+/// What the genesis block is made of. Its hash commits to all of it, the engine's
+/// parameters included, so chains that differ in engine never mix.
+#[derive(Clone, Debug)]
+pub struct Genesis {
+    pub chain_id: ChainId,
+    pub timestamp: Timestamp,
+    pub alloc: Vec<(Address, Amount)>,
+    /// The engine's kind and parameters in canonical bytes.
+    pub engine_params: Vec<u8>,
+    /// The genesis difficulty bits (PoW's starting target; 0 for others).
+    pub bits: u32,
+}
+
+impl Genesis {
+    /// The genesis block and its state.
+    pub fn build(
+        &self,
+        engine: &dyn ConsensusEngine,
+    ) -> Result<(Block, BTreeMap<StateKey, Option<Vec<u8>>>, LtHash), BlockError> {
+        let empty = EmptyState;
+        let mut state = StateOverlay::new(&empty);
+        for (address, amount) in &self.alloc {
+            state.credit(address, *amount).map_err(|_| BlockError::Genesis)?;
+        }
+        engine.init_genesis(&mut state)?;
+        let changes = state.into_changes();
+        let lthash = LtHash::of_entries(
+            changes
+                .iter()
+                .filter_map(|(k, v)| v.as_deref().map(|v| (k, v))),
+        );
+        let data = borsh::to_vec(&(self.chain_id, &self.engine_params))
+            .expect("borsh serialization into a Vec cannot fail");
+        let header = Header {
+            version: HEADER_VERSION,
+            parent: BlockHash::ZERO,
+            height: Height::GENESIS,
+            timestamp: self.timestamp,
+            tx_root: merkle_root(&[]),
+            state_root: lthash.root(),
+            producer: Address::default(),
+            engine: EngineFields {
+                bits: self.bits,
+                nonce: 0,
+                data,
+                seal: Vec::new(),
+            },
+        };
+        Ok((
+            Block {
+                header,
+                txs: Vec::new(),
+            },
+            changes,
+            lthash,
+        ))
+    }
+}
+
+/// What the store keeps about every block it holds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub struct BlockMeta {
+    pub height: Height,
+    pub parent: BlockHash,
+    /// Sum of the engine weights from genesis to this block.
+    pub total_weight: Weight,
+    /// Set when the block failed its state transition; it and its descendants are refused.
+    pub invalid: bool,
+}
+
+/// How to revert a connected block: the old value of every key it changed, and the state
+/// hash before it.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+struct UndoRecord {
+    parent_lthash: Vec<u8>,
+    entries: Vec<(StateKey, Option<Vec<u8>>)>,
+}
+
+/// A move of the head.
+#[derive(Clone, Debug)]
+pub struct HeadChange {
+    pub old_head: BlockId,
+    pub new_head: BlockId,
+    /// The newest block both chains share.
+    pub fork_point: BlockId,
+    /// Blocks taken off the best chain, newest first (their txs may return to the mempool).
+    pub reverted: Vec<Block>,
+    /// Blocks put on the best chain, oldest first.
+    pub applied: Vec<BlockId>,
+}
+
+impl HeadChange {
+    pub fn is_reorg(&self) -> bool {
+        !self.reverted.is_empty()
+    }
+}
+
+/// The result of a successful import.
+#[derive(Clone, Debug)]
+pub enum ImportOutcome {
+    /// The block was already stored.
+    AlreadyKnown,
+    /// Stored on a branch lighter than (or as heavy as) the best chain.
+    SideChain(BlockId),
+    /// The head moved.
+    NewHead(HeadChange),
+}
+
+/// A template executed on the head: the block (unsealed) and the candidates left out.
+#[derive(Debug)]
+pub struct BuiltBlock {
+    pub block: Block,
+    pub skipped: Vec<(TxHash, TxError)>,
+}
+
+/// The state at the head, read from the store.
+#[derive(Debug, Clone)]
+pub struct StoreState(Arc<dyn Store>);
+
+impl StateRead for StoreState {
+    fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(Column::State, key.as_bytes())
+    }
+}
+
+pub struct Chain {
+    store: Arc<dyn Store>,
+    state: StoreState,
+    engine: Arc<dyn ConsensusEngine>,
+    clock: Arc<dyn Clock>,
+    config: ChainConfig,
+    genesis: SealedHeader,
+    head: SealedHeader,
+    head_meta: BlockMeta,
+    head_lthash: LtHash,
+}
+
+impl fmt::Debug for Chain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Chain")
+            .field("engine", &self.engine.name())
+            .field("head", &self.head.id())
+            .finish()
+    }
+}
+
+fn height_key(height: Height) -> [u8; 8] {
+    height.0.to_be_bytes()
+}
+
+impl Chain {
+    /// Opens the chain in `store`, writing genesis into an empty store. A store holding
+    /// another chain's genesis is refused.
+    pub fn open(
+        store: Arc<dyn Store>,
+        engine: Arc<dyn ConsensusEngine>,
+        clock: Arc<dyn Clock>,
+        config: ChainConfig,
+        genesis: &Genesis,
+    ) -> Result<Chain, BlockError> {
+        let (genesis_block, genesis_state, genesis_lthash) = genesis.build(engine.as_ref())?;
+        let genesis_header = SealedHeader::new(genesis_block.header.clone());
+        match store.get(Column::Meta, META_GENESIS)? {
+            Some(found) if found.as_slice() != genesis_header.hash().0.as_slice() => {
+                return Err(StoreError::WrongGenesis {
+                    path: format!("{store:?}"),
+                    found: hex::encode(&found),
+                    expected: genesis_header.hash().to_hex(),
+                }
+                .into());
+            }
+            Some(_) => {}
+            None => {
+                let mut batch = WriteBatch::default();
+                let hash = genesis_header.hash();
+                batch.put(Column::Meta, META_FORMAT, vec![STORE_FORMAT]);
+                batch.put(Column::Meta, META_GENESIS, hash.0.to_vec());
+                Self::put_block(&mut batch, &genesis_block, hash);
+                let meta = BlockMeta {
+                    height: Height::GENESIS,
+                    parent: BlockHash::ZERO,
+                    total_weight: Weight::ZERO,
+                    invalid: false,
+                };
+                batch.put(Column::BlockMeta, hash.0, encode_value(&meta));
+                for (key, value) in genesis_state {
+                    if let Some(value) = value {
+                        batch.put(Column::State, key.0, value);
+                    }
+                }
+                batch.put(Column::Heights, height_key(Height::GENESIS), hash.0.to_vec());
+                batch.put(Column::Meta, META_HEAD, hash.0.to_vec());
+                batch.put(Column::Meta, META_HEAD_LTHASH, genesis_lthash.to_bytes());
+                store.write(batch)?;
+                info!(genesis = %hash, engine = engine.name(), "initialised new chain");
+            }
+        }
+        match store.get(Column::Meta, META_FORMAT)? {
+            Some(v) if v == [STORE_FORMAT] => {}
+            other => {
+                return Err(StoreError::UnsupportedVersion {
+                    what: "store layout",
+                    version: other.and_then(|v| v.first().copied()).unwrap_or(0),
+                }
+                .into());
+            }
+        }
+        let head_hash = store
+            .get(Column::Meta, META_HEAD)?
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(BlockHash)
+            .ok_or(StoreError::Corrupt {
+                what: "head pointer",
+                reason: "missing or not 32 bytes".into(),
+            })?;
+        let head_lthash = store
+            .get(Column::Meta, META_HEAD_LTHASH)?
+            .and_then(|b| LtHash::from_bytes(&b))
+            .ok_or(StoreError::Corrupt {
+                what: "head state hash",
+                reason: "missing or wrong length".into(),
+            })?;
+        let state = StoreState(store.clone());
+        let mut chain = Chain {
+            store,
+            state,
+            engine,
+            clock,
+            config,
+            genesis: genesis_header.clone(),
+            head: genesis_header,
+            head_meta: BlockMeta {
+                height: Height::GENESIS,
+                parent: BlockHash::ZERO,
+                total_weight: Weight::ZERO,
+                invalid: false,
+            },
+            head_lthash,
+        };
+        chain.head = chain.header_required(&head_hash)?;
+        chain.head_meta = chain.meta_required(&head_hash)?;
+        if chain.head_lthash.root() != chain.head.state_root {
+            return Err(StoreError::Corrupt {
+                what: "head state",
+                reason: format!(
+                    "state hash {} does not match head {} state root {}",
+                    chain.head_lthash.root(),
+                    head_hash,
+                    chain.head.state_root
+                ),
+            }
+            .into());
+        }
+        info!(head = %chain.head.id().hash, height = %chain.head.height(), "chain opened");
+        Ok(chain)
+    }
+
+    pub fn engine(&self) -> &Arc<dyn ConsensusEngine> {
+        &self.engine
+    }
+
+    pub fn config(&self) -> &ChainConfig {
+        &self.config
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn head_id(&self) -> BlockId {
+        self.head.id()
+    }
+
+    pub fn head_meta(&self) -> BlockMeta {
+        self.head_meta
+    }
+
+    pub fn total_weight(&self) -> Weight {
+        self.head_meta.total_weight
+    }
+
+    /// The newest irreversible block, as the engine reports it.
+    pub fn finalized(&self) -> Result<Option<BlockId>, EngineError> {
+        self.engine.finalized(self)
+    }
+
+    pub fn account(&self, address: &Address) -> Result<Account, StoreError> {
+        self.state.account(address)
+    }
+
+    pub fn meta(&self, hash: &BlockHash) -> Result<Option<BlockMeta>, StoreError> {
+        self.store
+            .get(Column::BlockMeta, &hash.0)?
+            .map(|b| decode_value(&b, "block meta"))
+            .transpose()
+    }
+
+    fn meta_required(&self, hash: &BlockHash) -> Result<BlockMeta, StoreError> {
+        self.meta(hash)?.ok_or_else(|| StoreError::Corrupt {
+            what: "block meta",
+            reason: format!("missing for {hash}"),
+        })
+    }
+
+    fn header_required(&self, hash: &BlockHash) -> Result<SealedHeader, StoreError> {
+        self.header(hash)?.ok_or_else(|| StoreError::Corrupt {
+            what: "header",
+            reason: format!("missing for {hash}"),
+        })
+    }
+
+    pub fn body(&self, hash: &BlockHash) -> Result<Option<Vec<Transaction>>, StoreError> {
+        self.store
+            .get(Column::Bodies, &hash.0)?
+            .map(|b| decode_value(&b, "block body"))
+            .transpose()
+    }
+
+    pub fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StoreError> {
+        let Some(header) = self.header(hash)? else {
+            return Ok(None);
+        };
+        let txs = self.body(hash)?.ok_or_else(|| StoreError::Corrupt {
+            what: "block body",
+            reason: format!("missing for {hash}"),
+        })?;
+        Ok(Some(Block {
+            header: header.into_header(),
+            txs,
+        }))
+    }
+
+    pub fn block_at(&self, height: Height) -> Result<Option<Block>, StoreError> {
+        match self.best_hash_at(height)? {
+            Some(hash) => self.block(&hash),
+            None => Ok(None),
+        }
+    }
+
+    /// Where a transaction sits on the best chain: block hash and index.
+    pub fn tx_location(&self, hash: &TxHash) -> Result<Option<(BlockHash, u32)>, StoreError> {
+        self.store
+            .get(Column::TxIndex, &hash.0)?
+            .map(|b| decode_value(&b, "tx index entry"))
+            .transpose()
+    }
+
+    /// Recomputes the state hash from every stored entry and compares it with the head's
+    /// state root: the check a reopened store must pass.
+    pub fn verify_state(&self) -> Result<(), StoreError> {
+        let mut acc = LtHash::default();
+        self.store.for_each(Column::State, &mut |k, v| {
+            acc.add(&LtHash::expand(&StateKey(k.to_vec()), v));
+            true
+        })?;
+        if acc.root() != self.head.state_root {
+            return Err(StoreError::Corrupt {
+                what: "state",
+                reason: format!(
+                    "stored entries hash to {}, head {} commits to {}",
+                    acc.root(),
+                    self.head.hash(),
+                    self.head.state_root
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn put_block(batch: &mut WriteBatch, block: &Block, hash: BlockHash) {
+        batch.put(Column::Headers, hash.0, encode_value(&block.header));
+        batch.put(Column::Bodies, hash.0, encode_value(&block.txs));
+    }
+
+    /// Imports a block: checks it layer by layer, stores it, and moves the head when its
+    /// branch is now the heaviest.
+    pub fn import_block(&mut self, block: Block) -> Result<ImportOutcome, BlockError> {
+        let hash = block.hash();
+        if block.header.height == Height::GENESIS {
+            return if hash == self.genesis.hash() {
+                Ok(ImportOutcome::AlreadyKnown)
+            } else {
+                Err(BlockError::Genesis)
+            };
+        }
+        if let Some(meta) = self.meta(&hash)? {
+            return if meta.invalid {
+                Err(BlockError::KnownInvalid { hash })
+            } else {
+                Ok(ImportOutcome::AlreadyKnown)
+            };
+        }
+        check_block_stateless(&block, self.config.chain_id)?;
+        let parent_hash = block.header.parent;
+        let parent_meta = self
+            .meta(&parent_hash)?
+            .ok_or(BlockError::UnknownParent {
+                parent: parent_hash,
+            })?;
+        if parent_meta.invalid {
+            return Err(BlockError::InvalidAncestor {
+                ancestor: parent_hash,
+            });
+        }
+        let parent = self.header_required(&parent_hash)?;
+        let median = median_time_past(self, &parent)?;
+        check_header_against_parent(
+            &block.header,
+            &parent,
+            median,
+            self.clock.now(),
+            self.config.max_future_drift,
+        )?;
+        let sealed = SealedHeader::new_unchecked(block.header.clone(), hash);
+        self.engine.verify_header(self, &sealed, &parent)?;
+        let meta = BlockMeta {
+            height: block.header.height,
+            parent: parent_hash,
+            total_weight: parent_meta
+                .total_weight
+                .saturating_add(self.engine.block_weight(&sealed)),
+            invalid: false,
+        };
+        let id = sealed.id();
+
+        let (fork_point, path) = self.fork_point(&parent)?;
+        if parent_hash != self.head.hash() {
+            if let Some(finalized) = self.finalized()? {
+                if fork_point.height < finalized.height {
+                    return Err(BlockError::BelowFinalized {
+                        fork_height: fork_point.height,
+                        finalized: finalized.height,
+                    });
+                }
+            }
+        }
+        if !fork_choice::prefer(meta.total_weight, self.head_meta.total_weight) {
+            let mut batch = WriteBatch::default();
+            Self::put_block(&mut batch, &block, hash);
+            batch.put(Column::BlockMeta, hash.0, encode_value(&meta));
+            self.store.write(batch)?;
+            debug!(%hash, height = %id.height, "stored side-chain block");
+            return Ok(ImportOutcome::SideChain(id));
+        }
+        let mut path = path;
+        path.push(hash);
+        let change = self.switch_to(fork_point, &path, Some((block, meta)))?;
+        Ok(ImportOutcome::NewHead(change))
+    }
+
+    /// The newest block of the best chain that `tip` descends from, and the hashes from
+    /// just above it up to `tip`, oldest first.
+    fn fork_point(&self, tip: &SealedHeader) -> Result<(BlockId, Vec<BlockHash>), StoreError> {
+        let mut path = Vec::new();
+        let mut current = tip.clone();
+        loop {
+            if self.best_hash_at(current.height())? == Some(current.hash()) {
+                path.reverse();
+                return Ok((current.id(), path));
+            }
+            path.push(current.hash());
+            current = self.header_required(&current.parent)?;
+        }
+    }
+
+    /// Reverts the best chain down to `fork_point` and connects `path` on top, all in one
+    /// write batch. `new_block` is the block being imported (the last of `path`), not yet
+    /// stored. On a failed state transition the failing block and those after it are
+    /// marked invalid and the head stays where it was.
+    fn switch_to(
+        &mut self,
+        fork_point: BlockId,
+        path: &[BlockHash],
+        new_block: Option<(Block, BlockMeta)>,
+    ) -> Result<HeadChange, BlockError> {
+        let old_head = self.head.id();
+        let mut overlay = StateOverlay::new(&self.state);
+        let mut lthash = self.head_lthash.clone();
+        let mut batch = WriteBatch::default();
+
+        // Take the old branch off, newest first.
+        let mut reverted = Vec::new();
+        let mut height = old_head.height;
+        while height > fork_point.height {
+            let hash = self.best_hash_at(height)?.ok_or_else(|| StoreError::Corrupt {
+                what: "height index",
+                reason: format!("no block at height {height}"),
+            })?;
+            let undo: UndoRecord = self
+                .store
+                .get(Column::Undo, &hash.0)?
+                .map(|b| decode_value(&b, "undo record"))
+                .transpose()?
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: "undo record",
+                    reason: format!("missing for {hash}"),
+                })?;
+            for (key, old) in undo.entries {
+                match old {
+                    Some(v) => overlay.put(key, v),
+                    None => overlay.delete(key),
+                }
+            }
+            lthash = LtHash::from_bytes(&undo.parent_lthash).ok_or(StoreError::Corrupt {
+                what: "undo record",
+                reason: "state hash of wrong length".into(),
+            })?;
+            let block = self.block(&hash)?.ok_or_else(|| StoreError::Corrupt {
+                what: "block",
+                reason: format!("missing reverted block {hash}"),
+            })?;
+            for tx in &block.txs {
+                batch.delete(Column::TxIndex, tx.hash().0);
+            }
+            batch.delete(Column::Undo, hash.0);
+            batch.delete(Column::Heights, height_key(height));
+            reverted.push(block);
+            height = Height(height.0 - 1);
+        }
+
+        // Put the new branch on, oldest first.
+        let mut parent = self.header_required(&fork_point.hash)?;
+        let mut applied = Vec::with_capacity(path.len());
+        let mut new_head_meta = None;
+        for (i, hash) in path.iter().enumerate() {
+            let (block, meta) = match &new_block {
+                Some((block, meta)) if i + 1 == path.len() => (block.clone(), *meta),
+                _ => (
+                    self.block(hash)?.ok_or_else(|| StoreError::Corrupt {
+                        what: "block",
+                        reason: format!("missing branch block {hash}"),
+                    })?,
+                    self.meta_required(hash)?,
+                ),
+            };
+            let tx_hashes: Vec<TxHash> = block.txs.iter().map(Transaction::hash).collect();
+            let result = (|| {
+                let mut child = StateOverlay::new(&overlay);
+                execute_block(self.engine.as_ref(), &mut child, &parent, &block, &tx_hashes)?;
+                let undo = child.undo()?;
+                Ok::<_, BlockError>((child.into_changes(), undo))
+            })();
+            let (changes, undo) = match result {
+                Ok(v) => v,
+                Err(e) => return Err(self.mark_invalid(path, i, &new_block, e)),
+            };
+            let parent_lthash = lthash.to_bytes();
+            update_lthash(&mut lthash, &undo, &changes);
+            let computed = lthash.root();
+            if computed != block.header.state_root {
+                let e = BlockError::StateRootMismatch {
+                    header: block.header.state_root,
+                    computed,
+                };
+                return Err(self.mark_invalid(path, i, &new_block, e));
+            }
+            overlay.apply(changes);
+            if i + 1 == path.len() {
+                if let Some((block, meta)) = &new_block {
+                    Self::put_block(&mut batch, block, *hash);
+                    batch.put(Column::BlockMeta, hash.0, encode_value(meta));
+                }
+            }
+            let record = UndoRecord {
+                parent_lthash,
+                entries: undo,
+            };
+            batch.put(Column::Undo, hash.0, encode_value(&record));
+            batch.put(Column::Heights, height_key(block.header.height), hash.0.to_vec());
+            for (index, tx_hash) in tx_hashes.iter().enumerate() {
+                batch.put(
+                    Column::TxIndex,
+                    tx_hash.0,
+                    encode_value(&(*hash, index as u32)),
+                );
+            }
+            let sealed = SealedHeader::new_unchecked(block.header, *hash);
+            applied.push(sealed.id());
+            new_head_meta = Some(meta);
+            parent = sealed;
+        }
+        let new_head_meta = new_head_meta.ok_or_else(|| StoreError::Corrupt {
+            what: "branch",
+            reason: "empty path".into(),
+        })?;
+        for (key, value) in overlay.into_changes() {
+            match value {
+                Some(v) => batch.put(Column::State, key.0, v),
+                None => batch.delete(Column::State, key.0),
+            }
+        }
+        batch.put(Column::Meta, META_HEAD, parent.hash().0.to_vec());
+        batch.put(Column::Meta, META_HEAD_LTHASH, lthash.to_bytes());
+        self.store.write(batch)?;
+
+        let change = HeadChange {
+            old_head,
+            new_head: parent.id(),
+            fork_point,
+            reverted,
+            applied,
+        };
+        if change.is_reorg() {
+            warn!(
+                from = %old_head.hash.short(),
+                to = %parent.hash().short(),
+                depth = change.reverted.len(),
+                fork = %fork_point.height,
+                "reorganised"
+            );
+        }
+        self.head = parent;
+        self.head_meta = new_head_meta;
+        self.head_lthash = lthash;
+        Ok(change)
+    }
+
+    /// Records that `path[failed]` broke its state transition: it and every later block of
+    /// the path are marked invalid. Returns the error to report for the imported block.
+    fn mark_invalid(
+        &self,
+        path: &[BlockHash],
+        failed: usize,
+        new_block: &Option<(Block, BlockMeta)>,
+        error: BlockError,
+    ) -> BlockError {
+        if !error.is_bad_data() {
+            return error;
+        }
+        let mut batch = WriteBatch::default();
+        for (i, hash) in path.iter().enumerate().skip(failed) {
+            let meta = match new_block {
+                Some((block, meta)) if i + 1 == path.len() => {
+                    Self::put_block(&mut batch, block, *hash);
+                    Some(*meta)
+                }
+                _ => self.meta(hash).ok().flatten(),
+            };
+            if let Some(mut meta) = meta {
+                meta.invalid = true;
+                batch.put(Column::BlockMeta, hash.0, encode_value(&meta));
+            }
+        }
+        if let Err(e) = self.store.write(batch) {
+            warn!(error = %e, "could not record invalid blocks");
+        }
+        let bad = path[failed];
+        warn!(block = %bad, error = %error, "block failed its state transition");
+        if failed + 1 == path.len() {
+            error
+        } else {
+            BlockError::InvalidAncestor { ancestor: bad }
+        }
+    }
+
+    /// Executes `candidates` on the head state for a new block with `header`'s producer,
+    /// timestamp and engine fields (the header's parent must be the head). Invalid
+    /// candidates are skipped; the returned block has its tx and state roots set and is
+    /// ready to seal.
+    pub fn build_block(
+        &self,
+        mut header: Header,
+        candidates: impl IntoIterator<Item = Transaction>,
+        max_txs: usize,
+    ) -> Result<BuiltBlock, BlockError> {
+        if header.parent != self.head.hash() {
+            return Err(BlockError::UnknownParent {
+                parent: header.parent,
+            });
+        }
+        header.height = self.head.height().next().ok_or(BlockError::BadHeight {
+            parent: self.head.height(),
+            got: header.height,
+        })?;
+        let mut state = StateOverlay::new(&self.state);
+        self.engine.begin_block(&mut state, &header, &self.head)?;
+        let mut txs = Vec::new();
+        let mut skipped = Vec::new();
+        let mut bytes = 0usize;
+        for tx in candidates {
+            if txs.len() >= max_txs.min(crate::codec::MAX_TXS_PER_BLOCK) {
+                break;
+            }
+            let len = borsh::object_length(&tx).unwrap_or(usize::MAX);
+            if bytes + len + crate::codec::MAX_HEADER_BYTES > crate::codec::MAX_BLOCK_BYTES {
+                break;
+            }
+            if let Err(e) = tx.check_stateless(self.config.chain_id) {
+                skipped.push((tx.hash(), e));
+                continue;
+            }
+            let result = {
+                let mut child = StateOverlay::new(&state);
+                validation::apply_tx(self.engine.as_ref(), &mut child, &tx, &header)
+                    .map(|()| child.into_changes())
+            };
+            match result {
+                Ok(changes) => {
+                    state.apply(changes);
+                    bytes += len;
+                    txs.push(tx);
+                }
+                Err(e) => skipped.push((tx.hash(), e)),
+            }
+        }
+        self.engine.end_block(&mut state, &header, &self.head)?;
+        let undo = state.undo()?;
+        let changes = state.into_changes();
+        let mut lthash = self.head_lthash.clone();
+        update_lthash(&mut lthash, &undo, &changes);
+        let tx_hashes: Vec<TxHash> = txs.iter().map(Transaction::hash).collect();
+        header.tx_root = merkle_root(&tx_hashes);
+        header.state_root = lthash.root();
+        Ok(BuiltBlock {
+            block: Block { header, txs },
+            skipped,
+        })
+    }
+
+    /// A header template on the head: parent, height and version set, roots empty.
+    pub fn template(&self, producer: Address, timestamp: Timestamp) -> Header {
+        Header {
+            version: HEADER_VERSION,
+            parent: self.head.hash(),
+            height: Height(self.head.height().0 + 1),
+            timestamp,
+            tx_root: Hash256::ZERO,
+            state_root: Hash256::ZERO,
+            producer,
+            engine: EngineFields::default(),
+        }
+    }
+
+    /// Flushes the store (on shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.store.flush()
+    }
+}
+
+impl ChainView for Chain {
+    fn header(&self, hash: &BlockHash) -> Result<Option<SealedHeader>, StoreError> {
+        self.store
+            .get(Column::Headers, &hash.0)?
+            .map(|b| {
+                decode_value::<Header>(&b, "header").map(|h| SealedHeader::new_unchecked(h, *hash))
+            })
+            .transpose()
+    }
+
+    fn best_hash_at(&self, height: Height) -> Result<Option<BlockHash>, StoreError> {
+        if height > self.head.height() {
+            return Ok(None);
+        }
+        Ok(self
+            .store
+            .get(Column::Heights, &height_key(height))?
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(BlockHash))
+    }
+
+    fn head(&self) -> SealedHeader {
+        self.head.clone()
+    }
+
+    fn genesis(&self) -> &SealedHeader {
+        &self.genesis
+    }
+
+    fn state(&self) -> &dyn StateRead {
+        &self.state
+    }
+}

@@ -1,0 +1,238 @@
+//! The boundary between the chain core and a consensus engine.
+//!
+//! Two roles, split as geth's `consensus.Engine` and Substrate's `PowAlgorithm`/`SlotWorker`
+//! split them:
+//! - [`ConsensusEngine`] runs on every node for every block: the engine's own header rules,
+//!   what a block weighs in fork choice, its part of the state transition, and finality.
+//! - [`BlockProducer`] runs only on authoring nodes: when it is my turn, filling the
+//!   template's engine fields, and sealing (a nonce search or a signature), cancellably.
+//!
+//! The generic checks every engine shares live in [`crate::validation`]. Engines with
+//! votes before a block is final (BFT) or a leader log (Raft) fit the same boundary: they
+//! exchange their messages through [`ConsensusEngine::handle_message`] (the network
+//! carries the bytes without knowing their type), report finality through
+//! [`ConsensusEngine::finalized`] (every committed block is final, so fork choice never
+//! leaves it), and refuse competing blocks in `verify_header`.
+
+use crate::block::{Header, SealedHeader};
+use crate::crypto::Address;
+use crate::primitives::{BlockHash, BlockId, Height, Timestamp, Weight};
+use crate::state::{StateOverlay, StateRead};
+use crate::store::StoreError;
+use crate::tx::Transaction;
+use std::error::Error as StdError;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Read access to the chain an engine needs: headers by hash (any branch), the best chain,
+/// and the state at the head.
+pub trait ChainView {
+    fn header(&self, hash: &BlockHash) -> Result<Option<SealedHeader>, StoreError>;
+
+    /// The hash at `height` on the best chain.
+    fn best_hash_at(&self, height: Height) -> Result<Option<BlockHash>, StoreError>;
+
+    fn head(&self) -> SealedHeader;
+
+    fn genesis(&self) -> &SealedHeader;
+
+    /// The state at the head.
+    fn state(&self) -> &dyn StateRead;
+
+    /// The ancestor of `from` at `height` (walking parents; works on side branches).
+    fn ancestor_at(
+        &self,
+        from: &SealedHeader,
+        height: Height,
+    ) -> Result<Option<SealedHeader>, StoreError> {
+        if height > from.height() {
+            return Ok(None);
+        }
+        let mut current = from.clone();
+        while current.height() > height {
+            match self.header(&current.parent)? {
+                Some(parent) => current = parent,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(current))
+    }
+}
+
+/// Verification, weight, state hooks and finality: the part of an engine every node runs.
+pub trait ConsensusEngine: Send + Sync + Debug {
+    /// Short name: `pow`, `pos`, `dpos`, `poa`, … (also the engine's state namespace).
+    fn name(&self) -> &'static str;
+
+    /// Writes the engine's genesis state (authority set, genesis delegates, …).
+    fn init_genesis(&self, _state: &mut StateOverlay<'_>) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// The engine's rules for a header, given its parent and the headers before it: seal,
+    /// difficulty, signature. Runs before a block is stored, without state.
+    fn verify_header(
+        &self,
+        chain: &dyn ChainView,
+        header: &SealedHeader,
+        parent: &SealedHeader,
+    ) -> Result<(), EngineError>;
+
+    /// What this block adds to fork choice (from the header alone).
+    fn block_weight(&self, header: &SealedHeader) -> Weight;
+
+    /// Before the block's transactions, on the parent's state: checks that need state (is
+    /// the producer entitled to this block?) and engine state updates.
+    fn begin_block(
+        &self,
+        _state: &mut StateOverlay<'_>,
+        _header: &Header,
+        _parent: &SealedHeader,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// Applies an engine-specific transaction kind (votes, delegate registration, authority
+    /// proposals) after the core has charged its fee and bumped its nonce. The default
+    /// refuses every kind but transfers, which the core handles itself.
+    fn apply_tx(
+        &self,
+        _state: &mut StateOverlay<'_>,
+        _sender: &Address,
+        tx: &Transaction,
+        _header: &Header,
+    ) -> Result<(), EngineError> {
+        Err(EngineError::UnsupportedTx {
+            kind: tx.kind.name(),
+            engine: self.name(),
+        })
+    }
+
+    /// After the block's transactions: rewards and the engine's bookkeeping.
+    fn end_block(
+        &self,
+        _state: &mut StateOverlay<'_>,
+        _header: &Header,
+        _parent: &SealedHeader,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// The newest block of the best chain that can never be reverted, or `None` when
+    /// finality is only probabilistic.
+    fn finalized(&self, _chain: &dyn ChainView) -> Result<Option<BlockId>, EngineError> {
+        Ok(None)
+    }
+
+    /// A consensus message from a peer (BFT votes, Raft appends). Returns the messages to
+    /// broadcast in answer. Engines without messages refuse them.
+    fn handle_message(
+        &self,
+        _chain: &dyn ChainView,
+        _payload: &[u8],
+    ) -> Result<Vec<Vec<u8>>, EngineError> {
+        Err(EngineError::NoMessages {
+            engine: self.name(),
+        })
+    }
+}
+
+/// When a producer may author its next block.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Turn {
+    /// Wall-clock milliseconds at which to start (a slot start plus any wiggle).
+    pub at_millis: u64,
+    /// The timestamp the block will carry.
+    pub timestamp: Timestamp,
+}
+
+/// Production: only on nodes that author blocks.
+pub trait BlockProducer: Send + Sync + Debug {
+    /// The address blocks are produced for (fees and rewards go there).
+    fn author(&self) -> Address;
+
+    /// The next time this producer may author a child of `parent`, at or after `now_millis`;
+    /// `None` when it cannot (not an authority, no stake, not scheduled soon).
+    fn next_turn(
+        &self,
+        chain: &dyn ChainView,
+        parent: &SealedHeader,
+        now_millis: u64,
+    ) -> Result<Option<Turn>, EngineError>;
+
+    /// Fills the engine fields of a template before its transactions are executed.
+    fn prepare(
+        &self,
+        chain: &dyn ChainView,
+        parent: &SealedHeader,
+        header: &mut Header,
+    ) -> Result<(), EngineError>;
+
+    /// Seals a complete header (nonce search or signature). Returns `None` when `cancel`
+    /// was raised first.
+    fn seal(&self, header: Header, cancel: &CancelFlag) -> Result<Option<Header>, EngineError>;
+}
+
+/// Raised when a new head makes the block being sealed pointless; a seal search polls it.
+#[derive(Clone, Debug, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    pub fn new() -> CancelFlag {
+        CancelFlag::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// An engine's refusal, or a failure to read what it needed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The engine's own rule was broken; `source` is the engine's typed error.
+    #[error("{engine} rule broken: {source}")]
+    Rejected {
+        engine: &'static str,
+        source: Box<dyn StdError + Send + Sync + 'static>,
+    },
+    #[error("{kind} transactions are not used by the {engine} engine")]
+    UnsupportedTx {
+        kind: &'static str,
+        engine: &'static str,
+    },
+    #[error("the {engine} engine exchanges no messages")]
+    NoMessages { engine: &'static str },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl EngineError {
+    pub fn rejected(
+        engine: &'static str,
+        source: impl StdError + Send + Sync + 'static,
+    ) -> EngineError {
+        EngineError::Rejected {
+            engine,
+            source: Box::new(source),
+        }
+    }
+
+    /// The engine's typed error, when it is one of `E`.
+    pub fn downcast_ref<E: StdError + 'static>(&self) -> Option<&E> {
+        match self {
+            EngineError::Rejected { source, .. } => source.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
+
+    /// True when the data broke a rule (as opposed to our store failing).
+    pub fn is_bad_data(&self) -> bool {
+        !matches!(self, EngineError::Store(_))
+    }
+}

@@ -1,0 +1,40 @@
+//! toychain's chain core: the types, canonical encoding, crypto, state, validation, fork
+//! choice, storage, mempool and the engine traits that every consensus engine plugs into.
+//!
+//! This crate imports no other crate of the project; engines reach it only through
+//! [`engine::ConsensusEngine`] and [`engine::BlockProducer`].
+
+pub mod amount;
+pub mod block;
+pub mod chain;
+pub mod clock;
+pub mod codec;
+pub mod crypto;
+pub mod dev;
+pub mod engine;
+pub mod fork_choice;
+pub mod mempool;
+pub mod primitives;
+pub mod state;
+pub mod store;
+pub mod tx;
+pub mod validation;
+
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
+
+pub use amount::{Amount, COIN};
+pub use block::{Block, EngineFields, Header, SealedHeader};
+pub use chain::{BlockMeta, Chain, ChainConfig, Genesis, HeadChange, ImportOutcome};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use codec::{Canonical, CodecError};
+pub use crypto::{Address, PublicKey, SecretKey, Signature};
+pub use engine::{BlockProducer, CancelFlag, ChainView, ConsensusEngine, EngineError, Turn};
+pub use mempool::{Mempool, MempoolConfig, MempoolError};
+pub use primitives::{BlockHash, BlockId, ChainId, Hash256, Height, Timestamp, TxHash, U256, Weight};
+pub use state::{Account, StateKey, StateOverlay, StateRead};
+pub use store::{MemoryStore, Store, StoreError};
+#[cfg(feature = "rocksdb")]
+pub use store::RocksStore;
+pub use tx::{Transaction, TxError, TxKind};
+pub use validation::BlockError;

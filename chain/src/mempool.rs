@@ -1,0 +1,340 @@
+//! The transaction pool: transactions checked against the head state, waiting for a block.
+//!
+//! Per sender the pool holds a gapless run of nonces starting at the account's nonce, all
+//! of which the balance covers together. Blocks take the highest fee first while keeping
+//! each sender's nonce order. The pool is bounded in count and bytes; when full, a new
+//! transaction evicts the lowest-fee one only if it pays more. A transaction with the same
+//! sender and nonce as a pooled one replaces it only with a higher fee. After every head
+//! change the pool is re-validated against the new state, and the transactions of
+//! reverted blocks are offered again.
+
+use crate::amount::Amount;
+use crate::chain::HeadChange;
+use crate::codec::Canonical;
+use crate::crypto::Address;
+use crate::primitives::{ChainId, TxHash};
+use crate::state::StateRead;
+use crate::store::StoreError;
+use crate::tx::{Transaction, TxError};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+
+/// Bounds of the pool.
+#[derive(Clone, Copy, Debug)]
+pub struct MempoolConfig {
+    pub max_txs: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            max_txs: 20_000,
+            max_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MempoolError {
+    #[error("transaction {hash} is already in the pool")]
+    AlreadyKnown { hash: TxHash },
+    #[error(transparent)]
+    Invalid(#[from] TxError),
+    #[error(
+        "replacement for nonce {nonce} needs a fee above the pooled {existing}, got {offered}"
+    )]
+    ReplacementUnderpriced {
+        nonce: u64,
+        existing: Amount,
+        offered: Amount,
+    },
+    #[error("mempool is full and fee {offered} does not beat the lowest pooled fee {lowest}")]
+    Full { offered: Amount, lowest: Amount },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl MempoolError {
+    /// True when the transaction can never be valid (so its sender misbehaved).
+    pub fn is_bad_data(&self) -> bool {
+        matches!(self, MempoolError::Invalid(e) if e.is_bad_data())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct PoolTx {
+    tx: Transaction,
+    sender: Address,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+pub struct Mempool {
+    config: MempoolConfig,
+    chain_id: ChainId,
+    txs: HashMap<TxHash, PoolTx>,
+    by_sender: HashMap<Address, BTreeMap<u64, TxHash>>,
+    /// (fee, hash), lowest first: the eviction order.
+    by_fee: BTreeSet<(Amount, TxHash)>,
+    bytes: usize,
+}
+
+impl Mempool {
+    pub fn new(chain_id: ChainId, config: MempoolConfig) -> Mempool {
+        Mempool {
+            config,
+            chain_id,
+            txs: HashMap::new(),
+            by_sender: HashMap::new(),
+            by_fee: BTreeSet::new(),
+            bytes: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn contains(&self, hash: &TxHash) -> bool {
+        self.txs.contains_key(hash)
+    }
+
+    pub fn get(&self, hash: &TxHash) -> Option<&Transaction> {
+        self.txs.get(hash).map(|p| &p.tx)
+    }
+
+    /// The nonce the sender's next transaction should carry, counting pooled ones.
+    pub fn next_nonce(&self, address: &Address, state: &dyn StateRead) -> Result<u64, StoreError> {
+        let account = state.account(address)?;
+        let pending = self.by_sender.get(address).map_or(0, |m| m.len() as u64);
+        Ok(account.nonce + pending)
+    }
+
+    /// Checks `tx` fully (signature included) and adds it.
+    pub fn insert(
+        &mut self,
+        tx: Transaction,
+        state: &dyn StateRead,
+    ) -> Result<TxHash, MempoolError> {
+        let hash = tx.hash();
+        if self.txs.contains_key(&hash) {
+            return Err(MempoolError::AlreadyKnown { hash });
+        }
+        tx.check_stateless(self.chain_id)?;
+        self.insert_verified(tx, hash, state)
+    }
+
+    /// Adds a transaction whose stateless checks already passed (from a block we validated
+    /// or from this pool).
+    fn insert_verified(
+        &mut self,
+        tx: Transaction,
+        hash: TxHash,
+        state: &dyn StateRead,
+    ) -> Result<TxHash, MempoolError> {
+        if self.txs.contains_key(&hash) {
+            return Err(MempoolError::AlreadyKnown { hash });
+        }
+        let sender = tx.sender_address();
+        let account = state.account(&sender)?;
+        if tx.nonce < account.nonce {
+            return Err(TxError::NonceTooLow {
+                expected: account.nonce,
+                got: tx.nonce,
+            }
+            .into());
+        }
+        let pending = self.by_sender.get(&sender);
+        let next = account.nonce + pending.map_or(0, |m| m.len() as u64);
+        if tx.nonce > next {
+            return Err(TxError::NonceTooHigh {
+                expected: next,
+                got: tx.nonce,
+            }
+            .into());
+        }
+        let replaced = pending.and_then(|m| m.get(&tx.nonce)).copied();
+        if let Some(old) = replaced {
+            let existing = self.txs[&old].tx.fee;
+            if tx.fee <= existing {
+                return Err(MempoolError::ReplacementUnderpriced {
+                    nonce: tx.nonce,
+                    existing,
+                    offered: tx.fee,
+                });
+            }
+        }
+        // The balance must cover every pooled tx of the sender with this one in its slot.
+        let mut needed = tx.total_cost().ok_or(TxError::AmountOverflow)?;
+        if let Some(m) = pending {
+            for (nonce, h) in m {
+                if *nonce != tx.nonce {
+                    let cost = self.txs[h].tx.total_cost().ok_or(TxError::AmountOverflow)?;
+                    needed = needed.checked_add(cost).ok_or(TxError::AmountOverflow)?;
+                }
+            }
+        }
+        if needed > account.balance {
+            return Err(TxError::InsufficientBalance {
+                address: sender,
+                available: account.balance,
+                needed,
+            }
+            .into());
+        }
+        let bytes = tx.encode().len();
+        self.make_room(&tx, &sender, bytes, replaced)?;
+        if let Some(old) = replaced {
+            self.remove_one(&old);
+        }
+        self.by_sender
+            .entry(sender)
+            .or_default()
+            .insert(tx.nonce, hash);
+        self.by_fee.insert((tx.fee, hash));
+        self.bytes += bytes;
+        self.txs.insert(hash, PoolTx { tx, sender, bytes });
+        Ok(hash)
+    }
+
+    /// Evicts lowest-fee transactions (and their sender's later nonces) until `tx` fits.
+    fn make_room(
+        &mut self,
+        tx: &Transaction,
+        sender: &Address,
+        bytes: usize,
+        replaced: Option<TxHash>,
+    ) -> Result<(), MempoolError> {
+        loop {
+            let freed = replaced
+                .and_then(|h| self.txs.get(&h))
+                .map_or((0, 0), |p| (1, p.bytes));
+            let count_after = self.txs.len() + 1 - freed.0;
+            let bytes_after = self.bytes + bytes - freed.1;
+            if count_after <= self.config.max_txs && bytes_after <= self.config.max_bytes {
+                return Ok(());
+            }
+            let Some(&(lowest_fee, lowest)) = self.by_fee.iter().find(|(_, h)| Some(*h) != replaced)
+            else {
+                return Err(MempoolError::Full {
+                    offered: tx.fee,
+                    lowest: Amount::ZERO,
+                });
+            };
+            let victim = &self.txs[&lowest];
+            let blocks_own_chain = victim.sender == *sender && victim.tx.nonce < tx.nonce;
+            if lowest_fee >= tx.fee || blocks_own_chain {
+                return Err(MempoolError::Full {
+                    offered: tx.fee,
+                    lowest: lowest_fee,
+                });
+            }
+            let (victim_sender, victim_nonce) = (victim.sender, victim.tx.nonce);
+            let doomed: Vec<TxHash> = self
+                .by_sender
+                .get(&victim_sender)
+                .map(|m| m.range(victim_nonce..).map(|(_, h)| *h).collect())
+                .unwrap_or_default();
+            for h in doomed {
+                self.remove_one(&h);
+            }
+        }
+    }
+
+    fn remove_one(&mut self, hash: &TxHash) -> Option<Transaction> {
+        let pooled = self.txs.remove(hash)?;
+        self.by_fee.remove(&(pooled.tx.fee, *hash));
+        if let Some(m) = self.by_sender.get_mut(&pooled.sender) {
+            m.remove(&pooled.tx.nonce);
+            if m.is_empty() {
+                self.by_sender.remove(&pooled.sender);
+            }
+        }
+        self.bytes -= pooled.bytes;
+        Some(pooled.tx)
+    }
+
+    /// Up to `max` transactions for a block: highest fee first, each sender's in nonce order.
+    pub fn select(&self, max: usize) -> Vec<Transaction> {
+        let mut heap: BinaryHeap<(Amount, Reverse<TxHash>, Address, u64)> = self
+            .by_sender
+            .iter()
+            .filter_map(|(sender, m)| {
+                m.iter().next().map(|(nonce, h)| {
+                    (self.txs[h].tx.fee, Reverse(*h), *sender, *nonce)
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some((_, Reverse(hash), sender, nonce)) = heap.pop() else {
+                break;
+            };
+            out.push(self.txs[&hash].tx.clone());
+            if let Some((next_nonce, next)) = self
+                .by_sender
+                .get(&sender)
+                .and_then(|m| m.range(nonce + 1..).next())
+            {
+                heap.push((self.txs[next].tx.fee, Reverse(*next), sender, *next_nonce));
+            }
+        }
+        out
+    }
+
+    /// After the head moved: offers the reverted blocks' transactions again and keeps only
+    /// what is valid on the new state (included ones drop out by their nonce).
+    pub fn on_head_change(
+        &mut self,
+        change: &HeadChange,
+        state: &dyn StateRead,
+    ) -> Result<(), StoreError> {
+        let reinjected: Vec<Transaction> = change
+            .reverted
+            .iter()
+            .flat_map(|b| b.txs.iter().cloned())
+            .collect();
+        self.revalidate(reinjected, state)
+    }
+
+    /// Rebuilds the pool from its transactions plus `extra`, against `state`.
+    pub fn revalidate(
+        &mut self,
+        extra: Vec<Transaction>,
+        state: &dyn StateRead,
+    ) -> Result<(), StoreError> {
+        let mut all: Vec<(TxHash, Transaction)> = self
+            .txs
+            .drain()
+            .map(|(h, p)| (h, p.tx))
+            .chain(extra.into_iter().map(|tx| (tx.hash(), tx)))
+            .collect();
+        self.by_sender.clear();
+        self.by_fee.clear();
+        self.bytes = 0;
+        // Nonce order first so each sender's run is rebuilt without gaps; higher fee first
+        // among equal nonces so the better of two conflicting txs stays.
+        all.sort_by(|(ha, a), (hb, b)| {
+            (a.nonce, Reverse(a.fee), ha).cmp(&(b.nonce, Reverse(b.fee), hb))
+        });
+        for (hash, tx) in all {
+            match self.insert_verified(tx, hash, state) {
+                Ok(_) | Err(MempoolError::Invalid(_)) => {}
+                Err(MempoolError::AlreadyKnown { .. })
+                | Err(MempoolError::ReplacementUnderpriced { .. })
+                | Err(MempoolError::Full { .. }) => {}
+                Err(MempoolError::Store(e)) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}

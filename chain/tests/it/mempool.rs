@@ -1,0 +1,135 @@
+//! The pool: validation against the head, fee and nonce order, bounds and eviction,
+//! replacement, and re-validation on a new head.
+
+use crate::{addr, transfer};
+use chain::test_utils::{TEST_CHAIN_ID, TestEngine, build_on_head, memory_chain};
+use chain::{ChainView, ImportOutcome, Mempool, MempoolConfig, MempoolError, TxError};
+
+fn new_pool(max_txs: usize, max_bytes: usize) -> Mempool {
+    Mempool::new(TEST_CHAIN_ID, MempoolConfig { max_txs, max_bytes })
+}
+
+#[test]
+fn selects_by_fee_keeping_each_senders_nonce_order() {
+    let chain = memory_chain(TestEngine::default());
+    let mut pool = new_pool(100, 1 << 20);
+    let a0 = transfer("alice", "bob", 0, 1, 5);
+    let a1 = transfer("alice", "bob", 1, 1, 50);
+    let b0 = transfer("bob", "carol", 0, 1, 20);
+    let c0 = transfer("carol", "dave", 0, 1, 1);
+    for tx in [&a0, &a1, &b0, &c0] {
+        pool.insert(tx.clone(), chain.state()).expect("valid");
+    }
+    let order: Vec<_> = pool.select(10).iter().map(|t| t.hash()).collect();
+    // bob's 20 first; alice's 50 must wait for her nonce 0 (fee 5), which beats carol's 1.
+    assert_eq!(order, vec![b0.hash(), a0.hash(), a1.hash(), c0.hash()]);
+    assert_eq!(pool.select(2).len(), 2);
+}
+
+#[test]
+fn refuses_duplicates_gaps_old_nonces_and_overspending() {
+    let mut chain = memory_chain(TestEngine::default());
+    let mut pool = new_pool(100, 1 << 20);
+    let tx = transfer("alice", "bob", 0, 1, 5);
+    pool.insert(tx.clone(), chain.state()).expect("valid");
+    assert_eq!(
+        pool.insert(tx.clone(), chain.state()),
+        Err(MempoolError::AlreadyKnown { hash: tx.hash() })
+    );
+    assert_eq!(
+        pool.insert(transfer("alice", "bob", 2, 1, 5), chain.state()),
+        Err(MempoolError::Invalid(TxError::NonceTooHigh { expected: 1, got: 2 }))
+    );
+    // Two txs that each fit the balance but not together.
+    let balance = chain.account(&addr("bob")).expect("read").balance.0;
+    pool.insert(transfer("bob", "carol", 0, balance / 2, 1), chain.state())
+        .expect("half the balance fits");
+    let err = pool
+        .insert(transfer("bob", "carol", 1, balance / 2, 1), chain.state())
+        .expect_err("the second half plus fees does not");
+    assert!(matches!(err, MempoolError::Invalid(TxError::InsufficientBalance { .. })), "{err}");
+    assert!(!err.is_bad_data(), "overspending is not malformed data");
+
+    // Once alice's nonce 0 is in a block, resubmitting it is "nonce too low".
+    let block = build_on_head(&chain, 1, addr("carol"), vec![tx.clone()]);
+    let ImportOutcome::NewHead(change) = chain.import_block(block).expect("imports") else {
+        panic!("new head expected");
+    };
+    pool.on_head_change(&change, chain.state()).expect("revalidate");
+    assert!(!pool.contains(&tx.hash()), "included tx leaves the pool");
+    let mut fresh = new_pool(100, 1 << 20);
+    assert_eq!(
+        fresh.insert(tx, chain.state()),
+        Err(MempoolError::Invalid(TxError::NonceTooLow { expected: 1, got: 0 }))
+    );
+}
+
+#[test]
+fn a_bad_signature_is_bad_data() {
+    let chain = memory_chain(TestEngine::default());
+    let mut pool = new_pool(100, 1 << 20);
+    let mut tx = transfer("alice", "bob", 0, 1, 5);
+    tx.signature.0[5] ^= 1;
+    let err = pool.insert(tx, chain.state()).expect_err("forged");
+    assert!(err.is_bad_data(), "{err}");
+    assert!(pool.is_empty());
+}
+
+#[test]
+fn same_sender_and_nonce_replaces_only_with_a_higher_fee() {
+    let chain = memory_chain(TestEngine::default());
+    let mut pool = new_pool(100, 1 << 20);
+    let first = transfer("alice", "bob", 0, 1, 10);
+    pool.insert(first.clone(), chain.state()).expect("valid");
+    let same_fee = transfer("alice", "carol", 0, 1, 10);
+    assert_eq!(
+        pool.insert(same_fee, chain.state()),
+        Err(MempoolError::ReplacementUnderpriced {
+            nonce: 0,
+            existing: chain::Amount(10),
+            offered: chain::Amount(10)
+        })
+    );
+    let better = transfer("alice", "carol", 0, 1, 11);
+    pool.insert(better.clone(), chain.state()).expect("higher fee replaces");
+    assert!(!pool.contains(&first.hash()));
+    assert!(pool.contains(&better.hash()));
+    assert_eq!(pool.len(), 1);
+}
+
+#[test]
+fn a_full_pool_evicts_the_lowest_fee_or_refuses() {
+    let chain = memory_chain(TestEngine::default());
+    let mut pool = new_pool(3, 1 << 20);
+    let low = transfer("alice", "bob", 0, 1, 1);
+    let low_child = transfer("alice", "bob", 1, 1, 100);
+    let mid = transfer("bob", "carol", 0, 1, 5);
+    for tx in [&low, &low_child, &mid] {
+        pool.insert(tx.clone(), chain.state()).expect("fits");
+    }
+    // Not better than the lowest fee: refused, nothing evicted.
+    let cheap = transfer("carol", "dave", 0, 1, 1);
+    assert!(matches!(pool.insert(cheap, chain.state()), Err(MempoolError::Full { .. })));
+    assert_eq!(pool.len(), 3);
+    // Better: the lowest goes, and with it alice's later nonce (it could never be mined).
+    let rich = transfer("carol", "dave", 0, 1, 7);
+    pool.insert(rich.clone(), chain.state()).expect("evicts");
+    assert!(!pool.contains(&low.hash()));
+    assert!(!pool.contains(&low_child.hash()));
+    assert!(pool.contains(&mid.hash()) && pool.contains(&rich.hash()));
+    assert!(pool.len() <= 3);
+}
+
+#[test]
+fn the_byte_bound_holds() {
+    let chain = memory_chain(TestEngine::default());
+    let one = chain::Canonical::encode(&transfer("alice", "bob", 0, 1, 1)).len();
+    let mut pool = new_pool(1_000, one * 2);
+    for (i, name) in ["alice", "bob", "carol", "dave"].iter().enumerate() {
+        let _ = pool.insert(transfer(name, "heidi", 0, 1, 1 + i as u64), chain.state());
+        assert!(pool.bytes() <= one * 2);
+    }
+    assert_eq!(pool.len(), 2, "the two highest fees stay");
+    let fees: Vec<u64> = pool.select(10).iter().map(|t| t.fee.0).collect();
+    assert_eq!(fees, vec![4, 3]);
+}
