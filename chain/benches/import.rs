@@ -12,7 +12,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 fn generate(blocks: usize, txs_per_block: usize) -> Vec<Block> {
-    let chain_keys: Vec<_> = DEV_ACCOUNTS.iter().map(|n| dev_key(n).expect("dev")).collect();
+    let chain_keys: Vec<_> = DEV_ACCOUNTS
+        .iter()
+        .map(|n| dev_key(n).expect("dev"))
+        .collect();
     let mut chain = memory_chain(TestEngine::default());
     let mut nonces = vec![0u64; chain_keys.len()];
     let mut out = Vec::with_capacity(blocks);
@@ -26,7 +29,10 @@ fn generate(blocks: usize, txs_per_block: usize) -> Vec<Block> {
                     TEST_CHAIN_ID,
                     nonces[s],
                     Amount(1),
-                    TxKind::Transfer { to, amount: Amount(1_000) },
+                    TxKind::Transfer {
+                        to,
+                        amount: Amount(1_000),
+                    },
                 );
                 nonces[s] += 1;
                 tx
@@ -91,7 +97,9 @@ fn main() {
     let per_block = args.get(1).copied().unwrap_or(1_000);
     eprintln!("generating {blocks} blocks of {per_block} signed transfers…");
     let chain = generate(blocks, per_block);
-    println!("| threads | k256 verify (tx/s, ceiling) | import (tx/s) | import (blocks/s) | import / ceiling |");
+    println!(
+        "| threads | k256 verify (tx/s, ceiling) | import (tx/s) | import (blocks/s) | import / ceiling |"
+    );
     println!("|---|---|---|---|---|");
     for threads in [1, 2] {
         let row = measure(threads, &chain);

@@ -9,9 +9,8 @@ use crate::crypto::{Address, merkle_root};
 use crate::engine::{ChainView, ConsensusEngine, EngineError};
 use crate::fork_choice;
 use crate::primitives::{BlockHash, BlockId, ChainId, Hash256, Height, Timestamp, TxHash, Weight};
-use crate::state::{
-    Account, LtHash, StateKey, StateOverlay, StateRead, update_lthash,
-};
+use crate::reader::{ChainReader, UndoRecord};
+use crate::state::{LtHash, StateChanges, StateKey, StateOverlay, StateRead, update_lthash};
 use crate::store::{Column, Store, StoreError, WriteBatch, decode_value, encode_value};
 use crate::tx::{Transaction, TxError};
 use crate::validation::{
@@ -19,7 +18,6 @@ use crate::validation::{
     check_header_against_parent, execute_block, median_time_past,
 };
 use borsh::{BorshDeserialize, BorshSerialize};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use tracing::{debug, info, warn};
@@ -66,11 +64,13 @@ impl Genesis {
     pub fn build(
         &self,
         engine: &dyn ConsensusEngine,
-    ) -> Result<(Block, BTreeMap<StateKey, Option<Vec<u8>>>, LtHash), BlockError> {
+    ) -> Result<(Block, StateChanges, LtHash), BlockError> {
         let empty = EmptyState;
         let mut state = StateOverlay::new(&empty);
         for (address, amount) in &self.alloc {
-            state.credit(address, *amount).map_err(|_| BlockError::Genesis)?;
+            state
+                .credit(address, *amount)
+                .map_err(|_| BlockError::Genesis)?;
         }
         engine.init_genesis(&mut state)?;
         let changes = state.into_changes();
@@ -118,14 +118,6 @@ pub struct BlockMeta {
     pub invalid: bool,
 }
 
-/// How to revert a connected block: the old value of every key it changed, and the state
-/// hash before it.
-#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
-struct UndoRecord {
-    parent_lthash: Vec<u8>,
-    entries: Vec<(StateKey, Option<Vec<u8>>)>,
-}
-
 /// A move of the head.
 #[derive(Clone, Debug)]
 pub struct HeadChange {
@@ -163,23 +155,11 @@ pub struct BuiltBlock {
     pub skipped: Vec<(TxHash, TxError)>,
 }
 
-/// The state at the head, read from the store.
-#[derive(Debug, Clone)]
-pub struct StoreState(Arc<dyn Store>);
-
-impl StateRead for StoreState {
-    fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0.get(Column::State, key.as_bytes())
-    }
-}
-
 pub struct Chain {
-    store: Arc<dyn Store>,
-    state: StoreState,
+    reader: ChainReader,
     engine: Arc<dyn ConsensusEngine>,
     clock: Arc<dyn Clock>,
     config: ChainConfig,
-    genesis: SealedHeader,
     head: SealedHeader,
     head_meta: BlockMeta,
     head_lthash: LtHash,
@@ -238,7 +218,11 @@ impl Chain {
                         batch.put(Column::State, key.0, value);
                     }
                 }
-                batch.put(Column::Heights, height_key(Height::GENESIS), hash.0.to_vec());
+                batch.put(
+                    Column::Heights,
+                    height_key(Height::GENESIS),
+                    hash.0.to_vec(),
+                );
                 batch.put(Column::Meta, META_HEAD, hash.0.to_vec());
                 batch.put(Column::Meta, META_HEAD_LTHASH, genesis_lthash.to_bytes());
                 store.write(batch)?;
@@ -270,14 +254,12 @@ impl Chain {
                 what: "head state hash",
                 reason: "missing or wrong length".into(),
             })?;
-        let state = StoreState(store.clone());
+        let reader = ChainReader::new(store, genesis_header.clone());
         let mut chain = Chain {
-            store,
-            state,
+            reader,
             engine,
             clock,
             config,
-            genesis: genesis_header.clone(),
             head: genesis_header,
             head_meta: BlockMeta {
                 height: Height::GENESIS,
@@ -317,10 +299,6 @@ impl Chain {
         &self.clock
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     pub fn head_id(&self) -> BlockId {
         self.head.id()
     }
@@ -338,72 +316,11 @@ impl Chain {
         self.engine.finalized(self)
     }
 
-    pub fn account(&self, address: &Address) -> Result<Account, StoreError> {
-        self.state.account(address)
-    }
-
-    pub fn meta(&self, hash: &BlockHash) -> Result<Option<BlockMeta>, StoreError> {
-        self.store
-            .get(Column::BlockMeta, &hash.0)?
-            .map(|b| decode_value(&b, "block meta"))
-            .transpose()
-    }
-
-    fn meta_required(&self, hash: &BlockHash) -> Result<BlockMeta, StoreError> {
-        self.meta(hash)?.ok_or_else(|| StoreError::Corrupt {
-            what: "block meta",
-            reason: format!("missing for {hash}"),
-        })
-    }
-
-    fn header_required(&self, hash: &BlockHash) -> Result<SealedHeader, StoreError> {
-        self.header(hash)?.ok_or_else(|| StoreError::Corrupt {
-            what: "header",
-            reason: format!("missing for {hash}"),
-        })
-    }
-
-    pub fn body(&self, hash: &BlockHash) -> Result<Option<Vec<Transaction>>, StoreError> {
-        self.store
-            .get(Column::Bodies, &hash.0)?
-            .map(|b| decode_value(&b, "block body"))
-            .transpose()
-    }
-
-    pub fn block(&self, hash: &BlockHash) -> Result<Option<Block>, StoreError> {
-        let Some(header) = self.header(hash)? else {
-            return Ok(None);
-        };
-        let txs = self.body(hash)?.ok_or_else(|| StoreError::Corrupt {
-            what: "block body",
-            reason: format!("missing for {hash}"),
-        })?;
-        Ok(Some(Block {
-            header: header.into_header(),
-            txs,
-        }))
-    }
-
-    pub fn block_at(&self, height: Height) -> Result<Option<Block>, StoreError> {
-        match self.best_hash_at(height)? {
-            Some(hash) => self.block(&hash),
-            None => Ok(None),
-        }
-    }
-
-    /// Where a transaction sits on the best chain: block hash and index.
-    pub fn tx_location(&self, hash: &TxHash) -> Result<Option<(BlockHash, u32)>, StoreError> {
-        self.store
-            .get(Column::TxIndex, &hash.0)?
-            .map(|b| decode_value(&b, "tx index entry"))
-            .transpose()
-    }
-
     /// Recomputes the state hash from every stored entry and compares it with the head's
     /// state root: the check a reopened store must pass.
     pub fn verify_state(&self) -> Result<(), StoreError> {
         let mut acc = LtHash::default();
-        self.store.for_each(Column::State, &mut |k, v| {
+        self.reader.store.for_each(Column::State, &mut |k, v| {
             acc.add(&LtHash::expand(&StateKey(k.to_vec()), v));
             true
         })?;
@@ -431,7 +348,7 @@ impl Chain {
     pub fn import_block(&mut self, block: Block) -> Result<ImportOutcome, BlockError> {
         let hash = block.hash();
         if block.header.height == Height::GENESIS {
-            return if hash == self.genesis.hash() {
+            return if hash == self.reader.genesis.hash() {
                 Ok(ImportOutcome::AlreadyKnown)
             } else {
                 Err(BlockError::Genesis)
@@ -446,11 +363,9 @@ impl Chain {
         }
         check_block_stateless(&block, self.config.chain_id)?;
         let parent_hash = block.header.parent;
-        let parent_meta = self
-            .meta(&parent_hash)?
-            .ok_or(BlockError::UnknownParent {
-                parent: parent_hash,
-            })?;
+        let parent_meta = self.meta(&parent_hash)?.ok_or(BlockError::UnknownParent {
+            parent: parent_hash,
+        })?;
         if parent_meta.invalid {
             return Err(BlockError::InvalidAncestor {
                 ancestor: parent_hash,
@@ -478,21 +393,20 @@ impl Chain {
         let id = sealed.id();
 
         let (fork_point, path) = self.fork_point(&parent)?;
-        if parent_hash != self.head.hash() {
-            if let Some(finalized) = self.finalized()? {
-                if fork_point.height < finalized.height {
-                    return Err(BlockError::BelowFinalized {
-                        fork_height: fork_point.height,
-                        finalized: finalized.height,
-                    });
-                }
-            }
+        if parent_hash != self.head.hash()
+            && let Some(finalized) = self.finalized()?
+            && fork_point.height < finalized.height
+        {
+            return Err(BlockError::BelowFinalized {
+                fork_height: fork_point.height,
+                finalized: finalized.height,
+            });
         }
         if !fork_choice::prefer(meta.total_weight, self.head_meta.total_weight) {
             let mut batch = WriteBatch::default();
             Self::put_block(&mut batch, &block, hash);
             batch.put(Column::BlockMeta, hash.0, encode_value(&meta));
-            self.store.write(batch)?;
+            self.reader.store.write(batch)?;
             debug!(%hash, height = %id.height, "stored side-chain block");
             return Ok(ImportOutcome::SideChain(id));
         }
@@ -528,7 +442,7 @@ impl Chain {
         new_block: Option<(Block, BlockMeta)>,
     ) -> Result<HeadChange, BlockError> {
         let old_head = self.head.id();
-        let mut overlay = StateOverlay::new(&self.state);
+        let mut overlay = StateOverlay::new(&self.reader.state);
         let mut lthash = self.head_lthash.clone();
         let mut batch = WriteBatch::default();
 
@@ -536,10 +450,12 @@ impl Chain {
         let mut reverted = Vec::new();
         let mut height = old_head.height;
         while height > fork_point.height {
-            let hash = self.best_hash_at(height)?.ok_or_else(|| StoreError::Corrupt {
-                what: "height index",
-                reason: format!("no block at height {height}"),
-            })?;
+            let hash = self
+                .best_hash_at(height)?
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: "height index",
+                    reason: format!("no block at height {height}"),
+                })?;
             let undo: UndoRecord = self
                 .store
                 .get(Column::Undo, &hash.0)?
@@ -590,7 +506,13 @@ impl Chain {
             let tx_hashes: Vec<TxHash> = block.txs.iter().map(Transaction::hash).collect();
             let result = (|| {
                 let mut child = StateOverlay::new(&overlay);
-                execute_block(self.engine.as_ref(), &mut child, &parent, &block, &tx_hashes)?;
+                execute_block(
+                    self.engine.as_ref(),
+                    &mut child,
+                    &parent,
+                    &block,
+                    &tx_hashes,
+                )?;
                 let undo = child.undo()?;
                 Ok::<_, BlockError>((child.into_changes(), undo))
             })();
@@ -609,18 +531,22 @@ impl Chain {
                 return Err(self.mark_invalid(path, i, &new_block, e));
             }
             overlay.apply(changes);
-            if i + 1 == path.len() {
-                if let Some((block, meta)) = &new_block {
-                    Self::put_block(&mut batch, block, *hash);
-                    batch.put(Column::BlockMeta, hash.0, encode_value(meta));
-                }
+            if i + 1 == path.len()
+                && let Some((block, meta)) = &new_block
+            {
+                Self::put_block(&mut batch, block, *hash);
+                batch.put(Column::BlockMeta, hash.0, encode_value(meta));
             }
             let record = UndoRecord {
                 parent_lthash,
                 entries: undo,
             };
             batch.put(Column::Undo, hash.0, encode_value(&record));
-            batch.put(Column::Heights, height_key(block.header.height), hash.0.to_vec());
+            batch.put(
+                Column::Heights,
+                height_key(block.header.height),
+                hash.0.to_vec(),
+            );
             for (index, tx_hash) in tx_hashes.iter().enumerate() {
                 batch.put(
                     Column::TxIndex,
@@ -645,7 +571,7 @@ impl Chain {
         }
         batch.put(Column::Meta, META_HEAD, parent.hash().0.to_vec());
         batch.put(Column::Meta, META_HEAD_LTHASH, lthash.to_bytes());
-        self.store.write(batch)?;
+        self.reader.store.write(batch)?;
 
         let change = HeadChange {
             old_head,
@@ -695,7 +621,7 @@ impl Chain {
                 batch.put(Column::BlockMeta, hash.0, encode_value(&meta));
             }
         }
-        if let Err(e) = self.store.write(batch) {
+        if let Err(e) = self.reader.store.write(batch) {
             warn!(error = %e, "could not record invalid blocks");
         }
         let bad = path[failed];
@@ -726,7 +652,7 @@ impl Chain {
             parent: self.head.height(),
             got: header.height,
         })?;
-        let mut state = StateOverlay::new(&self.state);
+        let mut state = StateOverlay::new(&self.reader.state);
         self.engine.begin_block(&mut state, &header, &self.head)?;
         let mut txs = Vec::new();
         let mut skipped = Vec::new();
@@ -787,29 +713,20 @@ impl Chain {
 
     /// Flushes the store (on shutdown).
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.store.flush()
+        self.reader.store.flush()
     }
 }
 
 impl ChainView for Chain {
     fn header(&self, hash: &BlockHash) -> Result<Option<SealedHeader>, StoreError> {
-        self.store
-            .get(Column::Headers, &hash.0)?
-            .map(|b| {
-                decode_value::<Header>(&b, "header").map(|h| SealedHeader::new_unchecked(h, *hash))
-            })
-            .transpose()
+        self.reader.header(hash)
     }
 
     fn best_hash_at(&self, height: Height) -> Result<Option<BlockHash>, StoreError> {
         if height > self.head.height() {
             return Ok(None);
         }
-        Ok(self
-            .store
-            .get(Column::Heights, &height_key(height))?
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .map(BlockHash))
+        self.reader.best_hash_at(height)
     }
 
     fn head(&self) -> SealedHeader {
@@ -817,10 +734,19 @@ impl ChainView for Chain {
     }
 
     fn genesis(&self) -> &SealedHeader {
-        &self.genesis
+        &self.reader.genesis
     }
 
     fn state(&self) -> &dyn StateRead {
-        &self.state
+        &self.reader.state
+    }
+}
+
+impl std::ops::Deref for Chain {
+    type Target = ChainReader;
+
+    /// Every read of the store is the reader's; the chain adds the write path.
+    fn deref(&self) -> &ChainReader {
+        &self.reader
     }
 }

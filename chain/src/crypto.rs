@@ -77,7 +77,8 @@ impl PublicKey {
     /// Verifies a low-S signature over a 32-byte prehash.
     pub fn verify(&self, prehash: &Hash256, signature: &Signature) -> Result<(), CryptoError> {
         let key = self.verifying_key()?;
-        let sig = EcdsaSignature::from_slice(&signature.0).map_err(|_| CryptoError::BadSignature)?;
+        let sig =
+            EcdsaSignature::from_slice(&signature.0).map_err(|_| CryptoError::BadSignature)?;
         if bool::from(sig.s().is_high()) {
             return Err(CryptoError::HighS);
         }
@@ -204,7 +205,9 @@ pub const ADDRESS_HRP: &str = "toy";
 
 /// An account address: the first 20 bytes of sha256d of the compressed public key, shown as
 /// bech32m with prefix `toy` so a mistyped character is caught by the checksum.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize, BorshDeserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, BorshSerialize, BorshDeserialize,
+)]
 pub struct Address(pub [u8; 20]);
 
 impl Address {
@@ -389,7 +392,12 @@ mod tests {
         assert!(Address::parse(&legacy).is_err());
         let other = bech32::encode::<Bech32m>(bech32::Hrp::parse_unchecked("bc"), &addr.0)
             .expect("encodes");
-        assert!(Address::parse(&other).unwrap_err().reason.contains("prefix"));
+        assert!(
+            Address::parse(&other)
+                .unwrap_err()
+                .reason
+                .contains("prefix")
+        );
     }
 
     #[test]

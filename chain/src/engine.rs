@@ -125,6 +125,24 @@ pub trait ConsensusEngine: Send + Sync + Debug {
         Ok(None)
     }
 
+    /// Why `header`'s producer was entitled to it, as named values for people (PoW: hash
+    /// against target; PoA: in-turn index; …). The default names only the engine.
+    fn explain(
+        &self,
+        _chain: &dyn ChainView,
+        _header: &SealedHeader,
+    ) -> Result<Vec<(&'static str, String)>, EngineError> {
+        Ok(vec![("engine", self.name().to_owned())])
+    }
+
+    /// Engine-specific header fields for block listings (PoW: bits, nonce).
+    fn header_fields(&self, header: &Header) -> Vec<(&'static str, String)> {
+        vec![
+            ("bits", format!("{:#010x}", header.engine.bits)),
+            ("nonce", header.engine.nonce.to_string()),
+        ]
+    }
+
     /// A consensus message from a peer (BFT votes, Raft appends). Returns the messages to
     /// broadcast in answer. Engines without messages refuse them.
     fn handle_message(

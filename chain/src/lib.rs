@@ -15,6 +15,7 @@ pub mod engine;
 pub mod fork_choice;
 pub mod mempool;
 pub mod primitives;
+pub mod reader;
 pub mod state;
 pub mod store;
 pub mod tx;
@@ -31,10 +32,13 @@ pub use codec::{Canonical, CodecError};
 pub use crypto::{Address, PublicKey, SecretKey, Signature};
 pub use engine::{BlockProducer, CancelFlag, ChainView, ConsensusEngine, EngineError, Turn};
 pub use mempool::{Mempool, MempoolConfig, MempoolError};
-pub use primitives::{BlockHash, BlockId, ChainId, Hash256, Height, Timestamp, TxHash, U256, Weight};
+pub use primitives::{
+    BlockHash, BlockId, ChainId, Hash256, Height, Timestamp, TxHash, U256, Weight,
+};
+pub use reader::ChainReader;
 pub use state::{Account, StateKey, StateOverlay, StateRead};
-pub use store::{MemoryStore, Store, StoreError};
 #[cfg(feature = "rocksdb")]
 pub use store::RocksStore;
+pub use store::{MemoryStore, Store, StoreError};
 pub use tx::{Transaction, TxError, TxKind};
 pub use validation::BlockError;

@@ -41,9 +41,7 @@ pub enum MempoolError {
     AlreadyKnown { hash: TxHash },
     #[error(transparent)]
     Invalid(#[from] TxError),
-    #[error(
-        "replacement for nonce {nonce} needs a fee above the pooled {existing}, got {offered}"
-    )]
+    #[error("replacement for nonce {nonce} needs a fee above the pooled {existing}, got {offered}")]
     ReplacementUnderpriced {
         nonce: u64,
         existing: Amount,
@@ -223,7 +221,8 @@ impl Mempool {
             if count_after <= self.config.max_txs && bytes_after <= self.config.max_bytes {
                 return Ok(());
             }
-            let Some(&(lowest_fee, lowest)) = self.by_fee.iter().find(|(_, h)| Some(*h) != replaced)
+            let Some(&(lowest_fee, lowest)) =
+                self.by_fee.iter().find(|(_, h)| Some(*h) != replaced)
             else {
                 return Err(MempoolError::Full {
                     offered: tx.fee,
@@ -269,9 +268,9 @@ impl Mempool {
             .by_sender
             .iter()
             .filter_map(|(sender, m)| {
-                m.iter().next().map(|(nonce, h)| {
-                    (self.txs[h].tx.fee, Reverse(*h), *sender, *nonce)
-                })
+                m.iter()
+                    .next()
+                    .map(|(nonce, h)| (self.txs[h].tx.fee, Reverse(*h), *sender, *nonce))
             })
             .collect();
         let mut out = Vec::new();

@@ -22,6 +22,11 @@ use std::fmt;
 const ACCOUNT_PREFIX: u8 = b'a';
 const ENGINE_PREFIX: u8 = b'e';
 
+/// Changes to apply: a new value, or `None` to delete.
+pub type StateChanges = BTreeMap<StateKey, Option<Vec<u8>>>;
+/// Old values of changed keys: what restores the state before the changes.
+pub type UndoEntries = Vec<(StateKey, Option<Vec<u8>>)>;
+
 /// A key in the state map.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
 pub struct StateKey(pub Vec<u8>);
@@ -162,7 +167,7 @@ impl<'a> StateOverlay<'a> {
     }
 
     /// For every changed key, its value in the base: what undoing the changes restores.
-    pub fn undo(&self) -> Result<Vec<(StateKey, Option<Vec<u8>>)>, StoreError> {
+    pub fn undo(&self) -> Result<UndoEntries, StoreError> {
         self.changes
             .keys()
             .map(|k| Ok((k.clone(), self.base.get(k)?)))

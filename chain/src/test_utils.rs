@@ -164,7 +164,12 @@ pub fn memory_chain(engine: TestEngine) -> Chain {
 
 /// Builds a valid block on top of `chain`'s head: `weight` in `bits`, the given producer and
 /// txs (all must be valid), timestamp one second after the parent.
-pub fn build_on_head(chain: &Chain, weight: u32, producer: Address, txs: Vec<Transaction>) -> Block {
+pub fn build_on_head(
+    chain: &Chain,
+    weight: u32,
+    producer: Address,
+    txs: Vec<Transaction>,
+) -> Block {
     let head = chain.head();
     let mut header = chain.template(producer, head.timestamp.saturating_add(1));
     header.engine.bits = weight;

@@ -3,7 +3,9 @@
 
 use crate::amount::Amount;
 use crate::codec::{Canonical, MAX_TX_BYTES};
-use crate::crypto::{Address, CryptoError, PublicKey, SecretKey, Signature, sha256d, sha256d_parts};
+use crate::crypto::{
+    Address, CryptoError, PublicKey, SecretKey, Signature, sha256d, sha256d_parts,
+};
 use crate::primitives::{ChainId, Hash256, TxHash};
 use borsh::{BorshDeserialize, BorshSerialize};
 

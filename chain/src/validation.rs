@@ -5,9 +5,7 @@
 
 use crate::amount::Amount;
 use crate::block::{Block, HEADER_VERSION, Header, SealedHeader};
-use crate::codec::{
-    CodecError, MAX_BLOCK_BYTES, MAX_ENGINE_FIELD_BYTES, MAX_TXS_PER_BLOCK,
-};
+use crate::codec::{CodecError, MAX_BLOCK_BYTES, MAX_ENGINE_FIELD_BYTES, MAX_TXS_PER_BLOCK};
 use crate::crypto::merkle_root;
 use crate::engine::{ChainView, ConsensusEngine, EngineError};
 use crate::primitives::{BlockHash, ChainId, Hash256, Height, Timestamp, TxHash};
@@ -78,7 +76,10 @@ pub enum BlockError {
     #[error(
         "branch forks at height {fork_height}, below the finalized block at height {finalized}"
     )]
-    BelowFinalized { fork_height: Height, finalized: Height },
+    BelowFinalized {
+        fork_height: Height,
+        finalized: Height,
+    },
     #[error("the genesis block cannot be imported")]
     Genesis,
     #[error(transparent)]

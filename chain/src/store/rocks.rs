@@ -31,7 +31,11 @@ impl RocksStore {
             .iter()
             .map(|c| ColumnFamilyDescriptor::new(c.name(), Options::default()));
         let db = DB::open_cf_descriptors(&opts, &path, cfs).map_err(|e| {
-            StoreError::Backend(format!("cannot open {}: {}", path.display(), e.into_string()))
+            StoreError::Backend(format!(
+                "cannot open {}: {}",
+                path.display(),
+                e.into_string()
+            ))
         })?;
         Ok(RocksStore { db, path })
     }

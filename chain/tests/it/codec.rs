@@ -16,11 +16,15 @@ fn address() -> impl Strategy<Value = Address> {
 
 fn kind() -> impl Strategy<Value = TxKind> {
     prop_oneof![
-        (address(), any::<u64>()).prop_map(|(to, a)| TxKind::Transfer { to, amount: Amount(a) }),
+        (address(), any::<u64>()).prop_map(|(to, a)| TxKind::Transfer {
+            to,
+            amount: Amount(a)
+        }),
         Just(TxKind::RegisterDelegate),
         vec(address(), 0..4).prop_map(|delegates| TxKind::Vote { delegates }),
         vec(address(), 0..4).prop_map(|delegates| TxKind::Unvote { delegates }),
-        (address(), any::<bool>()).prop_map(|(address, add)| TxKind::ProposeAuthority { address, add }),
+        (address(), any::<bool>())
+            .prop_map(|(address, add)| TxKind::ProposeAuthority { address, add }),
     ]
 }
 
@@ -52,18 +56,39 @@ fn header() -> impl Strategy<Value = Header> {
         any::<[u8; 32]>(),
         any::<[u8; 32]>(),
         address(),
-        (any::<u32>(), any::<u32>(), vec(any::<u8>(), 0..40), vec(any::<u8>(), 0..70)),
+        (
+            any::<u32>(),
+            any::<u32>(),
+            vec(any::<u8>(), 0..40),
+            vec(any::<u8>(), 0..70),
+        ),
     )
-        .prop_map(|(version, parent, height, time, tx_root, state_root, producer, (bits, nonce, data, seal))| Header {
-            version,
-            parent: BlockHash(parent),
-            height: Height(height),
-            timestamp: Timestamp(u64::from(time)),
-            tx_root: Hash256(tx_root),
-            state_root: Hash256(state_root),
-            producer,
-            engine: EngineFields { bits, nonce, data, seal },
-        })
+        .prop_map(
+            |(
+                version,
+                parent,
+                height,
+                time,
+                tx_root,
+                state_root,
+                producer,
+                (bits, nonce, data, seal),
+            )| Header {
+                version,
+                parent: BlockHash(parent),
+                height: Height(height),
+                timestamp: Timestamp(u64::from(time)),
+                tx_root: Hash256(tx_root),
+                state_root: Hash256(state_root),
+                producer,
+                engine: EngineFields {
+                    bits,
+                    nonce,
+                    data,
+                    seal,
+                },
+            },
+        )
 }
 
 fn block() -> impl Strategy<Value = Block> {
@@ -139,12 +164,19 @@ fn sample_tx(kind: TxKind) -> Transaction {
 fn trailing_bytes_are_refused() {
     let mut bytes = sample_tx(TxKind::RegisterDelegate).encode();
     bytes.push(0);
-    assert!(matches!(Transaction::decode(&bytes), Err(CodecError::Malformed { .. })));
+    assert!(matches!(
+        Transaction::decode(&bytes),
+        Err(CodecError::Malformed { .. })
+    ));
 }
 
 #[test]
 fn a_bool_other_than_0_or_1_is_refused() {
-    let bytes = sample_tx(TxKind::ProposeAuthority { address: Address([3; 20]), add: true }).encode();
+    let bytes = sample_tx(TxKind::ProposeAuthority {
+        address: Address([3; 20]),
+        add: true,
+    })
+    .encode();
     // The bool is the last byte before the 64-byte signature.
     let at = bytes.len() - 65;
     assert_eq!(bytes[at], 1);
@@ -169,6 +201,10 @@ fn oversize_input_is_refused_before_decoding() {
     let bytes = vec![0u8; MAX_TX_BYTES + 1];
     assert_eq!(
         Transaction::decode(&bytes),
-        Err(CodecError::TooLarge { what: "transaction", len: MAX_TX_BYTES + 1, max: MAX_TX_BYTES })
+        Err(CodecError::TooLarge {
+            what: "transaction",
+            len: MAX_TX_BYTES + 1,
+            max: MAX_TX_BYTES
+        })
     );
 }

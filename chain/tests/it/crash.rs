@@ -79,8 +79,10 @@ fn generate(steps: usize) -> Vec<Block> {
 #[test]
 #[ignore = "entry point of the child process that crash_cycles_keep_the_store_consistent kills"]
 fn crash_child() {
-    let (Ok(dir), Ok(blocks)) = (std::env::var(CHILD_DIR_ENV), std::env::var(CHILD_BLOCKS_ENV))
-    else {
+    let (Ok(dir), Ok(blocks)) = (
+        std::env::var(CHILD_DIR_ENV),
+        std::env::var(CHILD_BLOCKS_ENV),
+    ) else {
         eprintln!("crash_child runs only as the child of the crash test");
         return;
     };
@@ -93,7 +95,9 @@ fn crash_child() {
     println!("{READY} {}", chain.head_id().height);
     for raw in encoded {
         let block = Block::decode(&raw).expect("block decodes");
-        chain.import_block(block).expect("generated blocks are valid");
+        chain
+            .import_block(block)
+            .expect("generated blocks are valid");
     }
     println!("{DONE}");
 }
@@ -102,7 +106,9 @@ fn crash_child() {
 fn check_consistent(dir: &std::path::Path, known: &[Block]) -> Weight {
     let store = Arc::new(RocksStore::open(dir).expect("reopen after kill"));
     let chain = open_test_chain(store, TestEngine::default());
-    chain.verify_state().expect("state root matches the stored state");
+    chain
+        .verify_state()
+        .expect("state root matches the stored state");
     let head = chain.head();
     assert!(
         head.height().0 == 0 || known.iter().any(|b| b.hash() == head.hash()),
@@ -111,8 +117,14 @@ fn check_consistent(dir: &std::path::Path, known: &[Block]) -> Weight {
     );
     let mut current = head.clone();
     while current.height().0 > 0 {
-        assert_eq!(chain.best_hash_at(current.height()).expect("read"), Some(current.hash()));
-        current = chain.header(&current.parent).expect("read").expect("ancestor stored");
+        assert_eq!(
+            chain.best_hash_at(current.height()).expect("read"),
+            Some(current.hash())
+        );
+        current = chain
+            .header(&current.parent)
+            .expect("read")
+            .expect("ancestor stored");
     }
     let mut above = 0;
     chain
@@ -146,10 +158,19 @@ fn crash_cycles_keep_the_store_consistent() {
     let mut cycles = 0;
     while kills < KILLS {
         cycles += 1;
-        assert!(cycles < KILLS * 4, "too few kills landed mid-import ({kills} in {cycles} cycles)");
+        assert!(
+            cycles < KILLS * 4,
+            "too few kills landed mid-import ({kills} in {cycles} cycles)"
+        );
         let db = work.path().join(format!("db{generation}"));
         let mut child = Command::new(&exe)
-            .args(["crash::crash_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "crash::crash_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_DIR_ENV, &db)
             .env(CHILD_BLOCKS_ENV, &blocks_file)
             .stdout(Stdio::piped())
@@ -167,7 +188,9 @@ fn crash_cycles_keep_the_store_consistent() {
         });
         // Wait (with a deadline) until the child has opened the store and started importing.
         loop {
-            let line = rx.recv_timeout(Duration::from_secs(60)).expect("child reports ready");
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("child reports ready");
             if line.contains(READY) {
                 break;
             }
@@ -183,7 +206,10 @@ fn crash_cycles_keep_the_store_consistent() {
             kills += 1;
         }
         let weight = check_consistent(&db, &blocks);
-        assert!(weight >= last_weight, "head weight went backwards after a crash");
+        assert!(
+            weight >= last_weight,
+            "head weight went backwards after a crash"
+        );
         last_weight = weight;
         if finished || weight == check_full_weight(&blocks) {
             // This store holds the whole chain: continue the cycles on a fresh one.

@@ -90,7 +90,9 @@ const CASES: &[Case] = &[
 
 #[test]
 fn fork_choice_table() {
-    let producers = ["alice", "bob", "carol", "dave", "eve", "ferdie", "grace", "heidi"];
+    let producers = [
+        "alice", "bob", "carol", "dave", "eve", "ferdie", "grace", "heidi",
+    ];
     for case in CASES {
         let engine = TestEngine {
             finality_depth: case.finality_depth,
@@ -150,8 +152,13 @@ fn fork_choice_table() {
             if current.height().0 == 0 {
                 break;
             }
-            current = chain.header(&current.parent).expect("read").expect("parent stored");
+            current = chain
+                .header(&current.parent)
+                .expect("read")
+                .expect("parent stored");
         }
-        chain.verify_state().expect("state matches head after the case");
+        chain
+            .verify_state()
+            .expect("state matches head after the case");
     }
 }

@@ -38,7 +38,10 @@ fn refuses_duplicates_gaps_old_nonces_and_overspending() {
     );
     assert_eq!(
         pool.insert(transfer("alice", "bob", 2, 1, 5), chain.state()),
-        Err(MempoolError::Invalid(TxError::NonceTooHigh { expected: 1, got: 2 }))
+        Err(MempoolError::Invalid(TxError::NonceTooHigh {
+            expected: 1,
+            got: 2
+        }))
     );
     // Two txs that each fit the balance but not together.
     let balance = chain.account(&addr("bob")).expect("read").balance.0;
@@ -47,7 +50,13 @@ fn refuses_duplicates_gaps_old_nonces_and_overspending() {
     let err = pool
         .insert(transfer("bob", "carol", 1, balance / 2, 1), chain.state())
         .expect_err("the second half plus fees does not");
-    assert!(matches!(err, MempoolError::Invalid(TxError::InsufficientBalance { .. })), "{err}");
+    assert!(
+        matches!(
+            err,
+            MempoolError::Invalid(TxError::InsufficientBalance { .. })
+        ),
+        "{err}"
+    );
     assert!(!err.is_bad_data(), "overspending is not malformed data");
 
     // Once alice's nonce 0 is in a block, resubmitting it is "nonce too low".
@@ -55,12 +64,16 @@ fn refuses_duplicates_gaps_old_nonces_and_overspending() {
     let ImportOutcome::NewHead(change) = chain.import_block(block).expect("imports") else {
         panic!("new head expected");
     };
-    pool.on_head_change(&change, chain.state()).expect("revalidate");
+    pool.on_head_change(&change, chain.state())
+        .expect("revalidate");
     assert!(!pool.contains(&tx.hash()), "included tx leaves the pool");
     let mut fresh = new_pool(100, 1 << 20);
     assert_eq!(
         fresh.insert(tx, chain.state()),
-        Err(MempoolError::Invalid(TxError::NonceTooLow { expected: 1, got: 0 }))
+        Err(MempoolError::Invalid(TxError::NonceTooLow {
+            expected: 1,
+            got: 0
+        }))
     );
 }
 
@@ -91,7 +104,8 @@ fn same_sender_and_nonce_replaces_only_with_a_higher_fee() {
         })
     );
     let better = transfer("alice", "carol", 0, 1, 11);
-    pool.insert(better.clone(), chain.state()).expect("higher fee replaces");
+    pool.insert(better.clone(), chain.state())
+        .expect("higher fee replaces");
     assert!(!pool.contains(&first.hash()));
     assert!(pool.contains(&better.hash()));
     assert_eq!(pool.len(), 1);
@@ -109,7 +123,10 @@ fn a_full_pool_evicts_the_lowest_fee_or_refuses() {
     }
     // Not better than the lowest fee: refused, nothing evicted.
     let cheap = transfer("carol", "dave", 0, 1, 1);
-    assert!(matches!(pool.insert(cheap, chain.state()), Err(MempoolError::Full { .. })));
+    assert!(matches!(
+        pool.insert(cheap, chain.state()),
+        Err(MempoolError::Full { .. })
+    ));
     assert_eq!(pool.len(), 3);
     // Better: the lowest goes, and with it alice's later nonce (it could never be mined).
     let rich = transfer("carol", "dave", 0, 1, 7);

@@ -1,11 +1,11 @@
 //! Reorganisations: state, indexes and the mempool follow the heaviest branch exactly.
 
 use crate::{addr, transfer};
+use chain::dev::dev_key;
 use chain::store::Column;
+use chain::test_utils::TEST_CHAIN_ID;
 use chain::test_utils::{TestEngine, build_on_head, build_on_path, memory_chain};
 use chain::{Amount, ChainView, ImportOutcome, Mempool, MempoolConfig, StateKey, TxKind};
-use chain::dev::dev_key;
-use chain::test_utils::TEST_CHAIN_ID;
 
 fn stored_heights(chain: &chain::Chain) -> Vec<u64> {
     let mut heights = Vec::new();
@@ -33,8 +33,14 @@ fn reorg_to_heavier_branch_restores_state_indexes_and_mempool() {
     chain.import_block(a1.clone()).expect("a1");
     let a2 = build_on_head(&chain, 1, addr("carol"), Vec::new());
     chain.import_block(a2.clone()).expect("a2");
-    assert_eq!(chain.account(&addr("bob")).expect("read").balance.0, bob_before.balance.0 + 1_000);
-    assert_eq!(chain.tx_location(&pay.hash()).expect("read"), Some((a1.hash(), 0)));
+    assert_eq!(
+        chain.account(&addr("bob")).expect("read").balance.0,
+        bob_before.balance.0 + 1_000
+    );
+    assert_eq!(
+        chain.tx_location(&pay.hash()).expect("read"),
+        Some((a1.hash(), 0))
+    );
     assert_eq!(stored_heights(&chain), vec![0, 1, 2]);
 
     // Branch B from genesis: one heavier block without the payment.
@@ -45,14 +51,21 @@ fn reorg_to_heavier_branch_restores_state_indexes_and_mempool() {
     };
     assert!(change.is_reorg());
     assert_eq!(change.reverted.len(), 2);
-    assert_eq!(change.reverted[0].hash(), a2.hash(), "newest reverted first");
+    assert_eq!(
+        change.reverted[0].hash(),
+        a2.hash(),
+        "newest reverted first"
+    );
     assert_eq!(change.fork_point.height.0, 0);
     assert_eq!(change.applied.len(), 1);
 
     // State is exactly genesis + b1's reward; the payment is undone.
     assert_eq!(chain.account(&addr("alice")).expect("read"), alice_before);
     assert_eq!(chain.account(&addr("bob")).expect("read"), bob_before);
-    assert_eq!(chain.account(&addr("carol")).expect("read").balance, alice_before.balance);
+    assert_eq!(
+        chain.account(&addr("carol")).expect("read").balance,
+        alice_before.balance
+    );
     assert_eq!(
         chain.account(&addr("dave")).expect("read").balance.0,
         alice_before.balance.0 + 50
@@ -63,24 +76,44 @@ fn reorg_to_heavier_branch_restores_state_indexes_and_mempool() {
     chain.verify_state().expect("state matches head");
 
     // The reverted payment goes back to the mempool, still valid on the new head.
-    pool.on_head_change(&change, chain.state()).expect("revalidate");
+    pool.on_head_change(&change, chain.state())
+        .expect("revalidate");
     assert!(pool.contains(&pay.hash()));
 
     // Back to A: two more blocks make A heavier again (1+1+2+2 = 6 > 5).
-    let a3 = build_on_path(&engine, &[a1.clone(), a2.clone()], 2, addr("carol"), Vec::new());
-    let a4 = build_on_path(&engine, &[a1.clone(), a2.clone(), a3.clone()], 2, addr("carol"), Vec::new());
-    assert!(matches!(chain.import_block(a3.clone()).expect("a3"), ImportOutcome::SideChain(_)));
+    let a3 = build_on_path(
+        &engine,
+        &[a1.clone(), a2.clone()],
+        2,
+        addr("carol"),
+        Vec::new(),
+    );
+    let a4 = build_on_path(
+        &engine,
+        &[a1.clone(), a2.clone(), a3.clone()],
+        2,
+        addr("carol"),
+        Vec::new(),
+    );
+    assert!(matches!(
+        chain.import_block(a3.clone()).expect("a3"),
+        ImportOutcome::SideChain(_)
+    ));
     let ImportOutcome::NewHead(back) = chain.import_block(a4.clone()).expect("a4") else {
         panic!("a4 must become the head");
     };
     assert_eq!(back.reverted.len(), 1);
     assert_eq!(back.applied.len(), 4);
     assert_eq!(chain.head_id().hash, a4.hash());
-    assert_eq!(chain.tx_location(&pay.hash()).expect("read"), Some((a1.hash(), 0)));
+    assert_eq!(
+        chain.tx_location(&pay.hash()).expect("read"),
+        Some((a1.hash(), 0))
+    );
     assert_eq!(stored_heights(&chain), vec![0, 1, 2, 3, 4]);
     chain.verify_state().expect("state matches head");
     // The payment is included again, so the pool drops it.
-    pool.on_head_change(&back, chain.state()).expect("revalidate");
+    pool.on_head_change(&back, chain.state())
+        .expect("revalidate");
     assert!(!pool.contains(&pay.hash()));
 }
 
@@ -89,7 +122,8 @@ fn engine_state_is_reverted_with_the_block() {
     let engine = TestEngine::default();
     let mut chain = memory_chain(engine.clone());
     let key = dev_key("eve").expect("dev");
-    let register = chain::Transaction::signed(&key, TEST_CHAIN_ID, 0, Amount(1), TxKind::RegisterDelegate);
+    let register =
+        chain::Transaction::signed(&key, TEST_CHAIN_ID, 0, Amount(1), TxKind::RegisterDelegate);
     let a1 = build_on_head(&chain, 1, addr("alice"), vec![register]);
     chain.import_block(a1).expect("a1");
     let marker = StateKey::engine("test", &addr("eve").0);
@@ -108,15 +142,34 @@ fn a_heavier_branch_with_a_bad_state_transition_leaves_the_head_alone() {
     chain.import_block(a1.clone()).expect("a1");
     // b1 is valid; b2 claims a wrong state root; b3 builds on b2.
     let b1 = build_on_path(&engine, &[], 1, addr("bob"), Vec::new());
-    let mut b2 = build_on_path(&engine, &[b1.clone()], 1, addr("bob"), Vec::new());
+    let mut b2 = build_on_path(
+        &engine,
+        std::slice::from_ref(&b1),
+        1,
+        addr("bob"),
+        Vec::new(),
+    );
     b2.header.state_root.0[0] ^= 1;
-    assert!(matches!(chain.import_block(b1.clone()).expect("b1"), ImportOutcome::SideChain(_)));
-    let err = chain.import_block(b2.clone()).expect_err("b2 has a bad state root");
-    assert!(matches!(err, chain::BlockError::StateRootMismatch { .. }), "{err}");
+    assert!(matches!(
+        chain.import_block(b1.clone()).expect("b1"),
+        ImportOutcome::SideChain(_)
+    ));
+    let err = chain
+        .import_block(b2.clone())
+        .expect_err("b2 has a bad state root");
+    assert!(
+        matches!(err, chain::BlockError::StateRootMismatch { .. }),
+        "{err}"
+    );
     assert!(err.is_bad_data());
     assert_eq!(chain.head_id().hash, a1.hash());
-    chain.verify_state().expect("state still matches the old head");
+    chain
+        .verify_state()
+        .expect("state still matches the old head");
     // The bad block is remembered: importing it again is refused at once.
     let again = chain.import_block(b2).expect_err("known invalid");
-    assert!(matches!(again, chain::BlockError::KnownInvalid { .. }), "{again}");
+    assert!(
+        matches!(again, chain::BlockError::KnownInvalid { .. }),
+        "{again}"
+    );
 }
