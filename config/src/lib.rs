@@ -1,0 +1,427 @@
+//! Configuration as data: the chain spec (name, chain id, genesis, engine and its
+//! parameters) and the node config file. TOML in, typed and validated values out; no
+//! sockets, no threads.
+//!
+//! The engine is a serde-tagged enum (`[engine] kind = "pow"` with its parameters beside
+//! it), so choosing an engine is data and there is one place that maps a kind to code (the
+//! node's factory). Engine parameter types live with their engines (in `miner`), because
+//! they carry validation and conversions that belong to the engine; this crate composes them.
+//! Unknown keys are refused everywhere, and every error names the file, the key and why.
+
+use chain::dev::{DEV_ACCOUNTS, dev_address};
+use chain::{Address, Amount, ChainId, Genesis, Timestamp};
+use miner::pow::PowParams;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Chain id of the built-in dev chains.
+pub const DEV_CHAIN_ID: u64 = 1337;
+/// Genesis time of the built-in dev chains: fixed, so every `--dev` node shares one genesis.
+pub const DEV_GENESIS_TIME: u64 = 1_700_000_000;
+/// What each dev account holds at genesis, in TOY.
+pub const DEV_BALANCE_TOY: u64 = 1_000_000;
+
+/// The engines this build can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    Pow,
+}
+
+impl EngineKind {
+    pub const ALL: [EngineKind; 1] = [EngineKind::Pow];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Pow => "pow",
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for EngineKind {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EngineKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| ConfigError::UnknownEngine {
+                value: s.to_owned(),
+                known: EngineKind::ALL
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+}
+
+/// The engine and its parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum EngineSpec {
+    Pow(PowParams),
+}
+
+impl EngineSpec {
+    pub fn kind(&self) -> EngineKind {
+        match self {
+            EngineSpec::Pow(_) => EngineKind::Pow,
+        }
+    }
+
+    /// The dev parameters of an engine.
+    pub fn dev(kind: EngineKind) -> EngineSpec {
+        match kind {
+            EngineKind::Pow => EngineSpec::Pow(PowParams::devnet()),
+        }
+    }
+
+    /// Bytes the genesis hash commits to: the JSON of the typed, normalised parameters
+    /// (structs serialize their fields in declaration order, so this is deterministic).
+    pub fn commitment(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("engine parameters serialize to JSON")
+    }
+
+    /// The genesis block's difficulty bits (0 for engines without a target).
+    pub fn genesis_bits(&self) -> u32 {
+        match self {
+            EngineSpec::Pow(p) => p.genesis_bits.to_consensus(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            EngineSpec::Pow(p) => p.validate().map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// One genesis allocation; the balance is written in decimal TOY.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alloc {
+    pub address: Address,
+    #[serde(with = "toy_string")]
+    pub balance: Amount,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisSpec {
+    /// Seconds since the Unix epoch.
+    pub timestamp: u64,
+    #[serde(default)]
+    pub alloc: Vec<Alloc>,
+}
+
+/// A chain spec: everything that makes a chain's identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSpec {
+    pub name: String,
+    pub chain_id: u64,
+    pub genesis: GenesisSpec,
+    pub engine: EngineSpec,
+}
+
+impl ChainSpec {
+    /// The built-in dev chain of an engine: chain id 1337, a fixed genesis time, and every
+    /// dev account (alice … heidi) prefunded with 1,000,000 TOY.
+    pub fn dev(kind: EngineKind) -> ChainSpec {
+        ChainSpec {
+            name: "devnet".into(),
+            chain_id: DEV_CHAIN_ID,
+            genesis: GenesisSpec {
+                timestamp: DEV_GENESIS_TIME,
+                alloc: DEV_ACCOUNTS
+                    .iter()
+                    .map(|name| Alloc {
+                        address: dev_address(name).expect("dev account names are valid"),
+                        balance: Amount::from_toy(DEV_BALANCE_TOY).expect("fits in u64"),
+                    })
+                    .collect(),
+            },
+            engine: EngineSpec::dev(kind),
+        }
+    }
+
+    /// Reads and validates a spec file.
+    pub fn load(path: &Path) -> Result<ChainSpec, ConfigError> {
+        let text = read(path)?;
+        let spec: ChainSpec = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        spec.validate()
+            .map_err(|(key, reason)| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                key,
+                reason,
+            })?;
+        Ok(spec)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a chain spec serializes to TOML")
+    }
+
+    /// Checks what the types cannot: a name, distinct allocations, a total supply that
+    /// fits, engine parameters that can run.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.name.trim().is_empty() {
+            return Err(("name".into(), "must not be empty".into()));
+        }
+        if self.genesis.timestamp > u64::from(u32::MAX) {
+            return Err((
+                "genesis.timestamp".into(),
+                format!("{} does not fit in 32 bits", self.genesis.timestamp),
+            ));
+        }
+        let mut total = Amount::ZERO;
+        let mut seen = std::collections::HashSet::new();
+        for (i, alloc) in self.genesis.alloc.iter().enumerate() {
+            if !seen.insert(alloc.address) {
+                return Err((
+                    format!("genesis.alloc[{i}].address"),
+                    format!("{} is allocated twice", alloc.address),
+                ));
+            }
+            total = total.checked_add(alloc.balance).ok_or_else(|| {
+                (
+                    format!("genesis.alloc[{i}].balance"),
+                    "total supply overflows".to_string(),
+                )
+            })?;
+        }
+        self.engine
+            .validate()
+            .map_err(|reason| ("engine".to_string(), reason))
+    }
+
+    /// The core's genesis description. Its hash commits to the chain id and the engine.
+    pub fn genesis(&self) -> Genesis {
+        Genesis {
+            chain_id: ChainId(self.chain_id),
+            timestamp: Timestamp(self.genesis.timestamp),
+            alloc: self
+                .genesis
+                .alloc
+                .iter()
+                .map(|a| (a.address, a.balance))
+                .collect(),
+            engine_params: self.engine.commitment(),
+            bits: self.engine.genesis_bits(),
+        }
+    }
+}
+
+/// The node's own settings, from a TOML file; command-line flags override them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where the database and the node key live.
+    pub data_dir: Option<PathBuf>,
+    /// A chain spec file; without it the node needs `dev = true`.
+    pub chain: Option<PathBuf>,
+    /// Run the built-in dev chain of `engine`.
+    #[serde(default)]
+    pub dev: bool,
+    pub engine: Option<EngineKind>,
+    /// JSON-RPC listen address (default 127.0.0.1:8545).
+    pub rpc_addr: Option<String>,
+    /// Allow an RPC address that is not loopback.
+    #[serde(default)]
+    pub rpc_external: bool,
+    /// libp2p listen multiaddrs.
+    #[serde(default)]
+    pub p2p_listen: Vec<String>,
+    /// Peers to dial at start, as multiaddrs (with or without `/p2p/PEER_ID`).
+    #[serde(default)]
+    pub bootnodes: Vec<String>,
+    /// Produce blocks as this dev account or keystore key.
+    pub author: Option<String>,
+    /// Local peer discovery with mDNS.
+    #[serde(default)]
+    pub mdns: bool,
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = read(path)?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// A config problem, naming the file, the key and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {reason}", path.display())]
+    Read { path: PathBuf, reason: String },
+    #[error("invalid {}: {reason}", path.display())]
+    Parse { path: PathBuf, reason: String },
+    #[error("invalid {}: key `{key}`: {reason}", path.display())]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+    #[error("unknown engine {value:?}: this build has {known}")]
+    UnknownEngine { value: String, known: String },
+}
+
+/// Amounts written as decimal TOY strings in TOML (`balance = "1000000"`).
+mod toy_string {
+    use chain::Amount;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(amount: &Amount, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&amount.to_toy_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Amount, D::Error> {
+        let text = String::deserialize(d)?;
+        Amount::parse_toy(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("spec.toml");
+        std::fs::write(&path, text).expect("write");
+        (dir, path)
+    }
+
+    #[test]
+    fn dev_spec_round_trips_through_toml() {
+        let spec = ChainSpec::dev(EngineKind::Pow);
+        let (_dir, path) = write(&spec.to_toml());
+        let back = ChainSpec::load(&path).expect("loads");
+        assert_eq!(back, spec);
+        assert_eq!(back.genesis.alloc.len(), 8);
+        assert!(
+            spec.to_toml().contains("kind = \"pow\""),
+            "{}",
+            spec.to_toml()
+        );
+        assert!(spec.to_toml().contains("balance = \"1000000\""));
+    }
+
+    #[test]
+    fn the_spec_of_spec_md_parses() {
+        let alice = dev_address("alice").expect("dev");
+        let text = format!(
+            "name = \"devnet\"\nchain_id = 1337\n[genesis]\ntimestamp = 1700000000\n\
+             [[genesis.alloc]]\naddress = \"{alice}\"\nbalance = \"1000000\"\n\
+             [engine]\nkind = \"pow\"\ntarget_block_time = 5\nretarget = \"asert\"\n"
+        );
+        let (_dir, path) = write(&text);
+        let spec = ChainSpec::load(&path).expect("loads");
+        assert_eq!(spec.engine.kind(), EngineKind::Pow);
+        assert_eq!(
+            spec.genesis.alloc[0].balance,
+            Amount::from_toy(1_000_000).expect("fits")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_bad_values_and_missing_files_name_the_problem() {
+        let spec = ChainSpec::dev(EngineKind::Pow).to_toml();
+        let cases = [
+            (spec.replace("chain_id", "chain_idd"), "chain_idd"),
+            (
+                spec.replace("balance = \"1000000\"", "balance = \"1.123456789\""),
+                "1.123456789",
+            ),
+            (spec.replace("kind = \"pow\"", "kind = \"pbft\""), "pbft"),
+            (format!("{spec}\n[extra]\nx = 1\n"), "extra"),
+        ];
+        for (text, needle) in cases {
+            let (_dir, path) = write(&text);
+            let err = ChainSpec::load(&path).expect_err(needle).to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+            assert!(err.contains("spec.toml"), "{err}");
+        }
+        let alice = dev_address("alice").expect("dev");
+        let dup = spec.replacen(
+            &dev_address("bob").expect("dev").to_string(),
+            &alice.to_string(),
+            1,
+        );
+        let (_dir, path) = write(&dup);
+        let err = ChainSpec::load(&path).expect_err("duplicate").to_string();
+        assert!(err.contains("allocated twice"), "{err}");
+        let missing = ChainSpec::load(Path::new("/nonexistent/spec.toml")).expect_err("missing");
+        assert!(
+            missing.to_string().contains("/nonexistent/spec.toml"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn genesis_commits_to_engine_parameters() {
+        let a = ChainSpec::dev(EngineKind::Pow);
+        let mut b = a.clone();
+        let EngineSpec::Pow(p) = &mut b.engine;
+        p.target_block_time += 1;
+        let engine = |s: &ChainSpec| {
+            let EngineSpec::Pow(p) = &s.engine;
+            miner::pow::PowEngine::new(p.clone()).expect("valid params")
+        };
+        let (ga, _, _) = a.genesis().build(&engine(&a)).expect("builds");
+        let (gb, _, _) = b.genesis().build(&engine(&b)).expect("builds");
+        assert_ne!(ga.hash(), gb.hash());
+        let mut c = a.clone();
+        c.chain_id += 1;
+        let (gc, _, _) = c.genesis().build(&engine(&c)).expect("builds");
+        assert_ne!(ga.hash(), gc.hash());
+    }
+
+    #[test]
+    fn node_config_refuses_unknown_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "rpc_addr = \"127.0.0.1:9000\"\nbootnode = []\n").expect("write");
+        let err = NodeConfig::load(&path)
+            .expect_err("unknown key")
+            .to_string();
+        assert!(
+            err.contains("bootnode") && err.contains("node.toml"),
+            "{err}"
+        );
+        std::fs::write(&path, "rpc_addr = \"127.0.0.1:9000\"\nauthor = \"alice\"\n")
+            .expect("write");
+        let cfg = NodeConfig::load(&path).expect("valid");
+        assert_eq!(cfg.author.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn unknown_engine_names_the_known_ones() {
+        let err = "raft"
+            .parse::<EngineKind>()
+            .expect_err("unknown")
+            .to_string();
+        assert!(err.contains("raft") && err.contains("pow"), "{err}");
+    }
+}

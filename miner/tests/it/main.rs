@@ -1,0 +1,9 @@
+//! The miner's integration tests: published vectors (inline and the full shared sets), the
+//! engine inside a real `chain::Chain`, the producer, and retarget stability.
+
+mod conformance;
+mod engine;
+mod producer;
+mod stability;
+mod support;
+mod vectors;

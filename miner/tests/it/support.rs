@@ -1,0 +1,133 @@
+//! Shared helpers: where the shared test data lives, and a PoW chain to import into.
+
+use chain::test_utils::TEST_CHAIN_ID;
+use chain::{
+    Amount, Block, BlockProducer, CancelFlag, Chain, ChainConfig, ChainView, Genesis, ManualClock,
+    MemoryStore, Timestamp,
+};
+use miner::pow::{CompactTarget, PowEngine, PowParams, PowProducer, Retarget};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Genesis time of the test chains.
+pub const GENESIS_TIME: u64 = 1_700_000_000;
+
+/// The shared test vectors: `$TOYCHAIN_TESTDATA`, else `../shared/testdata` next to the
+/// workspace root. `None` (the caller skips) only when `TOYCHAIN_SKIP_CONFORMANCE=1`;
+/// otherwise a missing directory fails the test with what to do about it.
+pub fn testdata_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("TOYCHAIN_TESTDATA") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata"),
+    };
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("TOYCHAIN_SKIP_CONFORMANCE").as_deref() == Ok("1") {
+        eprintln!("conformance: skipped, no test data at {}", dir.display());
+        return None;
+    }
+    panic!(
+        "conformance test data not found at {}: set TOYCHAIN_TESTDATA to the directory \
+         holding compact_bits.json, retarget_bitcoin.json, bitcoin_headers.json and \
+         asert_vectors/, or TOYCHAIN_SKIP_CONFORMANCE=1 to skip",
+        dir.display()
+    );
+}
+
+/// Easy PoW parameters for chains that mine in a debug build: regtest's limit.
+pub fn easy_params(retarget: Retarget, genesis_bits: u32) -> PowParams {
+    PowParams {
+        target_block_time: 5,
+        retarget,
+        pow_limit: CompactTarget::from_consensus(0x207f_ffff),
+        genesis_bits: CompactTarget::from_consensus(genesis_bits),
+        block_reward: Amount::from_toy(50).expect("fits"),
+    }
+}
+
+pub fn asert() -> Retarget {
+    Retarget::Asert { half_life: 100 }
+}
+
+/// Bitcoin retargeting with 4-block periods, so boundaries come quickly.
+pub fn bitcoin_every_4() -> Retarget {
+    Retarget::Bitcoin {
+        interval: 4,
+        timespan: 20,
+        max_timewarp: 600,
+    }
+}
+
+/// A memory chain with the PoW engine and a clock far past genesis (so no test block is
+/// "in the future").
+pub fn pow_chain(params: &PowParams) -> Chain {
+    pow_chain_with_genesis_bits(params, params.genesis_bits.to_consensus())
+}
+
+/// [`pow_chain`] with a genesis whose bits may differ from the parameters'.
+pub fn pow_chain_with_genesis_bits(params: &PowParams, genesis_bits: u32) -> Chain {
+    let engine = PowEngine::new(params.clone()).expect("valid params");
+    let genesis = Genesis {
+        chain_id: TEST_CHAIN_ID,
+        timestamp: Timestamp(GENESIS_TIME),
+        alloc: Vec::new(),
+        engine_params: b"pow-test".to_vec(),
+        bits: genesis_bits,
+    };
+    Chain::open(
+        Arc::new(MemoryStore::new()),
+        Arc::new(engine),
+        Arc::new(ManualClock::new(Timestamp(GENESIS_TIME + 1_000_000))),
+        ChainConfig::new(TEST_CHAIN_ID),
+        &genesis,
+    )
+    .expect("chain opens")
+}
+
+pub fn producer(params: &PowParams, threads: usize) -> PowProducer {
+    let engine = PowEngine::new(params.clone()).expect("valid params");
+    let author = chain::dev::dev_address("alice").expect("dev account");
+    PowProducer::with_threads(author, engine, threads).expect("thread pool")
+}
+
+/// A template on the head at `timestamp` after the producer's `prepare`; `edit` may change
+/// the header before the block is built (to break a rule on purpose).
+pub fn build(
+    chain: &Chain,
+    producer: &PowProducer,
+    timestamp: Timestamp,
+    edit: impl FnOnce(&mut chain::Header),
+) -> Block {
+    let parent = chain.head();
+    let mut header = chain.template(producer.author(), timestamp);
+    producer
+        .prepare(chain, &parent, &mut header)
+        .expect("prepare");
+    edit(&mut header);
+    chain
+        .build_block(header, Vec::new(), usize::MAX)
+        .expect("template builds")
+        .block
+}
+
+/// Seals `block` with `producer`.
+pub fn seal(producer: &PowProducer, block: Block) -> Block {
+    let header = producer
+        .seal(block.header, &CancelFlag::new())
+        .expect("seal")
+        .expect("not cancelled");
+    Block {
+        header,
+        txs: block.txs,
+    }
+}
+
+/// Builds, seals and imports a block at `timestamp` on the head.
+pub fn mine_on_head(chain: &mut Chain, producer: &PowProducer, timestamp: Timestamp) -> Block {
+    let block = seal(producer, build(chain, producer, timestamp, |_| {}));
+    chain
+        .import_block(block.clone())
+        .expect("mined block imports");
+    block
+}

@@ -1,0 +1,285 @@
+//! The chain actor: one thread owns the [`Chain`] and the [`Mempool`] and is their only
+//! writer. Everyone else sends it commands over a bounded channel and reads blocks and state
+//! through a [`ChainReader`] (each import is one atomic batch, so reads never see half a
+//! block). Head changes are published on a `watch` channel.
+
+use crate::metrics::Metrics;
+use chain::{
+    Address, Block, BlockError, BlockId, Chain, ChainReader, ChainView, ConsensusEngine,
+    ImportOutcome, Mempool, MempoolError, StoreError, Timestamp, Transaction, TxHash, Weight,
+};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+
+/// Commands queued for the actor at most.
+const COMMAND_QUEUE: usize = 1024;
+
+/// What everyone may know about the head without asking the actor.
+#[derive(Clone, Debug)]
+pub struct HeadInfo {
+    pub id: BlockId,
+    pub total_weight: Weight,
+    pub finalized: Option<BlockId>,
+    pub timestamp: Timestamp,
+}
+
+enum Command {
+    Import {
+        block: Box<Block>,
+        reply: oneshot::Sender<Result<ImportOutcome, BlockError>>,
+    },
+    SubmitTx {
+        tx: Box<Transaction>,
+        reply: oneshot::Sender<Result<TxHash, MempoolError>>,
+    },
+    Build {
+        header: Box<chain::Header>,
+        max_txs: usize,
+        reply: oneshot::Sender<Result<Block, BlockError>>,
+    },
+    PendingNonce {
+        address: Address,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    IsPending {
+        hash: TxHash,
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+/// The actor is gone (the node is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("the chain task has stopped")]
+pub struct ActorStopped;
+
+/// A cloneable handle to the chain actor.
+#[derive(Clone, Debug)]
+pub struct ChainHandle {
+    commands: mpsc::Sender<Command>,
+    head: watch::Receiver<HeadInfo>,
+    reader: ChainReader,
+    engine: Arc<dyn ConsensusEngine>,
+    chain_id: chain::ChainId,
+}
+
+fn head_info(chain: &Chain) -> HeadInfo {
+    let head = chain.head();
+    HeadInfo {
+        id: head.id(),
+        total_weight: chain.total_weight(),
+        finalized: chain.finalized().ok().flatten(),
+        timestamp: head.timestamp,
+    }
+}
+
+/// Starts the actor thread. It stops (flushing the store) when every handle is dropped.
+pub fn spawn(
+    chain: Chain,
+    mempool: Mempool,
+    metrics: Arc<Metrics>,
+) -> (ChainHandle, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let (head_tx, head_rx) = watch::channel(head_info(&chain));
+    let handle = ChainHandle {
+        commands: tx,
+        head: head_rx,
+        reader: ChainReader::clone(&chain),
+        engine: chain.engine().clone(),
+        chain_id: chain.config().chain_id,
+    };
+    metrics.set_head(&head_info(&chain));
+    let join = std::thread::Builder::new()
+        .name("chain".into())
+        .spawn(move || run(chain, mempool, rx, head_tx, metrics))
+        .expect("the OS can start a thread");
+    (handle, join)
+}
+
+fn run(
+    mut chain: Chain,
+    mut mempool: Mempool,
+    mut rx: mpsc::Receiver<Command>,
+    head_tx: watch::Sender<HeadInfo>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(command) = rx.blocking_recv() {
+        match command {
+            Command::Import { block, reply } => {
+                let hash = block.hash();
+                let result = chain.import_block(*block);
+                match &result {
+                    Ok(ImportOutcome::NewHead(change)) => {
+                        metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
+                        if change.is_reorg() {
+                            metrics.reorgs.fetch_add(1, Ordering::Relaxed);
+                            metrics
+                                .reorg_depth_max
+                                .fetch_max(change.reverted.len() as u64, Ordering::Relaxed);
+                        }
+                        if let Err(e) = mempool.on_head_change(change, chain.state()) {
+                            warn!(error = %e, "mempool re-validation failed");
+                        }
+                        let info = head_info(&chain);
+                        metrics.set_head(&info);
+                        metrics
+                            .mempool_size
+                            .store(mempool.len() as u64, Ordering::Relaxed);
+                        head_tx.send_replace(info);
+                    }
+                    Ok(ImportOutcome::SideChain(_)) => {
+                        metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
+                        metrics.side_blocks.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(ImportOutcome::AlreadyKnown) => {}
+                    Err(e) => {
+                        if e.is_bad_data() {
+                            metrics.blocks_rejected.fetch_add(1, Ordering::Relaxed);
+                            warn!(block = %hash, error = %e, "rejected block");
+                        } else {
+                            debug!(block = %hash, error = %e, "block not imported");
+                        }
+                    }
+                }
+                let _ = reply.send(result);
+            }
+            Command::SubmitTx { tx, reply } => {
+                let result = mempool.insert(*tx, chain.state());
+                if result.is_ok() {
+                    metrics.txs_accepted.fetch_add(1, Ordering::Relaxed);
+                }
+                metrics
+                    .mempool_size
+                    .store(mempool.len() as u64, Ordering::Relaxed);
+                let _ = reply.send(result);
+            }
+            Command::Build {
+                header,
+                max_txs,
+                reply,
+            } => {
+                let candidates = mempool.select(max_txs);
+                let result = chain
+                    .build_block(*header, candidates, max_txs)
+                    .map(|built| built.block);
+                let _ = reply.send(result);
+            }
+            Command::PendingNonce { address, reply } => {
+                let _ = reply.send(mempool.next_nonce(&address, chain.state()));
+            }
+            Command::IsPending { hash, reply } => {
+                let _ = reply.send(mempool.contains(&hash));
+            }
+        }
+    }
+    match chain.flush() {
+        Ok(()) => info!("chain store flushed"),
+        Err(e) => warn!(error = %e, "flushing the chain store failed"),
+    }
+}
+
+impl ChainHandle {
+    pub fn reader(&self) -> &ChainReader {
+        &self.reader
+    }
+
+    pub fn engine(&self) -> &Arc<dyn ConsensusEngine> {
+        &self.engine
+    }
+
+    pub fn chain_id(&self) -> chain::ChainId {
+        self.chain_id
+    }
+
+    pub fn head(&self) -> HeadInfo {
+        self.head.borrow().clone()
+    }
+
+    /// A receiver that wakes on every head change.
+    pub fn subscribe(&self) -> watch::Receiver<HeadInfo> {
+        self.head.clone()
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ActorStopped> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| ActorStopped)?;
+        rx.await.map_err(|_| ActorStopped)
+    }
+
+    fn ask_blocking<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ActorStopped> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .blocking_send(make(tx))
+            .map_err(|_| ActorStopped)?;
+        rx.blocking_recv().map_err(|_| ActorStopped)
+    }
+
+    pub async fn import(
+        &self,
+        block: Block,
+    ) -> Result<Result<ImportOutcome, BlockError>, ActorStopped> {
+        self.ask(|reply| Command::Import {
+            block: Box::new(block),
+            reply,
+        })
+        .await
+    }
+
+    /// For threads outside the async runtime (the producer).
+    pub fn import_blocking(
+        &self,
+        block: Block,
+    ) -> Result<Result<ImportOutcome, BlockError>, ActorStopped> {
+        self.ask_blocking(|reply| Command::Import {
+            block: Box::new(block),
+            reply,
+        })
+    }
+
+    pub async fn submit_tx(
+        &self,
+        tx: Transaction,
+    ) -> Result<Result<TxHash, MempoolError>, ActorStopped> {
+        self.ask(|reply| Command::SubmitTx {
+            tx: Box::new(tx),
+            reply,
+        })
+        .await
+    }
+
+    /// Fills `header` (whose engine fields the producer prepared) with mempool txs on the
+    /// head state.
+    pub fn build_blocking(
+        &self,
+        header: chain::Header,
+        max_txs: usize,
+    ) -> Result<Result<Block, BlockError>, ActorStopped> {
+        self.ask_blocking(|reply| Command::Build {
+            header: Box::new(header),
+            max_txs,
+            reply,
+        })
+    }
+
+    pub async fn pending_nonce(
+        &self,
+        address: Address,
+    ) -> Result<Result<u64, StoreError>, ActorStopped> {
+        self.ask(|reply| Command::PendingNonce { address, reply })
+            .await
+    }
+
+    pub async fn is_pending(&self, hash: TxHash) -> Result<bool, ActorStopped> {
+        self.ask(|reply| Command::IsPending { hash, reply }).await
+    }
+}

@@ -1,0 +1,147 @@
+//! The command line of the `toychain` binary.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "toychain",
+    version,
+    about = "A blockchain with pluggable consensus: run nodes and devnets, send coins, compare engines",
+    long_about = "toychain runs a node or a whole local devnet of one chain whose block production \
+                  is pluggable (proof of work today; PoS, DPoS and PoA follow), and a wallet to \
+                  send coins. Logs go to stderr; raise them with RUST_LOG=debug."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start N nodes on 127.0.0.1 sharing a dev chain, and print one line per new head.
+    Devnet(DevnetArgs),
+    /// Run one node: store, network, JSON-RPC and (with --author) block production.
+    Node(Box<NodeArgs>),
+    /// Write a chain spec (TOML) for an engine.
+    Spec(SpecArgs),
+    /// Keys and transactions: new, list, address, balance, send, history, votes.
+    Wallet(crate::wallet_cmd::WalletArgs),
+    /// Measure: pow (hash rate of the miner).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevnetArgs {
+    /// The consensus engine.
+    #[arg(long, default_value = "pow")]
+    pub engine: String,
+    /// Number of node processes.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=8))]
+    pub nodes: u16,
+    /// Where the devnet keeps its data (one folder per engine).
+    #[arg(long, default_value = ".toychain/devnet")]
+    pub dir: PathBuf,
+    /// Start a new chain instead of continuing the stored one.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Target seconds between blocks (overrides the engine's dev default).
+    #[arg(long)]
+    pub block_time: Option<u64>,
+    /// Produce only while transactions are waiting: no empty blocks while idle.
+    #[arg(long)]
+    pub on_demand: bool,
+    /// RPC port of node 0; node i listens on this + i.
+    #[arg(long, default_value_t = 8545)]
+    pub rpc_port: u16,
+    /// P2P port of node 0; node i listens on this + i.
+    #[arg(long, default_value_t = 30333)]
+    pub p2p_port: u16,
+    /// Stop by itself after this many seconds (for scripts and tests).
+    #[arg(long)]
+    pub duration: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Node config file (TOML); flags override its values.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Chain spec file.
+    #[arg(long, conflicts_with = "dev")]
+    pub chain: Option<PathBuf>,
+    /// Run the built-in dev chain of --engine (dev accounts prefunded).
+    #[arg(long)]
+    pub dev: bool,
+    /// Engine of the dev chain (with --dev).
+    #[arg(long)]
+    pub engine: Option<String>,
+    /// Where the database and the node key live.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// JSON-RPC listen address.
+    #[arg(long)]
+    pub rpc_addr: Option<String>,
+    /// Allow a JSON-RPC address that is not loopback (anyone who reaches it can use it).
+    #[arg(long)]
+    pub rpc_external: bool,
+    /// libp2p listen multiaddr.
+    #[arg(long)]
+    pub p2p_listen: Option<String>,
+    /// Peer to dial at start, as a multiaddr with or without /p2p/PEER_ID (repeatable).
+    #[arg(long)]
+    pub bootnode: Vec<String>,
+    /// Produce blocks as this dev account or keystore key: mine, stake or sign.
+    #[arg(long)]
+    pub author: Option<String>,
+    /// Password file for a keystore --author.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// Keystore folder for a keystore --author.
+    #[arg(long)]
+    pub wallet_dir: Option<PathBuf>,
+    /// Mining threads (PoW; 0 = every core).
+    #[arg(long, default_value_t = 0)]
+    pub mining_threads: usize,
+    /// Target seconds between blocks (overrides the dev spec's value; with --dev only).
+    #[arg(long, requires = "dev")]
+    pub block_time: Option<u64>,
+    /// Produce only while transactions are waiting.
+    #[arg(long)]
+    pub on_demand: bool,
+    /// Discover local peers with mDNS.
+    #[arg(long)]
+    pub mdns: bool,
+    /// Exit when this process id stops being our parent (set by the devnet launcher).
+    #[arg(long, hide = true)]
+    pub parent_pid: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct SpecArgs {
+    /// The consensus engine.
+    #[arg(long)]
+    pub engine: String,
+    /// Authorities (PoA) or genesis delegates (DPoS), as dev names or addresses.
+    #[arg(long, value_delimiter = ',')]
+    pub authorities: Vec<String>,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Genesis timestamp (default: the dev chain's fixed time, so --dev nodes agree).
+    #[arg(long)]
+    pub timestamp: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_parser = ["pow"])]
+    pub what: String,
+    /// Threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+}

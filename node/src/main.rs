@@ -1,0 +1,51 @@
+//! `toychain`: parse the command line, run the command, report errors in one line.
+//! Exit codes: 0 success, 1 runtime failure, 2 usage error.
+
+mod actor;
+mod cli;
+mod devnet;
+mod factory;
+mod metrics;
+mod network;
+mod producer;
+mod rpc;
+mod rpc_client;
+mod run;
+mod wallet_cmd;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// A mistake in how toychain was called (bad flag value, bad address, …): exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        cli::Command::Node(args) => run::run_node(*args),
+        cli::Command::Devnet(args) => devnet::run(args),
+        cli::Command::Spec(args) => run::write_spec(args),
+        cli::Command::Wallet(args) => wallet_cmd::run(args),
+        cli::Command::Bench(args) => run::bench(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}

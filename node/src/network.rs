@@ -1,0 +1,397 @@
+//! The node's side of the network: gossip in (decode, import, tell the net layer whether to
+//! forward or penalise), sync requests answered from the store, and range sync from peers
+//! that are ahead — used both by a late joiner and after a partition. Blocks whose parent
+//! is unknown wait in a bounded orphan pool and trigger a sync with their sender.
+
+use crate::actor::ChainHandle;
+use crate::metrics::Metrics;
+use crate::rpc::NetView;
+use chain::{Block, BlockError, Canonical, ChainView, Height, ImportOutcome, Transaction};
+use net::{Client, Event, EventStream, PeerId, SyncRequest, SyncResponse, Topic, Verdict};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::{Mutex, watch};
+use tracing::{debug, info, warn};
+
+/// Blocks asked for in one sync request (the net layer's cap).
+const SYNC_BATCH: u32 = 128;
+/// Orphan blocks kept at most.
+const MAX_ORPHANS: usize = 256;
+/// Bytes of blocks put in one sync response at most.
+const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// How often peers are asked for their status.
+const STATUS_INTERVAL: Duration = Duration::from_secs(3);
+
+/// Blocks whose parent we do not have yet, oldest evicted first.
+#[derive(Debug, Default)]
+struct OrphanPool {
+    by_parent: HashMap<chain::BlockHash, Vec<Block>>,
+    order: VecDeque<(chain::BlockHash, chain::BlockHash)>,
+}
+
+impl OrphanPool {
+    fn insert(&mut self, block: Block) {
+        let hash = block.hash();
+        let parent = block.header.parent;
+        let siblings = self.by_parent.entry(parent).or_default();
+        if siblings.iter().any(|b| b.hash() == hash) {
+            return;
+        }
+        siblings.push(block);
+        self.order.push_back((parent, hash));
+        while self.order.len() > MAX_ORPHANS {
+            if let Some((p, h)) = self.order.pop_front()
+                && let Some(list) = self.by_parent.get_mut(&p)
+            {
+                list.retain(|b| b.hash() != h);
+                if list.is_empty() {
+                    self.by_parent.remove(&p);
+                }
+            }
+        }
+    }
+
+    fn children_of(&mut self, parent: &chain::BlockHash) -> Vec<Block> {
+        let children = self.by_parent.remove(parent).unwrap_or_default();
+        self.order.retain(|(p, _)| p != parent);
+        children
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Ctx {
+    chain: ChainHandle,
+    client: Client,
+    view: NetView,
+    metrics: Arc<Metrics>,
+    orphans: Arc<Mutex<OrphanPool>>,
+    /// One range sync at a time.
+    sync_lock: Arc<Mutex<()>>,
+}
+
+/// Runs until the event stream ends or `shutdown` flips.
+pub async fn run(
+    mut events: EventStream,
+    chain: ChainHandle,
+    client: Client,
+    view: NetView,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let ctx = Ctx {
+        chain,
+        client,
+        view,
+        metrics,
+        orphans: Arc::new(Mutex::new(OrphanPool::default())),
+        sync_lock: Arc::new(Mutex::new(())),
+    };
+    let mut ticker = tokio::time::interval(STATUS_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = ticker.tick() => {
+                let ctx = ctx.clone();
+                tokio::spawn(async move { ctx.poll_peers().await });
+            }
+            event = events.next() => {
+                let Some(event) = event else { break };
+                ctx.handle(event).await;
+            }
+        }
+    }
+}
+
+impl Ctx {
+    async fn handle(&self, event: Event) {
+        match event {
+            Event::Gossip {
+                topic,
+                data,
+                source,
+                id,
+            } => {
+                let verdict = match topic {
+                    Topic::Block => self.on_gossip_block(&data, source).await,
+                    Topic::Tx => self.on_gossip_tx(&data).await,
+                    // No engine exchanges messages yet; let the net layer drop them.
+                    Topic::Engine => Verdict::Ignore,
+                };
+                if verdict == Verdict::Reject {
+                    self.metrics.gossip_rejected.fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = self.client.report(id, source, verdict).await;
+            }
+            Event::InboundRequest {
+                peer,
+                request,
+                channel,
+            } => {
+                let response = self.answer(&request);
+                if let Err(e) = self.client.respond(channel, response).await {
+                    debug!(%peer, error = %e, "could not answer a sync request");
+                }
+            }
+            Event::PeerConnected { peer, addr } => {
+                info!(%peer, %addr, "peer connected");
+                self.update_peer_count().await;
+                let ctx = self.clone();
+                tokio::spawn(async move { ctx.sync_with(peer).await });
+            }
+            Event::PeerDisconnected { peer } => {
+                debug!(%peer, "peer disconnected");
+                if let Ok(mut heights) = self.view.peer_heights.lock() {
+                    heights.remove(&peer.to_string());
+                }
+                self.update_peer_count().await;
+            }
+            Event::PeerBanned {
+                peer,
+                duration,
+                reason,
+            } => {
+                warn!(%peer, ?duration, ?reason, "peer banned");
+            }
+            Event::WrongChain {
+                peer,
+                protocol_version,
+            } => {
+                warn!(%peer, %protocol_version, "peer is on another chain; disconnected");
+            }
+            Event::NewListenAddr { addr } => info!(%addr, "listening for peers"),
+        }
+    }
+
+    async fn update_peer_count(&self) {
+        if let Ok(peers) = self.client.peers().await {
+            self.metrics
+                .peers
+                .store(peers.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    async fn on_gossip_block(&self, data: &[u8], source: PeerId) -> Verdict {
+        let block = match Block::decode(data) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(%source, error = %e, "undecodable block gossip");
+                return Verdict::Reject;
+            }
+        };
+        match self.import(block.clone()).await {
+            Ok(()) => Verdict::Accept,
+            Err(Some(BlockError::UnknownParent { parent })) => {
+                debug!(%parent, "orphan block; fetching its ancestors");
+                self.orphans.lock().await.insert(block);
+                let ctx = self.clone();
+                tokio::spawn(async move { ctx.sync_with(source).await });
+                Verdict::Ignore
+            }
+            Err(Some(e)) if e.is_bad_data() => Verdict::Reject,
+            Err(_) => Verdict::Ignore,
+        }
+    }
+
+    async fn on_gossip_tx(&self, data: &[u8]) -> Verdict {
+        let tx = match Transaction::decode(data) {
+            Ok(tx) => tx,
+            Err(_) => return Verdict::Reject,
+        };
+        match self.chain.submit_tx(tx).await {
+            Ok(Ok(_)) => Verdict::Accept,
+            Ok(Err(e)) if e.is_bad_data() => Verdict::Reject,
+            _ => Verdict::Ignore,
+        }
+    }
+
+    /// Imports a block, then any orphans waiting for it. `Err(None)` when the node is
+    /// stopping.
+    async fn import(&self, block: Block) -> Result<(), Option<BlockError>> {
+        let hash = block.hash();
+        match self.chain.import(block).await {
+            Err(_) => return Err(None),
+            Ok(Err(e)) => return Err(Some(e)),
+            Ok(Ok(outcome)) => {
+                if let ImportOutcome::NewHead(change) = &outcome
+                    && change.is_reorg()
+                {
+                    info!(
+                        depth = change.reverted.len(),
+                        new_head = %change.new_head.hash.short(),
+                        "reorg"
+                    );
+                }
+            }
+        }
+        let mut ready = vec![hash];
+        while let Some(parent) = ready.pop() {
+            let children = self.orphans.lock().await.children_of(&parent);
+            for child in children {
+                let child_hash = child.hash();
+                if let Ok(Ok(_)) = self.chain.import(child).await {
+                    ready.push(child_hash);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers a peer's sync request from the store.
+    fn answer(&self, request: &SyncRequest) -> SyncResponse {
+        let reader = self.chain.reader();
+        let head = self.chain.head();
+        match request {
+            SyncRequest::Status => SyncResponse::Status {
+                genesis: reader.genesis().hash(),
+                head_height: head.id.height,
+                head_hash: head.id.hash,
+                total_weight: head.total_weight,
+            },
+            SyncRequest::Blocks { from, count } | SyncRequest::Headers { from, count } => {
+                let headers_only = matches!(request, SyncRequest::Headers { .. });
+                let mut items = Vec::new();
+                let mut bytes = 0usize;
+                let last = from.0.saturating_add(u64::from((*count).min(SYNC_BATCH)));
+                for h in from.0..last.min(head.id.height.0.saturating_add(1)) {
+                    let block = match reader.block_at(Height(h)) {
+                        Ok(Some(b)) => b,
+                        Ok(None) => break,
+                        Err(e) => return SyncResponse::error(format!("store error: {e}")),
+                    };
+                    let encoded = if headers_only {
+                        block.header.encode()
+                    } else {
+                        block.encode()
+                    };
+                    if bytes + encoded.len() > MAX_RESPONSE_BYTES {
+                        break;
+                    }
+                    bytes += encoded.len();
+                    items.push(encoded);
+                }
+                if headers_only {
+                    SyncResponse::Headers(items)
+                } else {
+                    SyncResponse::Blocks(items)
+                }
+            }
+        }
+    }
+
+    /// Asks every peer for its status; syncs from the heaviest one ahead of us.
+    async fn poll_peers(&self) {
+        let Ok(peers) = self.client.peers().await else {
+            return;
+        };
+        self.metrics
+            .peers
+            .store(peers.len() as u64, Ordering::Relaxed);
+        let mut best: Option<(PeerId, chain::Weight)> = None;
+        for peer in peers {
+            if let Ok(SyncResponse::Status {
+                head_height,
+                total_weight,
+                ..
+            }) = self.client.request(peer.peer_id, SyncRequest::Status).await
+            {
+                if let Ok(mut heights) = self.view.peer_heights.lock() {
+                    heights.insert(peer.peer_id.to_string(), head_height.0);
+                }
+                if total_weight > self.chain.head().total_weight
+                    && best.as_ref().is_none_or(|(_, w)| total_weight > *w)
+                {
+                    best = Some((peer.peer_id, total_weight));
+                }
+            }
+        }
+        if let Some((peer, _)) = best {
+            self.sync_with(peer).await;
+        }
+    }
+
+    /// Range sync from `peer` while it is heavier than us. Steps back when its blocks do not
+    /// attach (we are on another branch) until they do, so reorgs are followed on the way.
+    async fn sync_with(&self, peer: PeerId) {
+        let Ok(_guard) = self.sync_lock.try_lock() else {
+            return;
+        };
+        let status = match self.client.request(peer, SyncRequest::Status).await {
+            Ok(SyncResponse::Status {
+                head_height,
+                total_weight,
+                genesis,
+                ..
+            }) if genesis == self.chain.reader().genesis().hash() => (head_height, total_weight),
+            Ok(_) => return,
+            Err(e) => {
+                debug!(%peer, error = %e, "status request failed");
+                return;
+            }
+        };
+        if let Ok(mut heights) = self.view.peer_heights.lock() {
+            heights.insert(peer.to_string(), status.0.0);
+        }
+        if status.1 <= self.chain.head().total_weight {
+            return;
+        }
+        self.view.syncing.store(true, Ordering::Relaxed);
+        let start_height = self.chain.head().id.height.0;
+        info!(%peer, from = start_height, to = status.0.0, "syncing");
+        let mut from = start_height + 1;
+        let mut imported = 0u64;
+        let mut step_back = u64::from(SYNC_BATCH);
+        'outer: while self.chain.head().total_weight < status.1 {
+            let response = match self
+                .client
+                .request(
+                    peer,
+                    SyncRequest::Blocks {
+                        from: Height(from),
+                        count: SYNC_BATCH,
+                    },
+                )
+                .await
+            {
+                Ok(SyncResponse::Blocks(items)) => items,
+                Ok(_) | Err(_) => break,
+            };
+            if response.is_empty() {
+                break;
+            }
+            let count = response.len() as u64;
+            for raw in response {
+                let block = match Block::decode(&raw) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        warn!(%peer, error = %e, "peer sent an undecodable block; banning");
+                        let _ = self.client.ban(peer, Duration::from_secs(600)).await;
+                        break 'outer;
+                    }
+                };
+                match self.import(block).await {
+                    Ok(()) => imported += 1,
+                    Err(Some(BlockError::UnknownParent { .. })) => {
+                        if from <= 1 {
+                            break 'outer;
+                        }
+                        // Our branch differs below `from`: fetch from further back.
+                        from = from.saturating_sub(step_back).max(1);
+                        step_back = step_back.saturating_mul(2);
+                        continue 'outer;
+                    }
+                    Err(Some(e)) if e.is_bad_data() => {
+                        warn!(%peer, error = %e, "peer sent an invalid block; banning");
+                        let _ = self.client.ban(peer, Duration::from_secs(600)).await;
+                        break 'outer;
+                    }
+                    Err(_) => break 'outer,
+                }
+            }
+            from += count;
+        }
+        self.view.syncing.store(false, Ordering::Relaxed);
+        info!(%peer, imported, height = self.chain.head().id.height.0, "sync finished");
+    }
+}

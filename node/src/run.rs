@@ -1,0 +1,385 @@
+//! `toychain node`: wires config, chain (RocksDB in the data dir), engine from the spec,
+//! network, JSON-RPC and — with `--author` — the producer; shuts down cleanly on Ctrl-C,
+//! SIGTERM or when its devnet launcher dies, flushing the store.
+
+use crate::cli::NodeArgs;
+use crate::metrics::Metrics;
+use crate::producer::{ProducerLoop, ProducerStop};
+use crate::rpc::{NetView, RpcState};
+use crate::{UsageError, actor, factory, network, rpc};
+use anyhow::Context;
+use chain::{
+    Chain, ChainConfig, ChainView, Clock, Mempool, MempoolConfig, RocksStore, SystemClock,
+};
+use config::{ChainSpec, EngineKind, EngineSpec, NodeConfig};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Default folders, relative to where toychain runs.
+pub const DEFAULT_DATA_DIR: &str = ".toychain/node";
+pub const DEFAULT_WALLET_DIR: &str = ".toychain/wallet";
+pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:8545";
+pub const DEFAULT_P2P_LISTEN: &str = "/ip4/127.0.0.1/tcp/30333";
+
+/// The node's settings after the config file and the flags are merged.
+#[derive(Debug)]
+struct Settings {
+    spec: ChainSpec,
+    data_dir: PathBuf,
+    rpc_addr: SocketAddr,
+    p2p_listen: net::Multiaddr,
+    bootnodes: Vec<net::Multiaddr>,
+    author: Option<chain::SecretKey>,
+    mdns: bool,
+}
+
+fn usage(message: String) -> anyhow::Error {
+    UsageError(message).into()
+}
+
+fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
+    let file = match &args.config {
+        Some(path) => NodeConfig::load(path).map_err(|e| usage(e.to_string()))?,
+        None => NodeConfig::default(),
+    };
+    let engine = match args.engine.as_deref() {
+        Some(name) => Some(
+            name.parse::<EngineKind>()
+                .map_err(|e| usage(e.to_string()))?,
+        ),
+        None => file.engine,
+    };
+    let chain_file = args.chain.clone().or(file.chain.clone());
+    let dev = args.dev || file.dev;
+    let mut spec = match (chain_file, dev) {
+        (Some(path), false) => ChainSpec::load(&path).map_err(|e| usage(e.to_string()))?,
+        (None, true) => ChainSpec::dev(engine.unwrap_or(EngineKind::Pow)),
+        (Some(_), true) => {
+            return Err(usage("give either --chain FILE or --dev, not both".into()));
+        }
+        (None, false) => {
+            return Err(usage(
+                "no chain: give --chain SPEC.toml or --dev (with --engine KIND)".into(),
+            ));
+        }
+    };
+    if let Some(secs) = args.block_time {
+        set_block_time(&mut spec, secs)?;
+    }
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let rpc_text = args
+        .rpc_addr
+        .clone()
+        .or(file.rpc_addr.clone())
+        .unwrap_or_else(|| DEFAULT_RPC_ADDR.into());
+    let rpc_addr: SocketAddr = rpc_text
+        .parse()
+        .map_err(|e| usage(format!("invalid --rpc-addr {rpc_text:?}: {e}")))?;
+    if !rpc_addr.ip().is_loopback() {
+        if !(args.rpc_external || file.rpc_external) {
+            return Err(usage(format!(
+                "--rpc-addr {rpc_addr} is not loopback: anyone who can reach it could use this \
+                 node's RPC; add --rpc-external if that is what you want"
+            )));
+        }
+        warn!(%rpc_addr, "RPC listens on a non-loopback address");
+    }
+    let listen_text = args
+        .p2p_listen
+        .clone()
+        .or(file.p2p_listen.first().cloned())
+        .unwrap_or_else(|| DEFAULT_P2P_LISTEN.into());
+    let p2p_listen = listen_text
+        .parse()
+        .map_err(|e| usage(format!("invalid --p2p-listen {listen_text:?}: {e}")))?;
+    let bootnodes = args
+        .bootnode
+        .iter()
+        .chain(file.bootnodes.iter())
+        .map(|b| {
+            b.parse::<net::Multiaddr>()
+                .map_err(|e| usage(format!("invalid --bootnode {b:?}: {e}")))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let author = match args.author.clone().or(file.author.clone()) {
+        None => None,
+        Some(name) => {
+            let dir = args
+                .wallet_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_WALLET_DIR));
+            let keystore = wallet::Keystore::open(&dir).map_err(|e| usage(e.to_string()))?;
+            let password = match &args.password_file {
+                Some(p) => wallet::PasswordSource::File(p.clone()),
+                None => wallet::PasswordSource::Prompt,
+            };
+            Some(
+                wallet::resolve_signer(&name, &keystore, &password)
+                    .map_err(|e| usage(format!("--author {name}: {e}")))?,
+            )
+        }
+    };
+    Ok(Settings {
+        spec,
+        data_dir,
+        rpc_addr,
+        p2p_listen,
+        bootnodes,
+        author,
+        mdns: args.mdns || file.mdns,
+    })
+}
+
+/// Overrides the target block time of a spec's engine.
+pub fn set_block_time(spec: &mut ChainSpec, secs: u64) -> anyhow::Result<()> {
+    if secs == 0 {
+        return Err(usage("--block-time must be at least 1 second".into()));
+    }
+    match &mut spec.engine {
+        EngineSpec::Pow(p) => {
+            p.target_block_time = secs;
+            if let miner::pow::Retarget::Asert { half_life } = &mut p.retarget {
+                *half_life = secs * 20;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The node's libp2p identity, created once and kept in the data dir.
+fn node_key(data_dir: &Path) -> anyhow::Result<net::Keypair> {
+    let path = data_dir.join("node.key");
+    if let Ok(bytes) = std::fs::read(&path) {
+        return net::Keypair::from_protobuf_encoding(&bytes).with_context(|| {
+            format!(
+                "node key {} is corrupt; delete it to make a new one",
+                path.display()
+            )
+        });
+    }
+    let key = net::Keypair::generate_ed25519();
+    let bytes = key
+        .to_protobuf_encoding()
+        .context("cannot encode the node key")?;
+    std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key)
+}
+
+pub fn run_node(args: NodeArgs) -> anyhow::Result<()> {
+    let settings = settings(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("toychain-rt")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(settings, args))
+}
+
+async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
+    let spec = &settings.spec;
+    let engine = factory::engine(&spec.engine)?;
+    let store = Arc::new(
+        RocksStore::open(settings.data_dir.join("db")).with_context(|| {
+            format!(
+                "cannot open the database in {}",
+                settings.data_dir.display()
+            )
+        })?,
+    );
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let chain_id = chain::ChainId(spec.chain_id);
+    let chain = Chain::open(
+        store,
+        engine.clone(),
+        clock.clone(),
+        ChainConfig::new(chain_id),
+        &spec.genesis(),
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the chain in {}: {e}",
+            settings.data_dir.display()
+        )
+    })?;
+    let genesis = chain.genesis().hash();
+    let metrics = Arc::new(Metrics::default());
+    let mempool = Mempool::new(chain_id, MempoolConfig::default());
+    info!(
+        chain = %spec.name,
+        engine = engine.name(),
+        %genesis,
+        height = chain.head().height().0,
+        "chain ready"
+    );
+    let (handle, actor_thread) = actor::spawn(chain, mempool, metrics.clone());
+
+    // Network.
+    let mut net_config = net::NetworkConfig::new(node_key(&settings.data_dir)?, genesis);
+    net_config.listen = vec![settings.p2p_listen.clone()];
+    net_config.bootnodes = settings.bootnodes.clone();
+    net_config.mdns = settings.mdns;
+    let (client, events, event_loop) =
+        net::new(net_config).map_err(|e| anyhow::anyhow!("cannot start the network: {e}"))?;
+    let net_task = tokio::spawn(event_loop.run());
+    let view = NetView {
+        client: Some(client.clone()),
+        ..NetView::default()
+    };
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let sync_task = tokio::spawn(network::run(
+        events,
+        handle.clone(),
+        client.clone(),
+        view.clone(),
+        metrics.clone(),
+        shutdown_rx.clone(),
+    ));
+
+    // RPC.
+    let listener = tokio::net::TcpListener::bind(settings.rpc_addr)
+        .await
+        .with_context(|| format!("cannot listen for RPC on {} (in use?)", settings.rpc_addr))?;
+    let rpc_state = RpcState {
+        chain: handle.clone(),
+        metrics: metrics.clone(),
+        net: view,
+        author: settings.author.as_ref().map(|k| k.address()),
+    };
+    let mut rpc_shutdown = shutdown_rx.clone();
+    let rpc_task = tokio::spawn(rpc::serve(listener, rpc_state, async move {
+        let _ = rpc_shutdown.changed().await;
+    }));
+    println!(
+        "toychain node: rpc http://{} · peer {} · p2p {}",
+        settings.rpc_addr,
+        client.local_peer_id(),
+        settings.p2p_listen
+    );
+
+    // Production.
+    let stop = ProducerStop::default();
+    let producer_thread = match &settings.author {
+        Some(key) => {
+            let producer = factory::producer(&spec.engine, key, args.mining_threads)?;
+            Some(
+                ProducerLoop {
+                    chain: handle.clone(),
+                    producer,
+                    clock,
+                    client: Some(client.clone()),
+                    runtime: tokio::runtime::Handle::current(),
+                    metrics: metrics.clone(),
+                    stop: stop.clone(),
+                    on_demand: args.on_demand,
+                }
+                .spawn(),
+            )
+        }
+        None => None,
+    };
+
+    wait_for_shutdown(args.parent_pid).await;
+    info!("shutting down");
+    stop.stop();
+    let _ = shutdown_tx.send(true);
+    let _ = client.shutdown().await;
+    if let Some(thread) = producer_thread {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), rpc_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), sync_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), net_task).await;
+    drop(handle);
+    drop(client);
+    // The actor flushes the store when its last handle is gone.
+    let _ = tokio::task::spawn_blocking(move || actor_thread.join()).await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C, SIGTERM, or when `parent` stops being our parent process.
+async fn wait_for_shutdown(parent: Option<u32>) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let orphaned = async move {
+        match parent {
+            Some(pid) => loop {
+                if std::os::unix::process::parent_id() != pid {
+                    warn!(parent = pid, "launcher is gone");
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            },
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        _ = orphaned => {}
+    }
+}
+
+/// `toychain spec`: writes a chain spec.
+pub fn write_spec(args: crate::cli::SpecArgs) -> anyhow::Result<()> {
+    let kind: EngineKind = args
+        .engine
+        .parse()
+        .map_err(|e: config::ConfigError| usage(e.to_string()))?;
+    if !args.authorities.is_empty() {
+        return Err(usage(format!(
+            "--authorities is for poa and dpos; the {kind} engine has none"
+        )));
+    }
+    let mut spec = ChainSpec::dev(kind);
+    if let Some(ts) = args.timestamp {
+        spec.genesis.timestamp = ts;
+    }
+    spec.validate()
+        .map_err(|(key, reason)| usage(format!("invalid spec: {key}: {reason}")))?;
+    let text = spec.to_toml();
+    match args.out {
+        Some(path) => {
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!(
+                "wrote {} ({} chain, engine {kind})",
+                path.display(),
+                spec.name
+            );
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+/// `toychain bench pow`.
+pub fn bench(args: crate::cli::BenchArgs) -> anyhow::Result<()> {
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads == 0 {
+        return Err(usage("--threads must be at least 1".into()));
+    }
+    println!(
+        "measuring pow hash rate on {threads} thread(s) for {} s…",
+        args.seconds
+    );
+    let report = miner::pow::bench::hashrate(threads, Duration::from_secs(args.seconds))
+        .map_err(|e| anyhow::anyhow!("benchmark failed: {e}"))?;
+    for (i, rate) in report.per_thread_hashes_per_sec().iter().enumerate() {
+        println!("thread {i}: {:.2} MH/s", rate / 1e6);
+    }
+    println!("total: {:.2} MH/s", report.hashes_per_sec() / 1e6);
+    Ok(())
+}

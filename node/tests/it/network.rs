@@ -1,0 +1,417 @@
+//! Multi-node tests of the real binary on 127.0.0.1: nodes agree on one head, a late
+//! joiner syncs, a restarted node resumes from RocksDB, a node of another chain is refused,
+//! a peer gossiping invalid blocks is banned, and RPC error paths leave the node healthy.
+//! Every wait is a condition polled against a deadline.
+
+use chain::test_utils::TEST_GENESIS_TIME;
+use chain::{Block, Chain, ChainConfig, ChainView, Clock, ManualClock, RocksStore, Timestamp};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_toychain");
+
+/// A port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind port 0")
+}
+
+/// A dev PoW spec with regtest-easy targets and 1 s blocks, so tests make blocks fast.
+fn easy_spec(dir: &Path, chain_id: u64) -> PathBuf {
+    let mut spec = config::ChainSpec::dev(config::EngineKind::Pow);
+    spec.chain_id = chain_id;
+    spec.genesis.timestamp = TEST_GENESIS_TIME;
+    let config::EngineSpec::Pow(params) = &mut spec.engine;
+    params.target_block_time = 1;
+    params.retarget = miner::pow::Retarget::Asert { half_life: 20 };
+    params.pow_limit = miner::pow::CompactTarget::from_consensus(0x207f_ffff);
+    params.genesis_bits = miner::pow::CompactTarget::from_consensus(0x207f_ffff);
+    let path = dir.join(format!("spec-{chain_id}.toml"));
+    std::fs::write(&path, spec.to_toml()).expect("write spec");
+    path
+}
+
+/// A node process, killed on drop.
+struct Node {
+    child: Child,
+    rpc: String,
+    p2p: String,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(spec: &Path, data_dir: &Path, author: Option<&str>, bootnodes: &[&str]) -> Node {
+    let rpc = format!("127.0.0.1:{}", free_port());
+    let p2p = format!("/ip4/127.0.0.1/tcp/{}", free_port());
+    let mut cmd = Command::new(BIN);
+    cmd.args(["node", "--chain"])
+        .arg(spec)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args([
+            "--rpc-addr",
+            &rpc,
+            "--p2p-listen",
+            &p2p,
+            "--mining-threads",
+            "1",
+        ]);
+    if let Some(author) = author {
+        cmd.args(["--author", author]);
+    }
+    for b in bootnodes {
+        cmd.args(["--bootnode", b]);
+    }
+    let log = std::fs::File::create(data_dir.with_extension("log")).expect("log file");
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start node");
+    let node = Node {
+        child,
+        rpc: format!("http://{rpc}"),
+        p2p,
+    };
+    wait_for(Duration::from_secs(60), "rpc to answer", || {
+        call(&node, "chain_info", json!([])).ok()
+    });
+    node
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn raw(node: &Node, body: &[u8]) -> (u16, Value) {
+    let mut resp = agent()
+        .post(&node.rpc)
+        .header("content-type", "application/json")
+        .send(body)
+        .expect("rpc reachable");
+    let status = resp.status().as_u16();
+    let value = resp.body_mut().read_json().unwrap_or(Value::Null);
+    (status, value)
+}
+
+fn call(node: &Node, method: &str, params: Value) -> Result<Value, Value> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let mut resp = agent()
+        .post(&node.rpc)
+        .send_json(&body)
+        .map_err(|e| json!(e.to_string()))?;
+    let v: Value = resp
+        .body_mut()
+        .read_json()
+        .map_err(|e| json!(e.to_string()))?;
+    match v.get("error") {
+        Some(e) => Err(e.clone()),
+        None => Ok(v["result"].clone()),
+    }
+}
+
+fn height(node: &Node) -> u64 {
+    call(node, "chain_info", json!([])).map_or(0, |v| v["height"].as_u64().unwrap_or(0))
+}
+
+fn head(node: &Node) -> String {
+    call(node, "chain_info", json!([])).map_or(String::new(), |v| {
+        v["head_hash"].as_str().unwrap_or("").to_owned()
+    })
+}
+
+fn wait_for<T>(deadline: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn peer_addr(node: &Node) -> String {
+    let status = call(node, "node_status", json!([])).expect("status");
+    format!(
+        "{}/p2p/{}",
+        node.p2p,
+        status["peer_id"].as_str().expect("peer id")
+    )
+}
+
+/// Builds `count` PoW blocks into a fresh RocksDB at `data_dir/db`, with timestamps one
+/// second apart after genesis (in the past, so any node accepts them).
+fn prebuild_chain(spec_path: &Path, data_dir: &Path, count: u64) {
+    let spec = config::ChainSpec::load(spec_path).expect("spec");
+    let config::EngineSpec::Pow(params) = &spec.engine;
+    let engine = miner::pow::PowEngine::new(params.clone()).expect("engine");
+    let clock = Arc::new(ManualClock::new(Timestamp(TEST_GENESIS_TIME + count + 100)));
+    std::fs::create_dir_all(data_dir).expect("data dir");
+    let store = Arc::new(RocksStore::open(data_dir.join("db")).expect("store"));
+    let mut chain = Chain::open(
+        store,
+        Arc::new(engine.clone()),
+        clock.clone() as Arc<dyn Clock>,
+        ChainConfig::new(chain::ChainId(spec.chain_id)),
+        &spec.genesis(),
+    )
+    .expect("chain");
+    let producer = miner::pow::PowProducer::with_threads(
+        chain::dev::dev_address("bob").expect("dev"),
+        engine,
+        1,
+    )
+    .expect("producer");
+    for i in 1..=count {
+        let head = chain.head();
+        let mut header =
+            chain.template(producer_author(&producer), Timestamp(TEST_GENESIS_TIME + i));
+        chain::BlockProducer::prepare(&producer, &chain, &head, &mut header).expect("prepare");
+        let built = chain.build_block(header, Vec::new(), 0).expect("template");
+        let sealed = chain::BlockProducer::seal(
+            &producer,
+            built.block.header.clone(),
+            &chain::CancelFlag::new(),
+        )
+        .expect("seal")
+        .expect("not cancelled");
+        let block = Block {
+            header: sealed,
+            txs: built.block.txs,
+        };
+        chain.import_block(block).expect("import");
+    }
+    chain.flush().expect("flush");
+    assert_eq!(chain.head().height().0, count);
+}
+
+fn producer_author(p: &miner::pow::PowProducer) -> chain::Address {
+    chain::BlockProducer::author(p)
+}
+
+#[test]
+fn n3_pow_nodes_reach_the_same_head() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = easy_spec(dir.path(), 4242);
+    let a = start(&spec, &dir.path().join("a"), Some("alice"), &[]);
+    let boot = peer_addr(&a);
+    let b = start(&spec, &dir.path().join("b"), None, &[&boot]);
+    // Bootnode without /p2p: the node learns the peer id when it connects.
+    let c = start(&spec, &dir.path().join("c"), None, &[&a.p2p]);
+    wait_for(
+        Duration::from_secs(120),
+        "three nodes at one head above height 5",
+        || {
+            let (ha, hb, hc) = (head(&a), head(&b), head(&c));
+            (height(&a) >= 5 && ha == hb && hb == hc).then_some(())
+        },
+    );
+    let peers = call(&a, "net_peers", json!([])).expect("peers");
+    assert_eq!(peers.as_array().map(Vec::len), Some(2), "{peers}");
+}
+
+#[test]
+fn late_joiner_syncs_200_blocks_and_resumes_after_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = easy_spec(dir.path(), 4343);
+    prebuild_chain(&spec, &dir.path().join("a"), 200);
+    let a = start(&spec, &dir.path().join("a"), None, &[]);
+    assert_eq!(height(&a), 200);
+    let boot = peer_addr(&a);
+    let b_dir = dir.path().join("b");
+    let b = start(&spec, &b_dir, None, &[&boot]);
+    wait_for(
+        Duration::from_secs(120),
+        "late joiner to sync 200 blocks",
+        || (height(&b) == 200 && head(&b) == head(&a)).then_some(()),
+    );
+    let synced_head = head(&b);
+    // Stop b gracefully, then restart it alone: it resumes at 200 without any peer.
+    let mut b = b;
+    let _ = nix_term(&b.child);
+    wait_for(Duration::from_secs(30), "b to exit", || {
+        b.child.try_wait().ok().flatten()
+    });
+    drop(b);
+    let b2 = start(&spec, &b_dir, None, &[]);
+    assert_eq!(height(&b2), 200);
+    assert_eq!(head(&b2), synced_head);
+    let status = call(&b2, "node_status", json!([])).expect("status");
+    assert_eq!(status["peers"], json!(0));
+}
+
+fn nix_term(child: &Child) -> std::io::Result<()> {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    assert!(status.success());
+    Ok(())
+}
+
+#[test]
+fn a_node_of_another_chain_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec_a = easy_spec(dir.path(), 5000);
+    let spec_b = easy_spec(dir.path(), 5001);
+    let a = start(&spec_a, &dir.path().join("a"), Some("alice"), &[]);
+    let boot = peer_addr(&a);
+    let b = start(&spec_b, &dir.path().join("b"), None, &[&boot]);
+    wait_for(Duration::from_secs(60), "a to make blocks", || {
+        (height(&a) >= 3).then_some(())
+    });
+    // Give b every chance to connect, then check it never took a's blocks or peers.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(height(&b), 0, "a node of another chain imported our blocks");
+    let peers = call(&a, "net_peers", json!([])).expect("peers");
+    assert_eq!(peers, json!([]), "a peer of another chain stayed connected");
+}
+
+#[test]
+fn rpc_error_paths_answer_and_leave_the_node_healthy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = easy_spec(dir.path(), 5100);
+    let node = start(&spec, &dir.path().join("a"), None, &[]);
+    let cases: Vec<(&[u8], i64)> = vec![
+        (b"{not json", -32700),
+        (
+            br#"{"jsonrpc":"2.0","id":1,"method":"no_such_method"}"#,
+            -32601,
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":1,"method":"chain_getBlock","params":[true]}"#,
+            -32602,
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":1,"method":"state_getAccount","params":["toy1qqqq"]}"#,
+            -32602,
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":1,"method":"chain_info","params":[1,2]}"#,
+            -32602,
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":1,"method":"tx_submit","params":["zz"]}"#,
+            -32602,
+        ),
+        (
+            br#"{"jsonrpc":"2.0","id":1,"method":"tx_submit","params":["00"]}"#,
+            -32010,
+        ),
+        (br#"{"jsonrpc":"1.0","id":1,"method":"chain_info"}"#, -32600),
+    ];
+    for (body, code) in cases {
+        let (_, v) = raw(&node, body);
+        assert_eq!(
+            v["error"]["code"],
+            json!(code),
+            "{}: {v}",
+            String::from_utf8_lossy(body)
+        );
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    let big = vec![b' '; 512 * 1024 + 10];
+    let (status, v) = raw(&node, &big);
+    assert_eq!(status, 413);
+    assert_eq!(v["error"]["code"], json!(-32600));
+    // Still healthy.
+    let info = call(&node, "chain_info", json!([])).expect("healthy");
+    assert_eq!(info["engine"], json!("pow"));
+    let metrics = agent()
+        .get(format!("{}/metrics", node.rpc))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
+    assert!(metrics.contains("toychain_rpc_errors_total"), "{metrics}");
+}
+
+#[test]
+fn a_peer_gossiping_invalid_blocks_is_banned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec_path = easy_spec(dir.path(), 5200);
+    let node = start(&spec_path, &dir.path().join("a"), None, &[]);
+    let genesis_hash = chain::BlockHash::from_hex(
+        call(&node, "chain_info", json!([])).expect("info")["genesis_hash"]
+            .as_str()
+            .expect("hash"),
+    )
+    .expect("hex");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut config = net::NetworkConfig::new(net::Keypair::generate_ed25519(), genesis_hash);
+        config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")];
+        let (client, mut events, event_loop) = net::new(config).expect("net");
+        tokio::spawn(event_loop.run());
+        client
+            .dial(node.p2p.parse().expect("multiaddr"))
+            .await
+            .expect("dial");
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Instant::now() < until, "never connected");
+            if let Ok(Some(net::Event::PeerConnected { .. })) =
+                tokio::time::timeout(Duration::from_millis(500), events.next()).await
+            {
+                break;
+            }
+        }
+        // Garbage that is not a block, then a block with a bad seal: both consensus-invalid.
+        let mut sent = 0;
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(
+                Instant::now() < until,
+                "the node never dropped the bad peer"
+            );
+            let peers = client.peers().await.expect("peers");
+            if peers.is_empty() && sent >= 3 {
+                break;
+            }
+            if !peers.is_empty() {
+                let junk = vec![sent as u8; 64 + sent];
+                let _ = client.publish(net::Topic::Block, junk).await;
+                sent += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let metrics = agent()
+        .get(format!("{}/metrics", node.rpc))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
+    let rejected: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("toychain_gossip_rejected_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("counter");
+    assert!(rejected >= 3, "{metrics}");
+    // The node is still fine.
+    assert!(call(&node, "chain_info", json!([])).is_ok());
+}

@@ -1,0 +1,390 @@
+//! Running the binary, finding free ports, talking JSON-RPC, and a devnet that stops
+//! itself when dropped.
+
+use config::{ChainSpec, EngineKind, EngineSpec};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_toychain");
+
+/// How long one CLI run may take before the test calls it hung.
+const RUN_DEADLINE: Duration = Duration::from_secs(150);
+/// How long a devnet may take to serve RPC on a busy 2-core CI machine.
+const READY_DEADLINE: Duration = Duration::from_secs(90);
+
+/// What a finished run of the binary printed, and how it exited.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn assert_ok(&self, what: &str) -> &Output {
+        assert_eq!(
+            self.code, 0,
+            "{what} failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `toychain ARGS…` to completion (killed after a deadline).
+pub fn toychain(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the toychain binary starts");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let deadline = Instant::now() + RUN_DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for toychain") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("toychain {args:?} did not finish within {RUN_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        code: status.code().unwrap_or(-1),
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
+/// `toychain wallet --rpc URL ARGS…`, with a keystore folder that holds nothing, so no
+/// key on the machine running the tests can change what a name means.
+pub fn wallet(rpc: &str, args: &[&str]) -> Output {
+    let empty = std::env::temp_dir().join(format!("toychain-it-no-keys-{}", std::process::id()));
+    let empty = empty.to_str().expect("temp path is UTF-8");
+    let mut all = vec!["wallet", "--rpc", rpc, "--wallet-dir", empty];
+    all.extend_from_slice(args);
+    toychain(&all)
+}
+
+/// The first of `n` consecutive ports that are free right now.
+pub fn free_ports(n: u16) -> u16 {
+    for _ in 0..200 {
+        let first = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("an ephemeral port")
+            .port();
+        if first.checked_add(n).is_none() {
+            continue;
+        }
+        let all_free = (first..first + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if all_free {
+            return first;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}
+
+/// A port nothing listens on (bound once, then released).
+pub fn closed_port() -> u16 {
+    free_ports(1)
+}
+
+/// Polls `check` until it returns `Some`, or fails the test naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One JSON-RPC call; the error object or transport failure as text.
+pub fn rpc(url: &str, method: &str, params: Value) -> Result<Value, String> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let mut response = ureq::post(url)
+        .send_json(&body)
+        .map_err(|e| e.to_string())?;
+    let answer: Value = response.body_mut().read_json().map_err(|e| e.to_string())?;
+    if let Some(error) = answer.get("error") {
+        return Err(error.to_string());
+    }
+    answer
+        .get("result")
+        .cloned()
+        .ok_or_else(|| format!("no result in {answer}"))
+}
+
+/// An account's (balance in base units, nonce) on the node at `url`.
+pub fn account(url: &str, name: &str) -> (u64, u64) {
+    let address = chain::dev::dev_address(name).expect("a dev account");
+    let value =
+        rpc(url, "state_getAccount", json!([address.to_string()])).expect("state_getAccount");
+    (
+        value["balance"].as_u64().expect("balance"),
+        value["nonce"].as_u64().expect("nonce"),
+    )
+}
+
+pub fn mempool_size(url: &str) -> u64 {
+    rpc(url, "node_status", json!([])).expect("node_status")["mempool_size"]
+        .as_u64()
+        .expect("mempool_size")
+}
+
+/// The dev spec with proof of work as easy as the limit allows (about two hashes a block),
+/// so blocks follow transactions at once, under `chain_id`.
+pub fn easy_spec(chain_id: u64) -> String {
+    let mut spec = ChainSpec::dev(EngineKind::Pow);
+    spec.chain_id = chain_id;
+    match &mut spec.engine {
+        EngineSpec::Pow(p) => {
+            p.genesis_bits = miner::pow::CompactTarget::from_consensus(0x207f_ffff);
+            p.pow_limit = miner::pow::CompactTarget::from_consensus(0x207f_ffff);
+            p.target_block_time = 1;
+        }
+    }
+    spec.to_toml()
+}
+
+fn signal(child: &Child, sig: Signal) {
+    let pid = i32::try_from(child.id()).expect("pid fits i32");
+    let _ = kill(Pid::from_raw(pid), sig);
+}
+
+/// SIGTERM, then SIGKILL after `grace`; the exit status if it ended in time.
+pub fn stop_child(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    signal(child, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// A `toychain devnet` launcher; dropping it stops the launcher (and so its nodes).
+pub struct Devnet {
+    pub launcher: Child,
+    pub rpc: Vec<String>,
+    out: PathBuf,
+    err: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Devnet {
+    /// A new devnet of `nodes` nodes on the easy test chain, in a temp dir, ready to use.
+    pub fn start(nodes: u16) -> Devnet {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_owned();
+        write_easy_spec(&dir);
+        let mut devnet = Devnet::launch(&dir, nodes, free_ports(nodes), free_ports(nodes), &[]);
+        devnet._tmp = Some(tmp);
+        devnet.wait_ready();
+        if nodes > 1 {
+            let url = devnet.rpc[0].clone();
+            wait_for("node 0 to have a peer", Duration::from_secs(30), || {
+                let status = rpc(&url, "node_status", json!([])).ok()?;
+                (status["peers"].as_u64()? >= 1).then_some(())
+            });
+        }
+        devnet
+    }
+
+    /// Starts a launcher on `dir` (not waiting); `--on-demand` and a duration cap always.
+    pub fn launch(dir: &Path, nodes: u16, rpc_port: u16, p2p_port: u16, extra: &[&str]) -> Devnet {
+        let out = dir.join(format!("launcher-{rpc_port}.out"));
+        let err = dir.join(format!("launcher-{rpc_port}.err"));
+        let launcher = Command::new(BIN)
+            .arg("devnet")
+            .args(["--nodes", &nodes.to_string()])
+            .arg("--dir")
+            .arg(dir)
+            .args(["--rpc-port", &rpc_port.to_string()])
+            .args(["--p2p-port", &p2p_port.to_string()])
+            .args(["--on-demand", "--duration", "240"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("launcher stdout file"))
+            .stderr(std::fs::File::create(&err).expect("launcher stderr file"))
+            .spawn()
+            .expect("the launcher starts");
+        Devnet {
+            launcher,
+            rpc: (0..nodes)
+                .map(|i| format!("http://127.0.0.1:{}", rpc_port + i))
+                .collect(),
+            out,
+            err,
+            _tmp: None,
+        }
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    /// Waits for the banner the launcher prints once every node serves RPC.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            if self.stdout().contains("Ctrl-C stops every node") {
+                return;
+            }
+            if let Ok(Some(status)) = self.launcher.try_wait() {
+                panic!(
+                    "the launcher exited ({status}) before its nodes were up\nstdout:\n{}\nstderr:\n{}",
+                    self.stdout(),
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "devnet not ready within {READY_DEADLINE:?}\nstdout:\n{}\nstderr:\n{}",
+                self.stdout(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Ctrl-C's equivalent: SIGTERM, and the launcher's exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        stop_child(&mut self.launcher, Duration::from_secs(30)).unwrap_or_else(|| {
+            panic!(
+                "the launcher did not stop within 30 s of SIGTERM\nstdout:\n{}",
+                self.stdout()
+            )
+        })
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        stop_child(&mut self.launcher, Duration::from_secs(20));
+    }
+}
+
+/// Writes the easy test spec where the launcher looks for a stored spec.
+pub fn write_easy_spec(dir: &Path) {
+    let engine_dir = dir.join("pow");
+    std::fs::create_dir_all(&engine_dir).expect("devnet dir");
+    std::fs::write(
+        engine_dir.join("spec.toml"),
+        easy_spec(config::DEV_CHAIN_ID),
+    )
+    .expect("spec");
+}
+
+/// A single `toychain node` (no author) on its own chain spec; stopped when dropped.
+pub struct LoneNode {
+    child: Child,
+    pub rpc: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl LoneNode {
+    pub fn start(spec_toml: &str) -> LoneNode {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let spec = tmp.path().join("spec.toml");
+        std::fs::write(&spec, spec_toml).expect("spec");
+        let (rpc_port, p2p_port) = (free_ports(1), free_ports(1));
+        let log = std::fs::File::create(tmp.path().join("node.log")).expect("log");
+        let child = Command::new(BIN)
+            .arg("node")
+            .arg("--chain")
+            .arg(&spec)
+            .arg("--data-dir")
+            .arg(tmp.path().join("data"))
+            .args(["--rpc-addr", &format!("127.0.0.1:{rpc_port}")])
+            .args(["--p2p-listen", &format!("/ip4/127.0.0.1/tcp/{p2p_port}")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("the node starts");
+        let node = LoneNode {
+            child,
+            rpc: format!("http://127.0.0.1:{rpc_port}"),
+            _tmp: tmp,
+        };
+        wait_for("the lone node's RPC", READY_DEADLINE, || {
+            rpc(&node.rpc, "chain_info", json!([])).ok()
+        });
+        node
+    }
+}
+
+impl Drop for LoneNode {
+    fn drop(&mut self) {
+        stop_child(&mut self.child, Duration::from_secs(20));
+    }
+}
+
+/// `true` when `pid` no longer runs (gone, or a zombie nobody has reaped yet).
+pub fn process_is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => {
+            // The state follows the parenthesised command name, which may contain spaces.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
+            matches!(state, Some("Z" | "X" | "x"))
+        }
+    }
+}
+
+/// Processes whose parent is `parent`, from /proc.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = stat.rsplit_once(')')?.1.to_owned();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
