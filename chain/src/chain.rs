@@ -697,6 +697,28 @@ impl Chain {
         })
     }
 
+    /// Whether the engine takes this transaction's kind at all (transfers always; votes,
+    /// delegates and authority proposals only where an engine uses them), tried on the head
+    /// state without keeping anything. The mempool asks this so a kind no block could ever
+    /// include is refused at once instead of waiting forever.
+    pub fn check_tx_kind(&self, tx: &Transaction) -> Result<(), TxError> {
+        if matches!(tx.kind, crate::tx::TxKind::Transfer { .. }) {
+            return Ok(());
+        }
+        let header = self.template(Address::default(), self.head.timestamp);
+        let mut scratch = StateOverlay::new(&self.reader.state);
+        match self
+            .engine
+            .apply_tx(&mut scratch, &tx.sender_address(), tx, &header)
+        {
+            Err(EngineError::UnsupportedTx { kind, engine }) => {
+                Err(TxError::UnsupportedKind { kind, engine })
+            }
+            // Other refusals depend on state that may change before the tx is included.
+            _ => Ok(()),
+        }
+    }
+
     /// A header template on the head: parent, height and version set, roots empty.
     pub fn template(&self, producer: Address, timestamp: Timestamp) -> Header {
         Header {

@@ -145,7 +145,10 @@ fn run(
                 let _ = reply.send(result);
             }
             Command::SubmitTx { tx, reply } => {
-                let result = mempool.insert(*tx, chain.state());
+                let result = match chain.check_tx_kind(&tx) {
+                    Ok(()) => mempool.insert(*tx, chain.state()),
+                    Err(e) => Err(MempoolError::Invalid(e)),
+                };
                 if result.is_ok() {
                     metrics.txs_accepted.fetch_add(1, Ordering::Relaxed);
                 }

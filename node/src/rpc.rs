@@ -274,7 +274,6 @@ async fn dispatch(state: &RpcState, method: &str, params: Vec<Value>) -> Result<
                 "height": head.id.height.0,
                 "head_hash": head.id.hash.to_hex(),
                 "head_timestamp": head.timestamp.0,
-                "head_producer": head.producer.to_string(),
                 "finalized_height": head.finalized.map(|f| f.height.0),
                 "finalized_hash": head.finalized.map(|f| f.hash.to_hex()),
                 "total_weight": head.total_weight.to_string(),

@@ -150,3 +150,38 @@ fn the_byte_bound_holds() {
     let fees: Vec<u64> = pool.select(10).iter().map(|t| t.fee.0).collect();
     assert_eq!(fees, vec![4, 3]);
 }
+
+#[test]
+fn kinds_the_engine_does_not_use_are_refused_before_the_pool() {
+    let chain = memory_chain(TestEngine::default());
+    let key = chain::dev::dev_key("alice").expect("dev");
+    let vote = chain::Transaction::signed(
+        &key,
+        TEST_CHAIN_ID,
+        0,
+        chain::Amount(10),
+        chain::TxKind::Vote {
+            delegates: vec![addr("bob")],
+        },
+    );
+    let err = chain
+        .check_tx_kind(&vote)
+        .expect_err("the test engine has no votes");
+    assert!(
+        matches!(err, TxError::UnsupportedKind { kind: "vote", .. }),
+        "{err}"
+    );
+    assert!(err.is_bad_data());
+    let register = chain::Transaction::signed(
+        &key,
+        TEST_CHAIN_ID,
+        0,
+        chain::Amount(10),
+        chain::TxKind::RegisterDelegate,
+    );
+    assert_eq!(chain.check_tx_kind(&register), Ok(()));
+    assert_eq!(
+        chain.check_tx_kind(&transfer("alice", "bob", 0, 1, 1)),
+        Ok(())
+    );
+}
