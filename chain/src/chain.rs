@@ -9,7 +9,7 @@ use crate::crypto::{Address, merkle_root};
 use crate::engine::{ChainView, ConsensusEngine, EngineError};
 use crate::fork_choice;
 use crate::primitives::{BlockHash, BlockId, ChainId, Hash256, Height, Timestamp, TxHash, Weight};
-use crate::reader::{ChainReader, UndoRecord};
+use crate::reader::{ChainReader, META_HEAD, UndoRecord};
 use crate::state::{LtHash, StateChanges, StateKey, StateOverlay, StateRead, update_lthash};
 use crate::store::{Column, Store, StoreError, WriteBatch, decode_value, encode_value};
 use crate::tx::{Transaction, TxError};
@@ -22,7 +22,6 @@ use std::fmt;
 use std::sync::Arc;
 use tracing::{debug, info, warn};
 
-const META_HEAD: &[u8] = b"head";
 const META_HEAD_LTHASH: &[u8] = b"head_lthash";
 const META_GENESIS: &[u8] = b"genesis";
 const META_FORMAT: &[u8] = b"format";
@@ -239,14 +238,8 @@ impl Chain {
                 .into());
             }
         }
-        let head_hash = store
-            .get(Column::Meta, META_HEAD)?
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .map(BlockHash)
-            .ok_or(StoreError::Corrupt {
-                what: "head pointer",
-                reason: "missing or not 32 bytes".into(),
-            })?;
+        let reader = ChainReader::new(store.clone(), genesis_header.clone());
+        let head_hash = reader.head_hash()?;
         let head_lthash = store
             .get(Column::Meta, META_HEAD_LTHASH)?
             .and_then(|b| LtHash::from_bytes(&b))
@@ -254,7 +247,6 @@ impl Chain {
                 what: "head state hash",
                 reason: "missing or wrong length".into(),
             })?;
-        let reader = ChainReader::new(store, genesis_header.clone());
         let mut chain = Chain {
             reader,
             engine,
