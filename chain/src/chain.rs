@@ -353,7 +353,7 @@ impl Chain {
                 Ok(ImportOutcome::AlreadyKnown)
             };
         }
-        check_block_stateless(&block, self.config.chain_id)?;
+        let tx_hashes = check_block_stateless(&block, self.config.chain_id)?;
         let parent_hash = block.header.parent;
         let parent_meta = self.meta(&parent_hash)?.ok_or(BlockError::UnknownParent {
             parent: parent_hash,
@@ -404,7 +404,7 @@ impl Chain {
         }
         let mut path = path;
         path.push(hash);
-        let change = self.switch_to(fork_point, &path, Some((block, meta)))?;
+        let change = self.switch_to(fork_point, &path, Some((block, meta, tx_hashes)))?;
         Ok(ImportOutcome::NewHead(change))
     }
 
@@ -431,7 +431,7 @@ impl Chain {
         &mut self,
         fork_point: BlockId,
         path: &[BlockHash],
-        new_block: Option<(Block, BlockMeta)>,
+        new_block: Option<(Block, BlockMeta, Vec<TxHash>)>,
     ) -> Result<HeadChange, BlockError> {
         let old_head = self.head.id();
         let mut overlay = StateOverlay::new(&self.reader.state);
@@ -485,17 +485,21 @@ impl Chain {
         let mut applied = Vec::with_capacity(path.len());
         let mut new_head_meta = None;
         for (i, hash) in path.iter().enumerate() {
-            let (block, meta) = match &new_block {
-                Some((block, meta)) if i + 1 == path.len() => (block.clone(), *meta),
-                _ => (
-                    self.block(hash)?.ok_or_else(|| StoreError::Corrupt {
+            // The imported block's tx hashes were computed by its stateless checks; stored
+            // branch blocks hash theirs here.
+            let (block, meta, tx_hashes) = match &new_block {
+                Some((block, meta, hashes)) if i + 1 == path.len() => {
+                    (block.clone(), *meta, hashes.clone())
+                }
+                _ => {
+                    let block = self.block(hash)?.ok_or_else(|| StoreError::Corrupt {
                         what: "block",
                         reason: format!("missing branch block {hash}"),
-                    })?,
-                    self.meta_required(hash)?,
-                ),
+                    })?;
+                    let hashes = block.txs.iter().map(Transaction::hash).collect();
+                    (block, self.meta_required(hash)?, hashes)
+                }
             };
-            let tx_hashes: Vec<TxHash> = block.txs.iter().map(Transaction::hash).collect();
             let result = (|| {
                 let mut child = StateOverlay::new(&overlay);
                 execute_block(
@@ -524,7 +528,7 @@ impl Chain {
             }
             overlay.apply(changes);
             if i + 1 == path.len()
-                && let Some((block, meta)) = &new_block
+                && let Some((block, meta, _)) = &new_block
             {
                 Self::put_block(&mut batch, block, *hash);
                 batch.put(Column::BlockMeta, hash.0, encode_value(meta));
@@ -593,7 +597,7 @@ impl Chain {
         &self,
         path: &[BlockHash],
         failed: usize,
-        new_block: &Option<(Block, BlockMeta)>,
+        new_block: &Option<(Block, BlockMeta, Vec<TxHash>)>,
         error: BlockError,
     ) -> BlockError {
         if !error.is_bad_data() {
@@ -602,7 +606,7 @@ impl Chain {
         let mut batch = WriteBatch::default();
         for (i, hash) in path.iter().enumerate().skip(failed) {
             let meta = match new_block {
-                Some((block, meta)) if i + 1 == path.len() => {
+                Some((block, meta, _)) if i + 1 == path.len() => {
                     Self::put_block(&mut batch, block, *hash);
                     Some(*meta)
                 }

@@ -204,36 +204,26 @@ pub fn run(args: WalletArgs) -> anyhow::Result<()> {
             from,
             delegates,
             submit,
-        } => {
-            let delegates = wallet.addresses(&delegates)?;
-            let what = format!("vote for {}", list_addresses(&delegates));
-            wallet.submit(
-                &from,
-                Amount::ZERO,
-                &submit,
-                &what,
-                |key, chain, nonce, fee| {
-                    wallet::build_vote(key, chain, nonce, delegates.clone(), fee)
-                },
-            )
-        }
+        } => vote(
+            &wallet,
+            &from,
+            &delegates,
+            &submit,
+            "vote for",
+            wallet::build_vote,
+        ),
         WalletCommand::Unvote {
             from,
             delegates,
             submit,
-        } => {
-            let delegates = wallet.addresses(&delegates)?;
-            let what = format!("unvote {}", list_addresses(&delegates));
-            wallet.submit(
-                &from,
-                Amount::ZERO,
-                &submit,
-                &what,
-                |key, chain, nonce, fee| {
-                    wallet::build_unvote(key, chain, nonce, delegates.clone(), fee)
-                },
-            )
-        }
+        } => vote(
+            &wallet,
+            &from,
+            &delegates,
+            &submit,
+            "unvote",
+            wallet::build_unvote,
+        ),
         WalletCommand::ProposeAuthority {
             from,
             address,
@@ -283,6 +273,26 @@ fn parse_amount(flag: &str, text: &str) -> anyhow::Result<Amount> {
 
 fn toy(amount: Amount) -> String {
     format!("{} TOY", amount.to_toy_string())
+}
+
+/// Votes and unvotes: the same flow, another tx kind.
+fn vote(
+    wallet: &Wallet,
+    from: &str,
+    delegates: &[String],
+    submit: &SubmitArgs,
+    verb: &str,
+    build: fn(&SecretKey, ChainId, u64, Vec<Address>, Amount) -> wallet::Result<Transaction>,
+) -> anyhow::Result<()> {
+    let delegates = wallet.addresses(delegates)?;
+    let what = format!("{verb} {}", list_addresses(&delegates));
+    wallet.submit(
+        from,
+        Amount::ZERO,
+        submit,
+        &what,
+        |key, chain, nonce, fee| build(key, chain, nonce, delegates, fee),
+    )
 }
 
 fn list_addresses(addresses: &[Address]) -> String {
