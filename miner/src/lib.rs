@@ -4,5 +4,16 @@
 //!
 //! - [`pow`]: Bitcoin's proof of work (sha256d under a target) with ASERT or Bitcoin
 //!   retargeting.
+//! - [`poa`]: proof of authority with Clique's (EIP-225) rules: in-turn signers, a
+//!   recent-signer window, and authority votes.
+//! - [`dpos`]: delegated proof of stake: voted delegates, a shuffled schedule of slots per
+//!   round, and a last irreversible block.
+//! - [`pos`]: Peercoin's coin-age proof of stake.
+//!
+//! The signed engines share [`seal`] (a producer's signature over the seal hash) and keep
+//! their own records in the chain state through [`engine_state`].
 
+pub mod engine_state;
+pub mod poa;
 pub mod pow;
+pub mod seal;

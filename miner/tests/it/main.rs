@@ -1,8 +1,10 @@
 //! The miner's integration tests: published vectors (inline and the full shared sets), the
 //! engine inside a real `chain::Chain`, the producer, and retarget stability.
 
+mod clique;
 mod conformance;
 mod engine;
+mod poa;
 mod producer;
 mod stability;
 mod support;

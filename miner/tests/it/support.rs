@@ -2,8 +2,8 @@
 
 use chain::test_utils::TEST_CHAIN_ID;
 use chain::{
-    Amount, Block, BlockProducer, CancelFlag, Chain, ChainConfig, ChainView, Genesis, ManualClock,
-    MemoryStore, Timestamp,
+    Amount, Block, BlockProducer, CancelFlag, Chain, ChainConfig, ChainView, ConsensusEngine,
+    Genesis, ManualClock, MemoryStore, Timestamp, Transaction,
 };
 use miner::pow::{CompactTarget, PowEngine, PowParams, PowProducer, Retarget};
 use std::path::PathBuf;
@@ -95,8 +95,19 @@ pub fn producer(params: &PowParams, threads: usize) -> PowProducer {
 /// the header before the block is built (to break a rule on purpose).
 pub fn build(
     chain: &Chain,
-    producer: &PowProducer,
+    producer: &dyn BlockProducer,
     timestamp: Timestamp,
+    edit: impl FnOnce(&mut chain::Header),
+) -> Block {
+    build_with(chain, producer, timestamp, Vec::new(), edit)
+}
+
+/// [`build`] with transactions.
+pub fn build_with(
+    chain: &Chain,
+    producer: &dyn BlockProducer,
+    timestamp: Timestamp,
+    txs: Vec<Transaction>,
     edit: impl FnOnce(&mut chain::Header),
 ) -> Block {
     let parent = chain.head();
@@ -106,13 +117,13 @@ pub fn build(
         .expect("prepare");
     edit(&mut header);
     chain
-        .build_block(header, Vec::new(), usize::MAX)
+        .build_block(header, txs, usize::MAX)
         .expect("template builds")
         .block
 }
 
 /// Seals `block` with `producer`.
-pub fn seal(producer: &PowProducer, block: Block) -> Block {
+pub fn seal(producer: &dyn BlockProducer, block: Block) -> Block {
     let header = producer
         .seal(block.header, &CancelFlag::new())
         .expect("seal")
@@ -130,4 +141,46 @@ pub fn mine_on_head(chain: &mut Chain, producer: &PowProducer, timestamp: Timest
         .import_block(block.clone())
         .expect("mined block imports");
     block
+}
+
+/// A memory chain running `engine`, each of `funded` holding 1,000 TOY, with a manual
+/// clock set to `now` (seconds).
+pub fn engine_chain(
+    engine: Arc<dyn ConsensusEngine>,
+    funded: &[chain::Address],
+    now: u64,
+) -> (Chain, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(Timestamp(now)));
+    let genesis = Genesis {
+        chain_id: TEST_CHAIN_ID,
+        timestamp: Timestamp(GENESIS_TIME),
+        alloc: funded
+            .iter()
+            .map(|a| (*a, Amount::from_toy(1_000).expect("fits")))
+            .collect(),
+        engine_params: engine.name().as_bytes().to_vec(),
+        bits: 0,
+    };
+    let chain = Chain::open(
+        Arc::new(MemoryStore::new()),
+        engine,
+        clock.clone(),
+        ChainConfig::new(TEST_CHAIN_ID),
+        &genesis,
+    )
+    .expect("chain opens");
+    (chain, clock)
+}
+
+/// Builds and seals a block with `txs` at `timestamp` on the head (not imported).
+pub fn produce(
+    chain: &Chain,
+    producer: &dyn BlockProducer,
+    timestamp: Timestamp,
+    txs: Vec<Transaction>,
+) -> Block {
+    seal(
+        producer,
+        build_with(chain, producer, timestamp, txs, |_| {}),
+    )
 }
