@@ -13,6 +13,7 @@
 //! The signed engines share [`seal`] (a producer's signature over the seal hash) and keep
 //! their own records in the chain state through [`engine_state`].
 
+pub mod dpos;
 pub mod engine_state;
 pub mod poa;
 pub mod pow;

@@ -3,6 +3,7 @@
 
 mod clique;
 mod conformance;
+mod dpos;
 mod engine;
 mod poa;
 mod producer;

@@ -1,0 +1,346 @@
+//! The DPoS engine inside a real chain: the slot schedule, refusals, missed slots, the last
+//! irreversible block, and elections by stake-weighted votes.
+
+use crate::support::{GENESIS_TIME, build, engine_chain, produce, seal};
+use chain::dev::dev_key;
+use chain::{
+    Address, Amount, Block, BlockError, BlockProducer, Chain, ChainView, Height, ImportOutcome,
+    SecretKey, Timestamp, Transaction, TxError, TxKind,
+};
+use miner::dpos::{DposEngine, DposError, DposParams, DposProducer};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+const SLOT: u64 = 5;
+const NAMES: [&str; 6] = ["alice", "bob", "carol", "dave", "eve", "ferdie"];
+
+fn key(name: &str) -> SecretKey {
+    dev_key(name).expect("dev account")
+}
+
+/// alice … dave are the genesis delegates (K = 4); everyone in NAMES holds 1,000 TOY.
+fn setup() -> (Chain, DposEngine, Vec<DposProducer>) {
+    let params = DposParams {
+        slot_secs: SLOT,
+        producers: 4,
+        max_votes: 2,
+        genesis_delegates: NAMES[..4].iter().map(|n| key(n).address()).collect(),
+        block_reward: Amount::from_toy(1).expect("fits"),
+    };
+    let engine = DposEngine::new(params).expect("valid params");
+    let funded: Vec<Address> = NAMES.iter().map(|n| key(n).address()).collect();
+    let (chain, _clock) = engine_chain(Arc::new(engine.clone()), &funded, GENESIS_TIME + 1_000_000);
+    let producers = NAMES
+        .iter()
+        .map(|n| DposProducer::new(key(n), engine.clone()))
+        .collect();
+    (chain, engine, producers)
+}
+
+/// The first slot after genesis.
+fn first_slot() -> u64 {
+    GENESIS_TIME / SLOT + 1
+}
+
+fn owner<'a>(
+    chain: &Chain,
+    engine: &DposEngine,
+    producers: &'a [DposProducer],
+    slot: u64,
+) -> &'a DposProducer {
+    let owner = engine
+        .owner_of(chain.state(), slot)
+        .expect("state")
+        .expect("an owner");
+    producers
+        .iter()
+        .find(|p| p.author() == owner)
+        .expect("a producer for every delegate")
+}
+
+/// The owner of `slot` produces it with `txs`; returns what the builder skipped.
+fn fill(
+    chain: &mut Chain,
+    engine: &DposEngine,
+    producers: &[DposProducer],
+    slot: u64,
+    txs: Vec<Transaction>,
+) -> Vec<(chain::TxHash, TxError)> {
+    let producer = owner(chain, engine, producers, slot);
+    let mut header = chain.template(producer.author(), Timestamp(slot * SLOT));
+    producer
+        .prepare(chain, &chain.head(), &mut header)
+        .expect("prepare");
+    let built = chain.build_block(header, txs, usize::MAX).expect("builds");
+    let block = seal(producer, built.block);
+    assert!(matches!(
+        chain.import_block(block),
+        Ok(ImportOutcome::NewHead(_))
+    ));
+    built.skipped
+}
+
+fn dpos_error(result: Result<ImportOutcome, BlockError>) -> DposError {
+    match result {
+        Err(BlockError::Engine(e)) => e
+            .downcast_ref::<DposError>()
+            .cloned()
+            .unwrap_or_else(|| panic!("engine error is not a DposError: {e}")),
+        other => panic!("expected a dpos refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn each_round_every_active_delegate_owns_one_slot_and_the_order_is_shuffled() {
+    let (mut chain, engine, producers) = setup();
+    let k = 4;
+    let start = first_slot().div_ceil(k) * k; // a round boundary
+    let mut orders = Vec::new();
+    for round in 0..4 {
+        let mut order = Vec::new();
+        for i in 0..k {
+            let slot = start + round * k + i;
+            order.push(owner(&chain, &engine, &producers, slot).author());
+            fill(&mut chain, &engine, &producers, slot, Vec::new());
+        }
+        let distinct: BTreeSet<_> = order.iter().collect();
+        assert_eq!(distinct.len(), 4, "round {round}: {order:?}");
+        orders.push(order);
+    }
+    assert!(
+        orders.windows(2).any(|w| w[0] != w[1]),
+        "the schedule is reshuffled between rounds"
+    );
+    let alice = key("alice").address();
+    assert_eq!(
+        chain.state().account(&alice).expect("account").balance,
+        Amount::from_toy(1_004).expect("fits"),
+        "1 TOY per produced block"
+    );
+}
+
+#[test]
+fn blocks_outside_their_producers_slot_or_off_the_slot_grid_are_refused() {
+    let (mut chain, engine, producers) = setup();
+    let slot = first_slot();
+    let rightful = owner(&chain, &engine, &producers, slot);
+    let intruder = producers
+        .iter()
+        .find(|p| p.author() != rightful.author())
+        .expect("another delegate");
+    // Built for the rightful owner, then claimed and signed by the intruder.
+    let block = build(&chain, rightful, Timestamp(slot * SLOT), |_| {});
+    let mut header = block.header;
+    header.producer = intruder.author();
+    let stolen = seal(
+        intruder,
+        Block {
+            header,
+            txs: block.txs,
+        },
+    );
+    assert_eq!(
+        dpos_error(chain.import_block(stolen)),
+        DposError::WrongProducer {
+            height: Height(1),
+            slot,
+            expected: rightful.author(),
+            got: intruder.author()
+        }
+    );
+    let off_grid = produce(&chain, rightful, Timestamp(slot * SLOT + 1), Vec::new());
+    assert!(matches!(
+        dpos_error(chain.import_block(off_grid)),
+        DposError::NotSlotAligned { .. }
+    ));
+    // Three blocks, so the median time past (the middle one) is below the head's time and
+    // only the slot rule stops a second block in the head's slot.
+    for s in slot..slot + 3 {
+        fill(&mut chain, &engine, &producers, s, Vec::new());
+    }
+    let again = owner(&chain, &engine, &producers, slot + 2);
+    let same_slot = produce(&chain, again, Timestamp((slot + 2) * SLOT), Vec::new());
+    assert!(matches!(
+        dpos_error(chain.import_block(same_slot)),
+        DposError::SlotNotAfterParent { .. }
+    ));
+}
+
+#[test]
+fn skipped_slots_count_as_missed_for_their_owner() {
+    let (mut chain, engine, producers) = setup();
+    let slot = first_slot();
+    fill(&mut chain, &engine, &producers, slot, Vec::new());
+    let skipped = owner(&chain, &engine, &producers, slot + 1).author();
+    fill(&mut chain, &engine, &producers, slot + 2, Vec::new());
+    let book = engine.book(chain.state()).expect("book");
+    assert_eq!(book.delegates[&skipped].missed, 1);
+    let total_missed: u64 = book.delegates.values().map(|d| d.missed).sum();
+    assert_eq!(total_missed, 1);
+    // Ten whole rounds later: every delegate missed ten more slots of its own.
+    let later = slot + 3 + 40 + (4 - (slot + 3) % 4) % 4;
+    let before: Vec<u64> = NAMES[..4]
+        .iter()
+        .map(|n| book.delegates[&key(n).address()].missed)
+        .collect();
+    fill(&mut chain, &engine, &producers, later, Vec::new());
+    let book = engine.book(chain.state()).expect("book");
+    let gap = later - (slot + 2) - 1;
+    let added: u64 = NAMES[..4]
+        .iter()
+        .zip(&before)
+        .map(|(n, b)| book.delegates[&key(n).address()].missed - b)
+        .sum();
+    assert_eq!(added, gap, "every slot in the gap is someone's miss");
+}
+
+#[test]
+fn a_block_is_irreversible_once_more_than_two_thirds_of_producers_built_on_it() {
+    let (mut chain, engine, producers) = setup();
+    let slot = first_slot();
+    fill(&mut chain, &engine, &producers, slot, Vec::new());
+    fill(&mut chain, &engine, &producers, slot + 1, Vec::new());
+    assert_eq!(
+        chain.finalized().expect("finalized").map(|id| id.height),
+        Some(Height(0))
+    );
+    let mut s = slot + 2;
+    while chain.head().height() < Height(12) {
+        fill(&mut chain, &engine, &producers, s, Vec::new());
+        s += 1;
+    }
+    // Independently from the headers: each producer's newest height; the 3rd newest of
+    // the 4 is confirmed by 3 > 2/3·4 producers.
+    let mut newest = std::collections::BTreeMap::new();
+    for h in 1..=12 {
+        let hash = chain
+            .best_hash_at(Height(h))
+            .expect("index")
+            .expect("block");
+        let header = chain.header(&hash).expect("read").expect("stored");
+        newest.insert(header.producer, h);
+    }
+    let mut heights: Vec<u64> = newest.values().copied().collect();
+    heights.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(heights.len(), 4);
+    let finalized = chain.finalized().expect("finalized").expect("a block");
+    assert_eq!(finalized.height, Height(heights[2]));
+    assert!(
+        finalized.height >= Height(9),
+        "three of four slots back at most"
+    );
+    assert_eq!(
+        Some(finalized.hash),
+        chain.best_hash_at(finalized.height).expect("index")
+    );
+}
+
+fn tx(from: &str, nonce: u64, kind: TxKind) -> Transaction {
+    Transaction::signed(
+        &key(from),
+        chain::test_utils::TEST_CHAIN_ID,
+        nonce,
+        Amount::from_base_units(1_000),
+        kind,
+    )
+}
+
+#[test]
+fn votes_weighted_by_balance_elect_a_new_delegate_at_the_next_round() {
+    let (mut chain, engine, producers) = setup();
+    let eve = key("eve").address();
+    let mut slot = first_slot();
+    let skipped = fill(
+        &mut chain,
+        &engine,
+        &producers,
+        slot,
+        vec![
+            tx("eve", 0, TxKind::RegisterDelegate),
+            tx(
+                "ferdie",
+                0,
+                TxKind::Vote {
+                    delegates: vec![key("heidi").address()],
+                },
+            ),
+        ],
+    );
+    assert_eq!(skipped.len(), 1, "heidi is not a delegate: {skipped:?}");
+    slot += 1;
+    let skipped = fill(
+        &mut chain,
+        &engine,
+        &producers,
+        slot,
+        vec![
+            tx("eve", 1, TxKind::RegisterDelegate),
+            tx(
+                "ferdie",
+                0,
+                TxKind::Vote {
+                    delegates: vec![eve],
+                },
+            ),
+            tx(
+                "ferdie",
+                1,
+                TxKind::Vote {
+                    delegates: vec![key("alice").address(), key("bob").address()],
+                },
+            ),
+        ],
+    );
+    assert_eq!(
+        skipped.len(),
+        2,
+        "registered twice; a third vote over max 2: {skipped:?}"
+    );
+    let book = engine.book(chain.state()).expect("book");
+    assert_eq!(book.votes[&key("ferdie").address()], vec![eve]);
+    // Until the round ends eve does not produce; from the next round she does.
+    let boundary = (slot / 4 + 1) * 4;
+    for s in slot + 1..boundary {
+        assert_ne!(owner(&chain, &engine, &producers, s).author(), eve);
+        fill(&mut chain, &engine, &producers, s, Vec::new());
+    }
+    let next_round: Vec<Address> = (boundary..boundary + 4)
+        .map(|s| owner(&chain, &engine, &producers, s).author())
+        .collect();
+    assert!(next_round.contains(&eve), "{next_round:?}");
+    // dave, the genesis delegate last in address order among the unvoted, made room.
+    let mut genesis: Vec<Address> = NAMES[..4].iter().map(|n| key(n).address()).collect();
+    genesis.sort();
+    assert!(!next_round.contains(&genesis[3]));
+    for s in boundary..boundary + 4 {
+        fill(&mut chain, &engine, &producers, s, Vec::new());
+    }
+    assert_eq!(
+        engine.book(chain.state()).expect("book").delegates[&eve].produced,
+        1
+    );
+}
+
+#[test]
+fn the_producer_waits_for_its_own_slot() {
+    let (chain, engine, producers) = setup();
+    let slot = first_slot();
+    let head = chain.head();
+    for producer in &producers[..4] {
+        let turn = producer
+            .next_turn(&chain, &head, 0)
+            .expect("turn")
+            .expect("every genesis delegate has a slot within two rounds");
+        let its_slot = turn.timestamp.0 / SLOT;
+        assert!(its_slot >= slot);
+        assert_eq!(
+            owner(&chain, &engine, &producers, its_slot).author(),
+            producer.author()
+        );
+    }
+    assert_eq!(
+        producers[4].next_turn(&chain, &head, 0).expect("turn"),
+        None,
+        "eve is not elected"
+    );
+}
