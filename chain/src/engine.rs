@@ -135,6 +135,16 @@ pub trait ConsensusEngine: Send + Sync + Debug {
         Ok(vec![("engine", self.name().to_owned())])
     }
 
+    /// The engine's view of an account in `state`, as named values for people and RPC
+    /// (DPoS: delegate record and votes; PoA: whether it is an authority; PoS: coin age).
+    fn account_fields(
+        &self,
+        _state: &dyn StateRead,
+        _address: &Address,
+    ) -> Result<Vec<(&'static str, String)>, EngineError> {
+        Ok(Vec::new())
+    }
+
     /// Engine-specific header fields for block listings (PoW: bits, nonce).
     fn header_fields(&self, header: &Header) -> Vec<(&'static str, String)> {
         vec![

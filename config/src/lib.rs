@@ -10,6 +10,8 @@
 
 use chain::dev::{DEV_ACCOUNTS, dev_address};
 use chain::{Address, Amount, ChainId, Genesis, Timestamp};
+use miner::dpos::DposParams;
+use miner::poa::PoaParams;
 use miner::pow::PowParams;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -23,20 +25,39 @@ pub const DEV_GENESIS_TIME: u64 = 1_700_000_000;
 /// What each dev account holds at genesis, in TOY.
 pub const DEV_BALANCE_TOY: u64 = 1_000_000;
 
+/// The first `n` dev accounts' addresses (alice, bob, …), at most all eight.
+pub fn dev_authorities(n: usize) -> Vec<Address> {
+    DEV_ACCOUNTS
+        .iter()
+        .take(n)
+        .map(|name| dev_address(name).expect("dev account names are valid"))
+        .collect()
+}
+
 /// The engines this build can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     Pow,
+    Dpos,
+    Poa,
 }
 
 impl EngineKind {
-    pub const ALL: [EngineKind; 1] = [EngineKind::Pow];
+    pub const ALL: [EngineKind; 3] = [EngineKind::Pow, EngineKind::Dpos, EngineKind::Poa];
 
     pub fn name(self) -> &'static str {
         match self {
             EngineKind::Pow => "pow",
+            EngineKind::Dpos => "dpos",
+            EngineKind::Poa => "poa",
         }
+    }
+
+    /// Whether the engine's producers are a listed set of accounts (PoA authorities, DPoS
+    /// genesis delegates), so a spec must name them.
+    pub fn has_authorities(self) -> bool {
+        matches!(self, EngineKind::Dpos | EngineKind::Poa)
     }
 }
 
@@ -68,19 +89,49 @@ impl FromStr for EngineKind {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum EngineSpec {
     Pow(PowParams),
+    Dpos(DposParams),
+    Poa(PoaParams),
 }
 
 impl EngineSpec {
     pub fn kind(&self) -> EngineKind {
         match self {
             EngineSpec::Pow(_) => EngineKind::Pow,
+            EngineSpec::Dpos(_) => EngineKind::Dpos,
+            EngineSpec::Poa(_) => EngineKind::Poa,
         }
     }
 
-    /// The dev parameters of an engine.
-    pub fn dev(kind: EngineKind) -> EngineSpec {
+    /// The dev parameters of an engine; `authorities` become the PoA signers or the DPoS
+    /// genesis delegates (the other engines ignore them).
+    pub fn dev(kind: EngineKind, authorities: &[Address]) -> EngineSpec {
         match kind {
             EngineKind::Pow => EngineSpec::Pow(PowParams::devnet()),
+            EngineKind::Dpos => EngineSpec::Dpos(DposParams::devnet(authorities.to_vec())),
+            EngineKind::Poa => EngineSpec::Poa(PoaParams::devnet(authorities.to_vec())),
+        }
+    }
+
+    /// Seconds between blocks the engine aims for.
+    pub fn block_time(&self) -> u64 {
+        match self {
+            EngineSpec::Pow(p) => p.target_block_time,
+            EngineSpec::Dpos(p) => p.slot_secs,
+            EngineSpec::Poa(p) => p.period,
+        }
+    }
+
+    /// Sets the seconds between blocks (PoW also scales its ASERT half-life to 20 blocks).
+    pub fn set_block_time(&mut self, secs: u64) {
+        match self {
+            EngineSpec::Pow(p) => {
+                p.target_block_time = secs;
+                if let miner::pow::Retarget::Asert { half_life } = &mut p.retarget {
+                    *half_life = secs * 20;
+                }
+            }
+            EngineSpec::Dpos(p) => p.slot_secs = secs,
+            EngineSpec::Poa(p) => p.period = secs,
         }
     }
 
@@ -94,12 +145,15 @@ impl EngineSpec {
     pub fn genesis_bits(&self) -> u32 {
         match self {
             EngineSpec::Pow(p) => p.genesis_bits.to_consensus(),
+            EngineSpec::Dpos(_) | EngineSpec::Poa(_) => 0,
         }
     }
 
     fn validate(&self) -> Result<(), String> {
         match self {
             EngineSpec::Pow(p) => p.validate().map_err(|e| e.to_string()),
+            EngineSpec::Dpos(p) => p.validate().map_err(|e| e.to_string()),
+            EngineSpec::Poa(p) => p.validate().map_err(|e| e.to_string()),
         }
     }
 }
@@ -134,8 +188,14 @@ pub struct ChainSpec {
 
 impl ChainSpec {
     /// The built-in dev chain of an engine: chain id 1337, a fixed genesis time, and every
-    /// dev account (alice … heidi) prefunded with 1,000,000 TOY.
+    /// dev account (alice … heidi) prefunded with 1,000,000 TOY. PoA and DPoS chains are
+    /// signed by alice alone (as geth's `--dev` is); [`ChainSpec::dev_with`] names others.
     pub fn dev(kind: EngineKind) -> ChainSpec {
+        ChainSpec::dev_with(kind, &dev_authorities(1))
+    }
+
+    /// [`ChainSpec::dev`] with `authorities` as the PoA signers or DPoS genesis delegates.
+    pub fn dev_with(kind: EngineKind, authorities: &[Address]) -> ChainSpec {
         ChainSpec {
             name: "devnet".into(),
             chain_id: DEV_CHAIN_ID,
@@ -149,7 +209,7 @@ impl ChainSpec {
                     })
                     .collect(),
             },
-            engine: EngineSpec::dev(kind),
+            engine: EngineSpec::dev(kind, authorities),
         }
     }
 
@@ -383,11 +443,10 @@ mod tests {
     fn genesis_commits_to_engine_parameters() {
         let a = ChainSpec::dev(EngineKind::Pow);
         let mut b = a.clone();
-        let EngineSpec::Pow(p) = &mut b.engine;
-        p.target_block_time += 1;
-        let engine = |s: &ChainSpec| {
-            let EngineSpec::Pow(p) = &s.engine;
-            miner::pow::PowEngine::new(p.clone()).expect("valid params")
+        b.engine.set_block_time(a.engine.block_time() + 1);
+        let engine = |s: &ChainSpec| match &s.engine {
+            EngineSpec::Pow(p) => miner::pow::PowEngine::new(p.clone()).expect("valid params"),
+            other => panic!("a pow spec, not {other:?}"),
         };
         let (ga, _, _) = a.genesis().build(&engine(&a)).expect("builds");
         let (gb, _, _) = b.genesis().build(&engine(&b)).expect("builds");
@@ -396,6 +455,41 @@ mod tests {
         c.chain_id += 1;
         let (gc, _, _) = c.genesis().build(&engine(&c)).expect("builds");
         assert_ne!(ga.hash(), gc.hash());
+    }
+
+    #[test]
+    fn every_engine_has_a_dev_spec_that_round_trips_and_validates() {
+        for kind in EngineKind::ALL {
+            let spec = ChainSpec::dev_with(kind, &dev_authorities(3));
+            let (_dir, path) = write(&spec.to_toml());
+            let back = ChainSpec::load(&path).unwrap_or_else(|e| panic!("{kind}: {e}"));
+            assert_eq!(back, spec);
+            assert_eq!(back.engine.kind(), kind);
+            assert!(spec.to_toml().contains(&format!("kind = \"{kind}\"")));
+        }
+    }
+
+    #[test]
+    fn signed_engines_refuse_an_empty_or_repeated_authority_list() {
+        for kind in [EngineKind::Poa, EngineKind::Dpos] {
+            let empty = ChainSpec::dev_with(kind, &[]).to_toml();
+            let (_dir, path) = write(&empty);
+            let err = ChainSpec::load(&path)
+                .expect_err("no authorities")
+                .to_string();
+            assert!(
+                err.contains("engine") && err.contains("at least one"),
+                "{kind}: {err}"
+            );
+            let alice = dev_authorities(1)[0];
+            let twice = ChainSpec::dev_with(kind, &[alice, alice]).to_toml();
+            let (_dir, path) = write(&twice);
+            let err = ChainSpec::load(&path).expect_err("repeated").to_string();
+            assert!(
+                err.contains(&alice.to_string()) && err.contains("twice"),
+                "{kind}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -131,6 +131,9 @@ pub struct SpecArgs {
     /// Genesis timestamp (default: the dev chain's fixed time, so --dev nodes agree).
     #[arg(long)]
     pub timestamp: Option<u64>,
+    /// Where keystore names given to --authorities are looked up.
+    #[arg(long)]
+    pub wallet_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

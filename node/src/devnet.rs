@@ -243,7 +243,8 @@ impl Layout {
             }
             return Ok((spec, true));
         }
-        let mut spec = ChainSpec::dev(kind);
+        // Node i signs as dev account i, so the first N accounts are the signers/delegates.
+        let mut spec = ChainSpec::dev_with(kind, &config::dev_authorities(self.nodes));
         if let Some(secs) = block_time {
             run::set_block_time(&mut spec, secs)?;
         }

@@ -11,10 +11,17 @@ pub fn engine(spec: &EngineSpec) -> anyhow::Result<Arc<dyn ConsensusEngine>> {
         EngineSpec::Pow(params) => {
             Arc::new(miner::pow::PowEngine::new(params.clone()).context("invalid pow parameters")?)
         }
+        EngineSpec::Dpos(params) => Arc::new(
+            miner::dpos::DposEngine::new(params.clone()).context("invalid dpos parameters")?,
+        ),
+        EngineSpec::Poa(params) => {
+            Arc::new(miner::poa::PoaEngine::new(params.clone()).context("invalid poa parameters")?)
+        }
     })
 }
 
-/// The producer for `author`; `threads` bounds the PoW miner's threads (0 = all cores).
+/// The producer for `author` (the key that mines, signs or stakes); `threads` bounds the
+/// PoW miner's threads (0 = all cores).
 pub fn producer(
     spec: &EngineSpec,
     author: &SecretKey,
@@ -31,5 +38,13 @@ pub fn producer(
             };
             Arc::new(producer.context("cannot start the pow miner")?)
         }
+        EngineSpec::Dpos(params) => Arc::new(miner::dpos::DposProducer::new(
+            author.clone(),
+            miner::dpos::DposEngine::new(params.clone()).context("invalid dpos parameters")?,
+        )),
+        EngineSpec::Poa(params) => Arc::new(miner::poa::PoaProducer::new(
+            author.clone(),
+            miner::poa::PoaEngine::new(params.clone()).context("invalid poa parameters")?,
+        )),
     })
 }

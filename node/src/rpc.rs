@@ -289,11 +289,20 @@ async fn dispatch(state: &RpcState, method: &str, params: Vec<Value>) -> Result<
             let address = param_address(&params[0])?;
             let account = reader.account(&address)?;
             let pending_nonce = state.chain.pending_nonce(address).await??;
+            let engine: serde_json::Map<String, Value> = state
+                .chain
+                .engine()
+                .account_fields(reader.state(), &address)
+                .map_err(RpcError::internal)?
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), json!(v)))
+                .collect();
             Ok(json!({
                 "address": address.to_string(),
                 "balance": account.balance.0,
                 "nonce": account.nonce,
                 "pending_nonce": pending_nonce,
+                "engine": engine,
             }))
         }
         "tx_submit" => {

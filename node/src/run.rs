@@ -11,7 +11,7 @@ use anyhow::Context;
 use chain::{
     Chain, ChainConfig, ChainView, Clock, Mempool, MempoolConfig, RocksStore, SystemClock,
 };
-use config::{ChainSpec, EngineKind, EngineSpec, NodeConfig};
+use config::{ChainSpec, EngineKind, NodeConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -138,19 +138,12 @@ fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
     })
 }
 
-/// Overrides the target block time of a spec's engine.
+/// Overrides the seconds between blocks of a spec's engine.
 pub fn set_block_time(spec: &mut ChainSpec, secs: u64) -> anyhow::Result<()> {
     if secs == 0 {
         return Err(usage("--block-time must be at least 1 second".into()));
     }
-    match &mut spec.engine {
-        EngineSpec::Pow(p) => {
-            p.target_block_time = secs;
-            if let miner::pow::Retarget::Asert { half_life } = &mut p.retarget {
-                *half_life = secs * 20;
-            }
-        }
-    }
+    spec.engine.set_block_time(secs);
     Ok(())
 }
 
@@ -336,12 +329,28 @@ pub fn write_spec(args: crate::cli::SpecArgs) -> anyhow::Result<()> {
         .engine
         .parse()
         .map_err(|e: config::ConfigError| usage(e.to_string()))?;
-    if !args.authorities.is_empty() {
+    let spec_authorities = if args.authorities.is_empty() {
+        config::dev_authorities(1)
+    } else if !kind.has_authorities() {
         return Err(usage(format!(
             "--authorities is for poa and dpos; the {kind} engine has none"
         )));
-    }
-    let mut spec = ChainSpec::dev(kind);
+    } else {
+        let keystore = wallet::Keystore::open(
+            args.wallet_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_WALLET_DIR)),
+        )
+        .map_err(|e| usage(e.to_string()))?;
+        args.authorities
+            .iter()
+            .map(|name| {
+                wallet::resolve_address(name, &keystore)
+                    .map_err(|e| usage(format!("--authorities: {e}")))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    let mut spec = ChainSpec::dev_with(kind, &spec_authorities);
     if let Some(ts) = args.timestamp {
         spec.genesis.timestamp = ts;
     }

@@ -398,6 +398,42 @@ impl ConsensusEngine for DposEngine {
         Ok(out)
     }
 
+    /// The account's delegate record (votes received, blocks produced, slots missed,
+    /// active now) and whom it votes for.
+    fn account_fields(
+        &self,
+        state: &dyn StateRead,
+        address: &Address,
+    ) -> Result<Vec<(&'static str, String)>, EngineError> {
+        let book = self.book(state)?;
+        let mut out = vec![(
+            "votes_for",
+            book.votes
+                .get(address)
+                .map(|ds| {
+                    ds.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default(),
+        )];
+        out.push(("delegate", book.delegates.contains_key(address).to_string()));
+        if let Some(d) = book.delegates.get(address) {
+            let approval = book
+                .tally(|a| state.account(a).map(|acc| acc.balance))?
+                .get(address)
+                .copied()
+                .unwrap_or(0);
+            let active = self.round_state(state)?.schedule.contains(address);
+            out.push(("votes", approval.to_string()));
+            out.push(("active", active.to_string()));
+            out.push(("produced", d.produced.to_string()));
+            out.push(("missed", d.missed.to_string()));
+        }
+        Ok(out)
+    }
+
     fn header_fields(&self, header: &Header) -> Vec<(&'static str, String)> {
         vec![("slot", self.slot_of(header.timestamp.0).to_string())]
     }

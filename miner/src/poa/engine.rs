@@ -183,6 +183,25 @@ impl ConsensusEngine for PoaEngine {
         Ok(out)
     }
 
+    /// Whether the account signs, and its pending votes.
+    fn account_fields(
+        &self,
+        state: &dyn StateRead,
+        address: &Address,
+    ) -> Result<Vec<(&'static str, String)>, EngineError> {
+        let snapshot = self.snapshot(state)?;
+        let votes: Vec<String> = snapshot
+            .votes
+            .iter()
+            .filter(|v| v.signer == *address)
+            .map(|v| format!("{}{}", if v.authorize { "+" } else { "-" }, v.target))
+            .collect();
+        Ok(vec![
+            ("authority", snapshot.signers.contains(address).to_string()),
+            ("pending_votes", votes.join(",")),
+        ])
+    }
+
     fn header_fields(&self, header: &Header) -> Vec<(&'static str, String)> {
         vec![
             ("difficulty", header.engine.bits.to_string()),

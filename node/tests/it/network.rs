@@ -26,7 +26,9 @@ fn easy_spec(dir: &Path, chain_id: u64) -> PathBuf {
     let mut spec = config::ChainSpec::dev(config::EngineKind::Pow);
     spec.chain_id = chain_id;
     spec.genesis.timestamp = TEST_GENESIS_TIME;
-    let config::EngineSpec::Pow(params) = &mut spec.engine;
+    let config::EngineSpec::Pow(params) = &mut spec.engine else {
+        panic!("a pow dev spec")
+    };
     params.target_block_time = 1;
     params.retarget = miner::pow::Retarget::Asert { half_life: 20 };
     params.pow_limit = miner::pow::CompactTarget::from_consensus(0x207f_ffff);
@@ -158,7 +160,9 @@ fn peer_addr(node: &Node) -> String {
 /// second apart after genesis (in the past, so any node accepts them).
 fn prebuild_chain(spec_path: &Path, data_dir: &Path, count: u64) {
     let spec = config::ChainSpec::load(spec_path).expect("spec");
-    let config::EngineSpec::Pow(params) = &spec.engine;
+    let config::EngineSpec::Pow(params) = &spec.engine else {
+        panic!("a pow spec")
+    };
     let engine = miner::pow::PowEngine::new(params.clone()).expect("engine");
     let clock = Arc::new(ManualClock::new(Timestamp(TEST_GENESIS_TIME + count + 100)));
     std::fs::create_dir_all(data_dir).expect("data dir");
@@ -223,6 +227,80 @@ fn n3_pow_nodes_reach_the_same_head() {
     );
     let peers = call(&a, "net_peers", json!([])).expect("peers");
     assert_eq!(peers.as_array().map(Vec::len), Some(2), "{peers}");
+}
+
+fn dev(name: &str) -> String {
+    chain::dev::dev_address(name)
+        .expect("dev account")
+        .to_string()
+}
+
+/// alice, bob and carol sign (PoA) or are the genesis delegates (DPoS), 1 s apart.
+fn signed_spec(dir: &Path, kind: config::EngineKind, chain_id: u64) -> PathBuf {
+    let mut spec = config::ChainSpec::dev_with(kind, &config::dev_authorities(3));
+    spec.chain_id = chain_id;
+    spec.engine.set_block_time(1);
+    let path = dir.join(format!("spec-{chain_id}.toml"));
+    std::fs::write(&path, spec.to_toml()).expect("write spec");
+    path
+}
+
+/// Three signing nodes, one per authority, agree on one chain that all three produce.
+/// Returns the nodes before their folder, so they stop before it is deleted.
+fn three_signers_share_one_chain(
+    kind: config::EngineKind,
+    chain_id: u64,
+    dir: &tempfile::TempDir,
+) -> Vec<Node> {
+    let spec = signed_spec(dir.path(), kind, chain_id);
+    let a = start(&spec, &dir.path().join("a"), Some("alice"), &[]);
+    let boot = peer_addr(&a);
+    let b = start(&spec, &dir.path().join("b"), Some("bob"), &[&boot]);
+    let c = start(&spec, &dir.path().join("c"), Some("carol"), &[&boot]);
+    let nodes = vec![a, b, c];
+    wait_for(
+        Duration::from_secs(120),
+        "three signers at one head, 6 blocks past the last start",
+        || {
+            let heads: Vec<String> = nodes.iter().map(head).collect();
+            let h = height(&nodes[0]);
+            (h >= 12 && heads.iter().all(|x| *x == heads[0])).then_some(())
+        },
+    );
+    let producers: std::collections::BTreeSet<String> = (6..=12)
+        .map(|h| {
+            call(&nodes[0], "chain_getBlock", json!([h])).expect("block")["producer"]
+                .as_str()
+                .expect("producer")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(producers.len(), 3, "every signer produced: {producers:?}");
+    nodes
+}
+
+#[test]
+fn n3_poa_signers_take_turns_on_one_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = three_signers_share_one_chain(config::EngineKind::Poa, 4545, &dir);
+    let alice = call(&nodes[0], "state_getAccount", json!([dev("alice")])).expect("account");
+    assert_eq!(alice["engine"]["authority"], json!("true"), "{alice}");
+    let explain = call(&nodes[1], "engine_explain", json!([3])).expect("explain");
+    assert_eq!(explain["engine"], json!("poa"));
+}
+
+#[test]
+fn n3_dpos_delegates_fill_their_slots_and_finalize() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = three_signers_share_one_chain(config::EngineKind::Dpos, 4646, &dir);
+    let info = call(&nodes[2], "chain_info", json!([])).expect("info");
+    let finalized = info["finalized_height"]
+        .as_u64()
+        .expect("a last irreversible block");
+    assert!(finalized >= 6, "{info}");
+    let bob = call(&nodes[0], "state_getAccount", json!([dev("bob")])).expect("account");
+    assert_eq!(bob["engine"]["delegate"], json!("true"), "{bob}");
+    assert!(bob["engine"]["produced"].as_str().is_some(), "{bob}");
 }
 
 #[test]

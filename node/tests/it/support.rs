@@ -160,13 +160,12 @@ pub fn mempool_size(url: &str) -> u64 {
 pub fn easy_spec(chain_id: u64) -> String {
     let mut spec = ChainSpec::dev(EngineKind::Pow);
     spec.chain_id = chain_id;
-    match &mut spec.engine {
-        EngineSpec::Pow(p) => {
-            p.genesis_bits = miner::pow::CompactTarget::from_consensus(0x207f_ffff);
-            p.pow_limit = miner::pow::CompactTarget::from_consensus(0x207f_ffff);
-            p.target_block_time = 1;
-        }
-    }
+    let EngineSpec::Pow(p) = &mut spec.engine else {
+        panic!("a pow dev spec")
+    };
+    p.genesis_bits = miner::pow::CompactTarget::from_consensus(0x207f_ffff);
+    p.pow_limit = miner::pow::CompactTarget::from_consensus(0x207f_ffff);
+    p.target_block_time = 1;
     spec.to_toml()
 }
 
