@@ -693,25 +693,37 @@ impl Chain {
         })
     }
 
-    /// Whether the engine takes this transaction's kind at all (transfers always; votes,
-    /// delegates and authority proposals only where an engine uses them), tried on the head
-    /// state without keeping anything. The mempool asks this so a kind no block could ever
-    /// include is refused at once instead of waiting forever.
+    /// Whether the engine takes this transaction on the head state, without keeping
+    /// anything: a kind the engine does not use is always refused (no block could ever
+    /// include it), and so is any engine refusal (a vote for an unknown delegate, a
+    /// proposal by a non-authority) when the tx is the sender's next one, since then it
+    /// would run on exactly this state if included now. A later-nonce tx is only checked
+    /// for its kind: the sender's earlier pending txs may change what it sees.
     pub fn check_tx_kind(&self, tx: &Transaction) -> Result<(), TxError> {
         if matches!(tx.kind, crate::tx::TxKind::Transfer { .. }) {
             return Ok(());
         }
+        let sender = tx.sender_address();
         let header = self.template(Address::default(), self.head.timestamp);
         let mut scratch = StateOverlay::new(&self.reader.state);
-        match self
-            .engine
-            .apply_tx(&mut scratch, &tx.sender_address(), tx, &header)
-        {
+        match self.engine.apply_tx(&mut scratch, &sender, tx, &header) {
+            Ok(()) => Ok(()),
             Err(EngineError::UnsupportedTx { kind, engine }) => {
                 Err(TxError::UnsupportedKind { kind, engine })
             }
-            // Other refusals depend on state that may change before the tx is included.
-            _ => Ok(()),
+            // Our store failing says nothing about the tx; the block builder will try it.
+            Err(EngineError::Store(_)) => Ok(()),
+            Err(refused) => {
+                let next_nonce = self.reader.state.account(&sender).map(|a| a.nonce);
+                if next_nonce.is_ok_and(|n| n == tx.nonce) {
+                    Err(TxError::EngineRefused {
+                        kind: tx.kind.name(),
+                        reason: refused.to_string(),
+                    })
+                } else {
+                    Ok(())
+                }
+            }
         }
     }
 

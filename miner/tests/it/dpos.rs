@@ -344,3 +344,39 @@ fn the_producer_waits_for_its_own_slot() {
         "eve is not elected"
     );
 }
+
+#[test]
+fn a_longer_branch_that_forks_below_the_irreversible_block_is_refused() {
+    let (mut chain, engine, producers) = setup();
+    let (mut rival, _, _) = setup();
+    assert_eq!(chain.genesis().hash(), rival.genesis().hash());
+    let slot = first_slot();
+    for s in slot..slot + 8 {
+        fill(&mut chain, &engine, &producers, s, Vec::new());
+    }
+    let finalized = chain.finalized().expect("finalized").expect("a block");
+    assert!(finalized.height >= Height(5), "{finalized:?}");
+    // The rival branch forks at genesis, skips the first slots and is two blocks longer.
+    let mut branch = Vec::new();
+    for s in slot + 8..slot + 18 {
+        fill(&mut rival, &engine, &producers, s, Vec::new());
+        let hash = rival.head().hash();
+        branch.push(rival.block(&hash).expect("read").expect("stored"));
+    }
+    let head = chain.head().hash();
+    let mut refused = None;
+    for block in branch {
+        match chain.import_block(block) {
+            Ok(_) => {}
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    assert!(
+        matches!(refused, Some(BlockError::BelowFinalized { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(chain.head().hash(), head, "the irreversible chain stays");
+}
