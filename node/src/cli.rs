@@ -29,6 +29,8 @@ pub enum Command {
     Wallet(crate::wallet_cmd::WalletArgs),
     /// Measure: pow (hash rate of the miner).
     Bench(BenchArgs),
+    /// Dev-chain conveniences through a node's RPC: `dev mine N` produces N blocks now.
+    Dev(crate::dev_cmd::DevArgs),
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 
 mod actor;
 mod cli;
+mod dev_cmd;
 mod devnet;
 mod factory;
 mod metrics;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         cli::Command::Spec(args) => run::write_spec(args),
         cli::Command::Wallet(args) => wallet_cmd::run(args),
         cli::Command::Bench(args) => run::bench(args),
+        cli::Command::Dev(args) => dev_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,7 +9,7 @@ use chain::{
     BlockProducer, CancelFlag, Canonical, ChainView, Clock, EngineFields, Hash256, Header,
     ImportOutcome,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::runtime::Handle;
@@ -18,14 +18,32 @@ use tracing::{debug, info, warn};
 /// Transactions put in one produced block at most.
 const MAX_BLOCK_TXS: usize = 5_000;
 
-/// Stops the loop and any seal in progress.
+/// Steers the loop from outside: stop it (and any seal in progress), or ask for blocks now
+/// (`dev_mine`), which overrides `--on-demand`'s wait for transactions.
 #[derive(Clone, Debug, Default)]
-pub struct ProducerStop {
+pub struct ProducerControl {
     stopped: Arc<AtomicBool>,
     current: Arc<Mutex<Option<CancelFlag>>>,
+    requested: Arc<AtomicU64>,
 }
 
-impl ProducerStop {
+impl ProducerControl {
+    /// Asks for `n` more blocks, even with nothing to include.
+    pub fn request_blocks(&self, n: u64) {
+        self.requested.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// Blocks asked for and not produced yet.
+    pub fn requested(&self) -> u64 {
+        self.requested.load(Ordering::SeqCst)
+    }
+
+    fn produced_one(&self) {
+        let _ = self
+            .requested
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
         if let Ok(current) = self.current.lock()
@@ -47,7 +65,7 @@ pub struct ProducerLoop {
     pub client: Option<net::Client>,
     pub runtime: Handle,
     pub metrics: Arc<Metrics>,
-    pub stop: ProducerStop,
+    pub control: ProducerControl,
     /// Produce only while transactions are waiting (no empty blocks when idle).
     pub on_demand: bool,
 }
@@ -63,7 +81,7 @@ impl ProducerLoop {
     /// Waits up to `timeout` for a head change (or a stop); true when the head changed.
     fn wait_for_head(&self, seen: &chain::BlockHash, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < deadline && !self.stop.is_stopped() {
+        while std::time::Instant::now() < deadline && !self.control.is_stopped() {
             if self.chain.head().id.hash != *seen {
                 return true;
             }
@@ -75,9 +93,12 @@ impl ProducerLoop {
     fn run(self) {
         let reader = self.chain.reader().clone();
         info!(author = %self.producer.author(), "producing blocks");
-        while !self.stop.is_stopped() {
+        while !self.control.is_stopped() {
             let head = reader.head();
-            if self.on_demand && self.metrics.mempool_size.load(Ordering::Relaxed) == 0 {
+            if self.on_demand
+                && self.metrics.mempool_size.load(Ordering::Relaxed) == 0
+                && self.control.requested() == 0
+            {
                 self.wait_for_head(&head.hash(), Duration::from_millis(200));
                 continue;
             }
@@ -99,7 +120,7 @@ impl ProducerLoop {
             {
                 continue;
             }
-            if self.stop.is_stopped() {
+            if self.control.is_stopped() {
                 break;
             }
             let mut header = Header {
@@ -126,7 +147,7 @@ impl ProducerLoop {
                 Err(_) => break,
             };
             let cancel = CancelFlag::new();
-            if let Ok(mut current) = self.stop.current.lock() {
+            if let Ok(mut current) = self.control.current.lock() {
                 *current = Some(cancel.clone());
             }
             let watcher = {
@@ -162,6 +183,7 @@ impl ProducerLoop {
             match self.chain.import_blocking(block) {
                 Ok(Ok(ImportOutcome::NewHead(change))) => {
                     self.metrics.blocks_produced.fetch_add(1, Ordering::Relaxed);
+                    self.control.produced_one();
                     info!(
                         height = change.new_head.height.0,
                         hash = %hash.short(),

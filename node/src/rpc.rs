@@ -7,6 +7,7 @@
 
 use crate::actor::ChainHandle;
 use crate::metrics::Metrics;
+use crate::producer::ProducerControl;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -25,6 +26,8 @@ use std::sync::{Arc, Mutex};
 pub const MAX_BODY_BYTES: usize = 512 * 1024;
 /// Most calls in one batch.
 pub const MAX_BATCH: usize = 64;
+/// Most blocks one `dev_mine` call may ask for.
+pub const MAX_DEV_MINE: u64 = 1_000;
 /// How many blocks back `account_history` looks at most.
 const HISTORY_SCAN_BLOCKS: u64 = 2_000;
 
@@ -47,6 +50,8 @@ pub mod codes {
     pub const NOT_FOUND: i64 = -32020;
     /// The node is shutting down.
     pub const UNAVAILABLE: i64 = -32040;
+    /// `dev_mine` on a node that does not produce blocks.
+    pub const NOT_PRODUCING: i64 = -32030;
 }
 
 #[derive(Debug)]
@@ -99,6 +104,8 @@ pub struct RpcState {
     pub metrics: Arc<Metrics>,
     pub net: NetView,
     pub author: Option<Address>,
+    /// The block producer's control, on a node started with `--author`.
+    pub producer: Option<ProducerControl>,
 }
 
 pub fn router(state: RpcState) -> Router {
@@ -402,6 +409,31 @@ async fn dispatch(state: &RpcState, method: &str, params: Vec<Value>) -> Result<
                 "reorgs": state.metrics.reorgs.load(Ordering::Relaxed),
                 "reorg_depth_max": state.metrics.reorg_depth_max.load(Ordering::Relaxed),
                 "side_blocks": state.metrics.side_blocks.load(Ordering::Relaxed),
+            }))
+        }
+        "dev_mine" => {
+            arity(method, &params, 1, 1)?;
+            let n = params[0]
+                .as_u64()
+                .filter(|n| (1..=MAX_DEV_MINE).contains(n))
+                .ok_or_else(|| {
+                    RpcError::params(format!(
+                        "expected a block count from 1 to {MAX_DEV_MINE}, got {}",
+                        params[0]
+                    ))
+                })?;
+            let control = state.producer.as_ref().ok_or_else(|| {
+                RpcError::new(
+                    codes::NOT_PRODUCING,
+                    "this node does not produce blocks; start it with --author",
+                )
+            })?;
+            let produced = state.metrics.blocks_produced.load(Ordering::Relaxed);
+            control.request_blocks(n);
+            Ok(json!({
+                "requested": n,
+                "blocks_produced": produced,
+                "pending_requests": control.requested(),
             }))
         }
         "engine_explain" => {

@@ -77,4 +77,19 @@ impl RpcClient {
                 reason: "no result and no error".into(),
             })
     }
+
+    /// [`RpcClient::call`] with the failure as one line for people: which node, which
+    /// method, and what to do.
+    pub fn call_explained(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+        self.call(method, params).map_err(|e| match e {
+            RpcCallError::Unreachable { url, reason } => anyhow::anyhow!(
+                "cannot reach the node at {url} ({reason}); start one with `toychain devnet` \
+                 or point --rpc at a running node"
+            ),
+            RpcCallError::Rpc { code, message } => {
+                anyhow::anyhow!("the node refused {method}: {message} (rpc error {code})")
+            }
+            other => anyhow::anyhow!(other),
+        })
+    }
 }

@@ -4,7 +4,7 @@
 
 use crate::cli::NodeArgs;
 use crate::metrics::Metrics;
-use crate::producer::{ProducerLoop, ProducerStop};
+use crate::producer::{ProducerControl, ProducerLoop};
 use crate::rpc::{NetView, RpcState};
 use crate::{UsageError, actor, factory, network, rpc};
 use anyhow::Context;
@@ -243,11 +243,13 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.rpc_addr)
         .await
         .with_context(|| format!("cannot listen for RPC on {} (in use?)", settings.rpc_addr))?;
+    let control = ProducerControl::default();
     let rpc_state = RpcState {
         chain: handle.clone(),
         metrics: metrics.clone(),
         net: view,
         author: settings.author.as_ref().map(|k| k.address()),
+        producer: settings.author.as_ref().map(|_| control.clone()),
     };
     let mut rpc_shutdown = shutdown_rx.clone();
     let rpc_task = tokio::spawn(rpc::serve(listener, rpc_state, async move {
@@ -261,7 +263,6 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
     );
 
     // Production.
-    let stop = ProducerStop::default();
     let producer_thread = match &settings.author {
         Some(key) => {
             let producer = factory::producer(&spec.engine, key, args.mining_threads)?;
@@ -273,7 +274,7 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
                     client: Some(client.clone()),
                     runtime: tokio::runtime::Handle::current(),
                     metrics: metrics.clone(),
-                    stop: stop.clone(),
+                    control: control.clone(),
                     on_demand: args.on_demand,
                 }
                 .spawn(),
@@ -284,7 +285,7 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
 
     wait_for_shutdown(args.parent_pid).await;
     info!("shutting down");
-    stop.stop();
+    control.stop();
     let _ = shutdown_tx.send(true);
     let _ = client.shutdown().await;
     if let Some(thread) = producer_thread {

@@ -379,16 +379,7 @@ impl Wallet {
 
     /// One RPC call; failures say which node and what to do.
     fn call(&self, method: &str, params: Value) -> anyhow::Result<Value> {
-        self.client.call(method, params).map_err(|e| match e {
-            RpcCallError::Unreachable { url, reason } => anyhow!(
-                "cannot reach the node at {url} ({reason}); start one with `toychain devnet` \
-                 or point --rpc at a running node"
-            ),
-            RpcCallError::Rpc { code, message } => {
-                anyhow!("the node refused {method}: {message} (rpc error {code})")
-            }
-            other => anyhow!(other),
-        })
+        self.client.call_explained(method, params)
     }
 
     fn bad_answer(&self, method: &str, what: &str) -> anyhow::Error {

@@ -6,9 +6,11 @@
 //! `--on-demand` production: a block follows each transaction within moments, and idle
 //! nodes do not compete for the CI machine's cores.
 
+mod dev_mine;
 mod devnet;
 mod network;
 mod support;
+mod wallet_engines;
 mod wallet_errors;
 mod wallet_keys;
 mod wallet_send;

@@ -210,14 +210,35 @@ impl Devnet {
         let mut devnet = Devnet::launch(&dir, nodes, free_ports(nodes), free_ports(nodes), &[]);
         devnet._tmp = Some(tmp);
         devnet.wait_ready();
-        if nodes > 1 {
-            let url = devnet.rpc[0].clone();
-            wait_for("node 0 to have a peer", Duration::from_secs(30), || {
-                let status = rpc(&url, "node_status", json!([])).ok()?;
-                (status["peers"].as_u64()? >= 1).then_some(())
+        devnet.wait_for_mesh();
+        devnet
+    }
+
+    /// A new devnet of `nodes` nodes on the dev chain of `engine` with 1 s blocks (node i
+    /// signs as dev account i), in a temp dir, ready to use.
+    pub fn start_engine(nodes: u16, engine: &str) -> Devnet {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut devnet = Devnet::launch(
+            tmp.path(),
+            nodes,
+            free_ports(nodes),
+            free_ports(nodes),
+            &["--engine", engine, "--block-time", "1"],
+        );
+        devnet._tmp = Some(tmp);
+        devnet.wait_ready();
+        devnet.wait_for_mesh();
+        devnet
+    }
+
+    /// Waits until every node has a peer, so a tx sent to one node reaches the others.
+    pub fn wait_for_mesh(&self) {
+        for url in &self.rpc {
+            wait_for("every node to have a peer", Duration::from_secs(30), || {
+                let status = rpc(url, "node_status", json!([])).ok()?;
+                (self.rpc.len() < 2 || status["peers"].as_u64()? >= 1).then_some(())
             });
         }
-        devnet
     }
 
     /// Starts a launcher on `dir` (not waiting); `--on-demand` and a duration cap always.
