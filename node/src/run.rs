@@ -181,7 +181,8 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
     let spec = &settings.spec;
-    let engine = factory::engine(&spec.engine)?;
+    let factory::Engines { engine, producer } =
+        factory::engines(&spec.engine, settings.author.as_ref(), args.mining_threads)?;
     let store = Arc::new(
         RocksStore::open(settings.data_dir.join("db")).with_context(|| {
             format!(
@@ -263,23 +264,20 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
     );
 
     // Production.
-    let producer_thread = match &settings.author {
-        Some(key) => {
-            let producer = factory::producer(&spec.engine, key, args.mining_threads)?;
-            Some(
-                ProducerLoop {
-                    chain: handle.clone(),
-                    producer,
-                    clock,
-                    client: Some(client.clone()),
-                    runtime: tokio::runtime::Handle::current(),
-                    metrics: metrics.clone(),
-                    control: control.clone(),
-                    on_demand: args.on_demand,
-                }
-                .spawn(),
-            )
-        }
+    let producer_thread = match producer {
+        Some(producer) => Some(
+            ProducerLoop {
+                chain: handle.clone(),
+                producer,
+                clock,
+                client: Some(client.clone()),
+                runtime: tokio::runtime::Handle::current(),
+                metrics: metrics.clone(),
+                control: control.clone(),
+                on_demand: args.on_demand,
+            }
+            .spawn(),
+        ),
         None => None,
     };
 

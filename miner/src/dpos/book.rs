@@ -18,6 +18,9 @@ pub struct Delegate {
     pub missed: u64,
     /// Height of its newest block on this chain (0 = none yet).
     pub last_produced: u64,
+    /// Slots in which it signed two different blocks (recorded evidence). A delegate with
+    /// any is never elected again.
+    pub equivocations: Vec<u64>,
 }
 
 /// Delegates and votes.
@@ -56,15 +59,20 @@ impl DelegateBook {
         Ok(approval)
     }
 
-    /// The active set: the top `k` delegates by approval; among equals genesis delegates
-    /// first, then by address. Sorted by address (the shuffle orders it).
+    /// The active set: the top `k` delegates by approval, leaving out those with recorded
+    /// equivocations; among equals genesis delegates first, then by address. Sorted by
+    /// address (the shuffle orders it).
     pub fn elect(
         &self,
         k: usize,
         balance: impl FnMut(&Address) -> Result<Amount, chain::StoreError>,
     ) -> Result<Vec<Address>, chain::StoreError> {
         let approval = self.tally(balance)?;
-        let mut ranked: Vec<(&Address, &Delegate)> = self.delegates.iter().collect();
+        let mut ranked: Vec<(&Address, &Delegate)> = self
+            .delegates
+            .iter()
+            .filter(|(_, d)| d.equivocations.is_empty())
+            .collect();
         ranked.sort_by(|(a, da), (b, db)| {
             let va = approval.get(*a).copied().unwrap_or(0);
             let vb = approval.get(*b).copied().unwrap_or(0);
@@ -81,13 +89,8 @@ impl DelegateBook {
 /// seed, so a producer cannot grind it; votes change it only by changing who is elected.
 pub fn shuffle(elected: &[Address], round: u64) -> Vec<Address> {
     let mut order = elected.to_vec();
-    let mut seed = [0u8; 32];
-    let flat: Vec<u8> = elected.iter().flat_map(|a| a.0).collect();
-    seed.copy_from_slice(&sha256d_parts(&[
-        b"toychain/dpos/shuffle",
-        &round.to_le_bytes(),
-        &flat,
-    ]));
+    order.sort();
+    let seed = shuffle_seed(&order, round);
     for i in (1..order.len()).rev() {
         let draw = sha256d_parts(&[&seed, &(i as u64).to_le_bytes()]);
         let mut word = [0u8; 8];
@@ -96,6 +99,14 @@ pub fn shuffle(elected: &[Address], round: u64) -> Vec<Address> {
         order.swap(i, j);
     }
     order
+}
+
+/// The seed of [`shuffle`]: `sha256d("toychain/dpos/shuffle" ‖ round ‖ the set, sorted)`.
+pub fn shuffle_seed(elected: &[Address], round: u64) -> [u8; 32] {
+    let mut sorted = elected.to_vec();
+    sorted.sort();
+    let flat: Vec<u8> = sorted.iter().flat_map(|a| a.0).collect();
+    sha256d_parts(&[b"toychain/dpos/shuffle", &round.to_le_bytes(), &flat])
 }
 
 /// The owner of `slot` under `schedule` with rounds of `producers` slots.

@@ -1,9 +1,10 @@
 //! The verifying half of DPoS.
 
 use crate::dpos::book::{
-    Delegate, DelegateBook, RoundState, irreversible_height, shuffle, slot_owner,
+    Delegate, DelegateBook, RoundState, irreversible_height, shuffle, shuffle_seed, slot_owner,
 };
 use crate::dpos::error::DposError;
+use crate::dpos::evidence::{Equivocation, EvidencePool, MAX_EVIDENCE_PER_BLOCK};
 use crate::dpos::params::DposParams;
 use crate::engine_state;
 use crate::seal::verify_signed_seal;
@@ -23,16 +24,69 @@ fn reject(e: DposError) -> EngineError {
     EngineError::rejected(ENGINE_NAME, e)
 }
 
-/// Voted delegates producing in shuffled slots, with a last irreversible block.
+/// Voted delegates producing in shuffled slots, with a last irreversible block. Clones
+/// share one evidence pool, so give the producer a clone of the chain's engine.
 #[derive(Clone, Debug)]
 pub struct DposEngine {
     params: DposParams,
+    evidence: EvidencePool,
 }
 
 impl DposEngine {
     pub fn new(params: DposParams) -> Result<DposEngine, DposError> {
         params.validate()?;
-        Ok(DposEngine { params })
+        Ok(DposEngine {
+            params,
+            evidence: EvidencePool::default(),
+        })
+    }
+
+    /// Equivocations this node has seen and the chain has not recorded yet.
+    pub fn evidence(&self) -> &EvidencePool {
+        &self.evidence
+    }
+
+    /// The evidence a header's engine data carries (empty data = none; an empty list is
+    /// not the canonical form).
+    pub fn decode_evidence(data: &[u8]) -> Result<Vec<Equivocation>, DposError> {
+        if data.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<Equivocation> =
+            borsh::from_slice(data).map_err(|e| DposError::UnexpectedFields {
+                reason: format!("engine data is not a list of evidence: {e}"),
+            })?;
+        if list.is_empty() {
+            return Err(DposError::UnexpectedFields {
+                reason: "an empty evidence list must be written as no data".into(),
+            });
+        }
+        if list.len() > MAX_EVIDENCE_PER_BLOCK {
+            return Err(DposError::TooMuchEvidence {
+                count: list.len(),
+                max: MAX_EVIDENCE_PER_BLOCK,
+            });
+        }
+        Ok(list)
+    }
+
+    /// Pending evidence not yet recorded in `state`, as engine data for a new block.
+    pub fn evidence_data(&self, state: &dyn StateRead) -> Result<Vec<u8>, StoreError> {
+        let book = self.book(state)?;
+        let recorded = |e: &Equivocation| {
+            book.delegates.get(&e.offender()).is_none_or(|d| {
+                d.equivocations
+                    .contains(&(e.first.timestamp.0 / self.params.slot_secs))
+            })
+        };
+        self.evidence.forget(recorded);
+        let mut fresh = self.evidence.pending();
+        fresh.truncate(MAX_EVIDENCE_PER_BLOCK);
+        Ok(if fresh.is_empty() {
+            Vec::new()
+        } else {
+            borsh::to_vec(&fresh).expect("borsh writes to a Vec without failing")
+        })
     }
 
     pub fn params(&self) -> &DposParams {
@@ -179,8 +233,13 @@ impl ConsensusEngine for DposEngine {
         parent: &SealedHeader,
     ) -> Result<(), EngineError> {
         let fields = &header.engine;
-        if fields.bits != 0 || fields.nonce != 0 || !fields.data.is_empty() {
-            return Err(reject(DposError::UnexpectedFields));
+        if fields.bits != 0 || fields.nonce != 0 {
+            return Err(reject(DposError::UnexpectedFields {
+                reason: format!("bits {}, nonce {}", fields.bits, fields.nonce),
+            }));
+        }
+        for evidence in Self::decode_evidence(&fields.data).map_err(reject)? {
+            evidence.verify(self.params.slot_secs).map_err(reject)?;
         }
         if !header.timestamp.0.is_multiple_of(self.params.slot_secs) {
             return Err(reject(DposError::NotSlotAligned {
@@ -198,6 +257,15 @@ impl ConsensusEngine for DposEngine {
             }));
         }
         verify_signed_seal(header).map_err(|e| reject(e.into()))?;
+        // A valid header: remember it, and notice a second one for the same slot.
+        let keep = 4 * u64::from(self.params.producers);
+        if let Some(evidence) = self.evidence.observe(header, slot, keep) {
+            tracing::warn!(
+                producer = %evidence.offender(),
+                slot,
+                "equivocation: two blocks by one producer for one slot"
+            );
+        }
         Ok(())
     }
 
@@ -217,6 +285,24 @@ impl ConsensusEngine for DposEngine {
         let slot = self.slot_of(header.timestamp.0);
         let mut current = self.round_state(state)?;
         let mut book = self.book(state)?;
+        // Evidence first: an offender recorded here is left out of this block's election.
+        for evidence in Self::decode_evidence(&header.engine.data).map_err(reject)? {
+            let (offender, evidence_slot) =
+                evidence.verify(self.params.slot_secs).map_err(reject)?;
+            let delegate = book.delegates.get_mut(&offender).ok_or_else(|| {
+                reject(DposError::InvalidEvidence {
+                    reason: format!("{offender} is not a delegate"),
+                })
+            })?;
+            if delegate.equivocations.contains(&evidence_slot) {
+                return Err(reject(DposError::EvidenceAlreadyRecorded {
+                    offender,
+                    slot: evidence_slot,
+                }));
+            }
+            delegate.equivocations.push(evidence_slot);
+            tracing::warn!(%offender, slot = evidence_slot, "equivocation recorded; the delegate is barred from elections");
+        }
         let round = self.round_of(slot);
         let elected = if round == current.round && !current.schedule.is_empty() {
             None
@@ -380,6 +466,10 @@ impl ConsensusEngine for DposEngine {
         let current = self.round_state(chain.state())?;
         if current.round == round {
             out.push((
+                "shuffle_seed",
+                hex::encode(shuffle_seed(&current.schedule, round)),
+            ));
+            out.push((
                 "schedule",
                 current
                     .schedule
@@ -430,6 +520,14 @@ impl ConsensusEngine for DposEngine {
             out.push(("active", active.to_string()));
             out.push(("produced", d.produced.to_string()));
             out.push(("missed", d.missed.to_string()));
+            out.push((
+                "equivocations",
+                d.equivocations
+                    .iter()
+                    .map(|s| format!("slot {s}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ));
         }
         Ok(out)
     }

@@ -27,8 +27,10 @@ pub enum DposError {
         expected: Address,
         got: Address,
     },
-    #[error("dpos headers carry no bits, nonce or engine data")]
-    UnexpectedFields,
+    #[error(
+        "dpos headers carry no bits or nonce, and engine data only as equivocation evidence: {reason}"
+    )]
+    UnexpectedFields { reason: String },
     #[error("{delegate} is already a delegate")]
     AlreadyRegistered { delegate: Address },
     #[error("{delegate} is not a registered delegate")]
@@ -49,6 +51,12 @@ pub enum DposError {
     },
     #[error("producer reward overflows {address}'s balance")]
     RewardOverflow { address: Address },
+    #[error("invalid equivocation evidence: {reason}")]
+    InvalidEvidence { reason: String },
+    #[error("{offender}'s equivocation in slot {slot} is already recorded")]
+    EvidenceAlreadyRecorded { offender: Address, slot: u64 },
+    #[error("engine data holds {count} pieces of evidence; at most {max} fit in a block")]
+    TooMuchEvidence { count: usize, max: usize },
     #[error("invalid dpos parameter {field}: {reason}")]
     InvalidParams { field: &'static str, reason: String },
 }

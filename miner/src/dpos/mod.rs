@@ -14,6 +14,10 @@
 //!   `schedule[(s mod producers) mod n]`; a block outside its producer's slot is refused,
 //!   and every slot passed over without a block counts as missed for its producer.
 //! - A block weighs 1 (the chain with the most produced slots wins).
+//! - Equivocation: every node remembers one header per (slot, producer) it verified; a
+//!   second, different one is evidence. Producers put pending evidence in their next
+//!   block's engine data; the state records it once and the offender is never elected
+//!   again.
 //! - Irreversibility: a producer's block confirms its ancestors; the last irreversible
 //!   block is the newest one confirmed by more than 2/3 of the active producers (the
 //!   ⌊2n/3⌋+1-th highest of their last produced heights). Fork choice never reverts it.
@@ -21,11 +25,13 @@
 mod book;
 mod engine;
 mod error;
+mod evidence;
 mod params;
 mod producer;
 
-pub use book::{Delegate, DelegateBook, RoundState, shuffle};
+pub use book::{Delegate, DelegateBook, RoundState, shuffle, shuffle_seed, slot_owner};
 pub use engine::{DposEngine, ENGINE_NAME};
 pub use error::DposError;
+pub use evidence::{Equivocation, EvidencePool, MAX_EVIDENCE_PER_BLOCK};
 pub use params::DposParams;
 pub use producer::DposProducer;

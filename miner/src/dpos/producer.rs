@@ -53,13 +53,18 @@ impl BlockProducer for DposProducer {
         Ok(None)
     }
 
+    /// Puts the equivocation evidence this node has seen, and the chain has not recorded,
+    /// in the block.
     fn prepare(
         &self,
-        _chain: &dyn ChainView,
+        chain: &dyn ChainView,
         _parent: &SealedHeader,
         header: &mut Header,
     ) -> Result<(), EngineError> {
-        header.engine = chain::EngineFields::default();
+        header.engine = chain::EngineFields {
+            data: self.engine.evidence_data(chain.state())?,
+            ..chain::EngineFields::default()
+        };
         Ok(())
     }
 

@@ -380,3 +380,92 @@ fn a_longer_branch_that_forks_below_the_irreversible_block_is_refused() {
     );
     assert_eq!(chain.head().hash(), head, "the irreversible chain stays");
 }
+
+#[test]
+fn an_equivocation_is_recorded_once_and_bars_the_producer_from_later_rounds() {
+    let (mut chain, engine, producers) = setup();
+    let k = 4;
+    let slot = first_slot().div_ceil(k) * k + 1; // the second slot of a round
+    fill(&mut chain, &engine, &producers, slot - 1, Vec::new());
+    let offender = owner(&chain, &engine, &producers, slot);
+    let one = produce(&chain, offender, Timestamp(slot * SLOT), Vec::new());
+    let two = produce(
+        &chain,
+        offender,
+        Timestamp(slot * SLOT),
+        vec![tx("ferdie", 0, TxKind::RegisterDelegate)],
+    );
+    assert_ne!(one.hash(), two.hash());
+    assert!(matches!(
+        chain.import_block(one),
+        Ok(ImportOutcome::NewHead(_))
+    ));
+    assert!(matches!(
+        chain.import_block(two),
+        Ok(ImportOutcome::SideChain(_))
+    ));
+    assert_eq!(
+        engine.evidence().pending().len(),
+        1,
+        "the second block is evidence"
+    );
+
+    // The next producer carries the evidence; the chain records it.
+    fill(&mut chain, &engine, &producers, slot + 1, Vec::new());
+    let head = chain.head();
+    assert!(!head.engine.data.is_empty(), "evidence in the engine data");
+    let book = engine.book(chain.state()).expect("book");
+    assert_eq!(book.delegates[&offender.author()].equivocations, vec![slot]);
+    let again = engine.evidence_data(chain.state()).expect("state");
+    assert!(again.is_empty(), "recorded evidence is not offered again");
+
+    // Carrying the same evidence again is refused.
+    let next = owner(&chain, &engine, &producers, slot + 2);
+    let mut block = build(&chain, next, Timestamp((slot + 2) * SLOT), |_| {});
+    block.header.engine.data = head.engine.data.clone();
+    let block = seal(next, block);
+    assert_eq!(
+        dpos_error(chain.import_block(block)),
+        DposError::EvidenceAlreadyRecorded {
+            offender: offender.author(),
+            slot
+        }
+    );
+
+    // From the next round on, the offender owns no slot.
+    for s in slot + 2..slot - 1 + k {
+        fill(&mut chain, &engine, &producers, s, Vec::new());
+    }
+    let next_round: Vec<Address> = (slot - 1 + k..slot - 1 + 2 * k)
+        .map(|s| owner(&chain, &engine, &producers, s).author())
+        .collect();
+    assert!(!next_round.contains(&offender.author()), "{next_round:?}");
+    assert_eq!(next_round.iter().collect::<BTreeSet<_>>().len(), 3);
+}
+
+/// The owner of each slot for a fixed schedule of three in rounds of four slots: the
+/// fourth slot wraps to the first producer (`(s mod K) mod n`).
+#[test]
+fn slot_owner_table() {
+    let [a, b, c] = [Address([1; 20]), Address([2; 20]), Address([3; 20])];
+    let schedule = [b, c, a];
+    let table = [
+        (0, b),
+        (1, c),
+        (2, a),
+        (3, b),
+        (4, b),
+        (5, c),
+        (6, a),
+        (7, b),
+        (401, c),
+    ];
+    for (slot, want) in table {
+        assert_eq!(
+            miner::dpos::slot_owner(&schedule, 4, slot),
+            Some(want),
+            "slot {slot}"
+        );
+    }
+    assert_eq!(miner::dpos::slot_owner(&[], 4, 0), None);
+}

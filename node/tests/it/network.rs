@@ -235,9 +235,9 @@ fn dev(name: &str) -> String {
         .to_string()
 }
 
-/// alice, bob and carol sign (PoA) or are the genesis delegates (DPoS), 1 s apart.
-fn signed_spec(dir: &Path, kind: config::EngineKind, chain_id: u64) -> PathBuf {
-    let mut spec = config::ChainSpec::dev_with(kind, &config::dev_authorities(3));
+/// The first `n` dev accounts sign (PoA) or are the genesis delegates (DPoS), 1 s apart.
+fn signed_spec(dir: &Path, kind: config::EngineKind, chain_id: u64, n: usize) -> PathBuf {
+    let mut spec = config::ChainSpec::dev_with(kind, &config::dev_authorities(n));
     spec.chain_id = chain_id;
     spec.engine.set_block_time(1);
     let path = dir.join(format!("spec-{chain_id}.toml"));
@@ -252,7 +252,7 @@ fn three_signers_share_one_chain(
     chain_id: u64,
     dir: &tempfile::TempDir,
 ) -> Vec<Node> {
-    let spec = signed_spec(dir.path(), kind, chain_id);
+    let spec = signed_spec(dir.path(), kind, chain_id, 3);
     let a = start(&spec, &dir.path().join("a"), Some("alice"), &[]);
     let boot = peer_addr(&a);
     let b = start(&spec, &dir.path().join("b"), Some("bob"), &[&boot]);
@@ -301,6 +301,73 @@ fn n3_dpos_delegates_fill_their_slots_and_finalize() {
     let bob = call(&nodes[0], "state_getAccount", json!([dev("bob")])).expect("account");
     assert_eq!(bob["engine"]["delegate"], json!("true"), "{bob}");
     assert!(bob["engine"]["produced"].as_str().is_some(), "{bob}");
+}
+
+/// Four signers; once they share a head, dave's node is stopped and the other three go on.
+/// Returns the three, the height when dave stopped, and the block info at that point.
+fn three_of_four_go_on(
+    kind: config::EngineKind,
+    chain_id: u64,
+    dir: &tempfile::TempDir,
+) -> (Vec<Node>, u64, Value) {
+    let spec = signed_spec(dir.path(), kind, chain_id, 4);
+    let a = start(&spec, &dir.path().join("a"), Some("alice"), &[]);
+    let boot = peer_addr(&a);
+    let mut nodes = vec![a];
+    for name in ["bob", "carol", "dave"] {
+        nodes.push(start(&spec, &dir.path().join(name), Some(name), &[&boot]));
+    }
+    wait_for(Duration::from_secs(120), "four signers at one head", || {
+        let heads: Vec<String> = nodes.iter().map(head).collect();
+        (height(&nodes[0]) >= 6 && heads.iter().all(|x| *x == heads[0])).then_some(())
+    });
+    drop(nodes.pop()); // dave's node is killed
+    let info = call(&nodes[0], "chain_info", json!([])).expect("info");
+    let stopped_at = info["height"].as_u64().expect("height");
+    wait_for(
+        Duration::from_secs(120),
+        "three signers 10 blocks further",
+        || {
+            let heads: Vec<String> = nodes.iter().map(head).collect();
+            (height(&nodes[0]) >= stopped_at + 10 && heads.iter().all(|x| *x == heads[0]))
+                .then_some(())
+        },
+    );
+    (nodes, stopped_at, info)
+}
+
+#[test]
+fn dpos_keeps_producing_and_finalizing_with_one_delegate_of_four_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (nodes, _, before) = three_of_four_go_on(config::EngineKind::Dpos, 4747, &dir);
+    let after = call(&nodes[0], "chain_info", json!([])).expect("info");
+    let (f0, f1) = (
+        before["finalized_height"].as_u64().unwrap_or(0),
+        after["finalized_height"].as_u64().expect("finalized"),
+    );
+    assert!(f1 > f0, "finality advances with 3 of 4 alive: {f0} -> {f1}");
+    let dave = call(&nodes[1], "state_getAccount", json!([dev("dave")])).expect("account");
+    let missed: u64 = dave["engine"]["missed"]
+        .as_str()
+        .and_then(|m| m.parse().ok())
+        .expect("missed count");
+    assert!(missed >= 1, "dave's slots are counted as missed: {dave}");
+}
+
+#[test]
+fn poa_keeps_producing_with_one_signer_of_four_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (nodes, stopped_at, _) = three_of_four_go_on(config::EngineKind::Poa, 4848, &dir);
+    let dave = dev("dave");
+    let mut out_of_turn = 0;
+    for h in stopped_at + 2..=stopped_at + 10 {
+        let block = call(&nodes[0], "chain_getBlock", json!([h])).expect("block");
+        assert_ne!(block["producer"], json!(dave), "dave is stopped: {block}");
+        if block["engine"]["in_turn"] == json!("false") {
+            out_of_turn += 1;
+        }
+    }
+    assert!(out_of_turn >= 1, "dave's turns are taken out of turn");
 }
 
 #[test]
