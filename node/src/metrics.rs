@@ -20,6 +20,7 @@ pub struct Metrics {
     pub rpc_requests: AtomicU64,
     pub rpc_errors: AtomicU64,
     pub gossip_rejected: AtomicU64,
+    pub engine_messages: AtomicU64,
 }
 
 impl Metrics {
@@ -31,7 +32,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 14] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 15] = [
             (
                 "toychain_height",
                 "gauge",
@@ -115,6 +116,12 @@ impl Metrics {
                 "counter",
                 "Gossip messages rejected as invalid.",
                 &self.gossip_rejected,
+            ),
+            (
+                "toychain_engine_messages_total",
+                "counter",
+                "Engine messages (BFT votes, …) received by gossip.",
+                &self.engine_messages,
             ),
         ];
         let mut out = String::new();

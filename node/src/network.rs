@@ -6,7 +6,9 @@
 use crate::actor::ChainHandle;
 use crate::metrics::Metrics;
 use crate::rpc::NetView;
-use chain::{Block, BlockError, Canonical, ChainView, Height, ImportOutcome, Transaction};
+use chain::{
+    Block, BlockError, Canonical, ChainView, EngineError, Height, ImportOutcome, Transaction,
+};
 use net::{Client, Event, EventStream, PeerId, SyncRequest, SyncResponse, Topic, Verdict};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -116,8 +118,7 @@ impl Ctx {
                 let verdict = match topic {
                     Topic::Block => self.on_gossip_block(&data, source).await,
                     Topic::Tx => self.on_gossip_tx(&data).await,
-                    // No engine exchanges messages yet; let the net layer drop them.
-                    Topic::Engine => Verdict::Ignore,
+                    Topic::Engine => self.on_engine_message(data).await,
                 };
                 if verdict == Verdict::Reject {
                     self.metrics.gossip_rejected.fetch_add(1, Ordering::Relaxed);
@@ -191,6 +192,40 @@ impl Ctx {
             }
             Err(Some(e)) if e.is_bad_data() => Verdict::Reject,
             Err(_) => Verdict::Ignore,
+        }
+    }
+
+    /// An engine message (BFT votes, Raft appends): the engine judges it on the chain as it
+    /// is and may answer with messages to broadcast. Engines without messages refuse them,
+    /// which is no fault of the sender's.
+    async fn on_engine_message(&self, data: Vec<u8>) -> Verdict {
+        self.metrics.engine_messages.fetch_add(1, Ordering::Relaxed);
+        let chain = self.chain.clone();
+        let handled = tokio::task::spawn_blocking(move || {
+            chain.engine().handle_message(chain.reader(), &data)
+        })
+        .await;
+        match handled {
+            Ok(Ok(replies)) => {
+                for reply in replies {
+                    if let Err(e) = self.client.publish(Topic::Engine, reply).await {
+                        debug!(error = %e, "engine reply not sent");
+                    }
+                }
+                Verdict::Accept
+            }
+            Ok(Err(EngineError::Rejected { engine, source })) => {
+                debug!(engine, reason = %source, "engine message refused");
+                Verdict::Reject
+            }
+            Ok(Err(e)) => {
+                debug!(error = %e, "engine message not handled");
+                Verdict::Ignore
+            }
+            Err(e) => {
+                warn!(error = %e, "engine message handler failed");
+                Verdict::Ignore
+            }
         }
     }
 
@@ -339,7 +374,10 @@ impl Ctx {
         self.view.syncing.store(true, Ordering::Relaxed);
         let start_height = self.chain.head().id.height.0;
         info!(%peer, from = start_height, to = status.0.0, "syncing");
-        let mut from = start_height + 1;
+        // From the peer's tip when it is not above ours: a heavier branch of the same or a
+        // lower height (an in-turn PoA block beating an out-of-turn one made before the two
+        // nodes connected) has nothing above our height to fetch.
+        let mut from = (start_height + 1).min(status.0.0).max(1);
         let mut imported = 0u64;
         let mut step_back = u64::from(SYNC_BATCH);
         'outer: while self.chain.head().total_weight < status.1 {
