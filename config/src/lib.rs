@@ -12,6 +12,7 @@ use chain::dev::{DEV_ACCOUNTS, dev_address};
 use chain::{Address, Amount, ChainId, Genesis, Timestamp};
 use miner::dpos::DposParams;
 use miner::poa::PoaParams;
+use miner::pos::PosParams;
 use miner::pow::PowParams;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -39,16 +40,23 @@ pub fn dev_authorities(n: usize) -> Vec<Address> {
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     Pow,
+    Pos,
     Dpos,
     Poa,
 }
 
 impl EngineKind {
-    pub const ALL: [EngineKind; 3] = [EngineKind::Pow, EngineKind::Dpos, EngineKind::Poa];
+    pub const ALL: [EngineKind; 4] = [
+        EngineKind::Pow,
+        EngineKind::Pos,
+        EngineKind::Dpos,
+        EngineKind::Poa,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             EngineKind::Pow => "pow",
+            EngineKind::Pos => "pos",
             EngineKind::Dpos => "dpos",
             EngineKind::Poa => "poa",
         }
@@ -89,6 +97,7 @@ impl FromStr for EngineKind {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum EngineSpec {
     Pow(PowParams),
+    Pos(PosParams),
     Dpos(DposParams),
     Poa(PoaParams),
 }
@@ -97,6 +106,7 @@ impl EngineSpec {
     pub fn kind(&self) -> EngineKind {
         match self {
             EngineSpec::Pow(_) => EngineKind::Pow,
+            EngineSpec::Pos(_) => EngineKind::Pos,
             EngineSpec::Dpos(_) => EngineKind::Dpos,
             EngineSpec::Poa(_) => EngineKind::Poa,
         }
@@ -107,6 +117,7 @@ impl EngineSpec {
     pub fn dev(kind: EngineKind, authorities: &[Address]) -> EngineSpec {
         match kind {
             EngineKind::Pow => EngineSpec::Pow(PowParams::devnet()),
+            EngineKind::Pos => EngineSpec::Pos(PosParams::devnet()),
             EngineKind::Dpos => EngineSpec::Dpos(DposParams::devnet(authorities.to_vec())),
             EngineKind::Poa => EngineSpec::Poa(PoaParams::devnet(authorities.to_vec())),
         }
@@ -116,12 +127,15 @@ impl EngineSpec {
     pub fn block_time(&self) -> u64 {
         match self {
             EngineSpec::Pow(p) => p.target_block_time,
+            EngineSpec::Pos(p) => p.target_spacing,
             EngineSpec::Dpos(p) => p.slot_secs,
             EngineSpec::Poa(p) => p.period,
         }
     }
 
-    /// Sets the seconds between blocks (PoW also scales its ASERT half-life to 20 blocks).
+    /// Sets the seconds between blocks (PoW also scales its ASERT half-life to 20 blocks;
+    /// PoS scales its ages, modifier times and retarget window with the spacing as the
+    /// devnet's 5 s values do, and its retarget finds the target).
     pub fn set_block_time(&mut self, secs: u64) {
         match self {
             EngineSpec::Pow(p) => {
@@ -129,6 +143,14 @@ impl EngineSpec {
                 if let miner::pow::Retarget::Asert { half_life } = &mut p.retarget {
                     *half_life = secs * 20;
                 }
+            }
+            EngineSpec::Pos(p) => {
+                p.target_spacing = secs;
+                p.target_timespan = 24 * secs;
+                p.stake_min_age = 2 * secs;
+                p.stake_max_age = 6 * secs;
+                p.modifier_interval = 6 * secs;
+                p.modifier_selection = 12 * secs;
             }
             EngineSpec::Dpos(p) => p.slot_secs = secs,
             EngineSpec::Poa(p) => p.period = secs,
@@ -145,6 +167,7 @@ impl EngineSpec {
     pub fn genesis_bits(&self) -> u32 {
         match self {
             EngineSpec::Pow(p) => p.genesis_bits.to_consensus(),
+            EngineSpec::Pos(p) => p.genesis_bits.to_consensus(),
             EngineSpec::Dpos(_) | EngineSpec::Poa(_) => 0,
         }
     }
@@ -152,6 +175,7 @@ impl EngineSpec {
     fn validate(&self) -> Result<(), String> {
         match self {
             EngineSpec::Pow(p) => p.validate().map_err(|e| e.to_string()),
+            EngineSpec::Pos(p) => p.validate().map_err(|e| e.to_string()),
             EngineSpec::Dpos(p) => p.validate().map_err(|e| e.to_string()),
             EngineSpec::Poa(p) => p.validate().map_err(|e| e.to_string()),
         }

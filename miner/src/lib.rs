@@ -16,5 +16,6 @@
 pub mod dpos;
 pub mod engine_state;
 pub mod poa;
+pub mod pos;
 pub mod pow;
 pub mod seal;

@@ -44,6 +44,16 @@ pub fn engines(
                 producer,
             }
         }
+        EngineSpec::Pos(params) => {
+            let engine =
+                miner::pos::PosEngine::new(params.clone()).context("invalid pos parameters")?;
+            Engines {
+                producer: author.map(|key| -> Arc<dyn BlockProducer> {
+                    Arc::new(miner::pos::PosProducer::new(key.clone(), engine.clone()))
+                }),
+                engine: Arc::new(engine),
+            }
+        }
         EngineSpec::Dpos(params) => {
             let engine =
                 miner::dpos::DposEngine::new(params.clone()).context("invalid dpos parameters")?;

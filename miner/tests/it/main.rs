@@ -6,6 +6,7 @@ mod conformance;
 mod dpos;
 mod engine;
 mod poa;
+mod pos;
 mod producer;
 mod stability;
 mod support;

@@ -235,7 +235,8 @@ fn dev(name: &str) -> String {
         .to_string()
 }
 
-/// The first `n` dev accounts sign (PoA) or are the genesis delegates (DPoS), 1 s apart.
+/// The first `n` dev accounts sign (PoA) or are the genesis delegates (DPoS), 1 s apart;
+/// for PoS every dev account holds stake, so only the running nodes' accounts stake.
 fn signed_spec(dir: &Path, kind: config::EngineKind, chain_id: u64, n: usize) -> PathBuf {
     let mut spec = config::ChainSpec::dev_with(kind, &config::dev_authorities(n));
     spec.chain_id = chain_id;
@@ -287,6 +288,17 @@ fn n3_poa_signers_take_turns_on_one_chain() {
     assert_eq!(alice["engine"]["authority"], json!("true"), "{alice}");
     let explain = call(&nodes[1], "engine_explain", json!([3])).expect("explain");
     assert_eq!(explain["engine"], json!("poa"));
+}
+
+#[test]
+fn n3_pos_stakers_share_one_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = three_signers_share_one_chain(config::EngineKind::Pos, 4949, &dir);
+    let explain = call(&nodes[1], "engine_explain", json!([8])).expect("explain");
+    assert_eq!(explain["engine"], json!("pos"));
+    assert_eq!(explain["kernel_meets_target"], json!("true"), "{explain}");
+    let carol = call(&nodes[0], "state_getAccount", json!([dev("carol")])).expect("account");
+    assert!(carol["engine"]["age_origin"].is_string(), "{carol}");
 }
 
 #[test]
