@@ -197,6 +197,15 @@ pub trait BlockProducer: Send + Sync + Debug {
         header: &mut Header,
     ) -> Result<(), EngineError>;
 
+    /// True when the seal is the producer's signature (PoA, DPoS, PoS): two different
+    /// signed blocks for one slot are equivocation, so an authoring node records what it is
+    /// about to sign durably first and never signs at or before that time again, even
+    /// across a crash and restart. A proof of work proves nothing about its author and may
+    /// repeat a timestamp freely.
+    fn signs_blocks(&self) -> bool {
+        false
+    }
+
     /// Seals a complete header (nonce search or signature). Returns `None` when `cancel`
     /// was raised first.
     fn seal(&self, header: Header, cancel: &CancelFlag) -> Result<Option<Header>, EngineError>;

@@ -12,6 +12,7 @@ mod producer;
 mod rpc;
 mod rpc_client;
 mod run;
+mod sign_guard;
 mod wallet_cmd;
 
 use clap::Parser;

@@ -68,6 +68,8 @@ pub struct ProducerLoop {
     pub control: ProducerControl,
     /// Produce only while transactions are waiting (no empty blocks when idle).
     pub on_demand: bool,
+    /// For producers that sign their blocks: what was signed, kept across restarts.
+    pub guard: Option<crate::sign_guard::SignGuard>,
 }
 
 impl ProducerLoop {
@@ -90,7 +92,7 @@ impl ProducerLoop {
         false
     }
 
-    fn run(self) {
+    fn run(mut self) {
         let reader = self.chain.reader().clone();
         info!(author = %self.producer.author(), "producing blocks");
         while !self.control.is_stopped() {
@@ -167,6 +169,25 @@ impl ProducerLoop {
                     }
                 })
             };
+            if let Some(guard) = &mut self.guard {
+                let timestamp = block.header.timestamp.0;
+                if !guard.allows(timestamp) {
+                    warn!(
+                        timestamp,
+                        signed = guard.last(),
+                        "not signing: a block at or after this time was signed before (a restart within one slot?)"
+                    );
+                    watcher.abort();
+                    self.wait_for_head(&head.hash(), Duration::from_secs(1));
+                    continue;
+                }
+                if let Err(e) = guard.record(timestamp) {
+                    warn!(error = %e, "cannot record the block about to be signed; not signing");
+                    watcher.abort();
+                    self.wait_for_head(&head.hash(), Duration::from_secs(1));
+                    continue;
+                }
+            }
             let sealed = self.producer.seal(block.header.clone(), &cancel);
             watcher.abort();
             match sealed {

@@ -6,6 +6,7 @@ use crate::cli::NodeArgs;
 use crate::metrics::Metrics;
 use crate::producer::{ProducerControl, ProducerLoop};
 use crate::rpc::{NetView, RpcState};
+use crate::sign_guard::SignGuard;
 use crate::{UsageError, actor, factory, network, rpc};
 use anyhow::Context;
 use chain::{
@@ -265,19 +266,27 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
 
     // Production.
     let producer_thread = match producer {
-        Some(producer) => Some(
-            ProducerLoop {
-                chain: handle.clone(),
-                producer,
-                clock,
-                client: Some(client.clone()),
-                runtime: tokio::runtime::Handle::current(),
-                metrics: metrics.clone(),
-                control: control.clone(),
-                on_demand: args.on_demand,
-            }
-            .spawn(),
-        ),
+        Some(producer) => {
+            let guard = if producer.signs_blocks() {
+                Some(SignGuard::open(&settings.data_dir)?)
+            } else {
+                None
+            };
+            Some(
+                ProducerLoop {
+                    chain: handle.clone(),
+                    producer,
+                    clock,
+                    client: Some(client.clone()),
+                    runtime: tokio::runtime::Handle::current(),
+                    metrics: metrics.clone(),
+                    control: control.clone(),
+                    on_demand: args.on_demand,
+                    guard,
+                }
+                .spawn(),
+            )
+        }
         None => None,
     };
 

@@ -82,6 +82,10 @@ impl BlockProducer for PoaProducer {
         Ok(())
     }
 
+    fn signs_blocks(&self) -> bool {
+        true
+    }
+
     /// Signs the header; the producer loop has named this signer as its producer.
     fn seal(&self, header: Header, _cancel: &CancelFlag) -> Result<Option<Header>, EngineError> {
         Ok(Some(sign_header(header, &self.key)))

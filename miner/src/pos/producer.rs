@@ -143,6 +143,10 @@ impl BlockProducer for PosProducer {
         Ok(())
     }
 
+    fn signs_blocks(&self) -> bool {
+        true
+    }
+
     /// Signs with the staker's key; a header naming another producer is refused rather
     /// than given a seal that cannot verify.
     fn seal(&self, header: Header, cancel: &CancelFlag) -> Result<Option<Header>, EngineError> {

@@ -301,6 +301,40 @@ fn n3_pos_stakers_share_one_chain() {
     assert!(carol["engine"]["age_origin"].is_string(), "{carol}");
 }
 
+/// A delegate that signed up to some time (recorded in `signed.guard`, as before a crash)
+/// signs nothing at or before it after a restart, and goes on after it.
+#[test]
+fn a_restarted_signer_never_signs_again_at_or_before_what_it_signed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = signed_spec(dir.path(), config::EngineKind::Dpos, 5050, 1);
+    let data = dir.path().join("a");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let signed_until = now + 4;
+    std::fs::write(data.join("signed.guard"), signed_until.to_le_bytes()).expect("guard");
+    let node = start(&spec, &data, Some("alice"), &[]);
+    wait_for(Duration::from_secs(60), "blocks after the guard", || {
+        (height(&node) >= 3).then_some(())
+    });
+    for h in 1..=3 {
+        let block = call(&node, "chain_getBlock", json!([h])).expect("block");
+        let t = block["timestamp"].as_u64().expect("timestamp");
+        assert!(
+            t > signed_until,
+            "block {h} at {t} is not after {signed_until}"
+        );
+    }
+    let recorded = std::fs::read(data.join("signed.guard")).expect("guard");
+    let recorded = u64::from_le_bytes(recorded.try_into().expect("8 bytes"));
+    assert!(
+        recorded > signed_until,
+        "the guard moves with each signed block"
+    );
+}
+
 #[test]
 fn n3_dpos_delegates_fill_their_slots_and_finalize() {
     let dir = tempfile::tempdir().expect("tempdir");
