@@ -396,3 +396,35 @@ fn each_branch_is_scheduled_from_its_own_block_1() {
     ));
     assert_eq!(chain.head_id().hash, late_3.hash());
 }
+
+/// The simulation engine trusts the simulator for the hash but checks everything else: an
+/// unmined block at a hard target imports (the real engine refuses it), wrong bits do not.
+#[test]
+fn the_simulation_engine_skips_only_the_hash_check() {
+    let params = easy_params(asert(), 0x1d00_ffff);
+    let real = PowEngine::new(params.clone()).expect("valid");
+    let sim = PowEngine::for_simulation(params.clone()).expect("valid");
+    let chain = pow_chain(&params);
+    let miner = producer(&params, 1);
+    // Not sealed: at Bitcoin's genesis difficulty the nonce 0 meets the target with
+    // probability 2^-32.
+    let unmined = build(&chain, &miner, at(5), |_| {});
+    let sealed = unmined.header.clone().seal();
+    let genesis = chain.genesis().clone();
+    assert!(matches!(
+        real.verify_header(&chain, &sealed, &genesis)
+            .expect_err("the real engine checks the hash")
+            .downcast_ref::<PowError>(),
+        Some(PowError::HashAboveTarget { .. })
+    ));
+    sim.verify_header(&chain, &sealed, &genesis)
+        .expect("the simulation engine trusts the oracle");
+    let mut wrong = unmined.header.clone();
+    wrong.engine.bits = 0x1c00_ffff;
+    assert!(matches!(
+        sim.verify_header(&chain, &wrong.seal(), &genesis)
+            .expect_err("bits are still checked")
+            .downcast_ref::<PowError>(),
+        Some(PowError::WrongBits { .. })
+    ));
+}
