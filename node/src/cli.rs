@@ -31,6 +31,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Dev-chain conveniences through a node's RPC: `dev mine N` produces N blocks now.
     Dev(crate::dev_cmd::DevArgs),
+    /// Run a devnet of each engine under the same load and write a report comparing them.
+    Compare(CompareArgs),
 }
 
 #[derive(Debug, Args)]
@@ -149,4 +151,41 @@ pub struct BenchArgs {
     /// Seconds to measure.
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    long_about = "For each engine in turn: a fresh devnet of --nodes real node processes on \
+                  127.0.0.1 (free ports), a seeded load of --tx-rate transfers a second between \
+                  the dev accounts, and a collector polling every node's RPC; then the devnet \
+                  is stopped and the next engine starts. Writes report.md, metrics.csv, \
+                  metrics.json and SVG charts to --out."
+)]
+pub struct CompareArgs {
+    /// Engines to compare, comma-separated [default: every engine this build has].
+    #[arg(long, value_delimiter = ',', value_name = "KIND,KIND,...")]
+    pub engines: Vec<String>,
+    /// Node processes per devnet (1 to 8, one per dev account).
+    #[arg(long, default_value_t = 4)]
+    pub nodes: u64,
+    /// Seconds each engine is measured (after its nodes serve RPC).
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub duration: u64,
+    /// Transfers a second sent through the nodes' RPC (0 for no load).
+    #[arg(
+        long,
+        default_value_t = 2.0,
+        value_name = "R",
+        allow_hyphen_values = true
+    )]
+    pub tx_rate: f64,
+    /// Where the report, the charts and each engine's devnet folder go.
+    #[arg(long, default_value = "compare-out", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Target seconds between blocks for every engine (default: each engine's dev value).
+    #[arg(long, value_name = "SECS")]
+    pub block_time: Option<u64>,
+    /// Seed of the load generator: the same seed sends the same transfers.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }

@@ -74,5 +74,6 @@ fn mine(client: &RpcClient, blocks: u64, timeout: Option<u64>) -> anyhow::Result
 }
 
 fn short(hash: &Value) -> String {
-    hash.as_str().map_or_else(String::new, |h| h.chars().take(8).collect())
+    hash.as_str()
+        .map_or_else(String::new, |h| h.chars().take(8).collect())
 }

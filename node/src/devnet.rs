@@ -40,7 +40,7 @@ const MAX_WALK_BACK: usize = 64;
 /// Lines of a node's log shown when it dies.
 const LOG_TAIL_LINES: usize = 20;
 /// One RPC call of the launcher.
-const RPC_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn usage(message: String) -> anyhow::Error {
     UsageError(message).into()
@@ -48,7 +48,7 @@ fn usage(message: String) -> anyhow::Error {
 
 /// Writes a line to stdout, ignoring a closed pipe: the launcher must still stop its
 /// nodes when whoever reads its output has gone away.
-fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
 }
@@ -66,8 +66,8 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
         )));
     }
     let layout = Layout::new(&args, kind, nodes)?;
-    if args.fresh {
-        layout.wipe()?;
+    if args.fresh && layout.wipe()? {
+        say(&format!("--fresh: deleted {}", layout.root.display()));
     }
     let (spec, resumed) = layout.spec(kind, args.block_time)?;
     layout.check_ports()?;
@@ -121,7 +121,7 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
 
 /// Where everything of one engine's devnet lives, and the ports.
 #[derive(Debug)]
-struct Layout {
+pub(crate) struct Layout {
     root: PathBuf,
     nodes: usize,
     rpc_port: u16,
@@ -150,19 +150,30 @@ impl Layout {
                 args.rpc_port, args.p2p_port
             )));
         }
-        Ok(Layout {
-            root: args.dir.join(kind.name()),
+        Ok(Layout::at(
+            args.dir.join(kind.name()),
             nodes,
-            rpc_port: args.rpc_port,
-            p2p_port: args.p2p_port,
-        })
+            args.rpc_port,
+            args.p2p_port,
+        ))
+    }
+
+    /// A devnet of `nodes` nodes in `root`, node i on ports `rpc_port + i` and
+    /// `p2p_port + i`; the caller has checked that those ranges fit and do not overlap.
+    pub(crate) fn at(root: PathBuf, nodes: usize, rpc_port: u16, p2p_port: u16) -> Layout {
+        Layout {
+            root,
+            nodes,
+            rpc_port,
+            p2p_port,
+        }
     }
 
     fn spec_path(&self) -> PathBuf {
         self.root.join("spec.toml")
     }
 
-    fn data_dir(&self, i: usize) -> PathBuf {
+    pub(crate) fn data_dir(&self, i: usize) -> PathBuf {
         self.root.join(format!("node{i}"))
     }
 
@@ -179,7 +190,7 @@ impl Layout {
         format!("127.0.0.1:{}", Self::port(self.rpc_port, i))
     }
 
-    fn rpc_url(&self, i: usize) -> String {
+    pub(crate) fn rpc_url(&self, i: usize) -> String {
         format!("http://{}", self.rpc_addr(i))
     }
 
@@ -188,10 +199,10 @@ impl Layout {
     }
 
     /// `--fresh`: deletes the engine's folder, but only one that looks like a devnet's, so
-    /// a mistyped `--dir` cannot erase unrelated files.
-    fn wipe(&self) -> anyhow::Result<()> {
+    /// a mistyped `--dir` cannot erase unrelated files. True when there was one to delete.
+    pub(crate) fn wipe(&self) -> anyhow::Result<bool> {
         if !self.root.exists() {
-            return Ok(());
+            return Ok(false);
         }
         let looks_like_devnet = self.spec_path().is_file()
             || std::fs::read_dir(&self.root)
@@ -211,13 +222,16 @@ impl Layout {
         }
         std::fs::remove_dir_all(&self.root)
             .with_context(|| format!("--fresh: cannot delete {}", self.root.display()))?;
-        say(&format!("--fresh: deleted {}", self.root.display()));
-        Ok(())
+        Ok(true)
     }
 
     /// The spec of this devnet: the stored one when resuming, else the engine's dev spec
     /// (with `--block-time`), written for the next run. True when resuming.
-    fn spec(&self, kind: EngineKind, block_time: Option<u64>) -> anyhow::Result<(ChainSpec, bool)> {
+    pub(crate) fn spec(
+        &self,
+        kind: EngineKind,
+        block_time: Option<u64>,
+    ) -> anyhow::Result<(ChainSpec, bool)> {
         let path = self.spec_path();
         if path.is_file() {
             let spec = ChainSpec::load(&path)
@@ -256,7 +270,7 @@ impl Layout {
     }
 
     /// Refuses to start when a port is taken: a node would die at once with less context.
-    fn check_ports(&self) -> anyhow::Result<()> {
+    pub(crate) fn check_ports(&self) -> anyhow::Result<()> {
         for i in 0..self.nodes {
             for (what, flag, port) in [
                 ("rpc", "--rpc-port", Self::port(self.rpc_port, i)),
@@ -276,13 +290,13 @@ impl Layout {
 
 /// Counts SIGINT, SIGTERM and SIGHUP, received on a thread of its own.
 #[derive(Debug, Clone)]
-struct SignalWatch {
+pub(crate) struct SignalWatch {
     count: Arc<AtomicUsize>,
 }
 
 impl SignalWatch {
     /// Installs the handlers before returning, so no signal is lost once nodes run.
-    fn start() -> anyhow::Result<SignalWatch> {
+    pub(crate) fn start() -> anyhow::Result<SignalWatch> {
         use tokio::signal::unix::{SignalKind, signal};
         let count = Arc::new(AtomicUsize::new(0));
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -318,7 +332,7 @@ impl SignalWatch {
         Ok(SignalWatch { count })
     }
 
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.count.load(Ordering::SeqCst)
     }
 }
@@ -333,12 +347,12 @@ struct NodeProcess {
 
 /// The node processes. Dropping it stops them, so no early return leaves one behind.
 #[derive(Debug)]
-struct Fleet {
+pub(crate) struct Fleet {
     nodes: Vec<NodeProcess>,
 }
 
 impl Fleet {
-    fn start(layout: &Layout, on_demand: bool) -> anyhow::Result<Fleet> {
+    pub(crate) fn start(layout: &Layout, on_demand: bool) -> anyhow::Result<Fleet> {
         let exe = std::env::current_exe().context("cannot find the toychain executable")?;
         let spec = layout.spec_path();
         let mut fleet = Fleet { nodes: Vec::new() };
@@ -387,8 +401,13 @@ impl Fleet {
         Ok(fleet)
     }
 
+    /// The process ids of the nodes, node 0 first.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().map(|n| n.child.id()).collect()
+    }
+
     /// The first node that exited on its own, as an error showing the end of its log.
-    fn check_alive(&mut self) -> Option<anyhow::Error> {
+    pub(crate) fn check_alive(&mut self) -> Option<anyhow::Error> {
         for node in &mut self.nodes {
             if node.exit.is_some() {
                 continue;
@@ -419,7 +438,7 @@ impl Fleet {
 
     /// SIGTERM to every running node, then waits; SIGKILL after the grace period or at any
     /// further Ctrl-C (the impatient second press). Returns how each node ended.
-    fn stop(&mut self, signals: &SignalWatch) -> Vec<(usize, String)> {
+    pub(crate) fn stop(&mut self, signals: &SignalWatch) -> Vec<(usize, String)> {
         let signals_before = signals.count();
         for node in &mut self.nodes {
             if node.exit.is_none() {
@@ -501,7 +520,7 @@ fn log_tail(path: &Path, n: usize) -> Vec<String> {
 }
 
 /// Node 0's head when every node serves RPC; `None` when a signal came first.
-fn wait_until_serving(
+pub(crate) fn wait_until_serving(
     fleet: &mut Fleet,
     clients: &[RpcClient],
     signals: &SignalWatch,

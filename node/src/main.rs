@@ -3,6 +3,7 @@
 
 mod actor;
 mod cli;
+mod compare;
 mod dev_cmd;
 mod devnet;
 mod factory;
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         cli::Command::Wallet(args) => wallet_cmd::run(args),
         cli::Command::Bench(args) => run::bench(args),
         cli::Command::Dev(args) => dev_cmd::run(args),
+        cli::Command::Compare(args) => compare::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -389,14 +389,21 @@ pub fn process_is_gone(pid: u32) -> bool {
     }
 }
 
-/// Processes whose parent is `parent`, from /proc.
-pub fn children_of(parent: u32) -> Vec<u32> {
+/// Every process id in /proc.
+pub fn all_pids() -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
+}
+
+/// Processes whose parent is `parent`, from /proc.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    all_pids()
+        .into_iter()
         .filter(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
