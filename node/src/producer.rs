@@ -70,6 +70,9 @@ pub struct ProducerLoop {
     pub on_demand: bool,
     /// For producers that sign their blocks: what was signed, kept across restarts.
     pub guard: Option<crate::sign_guard::SignGuard>,
+    /// With bootnodes to join, wait this long at most for a first peer before producing,
+    /// so a node starting with others does not open the chain with a fork of its own.
+    pub wait_for_peer: Option<Duration>,
 }
 
 impl ProducerLoop {
@@ -94,6 +97,15 @@ impl ProducerLoop {
 
     fn run(mut self) {
         let reader = self.chain.reader().clone();
+        if let Some(limit) = self.wait_for_peer {
+            let deadline = std::time::Instant::now() + limit;
+            while self.metrics.peers.load(Ordering::Relaxed) == 0
+                && std::time::Instant::now() < deadline
+                && !self.control.is_stopped()
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         info!(author = %self.producer.author(), "producing blocks");
         while !self.control.is_stopped() {
             let head = reader.head();

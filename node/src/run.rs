@@ -24,6 +24,8 @@ use tracing::{info, warn};
 pub const DEFAULT_DATA_DIR: &str = ".toychain/node";
 pub const DEFAULT_WALLET_DIR: &str = ".toychain/wallet";
 pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:8545";
+/// How long an authoring node with bootnodes waits for a first peer before producing.
+const FIRST_PEER_WAIT: Duration = Duration::from_secs(10);
 pub const DEFAULT_P2P_LISTEN: &str = "/ip4/127.0.0.1/tcp/30333";
 
 /// The node's settings after the config file and the flags are merged.
@@ -283,6 +285,7 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
                     control: control.clone(),
                     on_demand: args.on_demand,
                     guard,
+                    wait_for_peer: (!settings.bootnodes.is_empty()).then_some(FIRST_PEER_WAIT),
                 }
                 .spawn(),
             )
