@@ -6,6 +6,7 @@
 //! `--on-demand` production: a block follows each transaction within moments, and idle
 //! nodes do not compete for the CI machine's cores.
 
+mod bad_input;
 mod compare;
 mod dev_mine;
 mod devnet;

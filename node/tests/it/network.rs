@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{connect_fake_peer, metrics_counter, runtime};
+
 const BIN: &str = env!("CARGO_BIN_EXE_toychain");
 
 /// A port nobody listens on right now.
@@ -543,7 +545,7 @@ fn a_peer_gossiping_invalid_blocks_is_banned() {
     let node = start(&spec_path, &dir.path().join("a"), None, &[]);
     let runtime = runtime();
     runtime.block_on(async {
-        let client = connect_fake_peer(&node).await;
+        let client = connect_fake_peer(&node.rpc).await;
         // Garbage that is not a block, then a block with a bad seal: both consensus-invalid.
         let mut sent = 0;
         let until = Instant::now() + Duration::from_secs(60);
@@ -570,60 +572,7 @@ fn a_peer_gossiping_invalid_blocks_is_banned() {
 }
 
 fn gossip_rejected(node: &Node) -> u64 {
-    counter(node, "toychain_gossip_rejected_total")
-}
-
-fn counter(node: &Node, name: &str) -> u64 {
-    let metrics = agent()
-        .get(format!("{}/metrics", node.rpc))
-        .call()
-        .expect("metrics")
-        .body_mut()
-        .read_to_string()
-        .expect("text");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-/// A bare libp2p peer of `node`'s chain, connected to it.
-async fn connect_fake_peer(node: &Node) -> net::Client {
-    let genesis_hash = chain::BlockHash::from_hex(
-        call(node, "chain_info", json!([])).expect("info")["genesis_hash"]
-            .as_str()
-            .expect("hash"),
-    )
-    .expect("hex");
-    let mut config = net::NetworkConfig::new(net::Keypair::generate_ed25519(), genesis_hash);
-    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")];
-    let (client, mut events, event_loop) = net::new(config).expect("net");
-    tokio::spawn(event_loop.run());
-    client
-        .dial(node.p2p.parse().expect("multiaddr"))
-        .await
-        .expect("dial");
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(Instant::now() < until, "never connected");
-        if let Ok(Some(net::Event::PeerConnected { .. })) =
-            tokio::time::timeout(Duration::from_millis(500), events.next()).await
-        {
-            break;
-        }
-    }
-    // Keep draining events so the peer's channel never fills.
-    tokio::spawn(async move { while events.next().await.is_some() {} });
-    client
+    metrics_counter(&node.rpc, "toychain_gossip_rejected_total")
 }
 
 /// An engine message to an engine that exchanges none (PoW) is ignored, not held against
@@ -634,7 +583,7 @@ fn engine_messages_to_an_engine_without_messages_cost_the_sender_nothing() {
     let spec_path = easy_spec(dir.path(), 5300);
     let node = start(&spec_path, &dir.path().join("a"), None, &[]);
     runtime().block_on(async {
-        let client = connect_fake_peer(&node).await;
+        let client = connect_fake_peer(&node.rpc).await;
         let mut sent = 0;
         let until = Instant::now() + Duration::from_secs(60);
         while sent < 6 {
@@ -653,7 +602,7 @@ fn engine_messages_to_an_engine_without_messages_cost_the_sender_nothing() {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         let until = Instant::now() + Duration::from_secs(30);
-        while counter(&node, "toychain_engine_messages_total") == 0 {
+        while metrics_counter(&node.rpc, "toychain_engine_messages_total") == 0 {
             assert!(Instant::now() < until, "no engine message reached the node");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

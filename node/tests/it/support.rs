@@ -158,6 +158,11 @@ pub fn mempool_size(url: &str) -> u64 {
 /// The dev spec with proof of work as easy as the limit allows (about two hashes a block),
 /// so blocks follow transactions at once, under `chain_id`.
 pub fn easy_spec(chain_id: u64) -> String {
+    easy_chain_spec(chain_id).to_toml()
+}
+
+/// [`easy_spec`] as a value.
+pub fn easy_chain_spec(chain_id: u64) -> ChainSpec {
     let mut spec = ChainSpec::dev(EngineKind::Pow);
     spec.chain_id = chain_id;
     let EngineSpec::Pow(p) = &mut spec.engine else {
@@ -166,7 +171,7 @@ pub fn easy_spec(chain_id: u64) -> String {
     p.genesis_bits = miner::pow::CompactTarget::from_consensus(0x207f_ffff);
     p.pow_limit = miner::pow::CompactTarget::from_consensus(0x207f_ffff);
     p.target_block_time = 1;
-    spec.to_toml()
+    spec
 }
 
 fn signal(child: &Child, sig: Signal) {
@@ -339,7 +344,15 @@ pub struct LoneNode {
 
 impl LoneNode {
     pub fn start(spec_toml: &str) -> LoneNode {
+        LoneNode::start_prepared(spec_toml, |_| {})
+    }
+
+    /// [`LoneNode::start`] after `prepare` has filled the node's data dir (a prebuilt
+    /// chain in `data/db`).
+    pub fn start_prepared(spec_toml: &str, prepare: impl FnOnce(&Path)) -> LoneNode {
         let tmp = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(tmp.path().join("data")).expect("data dir");
+        prepare(&tmp.path().join("data"));
         let spec = tmp.path().join("spec.toml");
         std::fs::write(&spec, spec_toml).expect("spec");
         let (rpc_port, p2p_port) = (free_ports(1), free_ports(1));
@@ -414,4 +427,63 @@ pub fn children_of(parent: u32) -> Vec<u32> {
                 == Some(parent)
         })
         .collect()
+}
+
+/// A Prometheus counter of the node at `rpc` (its `/metrics`).
+pub fn metrics_counter(rpc: &str, name: &str) -> u64 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let metrics = agent
+        .get(format!("{rpc}/metrics"))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A bare libp2p peer of the chain of the node at `rpc`, connected to it (a fresh identity
+/// each time, so a ban of one does not stop the next).
+pub async fn connect_fake_peer(rpc: &str) -> net::Client {
+    let info = self::rpc(rpc, "chain_info", json!([])).expect("info");
+    let genesis_hash =
+        chain::BlockHash::from_hex(info["genesis_hash"].as_str().expect("hash")).expect("hex");
+    let status = self::rpc(rpc, "node_status", json!([])).expect("status");
+    let addr: net::Multiaddr = status["listen_addrs"][0]
+        .as_str()
+        .expect("a listen address")
+        .parse()
+        .expect("multiaddr");
+    let mut config = net::NetworkConfig::new(net::Keypair::generate_ed25519(), genesis_hash);
+    config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")];
+    let (client, mut events, event_loop) = net::new(config).expect("net");
+    tokio::spawn(event_loop.run());
+    client.dial(addr).await.expect("dial");
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < until, "never connected");
+        if let Ok(Some(net::Event::PeerConnected { .. })) =
+            tokio::time::timeout(Duration::from_millis(500), events.next()).await
+        {
+            break;
+        }
+    }
+    // Keep draining events so the peer's channel never fills.
+    tokio::spawn(async move { while events.next().await.is_some() {} });
+    client
 }
