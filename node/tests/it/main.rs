@@ -11,6 +11,7 @@ mod compare;
 mod dev_mine;
 mod devnet;
 mod network;
+mod security;
 mod support;
 mod wallet_engines;
 mod wallet_errors;
