@@ -142,15 +142,22 @@ pub struct SpecArgs {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// What to measure.
-    #[arg(value_parser = ["pow"])]
+    /// What to measure: `pow` (the miner's hash rate) or `sync` (a fresh node catching up
+    /// over loopback, against importing the same blocks with no network).
+    #[arg(value_parser = ["pow", "sync"])]
     pub what: String,
     /// Threads (default: every core).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Seconds to measure.
+    /// Seconds to measure (pow).
     #[arg(long, default_value_t = 5)]
     pub seconds: u64,
+    /// Blocks in the chain to sync (sync).
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub blocks: u64,
+    /// Transfers per block (sync).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=5_000))]
+    pub txs: u64,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 //! Exit codes: 0 success, 1 runtime failure, 2 usage error.
 
 mod actor;
+mod bench_sync;
 mod cli;
 mod compare;
 mod dev_cmd;

@@ -385,6 +385,9 @@ pub fn write_spec(args: crate::cli::SpecArgs) -> anyhow::Result<()> {
 
 /// `toychain bench pow`.
 pub fn bench(args: crate::cli::BenchArgs) -> anyhow::Result<()> {
+    if args.what == "sync" {
+        return crate::bench_sync::run(args.blocks, usize::try_from(args.txs).unwrap_or(0));
+    }
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

@@ -215,7 +215,7 @@ fn progress_bar(plan: &Plan) -> ProgressBar {
 /// Bases of two ranges of `n` consecutive ports on 127.0.0.1 free right now, for the
 /// devnet's scheme (node i on `rpc + i` and `p2p + i`). The first range is still held
 /// while the second is looked for, so they cannot overlap.
-fn free_port_bases(n: usize) -> anyhow::Result<(u16, u16)> {
+pub(crate) fn free_port_bases(n: usize) -> anyhow::Result<(u16, u16)> {
     let (rpc, _held) = reserve_ports(n)?;
     let (p2p, _) = reserve_ports(n)?;
     Ok((rpc, p2p))

@@ -615,3 +615,28 @@ fn engine_messages_to_an_engine_without_messages_cost_the_sender_nothing() {
     });
     assert_eq!(gossip_rejected(&node), 0);
 }
+
+/// `toychain bench sync` on a small chain: both rows and the ratio are printed, and it
+/// leaves no node behind (its folder under the temp dir is gone).
+#[test]
+fn bench_sync_measures_a_small_chain_end_to_end() {
+    let out = crate::support::toychain(&["bench", "sync", "--blocks", "30", "--txs", "3"]);
+    out.assert_ok("bench sync");
+    assert!(
+        out.stdout.contains("| import into RocksDB, no network |")
+            && out.stdout.contains("| sync over loopback (node B) |")
+            && out.stdout.contains("% of the import rate"),
+        "{}",
+        out.stdout
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .expect("temp dir")
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("toychain-bench-sync-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
