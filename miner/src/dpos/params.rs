@@ -46,6 +46,12 @@ impl DposParams {
         if self.slot_secs == 0 {
             return Err(invalid("slot_secs", "must be at least 1 second".into()));
         }
+        if self.genesis_delegates.is_empty() {
+            return Err(invalid(
+                "genesis_delegates",
+                "at least one is needed to produce the first round".into(),
+            ));
+        }
         if self.producers == 0 || self.producers > MAX_PRODUCERS {
             return Err(invalid(
                 "producers",
@@ -54,12 +60,6 @@ impl DposParams {
         }
         if self.max_votes == 0 {
             return Err(invalid("max_votes", "must be at least 1".into()));
-        }
-        if self.genesis_delegates.is_empty() {
-            return Err(invalid(
-                "genesis_delegates",
-                "at least one is needed to produce the first round".into(),
-            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for d in &self.genesis_delegates {

@@ -345,9 +345,23 @@ mod tests {
     #[test]
     fn the_reward_is_exact_to_the_base_unit_and_floored() {
         let p = PosParams::peercoin_like();
-        // 1,000 TOY for a year at 1 %: exactly 10 TOY.
+        // 1,000 TOY for 90 days (the maximum age) at 1 %: 1000 × 90 / 365 × 0.01 TOY =
+        // 2.46575342… → 246,575,342 base units; a whole year counts only those 90 days.
         assert_eq!(
             stake_reward(&p, Address::default(), toy(1000), SECONDS_PER_YEAR),
+            Ok(Amount(246_575_342))
+        );
+        assert_eq!(
+            stake_reward(&p, Address::default(), toy(1000), p.stake_max_age),
+            Ok(Amount(246_575_342))
+        );
+        let yearly = PosParams {
+            stake_max_age: SECONDS_PER_YEAR,
+            ..p.clone()
+        };
+        // With a year of maximum age: exactly 10 TOY.
+        assert_eq!(
+            stake_reward(&yearly, Address::default(), toy(1000), SECONDS_PER_YEAR),
             Ok(toy(10))
         );
         // 123,456,789 base units for 1,000,003 s: 123456789 × 1000003 × 10000 /

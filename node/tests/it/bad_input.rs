@@ -254,14 +254,15 @@ fn bad_transactions_and_blocks_through_every_entry_point() {
     // (case, bytes, RPC code, words in the RPC message, gossip verdict, a block with it).
     // An oversize tx is not gossiped: the net layer's size limit stops it on both sides
     // (a sender's client refuses it, a receiver's gossipsub drops it before the node).
-    let tx_cases: Vec<(
-        &str,
+    type TxCase = (
+        &'static str,
         Vec<u8>,
         i64,
-        &str,
+        &'static str,
         Option<Gossip>,
         Option<Transaction>,
-    )> = vec![
+    );
+    let tx_cases: Vec<TxCase> = vec![
         (
             "malformed bytes",
             vec![1, 2, 3],
