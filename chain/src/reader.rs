@@ -17,9 +17,10 @@ use std::sync::Arc;
 pub(crate) const META_HEAD: &[u8] = b"head";
 
 /// How to revert a connected block: the old value of every key it changed, and the state
-/// hash before it.
+/// hash before it. Public so the store's decoders can be fuzzed over every record type;
+/// only the chain builds one.
 #[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
-pub(crate) struct UndoRecord {
+pub struct UndoRecord {
     pub(crate) parent_lthash: Vec<u8>,
     pub(crate) entries: Vec<(StateKey, Option<Vec<u8>>)>,
 }

@@ -4,18 +4,21 @@
 //! by the state root, undone by a reorg and read at any block like balances.
 
 use borsh::{BorshDeserialize, BorshSerialize};
+use chain::codec::decode_limited;
 use chain::{StateKey, StateOverlay, StateRead, StoreError};
 
 /// Reads the value under `key`, or `None` when absent; undecodable bytes are a corrupt
-/// store (only the engine writes there, through [`put`]).
-pub fn get<T: BorshDeserialize>(
+/// store (only the engine writes there, through [`put`]). Decoding is strict, like every
+/// other stored record's: the state root hashes these bytes, so a value has one encoding,
+/// and a map written out of key order is refused rather than read as the sorted one.
+pub fn get<T: BorshDeserialize + BorshSerialize>(
     state: &dyn StateRead,
     namespace: &'static str,
     key: &[u8],
 ) -> Result<Option<T>, StoreError> {
     match state.get(&StateKey::engine(namespace, key))? {
         None => Ok(None),
-        Some(bytes) => borsh::from_slice(&bytes)
+        Some(bytes) => decode_limited(&bytes, usize::MAX, namespace)
             .map(Some)
             .map_err(|e| StoreError::Corrupt {
                 what: namespace,
@@ -25,7 +28,7 @@ pub fn get<T: BorshDeserialize>(
 }
 
 /// Like [`get`], for values the engine writes at genesis: absent is a corrupt store.
-pub fn require<T: BorshDeserialize>(
+pub fn require<T: BorshDeserialize + BorshSerialize>(
     state: &dyn StateRead,
     namespace: &'static str,
     key: &[u8],

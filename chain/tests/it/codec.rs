@@ -1,14 +1,22 @@
 //! Canonical encoding: round trips for every type, and any bytes that decode re-encode to
-//! exactly themselves (so one value has one encoding and one hash).
+//! exactly themselves (so one value has one encoding and one hash), for what is sent
+//! (transactions, headers, blocks) and for every record the store keeps. The fuzz targets
+//! (`fuzz/`) check the same properties.
 
+use borsh::{BorshDeserialize, BorshSerialize};
 use chain::block::EngineFields;
 use chain::codec::{Canonical, CodecError, MAX_TX_BYTES};
+use chain::reader::UndoRecord;
+use chain::state::{LTHASH_LANES, LtHash};
+use chain::store::{VALUE_VERSION, decode_value, encode_value};
 use chain::{
-    Address, Amount, Block, BlockHash, ChainId, Hash256, Header, Height, PublicKey, Signature,
-    Timestamp, Transaction, TxKind,
+    Address, Amount, Block, BlockHash, BlockMeta, ChainId, Hash256, Header, Height, PublicKey,
+    Signature, StateKey, StateRead, StoreError, Timestamp, Transaction, TxKind, Weight,
 };
 use proptest::collection::vec;
+use proptest::option;
 use proptest::prelude::*;
+use std::fmt::Debug;
 
 fn address() -> impl Strategy<Value = Address> {
     any::<[u8; 20]>().prop_map(Address)
@@ -146,6 +154,137 @@ proptest! {
             t_bytes[j] = byte;
             decodes_canonically::<Transaction>(&t_bytes)?;
         }
+    }
+}
+
+fn block_meta() -> impl Strategy<Value = BlockMeta> {
+    (
+        any::<u64>(),
+        any::<[u8; 32]>(),
+        any::<[u8; 32]>(),
+        any::<bool>(),
+    )
+        .prop_map(|(height, parent, weight, invalid)| BlockMeta {
+            height: Height(height),
+            parent: BlockHash(parent),
+            total_weight: Weight::from_be_bytes(weight),
+            invalid,
+        })
+}
+
+/// The fields of an [`UndoRecord`] (which only the chain builds), in its encoding order:
+/// the parent's state hash and each changed key with its old value.
+type UndoLayout = (Vec<u8>, Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
+fn undo_layout() -> impl Strategy<Value = UndoLayout> {
+    (
+        prop_oneof![Just(vec![0; LTHASH_LANES * 2]), vec(any::<u8>(), 0..8)],
+        vec(
+            (vec(any::<u8>(), 0..24), option::of(vec(any::<u8>(), 0..24))),
+            0..4,
+        ),
+    )
+}
+
+/// A state holding one value under every key, to feed bytes to [`StateRead::account`].
+#[derive(Debug)]
+struct OneValue(Vec<u8>);
+
+impl StateRead for OneValue {
+    fn get(&self, _key: &StateKey) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(Some(self.0.clone()))
+    }
+}
+
+/// Reading `bytes` as a stored record of type `T` either fails or gives a value whose
+/// encoding (version byte included) is exactly `bytes`.
+fn stored_decodes_canonically<T>(bytes: &[u8]) -> Result<(), TestCaseError>
+where
+    T: BorshSerialize + BorshDeserialize + Debug,
+{
+    if let Ok(value) = decode_value::<T>(bytes, "record") {
+        prop_assert_eq!(encode_value(&value), bytes.to_vec(), "{:?}", value);
+    }
+    Ok(())
+}
+
+/// The same for every record the store keeps: the versioned ones, accounts in the state
+/// column and the head's state hash.
+fn every_stored_record_decodes_canonically(bytes: &[u8]) -> Result<(), TestCaseError> {
+    stored_decodes_canonically::<Header>(bytes)?;
+    stored_decodes_canonically::<Vec<Transaction>>(bytes)?;
+    stored_decodes_canonically::<BlockMeta>(bytes)?;
+    stored_decodes_canonically::<UndoRecord>(bytes)?;
+    stored_decodes_canonically::<(BlockHash, u32)>(bytes)?;
+    if let Ok(account) = OneValue(bytes.to_vec()).account(&Address::default()) {
+        let again = borsh::to_vec(&account).expect("borsh serialization into a Vec cannot fail");
+        prop_assert_eq!(again, bytes.to_vec());
+    }
+    if let Some(lthash) = LtHash::from_bytes(bytes) {
+        prop_assert_eq!(lthash.to_bytes(), bytes.to_vec());
+    }
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn stored_records_round_trip(
+        h in header(),
+        txs in vec(tx(), 0..3),
+        meta in block_meta(),
+        location in (any::<[u8; 32]>(), any::<u32>()),
+    ) {
+        prop_assert_eq!(decode_value::<Header>(&encode_value(&h), "header"), Ok(h));
+        prop_assert_eq!(decode_value::<Vec<Transaction>>(&encode_value(&txs), "block body"), Ok(txs));
+        prop_assert_eq!(decode_value::<BlockMeta>(&encode_value(&meta), "block meta"), Ok(meta));
+        let location = (BlockHash(location.0), location.1);
+        prop_assert_eq!(
+            decode_value::<(BlockHash, u32)>(&encode_value(&location), "tx index entry"),
+            Ok(location)
+        );
+    }
+
+    #[test]
+    fn undo_records_decode_from_their_layout_and_re_encode(undo in undo_layout()) {
+        let bytes = encode_value(&undo);
+        let record: UndoRecord = decode_value(&bytes, "undo record").expect("its own layout");
+        prop_assert_eq!(encode_value(&record), bytes);
+    }
+
+    #[test]
+    fn random_bytes_decode_only_canonically_as_stored_records(
+        bytes in vec(any::<u8>(), 0..400),
+    ) {
+        every_stored_record_decodes_canonically(&bytes)?;
+        // Past the version byte, to reach every record's own decoder.
+        let mut versioned = vec![VALUE_VERSION];
+        versioned.extend_from_slice(&bytes);
+        every_stored_record_decodes_canonically(&versioned)?;
+    }
+
+    #[test]
+    fn mutated_stored_records_decode_only_canonically(
+        b in block(),
+        meta in block_meta(),
+        undo in undo_layout(),
+        index in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        for bytes in [
+            encode_value(&b.header),
+            encode_value(&b.txs),
+            encode_value(&meta),
+            encode_value(&undo),
+        ] {
+            let mut flipped = bytes.clone();
+            flipped[index.index(bytes.len())] = byte;
+            every_stored_record_decodes_canonically(&flipped)?;
+            every_stored_record_decodes_canonically(&bytes[..cut.index(bytes.len())])?;
+        }
+        let bytes = encode_value(&undo);
+        let truncated = &bytes[..cut.index(bytes.len())];
+        prop_assert!(decode_value::<UndoRecord>(truncated, "undo record").is_err());
     }
 }
 

@@ -1,7 +1,9 @@
 //! The miner's integration tests: published vectors (inline and the full shared sets), the
-//! engine inside a real `chain::Chain`, the producer, and retarget stability.
+//! engine inside a real `chain::Chain`, the producer, retarget stability, and the canonical
+//! decoding of engine data and engine state.
 
 mod clique;
+mod codec;
 mod conformance;
 mod dpos;
 mod engine;

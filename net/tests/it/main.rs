@@ -1,5 +1,8 @@
 //! Multi-node tests of the network layer, in-process on 127.0.0.1 with port 0. Every wait
-//! is a condition with a deadline; nothing sleeps and hopes.
+//! is a condition with a deadline; nothing sleeps and hopes. The sync messages' decoders
+//! have their properties in `codec`.
+
+mod codec;
 
 use std::future::Future;
 use std::time::Duration;
