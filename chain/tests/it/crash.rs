@@ -18,7 +18,7 @@ use std::time::Duration;
 const CHILD_DIR_ENV: &str = "TOYCHAIN_CRASH_CHILD_DIR";
 const CHILD_BLOCKS_ENV: &str = "TOYCHAIN_CRASH_CHILD_BLOCKS";
 /// Kills that must land while the child is importing.
-const KILLS: usize = 50;
+const KILLS: usize = 100;
 const READY: &str = "CRASH-CHILD-READY";
 const DONE: &str = "CRASH-CHILD-DONE";
 const SENDERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
