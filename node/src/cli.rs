@@ -113,6 +113,9 @@ pub struct NodeArgs {
     /// Produce only while transactions are waiting.
     #[arg(long)]
     pub on_demand: bool,
+    /// Most transactions the mempool holds (the lowest-fee ones are evicted beyond it).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub mempool_txs: u64,
     /// Discover local peers with mDNS.
     #[arg(long)]
     pub mdns: bool,

@@ -211,7 +211,13 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
     })?;
     let genesis = chain.genesis().hash();
     let metrics = Arc::new(Metrics::default());
-    let mempool = Mempool::new(chain_id, MempoolConfig::default());
+    let mempool = Mempool::new(
+        chain_id,
+        MempoolConfig {
+            max_txs: usize::try_from(args.mempool_txs).unwrap_or(usize::MAX),
+            ..MempoolConfig::default()
+        },
+    );
     info!(
         chain = %spec.name,
         engine = engine.name(),
