@@ -53,3 +53,26 @@ pub fn put<T: BorshSerialize>(
         borsh::to_vec(value).expect("borsh writes to a Vec without failing"),
     );
 }
+
+/// Credits a block reward to `producer` (nothing for zero); a balance that would overflow
+/// is the engine's own `overflow` error, refused as the engine `engine`.
+pub fn pay_reward<E>(
+    state: &mut StateOverlay<'_>,
+    engine: &'static str,
+    producer: &chain::Address,
+    amount: chain::Amount,
+    overflow: impl FnOnce(chain::Address) -> E,
+) -> Result<(), chain::EngineError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    if amount.base_units() == 0 {
+        return Ok(());
+    }
+    state.credit(producer, amount).map_err(|e| match e {
+        chain::state::CreditOverflow::Overflow { address } => {
+            chain::EngineError::rejected(engine, overflow(address))
+        }
+        chain::state::CreditOverflow::Store(e) => chain::EngineError::Store(e),
+    })
+}

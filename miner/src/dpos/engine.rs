@@ -8,7 +8,6 @@ use crate::dpos::evidence::{Equivocation, EvidencePool, MAX_EVIDENCE_PER_BLOCK};
 use crate::dpos::params::DposParams;
 use crate::engine_state;
 use crate::seal::verify_signed_seal;
-use chain::state::CreditOverflow;
 use chain::{
     Address, BlockId, ChainView, ConsensusEngine, EngineError, Header, Height, SealedHeader,
     StateOverlay, StateRead, StoreError, Transaction, TxKind, Weight,
@@ -423,17 +422,13 @@ impl ConsensusEngine for DposEngine {
         header: &Header,
         _parent: &SealedHeader,
     ) -> Result<(), EngineError> {
-        if self.params.block_reward.base_units() == 0 {
-            return Ok(());
-        }
-        state
-            .credit(&header.producer, self.params.block_reward)
-            .map_err(|e| match e {
-                CreditOverflow::Overflow { address } => {
-                    reject(DposError::RewardOverflow { address })
-                }
-                CreditOverflow::Store(e) => EngineError::Store(e),
-            })
+        engine_state::pay_reward(
+            state,
+            ENGINE_NAME,
+            &header.producer,
+            self.params.block_reward,
+            |address| DposError::RewardOverflow { address },
+        )
     }
 
     /// The last irreversible block recorded in the head's state.

@@ -11,7 +11,6 @@ use crate::pos::retarget::peercoin_next_bits;
 use crate::pow::{CompactTarget, Target};
 use crate::seal::verify_signed_seal;
 use borsh::{BorshDeserialize, BorshSerialize};
-use chain::state::CreditOverflow;
 use chain::{
     Account, Address, Amount, ChainView, ConsensusEngine, EngineError, Header, Height,
     SealedHeader, StateKey, StateOverlay, StateRead, StoreError, Timestamp, Weight,
@@ -352,16 +351,13 @@ impl ConsensusEngine for PosEngine {
         let origin = self.age_origin(state, parent, &producer)?;
         let age_secs = header.timestamp.0.saturating_sub(origin.0);
         let reward = stake_reward(&self.params, producer, balance, age_secs).map_err(reject)?;
-        if reward > Amount::ZERO {
-            state.credit(&producer, reward).map_err(|e| match e {
-                CreditOverflow::Overflow { address } => reject(PosError::RewardOverflow {
-                    address,
-                    balance,
-                    age_secs,
-                }),
-                CreditOverflow::Store(e) => EngineError::Store(e),
-            })?;
-        }
+        engine_state::pay_reward(state, ENGINE_NAME, &producer, reward, |address| {
+            PosError::RewardOverflow {
+                address,
+                balance,
+                age_secs,
+            }
+        })?;
 
         let mut touched = BTreeSet::from([producer]);
         for (key, old) in &undo {

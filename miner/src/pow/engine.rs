@@ -1,10 +1,10 @@
 //! The verifying half of proof of work: every node checks every header with it.
 
+use crate::engine_state;
 use crate::pow::error::PowError;
 use crate::pow::params::PowParams;
 use crate::pow::retarget::{AsertParams, BitcoinRetarget, asert_next_bits, bitcoin_next_bits};
 use crate::pow::target::{CompactTarget, Target};
-use chain::state::CreditOverflow;
 use chain::{
     ChainView, ConsensusEngine, EngineError, Header, Height, SealedHeader, StateOverlay,
     StoreError, Timestamp, Weight,
@@ -327,16 +327,12 @@ impl ConsensusEngine for PowEngine {
         header: &Header,
         _parent: &SealedHeader,
     ) -> Result<(), EngineError> {
-        if self.params.block_reward.base_units() == 0 {
-            return Ok(());
-        }
-        state
-            .credit(&header.producer, self.params.block_reward)
-            .map_err(|e| match e {
-                CreditOverflow::Overflow { address } => {
-                    reject(PowError::RewardOverflow { address })
-                }
-                CreditOverflow::Store(e) => EngineError::Store(e),
-            })
+        engine_state::pay_reward(
+            state,
+            ENGINE_NAME,
+            &header.producer,
+            self.params.block_reward,
+            |address| PowError::RewardOverflow { address },
+        )
     }
 }
