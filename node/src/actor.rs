@@ -74,6 +74,50 @@ fn head_info(chain: &Chain) -> HeadInfo {
     }
 }
 
+/// A node's chain and mempool and the rules that keep them in step: what the actor thread
+/// owns, and what each node of `toychain simulate` owns.
+#[derive(Debug)]
+pub struct Ledger {
+    pub chain: Chain,
+    pub mempool: Mempool,
+}
+
+impl Ledger {
+    /// Imports a block; on a new head the mempool drops what the head included and takes
+    /// back what a reorg reverted.
+    pub fn import(&mut self, block: Block) -> Result<ImportOutcome, BlockError> {
+        let result = self.chain.import_block(block);
+        if let Ok(ImportOutcome::NewHead(change)) = &result
+            && let Err(e) = self.mempool.on_head_change(change, self.chain.state())
+        {
+            warn!(error = %e, "mempool re-validation failed");
+        }
+        result
+    }
+
+    /// Admits a transaction (from `tx_submit` or gossip): kinds the engine refuses are
+    /// turned away before the pool.
+    pub fn submit(&mut self, tx: Transaction) -> Result<TxHash, MempoolError> {
+        match self.chain.check_tx_kind(&tx) {
+            Ok(()) => self.mempool.insert(tx, self.chain.state()),
+            Err(e) => Err(MempoolError::Invalid(e)),
+        }
+    }
+
+    /// Fills `header` (whose engine fields the producer prepared) with mempool txs on the
+    /// head state.
+    pub fn build(&self, header: chain::Header, max_txs: usize) -> Result<Block, BlockError> {
+        self.chain
+            .build_block(header, self.mempool.select(max_txs), max_txs)
+            .map(|built| built.block)
+    }
+
+    /// The nonce the sender's next transaction should carry, counting pooled ones.
+    pub fn pending_nonce(&self, address: &Address) -> Result<u64, StoreError> {
+        self.mempool.next_nonce(address, self.chain.state())
+    }
+}
+
 /// Starts the actor thread. It stops (flushing the store) when every handle is dropped.
 pub fn spawn(
     chain: Chain,
@@ -98,17 +142,18 @@ pub fn spawn(
 }
 
 fn run(
-    mut chain: Chain,
-    mut mempool: Mempool,
+    chain: Chain,
+    mempool: Mempool,
     mut rx: mpsc::Receiver<Command>,
     head_tx: watch::Sender<HeadInfo>,
     metrics: Arc<Metrics>,
 ) {
+    let mut ledger = Ledger { chain, mempool };
     while let Some(command) = rx.blocking_recv() {
         match command {
             Command::Import { block, reply } => {
                 let hash = block.hash();
-                let result = chain.import_block(*block);
+                let result = ledger.import(*block);
                 match &result {
                     Ok(ImportOutcome::NewHead(change)) => {
                         metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
@@ -118,14 +163,11 @@ fn run(
                                 .reorg_depth_max
                                 .fetch_max(change.reverted.len() as u64, Ordering::Relaxed);
                         }
-                        if let Err(e) = mempool.on_head_change(change, chain.state()) {
-                            warn!(error = %e, "mempool re-validation failed");
-                        }
-                        let info = head_info(&chain);
+                        let info = head_info(&ledger.chain);
                         metrics.set_head(&info);
                         metrics
                             .mempool_size
-                            .store(mempool.len() as u64, Ordering::Relaxed);
+                            .store(ledger.mempool.len() as u64, Ordering::Relaxed);
                         head_tx.send_replace(info);
                     }
                     Ok(ImportOutcome::SideChain(_)) => {
@@ -145,16 +187,13 @@ fn run(
                 let _ = reply.send(result);
             }
             Command::SubmitTx { tx, reply } => {
-                let result = match chain.check_tx_kind(&tx) {
-                    Ok(()) => mempool.insert(*tx, chain.state()),
-                    Err(e) => Err(MempoolError::Invalid(e)),
-                };
+                let result = ledger.submit(*tx);
                 if result.is_ok() {
                     metrics.txs_accepted.fetch_add(1, Ordering::Relaxed);
                 }
                 metrics
                     .mempool_size
-                    .store(mempool.len() as u64, Ordering::Relaxed);
+                    .store(ledger.mempool.len() as u64, Ordering::Relaxed);
                 let _ = reply.send(result);
             }
             Command::Build {
@@ -162,21 +201,17 @@ fn run(
                 max_txs,
                 reply,
             } => {
-                let candidates = mempool.select(max_txs);
-                let result = chain
-                    .build_block(*header, candidates, max_txs)
-                    .map(|built| built.block);
-                let _ = reply.send(result);
+                let _ = reply.send(ledger.build(*header, max_txs));
             }
             Command::PendingNonce { address, reply } => {
-                let _ = reply.send(mempool.next_nonce(&address, chain.state()));
+                let _ = reply.send(ledger.pending_nonce(&address));
             }
             Command::IsPending { hash, reply } => {
-                let _ = reply.send(mempool.contains(&hash));
+                let _ = reply.send(ledger.mempool.contains(&hash));
             }
         }
     }
-    match chain.flush() {
+    match ledger.chain.flush() {
         Ok(()) => info!("chain store flushed"),
         Err(e) => warn!(error = %e, "flushing the chain store failed"),
     }

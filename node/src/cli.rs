@@ -33,6 +33,9 @@ pub enum Command {
     Dev(crate::dev_cmd::DevArgs),
     /// Run a devnet of each engine under the same load and write a report comparing them.
     Compare(CompareArgs),
+    /// Simulate N nodes of an engine in one process, in virtual time, over a simulated
+    /// network, and write the same report as compare.
+    Simulate(SimulateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -198,4 +201,88 @@ pub struct CompareArgs {
     /// Seed of the load generator: the same seed sends the same transfers.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    long_about = "A deterministic discrete-event simulation: --nodes nodes in this process, each \
+                  with the real chain (validation, state, fork choice) and the real engine, under \
+                  a virtual clock and a simulated network (log-normal delays around --latency, \
+                  per-node upload --bandwidth, gossip --loss). Proof of work's nonce search is \
+                  replaced by solve times drawn from each node's hash power. The same --seed \
+                  gives the same output; days of chain time take seconds. Writes report.md, \
+                  metrics.csv, metrics.json and SVG charts to --out, as compare does."
+)]
+pub struct SimulateArgs {
+    /// The engine, or a comma list to simulate each in turn (pow, pos, dpos, poa).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "KIND[,KIND...]",
+        required_unless_present = "chain"
+    )]
+    pub engine: Vec<String>,
+    /// Simulate this chain spec instead of an engine's dev spec (node i authors as dev
+    /// account i, or past the eighth as the key derived from "toychain/sim/i").
+    #[arg(long, value_name = "SPEC.toml", conflicts_with_all = ["engine", "block_time"])]
+    pub chain: Option<PathBuf>,
+    /// Simulated nodes, each authoring blocks (1 to 1000).
+    #[arg(long, default_value_t = 4)]
+    pub nodes: u64,
+    /// Virtual time per engine: seconds, or with a unit: 90s, 10m, 2h, 3d.
+    #[arg(long, default_value = "1h", value_name = "SIM-TIME")]
+    pub duration: String,
+    /// Mean one-way network delay, ms.
+    #[arg(
+        long,
+        default_value_t = 100.0,
+        value_name = "MS",
+        allow_hyphen_values = true
+    )]
+    pub latency: f64,
+    /// Standard deviation of the delay, ms [default: a fifth of --latency].
+    #[arg(long, value_name = "MS", allow_hyphen_values = true)]
+    pub jitter: Option<f64>,
+    /// Each node's upload rate, bytes a second.
+    #[arg(
+        long,
+        default_value_t = 1_000_000.0,
+        value_name = "BYTES",
+        allow_hyphen_values = true
+    )]
+    pub bandwidth: f64,
+    /// Probability that a gossiped block or transaction is lost on a link.
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        value_name = "P",
+        allow_hyphen_values = true
+    )]
+    pub loss: f64,
+    /// PoW hash power per node, node 0 first, as relative shares [default: equal].
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "R,R,...",
+        allow_hyphen_values = true
+    )]
+    pub hash_rates: Vec<f64>,
+    /// Seed of every random draw: the same seed gives the same output.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Transfers a virtual second, between accounts that do not produce where possible (0
+    /// for none).
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        value_name = "R",
+        allow_hyphen_values = true
+    )]
+    pub tx_rate: f64,
+    /// Target seconds between blocks for every engine (default: each engine's dev value).
+    #[arg(long, value_name = "SECS")]
+    pub block_time: Option<u64>,
+    /// Where the report and the charts go.
+    #[arg(long, default_value = "simulate-out", value_name = "DIR")]
+    pub out: PathBuf,
 }

@@ -13,6 +13,17 @@ pub struct Engines {
     pub producer: Option<Arc<dyn BlockProducer>>,
 }
 
+/// Where the engines run.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// A node: every rule checked; the PoW miner on `threads` threads (0 = all cores).
+    Node { threads: usize },
+    /// `toychain simulate`: PoW checks every rule but the hash (the simulator's solve
+    /// oracle stands for it) and never mines; PoS looks `pos_window` seconds ahead for a
+    /// kernel, so an idle staker is asked again only that often.
+    Simulation { pos_window: u64 },
+}
+
 /// The engine of `spec` and, with `author` (the key that mines, signs or stakes), its
 /// producer; `threads` bounds the PoW miner's threads (0 = all cores).
 pub fn engines(
@@ -20,22 +31,34 @@ pub fn engines(
     author: Option<&SecretKey>,
     threads: usize,
 ) -> anyhow::Result<Engines> {
+    build(spec, author, Mode::Node { threads })
+}
+
+/// The engine and producer of one simulated node (see [`Mode::Simulation`]).
+pub fn simulated(
+    spec: &EngineSpec,
+    author: &SecretKey,
+    pos_window: u64,
+) -> anyhow::Result<Engines> {
+    build(spec, Some(author), Mode::Simulation { pos_window })
+}
+
+fn build(spec: &EngineSpec, author: Option<&SecretKey>, mode: Mode) -> anyhow::Result<Engines> {
     Ok(match spec {
         EngineSpec::Pow(params) => {
-            let engine =
-                miner::pow::PowEngine::new(params.clone()).context("invalid pow parameters")?;
+            let (engine, threads) = match mode {
+                Mode::Node { threads } => (miner::pow::PowEngine::new(params.clone()), threads),
+                // One idle thread: the simulator asks the producer for turns and templates,
+                // never for a seal.
+                Mode::Simulation { .. } => {
+                    (miner::pow::PowEngine::for_simulation(params.clone()), 1)
+                }
+            };
+            let engine = engine.context("invalid pow parameters")?;
             let producer: Option<Arc<dyn BlockProducer>> = match author {
                 Some(key) => Some(Arc::new(
-                    if threads == 0 {
-                        miner::pow::PowProducer::new(key.address(), engine.clone())
-                    } else {
-                        miner::pow::PowProducer::with_threads(
-                            key.address(),
-                            engine.clone(),
-                            threads,
-                        )
-                    }
-                    .context("cannot start the pow miner")?,
+                    miner::pow::PowProducer::with_threads(key.address(), engine.clone(), threads)
+                        .context("cannot start the pow miner")?,
                 )),
                 None => None,
             };
@@ -49,7 +72,11 @@ pub fn engines(
                 miner::pos::PosEngine::new(params.clone()).context("invalid pos parameters")?;
             Engines {
                 producer: author.map(|key| -> Arc<dyn BlockProducer> {
-                    Arc::new(miner::pos::PosProducer::new(key.clone(), engine.clone()))
+                    let producer = miner::pos::PosProducer::new(key.clone(), engine.clone());
+                    Arc::new(match mode {
+                        Mode::Node { .. } => producer,
+                        Mode::Simulation { pos_window } => producer.with_search_window(pos_window),
+                    })
                 }),
                 engine: Arc::new(engine),
             }

@@ -15,6 +15,7 @@ mod rpc;
 mod rpc_client;
 mod run;
 mod sign_guard;
+mod simulate;
 mod wallet_cmd;
 
 use clap::Parser;
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         cli::Command::Bench(args) => run::bench(args),
         cli::Command::Dev(args) => dev_cmd::run(args),
         cli::Command::Compare(args) => compare::run(args),
+        cli::Command::Simulate(args) => simulate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,7 +16,7 @@ use tokio::runtime::Handle;
 use tracing::{debug, info, warn};
 
 /// Transactions put in one produced block at most.
-const MAX_BLOCK_TXS: usize = 5_000;
+pub(crate) const MAX_BLOCK_TXS: usize = 5_000;
 
 /// Steers the loop from outside: stop it (and any seal in progress), or ask for blocks now
 /// (`dev_mine`), which overrides `--on-demand`'s wait for transactions.

@@ -474,7 +474,12 @@ async fn dispatch(state: &RpcState, method: &str, params: Vec<Value>) -> Result<
 }
 
 fn mempool_error(e: MempoolError) -> RpcError {
-    let code = match &e {
+    RpcError::new(mempool_error_code(&e), e.to_string())
+}
+
+/// The error code of a mempool refusal.
+pub(crate) fn mempool_error_code(e: &MempoolError) -> i64 {
+    match e {
         MempoolError::Invalid(TxError::NonceTooLow { .. } | TxError::NonceTooHigh { .. }) => {
             codes::TX_NONCE
         }
@@ -484,8 +489,7 @@ fn mempool_error(e: MempoolError) -> RpcError {
         | MempoolError::ReplacementUnderpriced { .. }
         | MempoolError::Full { .. } => codes::TX_POOL,
         MempoolError::Store(_) => codes::INTERNAL,
-    };
-    RpcError::new(code, e.to_string())
+    }
 }
 
 fn find_block(state: &RpcState, param: &Value) -> Result<Block, RpcError> {

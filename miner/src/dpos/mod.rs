@@ -33,5 +33,5 @@ pub use book::{Delegate, DelegateBook, RoundState, shuffle, shuffle_seed, slot_o
 pub use engine::{DposEngine, ENGINE_NAME};
 pub use error::DposError;
 pub use evidence::{Equivocation, EvidencePool, MAX_EVIDENCE_PER_BLOCK};
-pub use params::DposParams;
+pub use params::{DposParams, MAX_PRODUCERS};
 pub use producer::DposProducer;

@@ -235,18 +235,22 @@ fn producers(results: &[EngineResult]) -> anyhow::Result<String> {
             .y_desc("share")
             .draw()
             .map_err(failed(FILE))?;
+        // One bar per producer, in producer order: plotters' `Histogram` gathers its bars
+        // in a `HashMap`, whose order would make the SVG differ between identical runs.
+        let style = colour(i).filled();
         chart
-            .draw_series(
-                Histogram::vertical(&chart)
-                    .style(colour(i).filled())
-                    .margin(12)
-                    .data(
-                        producers
-                            .iter()
-                            .enumerate()
-                            .map(|(k, p)| (u32::try_from(k).unwrap_or(u32::MAX), p.share)),
-                    ),
-            )
+            .draw_series(producers.iter().enumerate().map(|(k, p)| {
+                let k = u32::try_from(k).unwrap_or(u32::MAX);
+                let right = if k < last {
+                    SegmentValue::Exact(k + 1)
+                } else {
+                    SegmentValue::Last
+                };
+                let mut bar =
+                    Rectangle::new([(SegmentValue::Exact(k), p.share), (right, 0.0)], style);
+                bar.set_margin(0, 0, 12, 12);
+                bar
+            }))
             .map_err(failed(FILE))?;
         Ok(())
     })

@@ -30,7 +30,7 @@ use tracing::debug;
 /// Longest sleep between checks of the stop flag.
 const NAP: Duration = Duration::from_millis(50);
 /// Amounts sent, in base units: small, so no dev account ever runs dry.
-const MAX_AMOUNT: u64 = 100_000;
+pub(crate) const MAX_AMOUNT: u64 = 100_000;
 
 /// What the generator did.
 #[derive(Debug, Default)]
@@ -171,15 +171,20 @@ fn pending_nonce(client: &RpcClient, address: &Address) -> Option<u64> {
 
 fn error_kind(e: &RpcCallError) -> &'static str {
     match e {
-        RpcCallError::Rpc { code, .. } => match *code {
-            codes::TX_NONCE => "nonce",
-            codes::TX_BALANCE => "balance",
-            codes::TX_POOL => "mempool",
-            codes::TX_INVALID => "invalid",
-            _ => "rpc error",
-        },
+        RpcCallError::Rpc { code, .. } => code_kind(*code),
         RpcCallError::Unreachable { .. } => "unreachable",
         RpcCallError::BadAnswer { .. } => "bad answer",
+    }
+}
+
+/// A refusal's kind by its RPC error code (`simulate` counts its refusals by these too).
+pub(crate) fn code_kind(code: i64) -> &'static str {
+    match code {
+        codes::TX_NONCE => "nonce",
+        codes::TX_BALANCE => "balance",
+        codes::TX_POOL => "mempool",
+        codes::TX_INVALID => "invalid",
+        _ => "rpc error",
     }
 }
 

@@ -12,12 +12,13 @@
 //! The figures ([`metrics`]) come from that record alone, so the same definitions apply
 //! to every engine; [`report`] writes them as Markdown, CSV and JSON and [`charts`] as SVG.
 
-mod charts;
+// The record, the metrics and the writers serve `toychain simulate` too.
+pub(crate) mod charts;
 mod collect;
-mod load;
-mod metrics;
-mod record;
-mod report;
+pub(crate) mod load;
+pub(crate) mod metrics;
+pub(crate) mod record;
+pub(crate) mod report;
 
 use crate::UsageError;
 use crate::cli::CompareArgs;
@@ -51,7 +52,7 @@ const MAX_BLOCK_TIME: u64 = 3_600;
 /// Tries at finding N consecutive free ports.
 const PORT_ATTEMPTS: usize = 200;
 
-fn usage(message: String) -> anyhow::Error {
+pub(crate) fn usage(message: String) -> anyhow::Error {
     UsageError(message).into()
 }
 
@@ -69,25 +70,61 @@ pub struct Plan {
     pub out: PathBuf,
 }
 
+/// The engines a comma list names, in order, each once; `flag` names the option in the
+/// usage errors (`toychain simulate` takes its list this way too).
+pub(crate) fn parse_engines(flag: &str, names: &[String]) -> anyhow::Result<Vec<EngineKind>> {
+    let mut engines = Vec::new();
+    for name in names {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(usage(format!(
+                "{flag} {}: an empty engine name; list engines like pow,dpos,poa",
+                names.join(",")
+            )));
+        }
+        let kind: EngineKind = name
+            .parse()
+            .map_err(|e: config::ConfigError| usage(format!("{flag}: {e}")))?;
+        if engines.contains(&kind) {
+            return Err(usage(format!("{flag} names {kind} twice")));
+        }
+        engines.push(kind);
+    }
+    Ok(engines)
+}
+
+/// Checks the flags `compare` and `simulate` share: the load (`per` says per what
+/// second), the block time and the output folder.
+pub(crate) fn check_common_flags(
+    tx_rate: f64,
+    per: &str,
+    block_time: Option<u64>,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    if !tx_rate.is_finite() || !(0.0..=MAX_TX_RATE).contains(&tx_rate) {
+        return Err(usage(format!(
+            "--tx-rate {tx_rate}: give transfers a {per} from 0 to {MAX_TX_RATE}"
+        )));
+    }
+    if let Some(secs) = block_time
+        && (secs == 0 || secs > MAX_BLOCK_TIME)
+    {
+        return Err(usage(format!(
+            "--block-time {secs}: give 1 to {MAX_BLOCK_TIME} seconds between blocks"
+        )));
+    }
+    if out.exists() && !out.is_dir() {
+        return Err(usage(format!(
+            "--out {}: exists and is not a folder; name a folder for the report",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
 impl Plan {
     fn from_args(args: CompareArgs) -> anyhow::Result<Plan> {
-        let mut engines = Vec::new();
-        for name in &args.engines {
-            let name = name.trim();
-            if name.is_empty() {
-                return Err(usage(format!(
-                    "--engines {}: an empty engine name; list engines like pow,dpos,poa",
-                    args.engines.join(",")
-                )));
-            }
-            let kind: EngineKind = name
-                .parse()
-                .map_err(|e: config::ConfigError| usage(format!("--engines: {e}")))?;
-            if engines.contains(&kind) {
-                return Err(usage(format!("--engines names {kind} twice")));
-            }
-            engines.push(kind);
-        }
+        let mut engines = parse_engines("--engines", &args.engines)?;
         if engines.is_empty() {
             engines = EngineKind::ALL.to_vec();
         }
@@ -104,25 +141,7 @@ impl Plan {
                 args.duration
             )));
         }
-        if !args.tx_rate.is_finite() || !(0.0..=MAX_TX_RATE).contains(&args.tx_rate) {
-            return Err(usage(format!(
-                "--tx-rate {}: give transfers a second from 0 to {MAX_TX_RATE}",
-                args.tx_rate
-            )));
-        }
-        if let Some(secs) = args.block_time
-            && (secs == 0 || secs > MAX_BLOCK_TIME)
-        {
-            return Err(usage(format!(
-                "--block-time {secs}: give 1 to {MAX_BLOCK_TIME} seconds between blocks"
-            )));
-        }
-        if args.out.exists() && !args.out.is_dir() {
-            return Err(usage(format!(
-                "--out {}: exists and is not a folder; name a folder for the report",
-                args.out.display()
-            )));
-        }
+        check_common_flags(args.tx_rate, "second", args.block_time, &args.out)?;
         Ok(Plan {
             engines,
             nodes: usize::try_from(args.nodes).unwrap_or(usize::MAX),
@@ -150,7 +169,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&plan.out)
         .with_context(|| format!("cannot create --out {}", plan.out.display()))?;
     let signals = SignalWatch::start()?;
-    let bar = progress_bar(&plan);
+    let bar = progress_bar(plan.engines.len() as u64 * plan.duration_s, "measured");
     let mut results: Vec<EngineResult> = Vec::new();
     let mut stopped: Option<anyhow::Error> = None;
     for (i, kind) in plan.engines.iter().enumerate() {
@@ -200,11 +219,12 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     }
 }
 
-fn progress_bar(plan: &Plan) -> ProgressBar {
-    let bar = ProgressBar::new(plan.engines.len() as u64 * plan.duration_s);
-    let style = ProgressStyle::with_template(
-        "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} s measured · {msg}",
-    )
+/// A bar over `secs` seconds that are `done` ("measured", "simulated").
+pub(crate) fn progress_bar(secs: u64, done: &str) -> ProgressBar {
+    let bar = ProgressBar::new(secs);
+    let style = ProgressStyle::with_template(&format!(
+        "{{spinner}} {{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} s {done} · {{msg}}"
+    ))
     .map(|s| s.progress_chars("=> "))
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
@@ -358,7 +378,7 @@ fn run_engine(
         block_time: spec.engine.block_time(),
         authors: DEV_ACCOUNTS
             .iter()
-            .copied()
+            .map(|name| (*name).to_owned())
             .zip(config::dev_authorities(nodes))
             .collect(),
         window: collected.window,

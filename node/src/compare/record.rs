@@ -64,8 +64,9 @@ pub struct RunRecord {
     pub engine: EngineKind,
     /// Seconds between blocks the engine's spec aims for.
     pub block_time: u64,
-    /// Node i's author, node 0 first, with its dev account name.
-    pub authors: Vec<(&'static str, Address)>,
+    /// Node i's author, node 0 first, with its name (a dev account's, or a simulated
+    /// node's beyond them).
+    pub authors: Vec<(String, Address)>,
     /// Seconds from the collector's start to its last poll.
     pub window: Secs,
     pub blocks: BlockTree,

@@ -38,24 +38,57 @@ impl Machine {
     }
 }
 
+/// What a report is about: its title, the paragraph under it, and the settings that
+/// `metrics.json` records. `compare` and `simulate` each describe their runs; the tables
+/// below are the same for both.
+#[derive(Debug)]
+pub struct About<'a, S> {
+    pub title: String,
+    /// Ends with a blank line.
+    pub intro: String,
+    pub settings: &'a S,
+    /// Whether the figures depend on this machine, which `metrics.json` then names.
+    pub machine: bool,
+    /// How often the nodes were polled, when they were.
+    pub poll_interval_ms: Option<u128>,
+}
+
 #[derive(Debug, Serialize)]
-struct JsonReport<'a> {
-    settings: &'a Plan,
-    machine: Machine,
-    poll_interval_ms: u128,
+struct JsonReport<'a, S> {
+    settings: &'a S,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    machine: Option<Machine>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    poll_interval_ms: Option<u128>,
     pow_confirmations: u64,
     engines: Vec<&'a EngineMetrics>,
 }
 
-/// Writes the three files; returns their paths.
+/// Writes compare's three files; returns their paths.
 pub fn write(plan: &Plan, results: &[EngineResult]) -> anyhow::Result<Vec<PathBuf>> {
-    let rows: Vec<&EngineMetrics> = results.iter().map(|r| &r.metrics).collect();
-    let machine = Machine::this();
-    let markdown = markdown(plan, &machine, &rows);
-    let json = serde_json::to_string_pretty(&JsonReport {
+    let engines: Vec<&str> = results.iter().map(|r| r.metrics.engine.as_str()).collect();
+    let about = About {
+        title: format!("toychain compare: {}", engines.join(", ")),
+        intro: intro(plan, &Machine::this()),
         settings: plan,
-        machine,
-        poll_interval_ms: super::POLL.as_millis(),
+        machine: true,
+        poll_interval_ms: Some(super::POLL.as_millis()),
+    };
+    write_report(&about, &plan.out, results)
+}
+
+/// Writes `report.md`, `metrics.csv` and `metrics.json` into `out`; returns their paths.
+pub fn write_report<S: Serialize>(
+    about: &About<'_, S>,
+    out: &Path,
+    results: &[EngineResult],
+) -> anyhow::Result<Vec<PathBuf>> {
+    let rows: Vec<&EngineMetrics> = results.iter().map(|r| &r.metrics).collect();
+    let markdown = markdown(&about.title, &about.intro, &rows);
+    let json = serde_json::to_string_pretty(&JsonReport {
+        settings: about.settings,
+        machine: about.machine.then(Machine::this),
+        poll_interval_ms: about.poll_interval_ms,
         pow_confirmations: CONFIRMATIONS,
         engines: rows.clone(),
     })
@@ -67,7 +100,7 @@ pub fn write(plan: &Plan, results: &[EngineResult]) -> anyhow::Result<Vec<PathBu
     ];
     let mut written = Vec::new();
     for (name, text) in files {
-        let path = plan.out.join(name);
+        let path = out.join(name);
         write_file(&path, &text)?;
         written.push(path);
     }
@@ -141,16 +174,13 @@ fn summary_cells(s: Option<Summary>, fields: &[fn(&Summary) -> f64]) -> Vec<Stri
     fields.iter().map(|f| num(s.as_ref().map(f))).collect()
 }
 
-fn markdown(plan: &Plan, machine: &Machine, rows: &[&EngineMetrics]) -> String {
-    let mut out = String::new();
-    let engines: Vec<&str> = rows.iter().map(|m| m.engine.as_str()).collect();
+/// The paragraph under compare's title.
+fn intro(plan: &Plan, machine: &Machine) -> String {
     let block_time = match plan.block_time_s {
         Some(s) => format!("{s} s for every engine"),
         None => "each engine's dev default".to_owned(),
     };
-    let _ = writeln!(out, "# toychain compare: {}\n", engines.join(", "));
-    let _ = writeln!(
-        out,
+    format!(
         "{} node(s) per devnet on 127.0.0.1, {} s measured per engine, {} transfers/s offered \
          between {} (seed {}), block time: {block_time}. Machine: {}. Every node's RPC was \
          polled every {} ms; times are when the collector first saw something, so they carry \
@@ -162,7 +192,13 @@ fn markdown(plan: &Plan, machine: &Machine, rows: &[&EngineMetrics]) -> String {
         plan.seed,
         machine.describe(),
         super::POLL.as_millis()
-    );
+    )
+}
+
+fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# {title}\n");
+    let _ = writeln!(out, "{intro}");
 
     let _ = writeln!(out, "## Block interval (s)\n");
     let rows_interval: Vec<Vec<String>> = rows
@@ -359,29 +395,32 @@ fn markdown(plan: &Plan, machine: &Machine, rows: &[&EngineMetrics]) -> String {
         extremes(rows, " tx/s", |m| Some(m.confirmed_tps))
     );
 
-    let _ = writeln!(out, "## CPU per block (energy proxy)\n");
-    let rows_cpu: Vec<Vec<String>> = rows
-        .iter()
-        .map(|m| {
-            vec![
-                m.engine.clone(),
-                num(m.cpu_seconds),
-                num(m.cpu_seconds_per_block),
-            ]
-        })
-        .collect();
-    table(
-        &mut out,
-        &["engine", "CPU s, all nodes", "CPU s per final block"],
-        &rows_cpu,
-    );
-    let _ = writeln!(
-        out,
-        "{}User plus system time of the node processes from /proc while measuring. Proof of \
-         work burns CPU on hashing whether or not it wins, so its cost per block is hash rate \
-         times interval; the signing engines spend only on validation, gossip and RPC.\n",
-        extremes(rows, " s", |m| m.cpu_seconds_per_block)
-    );
+    // Left out when nothing was measured (a simulation runs no processes).
+    if rows.iter().any(|m| m.cpu_seconds.is_some()) {
+        let _ = writeln!(out, "## CPU per block (energy proxy)\n");
+        let rows_cpu: Vec<Vec<String>> = rows
+            .iter()
+            .map(|m| {
+                vec![
+                    m.engine.clone(),
+                    num(m.cpu_seconds),
+                    num(m.cpu_seconds_per_block),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            &["engine", "CPU s, all nodes", "CPU s per final block"],
+            &rows_cpu,
+        );
+        let _ = writeln!(
+            out,
+            "{}User plus system time of the node processes from /proc while measuring. Proof \
+             of work burns CPU on hashing whether or not it wins, so its cost per block is hash \
+             rate times interval; the signing engines spend only on validation, gossip and RPC.\n",
+            extremes(rows, " s", |m| m.cpu_seconds_per_block)
+        );
+    }
 
     let _ = writeln!(out, "## Producers\n");
     let names: Vec<String> = rows

@@ -13,6 +13,7 @@ mod devnet;
 mod load;
 mod network;
 mod security;
+mod simulate;
 mod support;
 mod wallet_engines;
 mod wallet_errors;

@@ -1,0 +1,284 @@
+//! One simulated node: its own [`Chain`] on a memory store and its own mempool (the
+//! actor's [`Ledger`]), the engine and producer the factory builds from the spec, the
+//! clock every node shares, and what its network layer would keep: the blocks and
+//! transactions it has seen (gossipsub's seen cache), blocks waiting for their parent,
+//! and the parents it asked a peer for.
+//!
+//! Production follows the node's producer loop (`crate::producer`) step by step: ask
+//! `next_turn` on the head; at the turn build the template from the mempool, `prepare`
+//! it, refuse to sign at or before a time already signed (the sign guard), `seal`,
+//! import. A head change makes a pending turn stale, as the real loop's cancel flag does.
+//! Proof of work differs in one step only: its template is made at once and its seal is
+//! the simulator's solve event.
+
+use crate::actor::Ledger;
+use crate::factory;
+use crate::producer::MAX_BLOCK_TXS;
+use anyhow::Context;
+use chain::{
+    Block, BlockError, BlockHash, BlockProducer, CancelFlag, Canonical, Chain, ChainConfig,
+    ChainId, ChainView, Clock, Header, ImportOutcome, ManualClock, MemoryStore, Mempool,
+    MempoolConfig, SecretKey, Transaction, Turn, TxHash,
+};
+use config::{ChainSpec, EngineSpec};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+/// Blocks a node holds while their parents are missing; more are dropped.
+const MAX_ORPHANS: usize = 256;
+
+/// Why a node did not produce or take something; counted per kind for the summary.
+pub type Problem = &'static str;
+
+/// A block or transaction with its encoded size, shared by every delivery of it.
+#[derive(Debug)]
+pub struct Wire<T> {
+    pub item: T,
+    pub bytes: usize,
+}
+
+impl<T: Canonical> Wire<T> {
+    pub fn new(item: T) -> Arc<Wire<T>> {
+        let bytes = item.encode().len();
+        Arc::new(Wire { item, bytes })
+    }
+}
+
+/// A block that arrived before its parent, and who sent it.
+#[derive(Debug)]
+pub struct Orphan {
+    pub block: Arc<Wire<Block>>,
+    pub from: usize,
+}
+
+/// What the producer wants after a head change.
+#[derive(Debug)]
+pub enum Plan {
+    /// Sign (or stake) at `turn.at_millis`.
+    Sign(Turn),
+    /// Mine on this template; the transactions were picked now, as the real miner picks
+    /// them when it starts a search.
+    Mine {
+        header: Box<Header>,
+        candidates: Vec<Transaction>,
+    },
+    /// No turn from now on this head for a while; ask again.
+    Later(Option<Problem>),
+}
+
+#[derive(Debug)]
+pub struct SimNode {
+    pub name: String,
+    pub ledger: Ledger,
+    producer: Arc<dyn BlockProducer>,
+    /// Bumped at every head change: a turn planned in an older epoch is stale.
+    pub epoch: u64,
+    /// The newest timestamp this node signed (the sign guard, kept in memory: a simulated
+    /// node never restarts).
+    last_signed: Option<u64>,
+    known_blocks: HashSet<BlockHash>,
+    known_txs: HashSet<TxHash>,
+    /// By missing parent.
+    orphans: BTreeMap<BlockHash, Vec<Orphan>>,
+    orphan_count: usize,
+    requested: BTreeSet<BlockHash>,
+    pub produced: u64,
+    pub reorgs: u64,
+    pub deepest_reorg: u64,
+}
+
+impl SimNode {
+    pub fn open(
+        name: String,
+        key: &SecretKey,
+        spec: &ChainSpec,
+        clock: Arc<ManualClock>,
+    ) -> anyhow::Result<SimNode> {
+        let engines = factory::simulated(&spec.engine, key, pos_window(&spec.engine))?;
+        let producer = engines
+            .producer
+            .context("the factory builds a producer for every author")?;
+        let chain_id = ChainId(spec.chain_id);
+        let clock: Arc<dyn Clock> = clock;
+        let chain = Chain::open(
+            Arc::new(MemoryStore::new()),
+            engines.engine,
+            clock,
+            ChainConfig::new(chain_id),
+            &spec.genesis(),
+        )
+        .with_context(|| format!("{name}: cannot open the chain"))?;
+        Ok(SimNode {
+            name,
+            ledger: Ledger {
+                chain,
+                mempool: Mempool::new(chain_id, MempoolConfig::default()),
+            },
+            producer,
+            epoch: 0,
+            last_signed: None,
+            known_blocks: HashSet::new(),
+            known_txs: HashSet::new(),
+            orphans: BTreeMap::new(),
+            orphan_count: 0,
+            requested: BTreeSet::new(),
+            produced: 0,
+            reorgs: 0,
+            deepest_reorg: 0,
+        })
+    }
+
+    pub fn chain(&self) -> &Chain {
+        &self.ledger.chain
+    }
+
+    /// What to do on the current head at `now` (milliseconds); `mining` for proof of work.
+    pub fn plan(&self, now: u64, mining: bool) -> Plan {
+        let chain = self.chain();
+        let head = chain.head();
+        let turn = match self.producer.next_turn(chain, &head, now) {
+            Ok(Some(turn)) => turn,
+            Ok(None) => return Plan::Later(None),
+            Err(e) => {
+                tracing::debug!(node = %self.name, error = %e, "cannot tell when to produce next");
+                return Plan::Later(Some("cannot tell when to produce next"));
+            }
+        };
+        if !mining {
+            return Plan::Sign(turn);
+        }
+        let mut header = chain.template(self.producer.author(), turn.timestamp);
+        if let Err(e) = self.producer.prepare(chain, &head, &mut header) {
+            tracing::debug!(node = %self.name, error = %e, "cannot prepare a block");
+            return Plan::Later(Some("cannot prepare a block"));
+        }
+        Plan::Mine {
+            header: Box::new(header),
+            candidates: self.ledger.mempool.select(MAX_BLOCK_TXS),
+        }
+    }
+
+    /// The block of a signing turn on the head: template, prepare, sign guard, seal.
+    pub fn sign(&mut self, turn: Turn) -> Result<Block, Problem> {
+        let chain = self.chain();
+        let head = chain.head();
+        let mut header = chain.template(self.producer.author(), turn.timestamp);
+        self.producer
+            .prepare(chain, &head, &mut header)
+            .map_err(|e| self.problem("cannot prepare a block", &e))?;
+        let mut block = self
+            .ledger
+            .build(header, MAX_BLOCK_TXS)
+            .map_err(|e| self.problem("template refused", &e))?;
+        if self.producer.signs_blocks() {
+            let timestamp = block.header.timestamp.0;
+            if self.last_signed.is_some_and(|last| timestamp <= last) {
+                return Err("not signing: a block at or after this time was signed before");
+            }
+            self.last_signed = Some(timestamp);
+        }
+        match self.producer.seal(block.header.clone(), &CancelFlag::new()) {
+            Ok(Some(header)) => block.header = header,
+            Ok(None) => return Err("seal cancelled"),
+            Err(e) => return Err(self.problem("sealing failed", &e)),
+        }
+        Ok(block)
+    }
+
+    /// The block of a solved proof-of-work template: its seal is the simulator's oracle.
+    pub fn solved(&self, header: Header, candidates: Vec<Transaction>) -> Result<Block, Problem> {
+        self.chain()
+            .build_block(header, candidates, MAX_BLOCK_TXS)
+            .map(|built| built.block)
+            .map_err(|e| self.problem("template refused", &e))
+    }
+
+    fn problem(&self, kind: Problem, error: &dyn std::fmt::Display) -> Problem {
+        tracing::debug!(node = %self.name, %error, "{kind}");
+        kind
+    }
+
+    /// Imports a block (the mempool follows a new head); counts reorgs as the node's
+    /// metrics do.
+    pub fn import(&mut self, block: Block) -> Result<ImportOutcome, BlockError> {
+        let outcome = self.ledger.import(block)?;
+        if let ImportOutcome::NewHead(change) = &outcome {
+            self.epoch += 1;
+            if change.is_reorg() {
+                self.reorgs += 1;
+                self.deepest_reorg = self.deepest_reorg.max(change.reverted.len() as u64);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Marks a block as seen; false when it was seen before (a gossip duplicate).
+    pub fn first_sight_of_block(&mut self, hash: BlockHash) -> bool {
+        self.known_blocks.insert(hash)
+    }
+
+    /// Marks a transaction as seen; false when it was seen before.
+    pub fn first_sight_of_tx(&mut self, hash: TxHash) -> bool {
+        self.known_txs.insert(hash)
+    }
+
+    /// Keeps a block whose parent is missing; false when the buffer is full.
+    pub fn keep_orphan(&mut self, orphan: Orphan) -> bool {
+        if self.orphan_count >= MAX_ORPHANS {
+            return false;
+        }
+        self.orphans
+            .entry(orphan.block.item.header.parent)
+            .or_default()
+            .push(orphan);
+        self.orphan_count += 1;
+        true
+    }
+
+    /// The blocks that were waiting for `parent`.
+    pub fn release_orphans(&mut self, parent: &BlockHash) -> Vec<Orphan> {
+        let released = self.orphans.remove(parent).unwrap_or_default();
+        self.orphan_count -= released.len();
+        released
+    }
+
+    /// Records a request for `hash`; false when one is already out.
+    pub fn request(&mut self, hash: BlockHash) -> bool {
+        self.requested.insert(hash)
+    }
+
+    pub fn answered(&mut self, hash: &BlockHash) {
+        self.requested.remove(hash);
+    }
+}
+
+/// Seconds a simulated PoS producer looks ahead for a kernel: four target spacings. A
+/// staker with no kernel in that window is asked again when it has passed (the answer
+/// cannot change sooner on the same head), and every head change asks at once; a longer
+/// window would only scan seconds that the next head makes moot. The node's own producer
+/// looks 60 s ahead.
+pub fn pos_window(spec: &EngineSpec) -> u64 {
+    match spec {
+        EngineSpec::Pos(p) => p.target_spacing.saturating_mul(4).max(p.granularity),
+        _ => miner::pos::DEFAULT_SEARCH_WINDOW,
+    }
+}
+
+/// How long a node without a turn waits before asking again, in ms. Each is as long as the
+/// producer's answer stays valid on an unchanged head, so asking sooner (as the real
+/// loop's one-second wait does) would find nothing new and only cost time:
+/// - PoS: the producer searched [`pos_window`] seconds ahead for a kernel.
+/// - DPoS: it looked two rounds ahead; one round later the next look still starts where
+///   the last one ended.
+/// - PoA: a signer without a turn (not an authority, or signed too recently) gets one only
+///   from a new head; asking once a period is a safety net.
+/// - PoW always has a turn.
+pub fn retry_after(spec: &EngineSpec) -> u64 {
+    let secs = match spec {
+        EngineSpec::Pow(_) => 1,
+        EngineSpec::Pos(_) => pos_window(spec),
+        EngineSpec::Dpos(p) => p.slot_secs.saturating_mul(u64::from(p.producers)),
+        EngineSpec::Poa(p) => p.period,
+    };
+    secs.max(1).saturating_mul(1000)
+}

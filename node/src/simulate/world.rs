@@ -1,0 +1,761 @@
+//! The simulation loop: N nodes, one network, one queue of events, one clock.
+//!
+//! Every event sets the shared clock to its time first, so the chain's checks (timestamps
+//! against the clock) and the engines' schedules see virtual time only. A node acts on an
+//! event alone and answers with new events: a turn makes a block, which is imported and
+//! gossiped to the peers; a delivery is imported (a duplicate is ignored, a block whose
+//! parent is missing waits for it while the parent is asked of the sender); a new head
+//! makes any turn planned on the old one stale and asks the producer again.
+//!
+//! What the record gets is what `toychain compare`'s collector would see with a poll at
+//! every instant: each node's head whenever it changes, and each block from the moment
+//! some node had it on its best chain.
+
+use super::network::{Delivery, LinkModel, Network};
+use super::node::{Orphan, Plan, Problem, SimNode, Wire, retry_after};
+use super::queue::{EventQueue, Millis};
+use super::random::{SimRng, Stream};
+use crate::compare::load::{MAX_AMOUNT, code_kind};
+use crate::compare::record::{
+    BlockTree, NodeCounters, Observation, RunRecord, Secs, SeenBlock, Submitted,
+};
+use crate::rpc::mempool_error_code;
+use chain::{
+    Block, BlockError, BlockHash, BlockId, ChainId, ChainView, Header, ImportOutcome, ManualClock,
+    SecretKey, Transaction, Turn,
+};
+use config::ChainSpec;
+use miner::pow::CompactTarget;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Bytes of a request for one block by hash.
+const REQUEST_BYTES: usize = 64;
+
+/// Everything one engine's run is made of.
+#[derive(Debug)]
+pub struct Setup {
+    pub spec: ChainSpec,
+    /// Node i's name and key.
+    pub authors: Vec<(String, SecretKey)>,
+    pub link: LinkModel,
+    /// PoW: each node's share of the hash power (summing to 1).
+    pub hash_shares: Vec<f64>,
+    pub seed: u64,
+    /// Transfers a virtual second.
+    pub tx_rate: f64,
+    /// The accounts that send and receive them.
+    pub traders: Vec<SecretKey>,
+    pub duration_ms: Millis,
+}
+
+/// A simulated run: the record the metrics are computed from, and what went wrong how often.
+#[derive(Debug)]
+pub struct Outcome {
+    pub record: RunRecord,
+    pub problems: BTreeMap<Problem, u64>,
+    pub events: u64,
+    /// Blocks a node asked a peer for, because a child came first.
+    pub requests: u64,
+}
+
+#[derive(Debug)]
+enum Event {
+    /// A signing producer's turn, planned in `epoch`.
+    Turn { node: usize, epoch: u64, turn: Turn },
+    /// A proof-of-work template planned in `epoch` is solved.
+    Solve {
+        node: usize,
+        epoch: u64,
+        header: Box<Header>,
+        candidates: Vec<Transaction>,
+    },
+    /// Ask the producer again.
+    Retry { node: usize, epoch: u64 },
+    /// A block reaches `to`: gossip, or the answer to a request.
+    Block {
+        to: usize,
+        from: usize,
+        block: Arc<Wire<Block>>,
+        gossip: bool,
+    },
+    Tx {
+        to: usize,
+        from: usize,
+        tx: Arc<Wire<Transaction>>,
+    },
+    /// `asker` asks `to` for the block `hash`.
+    Request {
+        to: usize,
+        asker: usize,
+        hash: BlockHash,
+    },
+    /// The load generator's next transfer.
+    Submit,
+}
+
+/// Solve times of proof of work: each node hashes at its own rate.
+#[derive(Debug)]
+struct Mining {
+    /// Hashes a second per node.
+    rates: Vec<f64>,
+    rng: SimRng,
+}
+
+impl Mining {
+    /// The network's hash rate is set so that the genesis difficulty gives the target
+    /// block time: `work(genesis target) / block time` hashes a second, split by share.
+    fn new(spec: &ChainSpec, shares: &[f64], seed: u64) -> Mining {
+        let total = work_of(spec.engine.genesis_bits()).unwrap_or(1.0)
+            / spec.engine.block_time().max(1) as f64;
+        Mining {
+            rates: shares.iter().map(|s| s * total).collect(),
+            rng: SimRng::new(seed, Stream::Mining),
+        }
+    }
+
+    /// Milliseconds until `node` solves a block with `bits`: exponential with mean
+    /// `work / rate` (each hash is an independent try), or `None` for no hash power.
+    fn solve_delay(&mut self, node: usize, bits: u32) -> Option<Millis> {
+        let rate = self.rates[node];
+        let work = work_of(bits)?;
+        if rate <= 0.0 {
+            return None;
+        }
+        let secs = self.rng.exponential(work / rate);
+        Some(((secs * 1000.0).ceil() as Millis).max(1))
+    }
+}
+
+/// The expected hashes of a block with `bits`.
+fn work_of(bits: u32) -> Option<f64> {
+    let target = CompactTarget::from_consensus(bits).to_target()?;
+    Some(f64::from(target.to_work().to_u256()))
+}
+
+/// The seeded transfers: transfer k is due `k / rate` seconds after the start; the
+/// sender, receiver and amount are drawn as `compare`'s generator draws them, and each
+/// sender always goes through the same node (the k-th account through node k mod N).
+#[derive(Debug)]
+struct Load {
+    rate: f64,
+    traders: Vec<SecretKey>,
+    rng: SimRng,
+    sent: u64,
+}
+
+impl Load {
+    fn due(&self, start: Millis) -> Millis {
+        start + (self.sent as f64 * 1000.0 / self.rate).round() as Millis
+    }
+}
+
+/// What the collector of `compare` would have recorded.
+#[derive(Debug)]
+struct Recorder {
+    start: Millis,
+    nodes: usize,
+    blocks: BlockTree,
+    observations: Vec<Observation>,
+    submitted: Vec<Submitted>,
+    submit_errors: BTreeMap<&'static str, u64>,
+}
+
+impl Recorder {
+    fn secs(&self, at: Millis) -> Secs {
+        at.saturating_sub(self.start) as f64 / 1000.0
+    }
+
+    /// `node`'s head is now its chain's; `applied` came onto its best chain.
+    fn head_changed(&mut self, at: Millis, node: usize, chain: &chain::Chain, applied: &[BlockId]) {
+        let now = self.secs(at);
+        for id in applied {
+            if !self.blocks.contains_key(&id.hash) {
+                let Ok(Some(block)) = chain.block(&id.hash) else {
+                    continue;
+                };
+                let seen = self.seen_block(&block, now, false);
+                self.blocks.insert(id.hash, seen);
+            }
+            if let Some(seen) = self.blocks.get_mut(&id.hash) {
+                let slot = &mut seen.seen_by[node];
+                slot.get_or_insert(now);
+            }
+        }
+        self.observations.push(Observation {
+            at: now,
+            node,
+            head: chain.head_id().hash,
+            finalized: chain.finalized().ok().flatten().map(|f| f.height),
+        });
+    }
+
+    fn seen_block(&self, block: &Block, now: Secs, preexisting: bool) -> SeenBlock {
+        SeenBlock {
+            hash: block.hash(),
+            height: block.header.height,
+            parent: block.header.parent,
+            producer: block.header.producer,
+            txs: block.txs.iter().map(Transaction::hash).collect(),
+            first_seen: now,
+            seen_by: vec![preexisting.then_some(now); self.nodes],
+            preexisting,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct World {
+    nodes: Vec<SimNode>,
+    net: Network,
+    queue: EventQueue<Event>,
+    clock: Arc<ManualClock>,
+    start: Millis,
+    retry: Millis,
+    mining: Option<Mining>,
+    load: Option<Load>,
+    chain_id: ChainId,
+    recorder: Recorder,
+    problems: BTreeMap<Problem, u64>,
+    requests: u64,
+}
+
+/// Runs one engine's simulation; `progress` hears the virtual seconds done.
+pub fn simulate(setup: Setup, progress: &mut dyn FnMut(u64)) -> anyhow::Result<Outcome> {
+    let start: Millis = setup.spec.genesis.timestamp.saturating_mul(1000);
+    let clock = Arc::new(ManualClock::new(chain::Timestamp(
+        setup.spec.genesis.timestamp,
+    )));
+    let nodes = setup
+        .authors
+        .iter()
+        .map(|(name, key)| SimNode::open(name.clone(), key, &setup.spec, clock.clone()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let n = nodes.len();
+    let mut topology = SimRng::new(setup.seed, Stream::Topology);
+    let net = Network::new(
+        n,
+        setup.link,
+        &mut topology,
+        SimRng::new(setup.seed, Stream::Network),
+    );
+    let mining = matches!(setup.spec.engine, config::EngineSpec::Pow(_))
+        .then(|| Mining::new(&setup.spec, &setup.hash_shares, setup.seed));
+    let load = (setup.tx_rate > 0.0 && setup.traders.len() >= 2).then(|| Load {
+        rate: setup.tx_rate,
+        traders: setup.traders,
+        rng: SimRng::new(setup.seed, Stream::Load),
+        sent: 0,
+    });
+    let mut world = World {
+        retry: retry_after(&setup.spec.engine),
+        chain_id: ChainId(setup.spec.chain_id),
+        recorder: Recorder {
+            start,
+            nodes: n,
+            blocks: BlockTree::new(),
+            observations: Vec::new(),
+            submitted: Vec::new(),
+            submit_errors: BTreeMap::new(),
+        },
+        nodes,
+        net,
+        queue: EventQueue::default(),
+        clock,
+        start,
+        mining,
+        load,
+        problems: BTreeMap::new(),
+        requests: 0,
+    };
+    let end = start.saturating_add(setup.duration_ms);
+    world.begin();
+    let mut events = 0u64;
+    let mut reported = start;
+    while let Some((at, event)) = world.queue.pop_until(end) {
+        world.clock.set_millis(at);
+        world.handle(at, event);
+        events += 1;
+        if at >= reported + 1000 {
+            reported = at;
+            progress((at - start) / 1000);
+        }
+    }
+    world.clock.set_millis(end);
+    progress(setup.duration_ms / 1000);
+    Ok(world.finish(setup.spec, setup.authors.iter(), setup.duration_ms, events))
+}
+
+impl World {
+    fn count(&mut self, problem: Problem) {
+        *self.problems.entry(problem).or_default() += 1;
+    }
+
+    /// Genesis as every node's first head, each producer's first turn, the first transfer.
+    fn begin(&mut self) {
+        let genesis = self.nodes[0].chain().genesis().hash();
+        if let Ok(Some(block)) = self.nodes[0].chain().block(&genesis) {
+            let seen = self.recorder.seen_block(&block, 0.0, true);
+            self.recorder.blocks.insert(genesis, seen);
+        }
+        for node in 0..self.nodes.len() {
+            self.nodes[node].first_sight_of_block(genesis);
+            self.recorder
+                .head_changed(self.start, node, self.nodes[node].chain(), &[]);
+            self.plan(node, self.start);
+        }
+        if let Some(load) = &self.load {
+            self.queue.push(load.due(self.start), Event::Submit);
+        }
+    }
+
+    fn handle(&mut self, at: Millis, event: Event) {
+        match event {
+            Event::Turn { node, epoch, turn } => {
+                if self.nodes[node].epoch == epoch {
+                    let made = self.nodes[node].sign(turn);
+                    self.made(at, node, made);
+                }
+            }
+            Event::Solve {
+                node,
+                epoch,
+                header,
+                candidates,
+            } => {
+                if self.nodes[node].epoch == epoch {
+                    let made = self.nodes[node].solved(*header, candidates);
+                    self.made(at, node, made);
+                }
+            }
+            Event::Retry { node, epoch } => {
+                if self.nodes[node].epoch == epoch {
+                    self.plan(node, at);
+                }
+            }
+            Event::Block {
+                to,
+                from,
+                block,
+                gossip,
+            } => self.receive_block(at, to, from, block, gossip),
+            Event::Tx { to, from, tx } => self.receive_tx(at, to, from, tx),
+            Event::Request { to, asker, hash } => self.answer(at, to, asker, hash),
+            Event::Submit => self.submit(at),
+        }
+    }
+
+    /// Asks `node`'s producer what to do on its head and schedules it.
+    fn plan(&mut self, node: usize, now: Millis) {
+        let epoch = self.nodes[node].epoch;
+        match self.nodes[node].plan(now, self.mining.is_some()) {
+            Plan::Sign(turn) => self
+                .queue
+                .push(turn.at_millis.max(now), Event::Turn { node, epoch, turn }),
+            Plan::Mine { header, candidates } => {
+                let delay = self
+                    .mining
+                    .as_mut()
+                    .and_then(|m| m.solve_delay(node, header.engine.bits));
+                if let Some(delay) = delay {
+                    self.queue.push(
+                        now + delay,
+                        Event::Solve {
+                            node,
+                            epoch,
+                            header,
+                            candidates,
+                        },
+                    );
+                }
+            }
+            Plan::Later(problem) => {
+                if let Some(problem) = problem {
+                    self.count(problem);
+                }
+                self.queue
+                    .push(now + self.retry, Event::Retry { node, epoch });
+            }
+        }
+    }
+
+    /// `node` made a block (or failed to): import it, record the new head, gossip it.
+    fn made(&mut self, at: Millis, node: usize, made: Result<Block, Problem>) {
+        let outcome = made.and_then(|block| {
+            let block = Wire::new(block);
+            self.nodes[node].first_sight_of_block(block.item.hash());
+            match self.nodes[node].import(block.item.clone()) {
+                Ok(ImportOutcome::NewHead(change)) => Ok((block, change)),
+                Ok(_) => Err("own block did not become the head"),
+                Err(e) => {
+                    tracing::debug!(node, error = %e, "own block refused");
+                    Err("own block refused")
+                }
+            }
+        });
+        match outcome {
+            Ok((block, change)) => {
+                self.nodes[node].produced += 1;
+                self.new_head(at, node, &change.applied);
+                self.gossip_block(at, node, None, &block);
+            }
+            Err(problem) => {
+                // As the real loop: wait a second for a new head, then ask again.
+                self.count(problem);
+                let epoch = self.nodes[node].epoch;
+                self.queue.push(at + 1000, Event::Retry { node, epoch });
+            }
+        }
+    }
+
+    fn new_head(&mut self, at: Millis, node: usize, applied: &[BlockId]) {
+        self.recorder
+            .head_changed(at, node, self.nodes[node].chain(), applied);
+        self.plan(node, at);
+    }
+
+    /// Sends `bytes` from `node` to each peer but `except`; `deliver` makes each peer's
+    /// delivery event.
+    fn gossip(
+        &mut self,
+        at: Millis,
+        node: usize,
+        except: Option<usize>,
+        bytes: usize,
+        deliver: impl Fn(usize) -> Event,
+    ) {
+        for peer in self.net.peers(node).to_vec() {
+            if Some(peer) == except {
+                continue;
+            }
+            if let Some(arrival) = self.net.send(at, node, peer, bytes, Delivery::Gossip) {
+                self.queue.push(arrival, deliver(peer));
+            }
+        }
+    }
+
+    fn gossip_block(
+        &mut self,
+        at: Millis,
+        node: usize,
+        except: Option<usize>,
+        block: &Arc<Wire<Block>>,
+    ) {
+        self.gossip(at, node, except, block.bytes, |to| Event::Block {
+            to,
+            from: node,
+            block: block.clone(),
+            gossip: true,
+        });
+    }
+
+    fn gossip_tx(
+        &mut self,
+        at: Millis,
+        node: usize,
+        except: Option<usize>,
+        tx: &Arc<Wire<Transaction>>,
+    ) {
+        self.gossip(at, node, except, tx.bytes, |to| Event::Tx {
+            to,
+            from: node,
+            tx: tx.clone(),
+        });
+    }
+
+    /// A block reaches `to`. Gossip is relayed once it is imported; an answer to a request
+    /// is not (as a node does not gossip what it synced). Blocks waiting for this one
+    /// follow it in.
+    fn receive_block(
+        &mut self,
+        at: Millis,
+        to: usize,
+        from: usize,
+        block: Arc<Wire<Block>>,
+        gossip: bool,
+    ) {
+        let hash = block.item.hash();
+        let first = self.nodes[to].first_sight_of_block(hash);
+        if gossip && !first {
+            return;
+        }
+        if !gossip {
+            self.nodes[to].answered(&hash);
+        }
+        let mut work = vec![(block, from, gossip)];
+        while let Some((block, from, relay)) = work.pop() {
+            let hash = block.item.hash();
+            match self.nodes[to].import(block.item.clone()) {
+                Ok(ImportOutcome::AlreadyKnown) => {}
+                Ok(outcome) => {
+                    if let ImportOutcome::NewHead(change) = &outcome {
+                        self.new_head(at, to, &change.applied);
+                    }
+                    if relay {
+                        self.gossip_block(at, to, Some(from), &block);
+                    }
+                    for orphan in self.nodes[to].release_orphans(&hash) {
+                        work.push((orphan.block, orphan.from, true));
+                    }
+                }
+                Err(BlockError::UnknownParent { parent }) => {
+                    if !self.nodes[to].keep_orphan(Orphan { block, from }) {
+                        self.count("orphan dropped: the buffer is full");
+                    }
+                    if self.nodes[to].request(parent)
+                        && let Some(arrival) =
+                            self.net
+                                .send(at, to, from, REQUEST_BYTES, Delivery::Reliable)
+                    {
+                        self.queue.push(
+                            arrival,
+                            Event::Request {
+                                to: from,
+                                asker: to,
+                                hash: parent,
+                            },
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(node = to, block = %hash, error = %e, "block not imported");
+                    self.count(if e.is_bad_data() {
+                        "block refused"
+                    } else {
+                        "block not imported"
+                    });
+                }
+            }
+        }
+    }
+
+    /// `to` answers `asker`'s request for a block it has.
+    fn answer(&mut self, at: Millis, to: usize, asker: usize, hash: BlockHash) {
+        self.requests += 1;
+        let Ok(Some(block)) = self.nodes[to].chain().block(&hash) else {
+            self.count("request for an unknown block");
+            return;
+        };
+        let block = Wire::new(block);
+        if let Some(arrival) = self
+            .net
+            .send(at, to, asker, block.bytes, Delivery::Reliable)
+        {
+            self.queue.push(
+                arrival,
+                Event::Block {
+                    to: asker,
+                    from: to,
+                    block,
+                    gossip: false,
+                },
+            );
+        }
+    }
+
+    /// A transaction reaches `to`: relayed when its mempool takes it.
+    fn receive_tx(&mut self, at: Millis, to: usize, from: usize, tx: Arc<Wire<Transaction>>) {
+        if !self.nodes[to].first_sight_of_tx(tx.item.hash()) {
+            return;
+        }
+        if self.nodes[to].ledger.submit(tx.item.clone()).is_ok() {
+            self.gossip_tx(at, to, Some(from), &tx);
+        }
+    }
+
+    /// The next transfer of the load: signed with the sender's pending nonce at its node,
+    /// submitted there, gossiped on.
+    fn submit(&mut self, at: Millis) {
+        let Some(load) = self.load.as_mut() else {
+            return;
+        };
+        let count = load.traders.len();
+        let from = load.rng.index(count);
+        let to = (from + 1 + load.rng.index(count - 1)) % count;
+        let amount = chain::Amount(load.rng.between(1, MAX_AMOUNT));
+        let key = load.traders[from].clone();
+        let receiver = load.traders[to].address();
+        load.sent += 1;
+        let next = load.due(self.start);
+        self.queue.push(next, Event::Submit);
+
+        let entry = from % self.nodes.len();
+        let ledger = &mut self.nodes[entry].ledger;
+        let Ok(nonce) = ledger.pending_nonce(&key.address()) else {
+            *self
+                .recorder
+                .submit_errors
+                .entry("nonce lookup failed")
+                .or_default() += 1;
+            return;
+        };
+        let tx = match wallet::build_transfer(
+            &key,
+            self.chain_id,
+            nonce,
+            receiver,
+            amount,
+            wallet::DEFAULT_FEE,
+        ) {
+            Ok(tx) => tx,
+            Err(e) => {
+                tracing::debug!(error = %e, "simulate: transfer not built");
+                *self.recorder.submit_errors.entry("not built").or_default() += 1;
+                return;
+            }
+        };
+        match ledger.submit(tx.clone()) {
+            Ok(hash) => {
+                let at_secs = self.recorder.secs(at);
+                self.recorder
+                    .submitted
+                    .push(Submitted { hash, at: at_secs });
+                self.nodes[entry].first_sight_of_tx(hash);
+                self.gossip_tx(at, entry, None, &Wire::new(tx));
+            }
+            Err(e) => {
+                let kind = code_kind(mempool_error_code(&e));
+                *self.recorder.submit_errors.entry(kind).or_default() += 1;
+            }
+        }
+    }
+
+    fn finish<'a>(
+        self,
+        spec: ChainSpec,
+        authors: impl Iterator<Item = &'a (String, SecretKey)>,
+        duration_ms: Millis,
+        events: u64,
+    ) -> Outcome {
+        let counters = NodeCounters {
+            blocks_produced: Some(self.nodes.iter().map(|n| n.produced).sum()),
+            reorgs: Some(self.nodes.iter().map(|n| n.reorgs).sum()),
+            reorg_depth_max: Some(
+                self.nodes
+                    .iter()
+                    .map(|n| n.deepest_reorg)
+                    .max()
+                    .unwrap_or(0),
+            ),
+        };
+        let record = RunRecord {
+            engine: spec.engine.kind(),
+            block_time: spec.engine.block_time(),
+            authors: authors
+                .map(|(name, key)| (name.clone(), key.address()))
+                .collect(),
+            window: duration_ms as f64 / 1000.0,
+            blocks: self.recorder.blocks,
+            observations: self.recorder.observations,
+            final_head: self.nodes[0].chain().head_id().hash,
+            submitted: self.recorder.submitted,
+            submit_errors: self.recorder.submit_errors,
+            poll_errors: 0,
+            cpu_seconds: None,
+            counters,
+        };
+        Outcome {
+            record,
+            problems: self.problems,
+            events,
+            requests: self.requests,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::metrics::chain_to;
+    use config::EngineKind;
+
+    fn setup(kind: EngineKind, nodes: usize, loss: f64, secs: u64, tx_rate: f64) -> Setup {
+        let authors = super::super::author_keys(nodes);
+        let traders = super::super::traders(nodes, true);
+        Setup {
+            spec: super::super::dev_spec(kind, &authors, &traders, None),
+            link: LinkModel {
+                latency_ms: 100.0,
+                jitter_ms: 20.0,
+                bandwidth: 1e6,
+                loss,
+            },
+            hash_shares: vec![1.0 / nodes as f64; nodes],
+            seed: 5,
+            tx_rate,
+            traders: traders.into_iter().map(|(_, key)| key).collect(),
+            duration_ms: secs * 1000,
+            authors,
+        }
+    }
+
+    #[test]
+    fn n6_poa_over_a_lossy_network_catches_up_by_asking_for_missing_parents() {
+        // Four in ten gossip messages lost: nodes miss blocks, get their children first,
+        // and must fetch the parents from the sender to follow the chain.
+        let outcome =
+            simulate(setup(EngineKind::Poa, 6, 0.4, 300, 1.0), &mut |_| {}).expect("runs");
+        assert!(outcome.requests > 0, "nothing was ever missing");
+        assert!(
+            !outcome.problems.contains_key("block refused"),
+            "{:?}",
+            outcome.problems
+        );
+        let record = &outcome.record;
+        let chain = chain_to(&record.blocks, record.final_head);
+        assert!(chain.len() > 50, "{} blocks", chain.len());
+        // Every block but the newest few reached every node.
+        for block in &chain[..chain.len() - 3] {
+            assert!(
+                block.seen_by.iter().all(Option::is_some),
+                "block {} never reached some node: {:?}",
+                block.height,
+                block.seen_by
+            );
+        }
+        // Transfers went through despite the loss.
+        let confirmed: usize = chain.iter().map(|b| b.txs.len()).sum();
+        assert!(
+            confirmed * 10 >= record.submitted.len() * 9,
+            "{confirmed} of {}",
+            record.submitted.len()
+        );
+    }
+
+    #[test]
+    fn every_node_starts_at_genesis_and_records_each_head_it_takes() {
+        let outcome =
+            simulate(setup(EngineKind::Dpos, 3, 0.0, 60, 0.0), &mut |_| {}).expect("runs");
+        let record = &outcome.record;
+        let firsts: Vec<_> = record
+            .observations
+            .iter()
+            .take(3)
+            .map(|o| (o.node, o.at))
+            .collect();
+        assert_eq!(firsts, [(0, 0.0), (1, 0.0), (2, 0.0)]);
+        for node in 0..3 {
+            let heads: Vec<_> = record
+                .observations
+                .iter()
+                .filter(|o| o.node == node)
+                .collect();
+            // Twelve 5 s slots in a minute, each a new head.
+            assert!(
+                (11..=13).contains(&(heads.len() - 1)),
+                "node {node}: {}",
+                heads.len()
+            );
+            assert!(
+                heads
+                    .windows(2)
+                    .all(|w| w[0].at <= w[1].at && w[0].head != w[1].head)
+            );
+        }
+        // Every block made is recorded (node 0 may not have the newest yet).
+        assert_eq!(
+            record.counters.blocks_produced,
+            Some(record.blocks.len() as u64 - 1)
+        );
+    }
+}
