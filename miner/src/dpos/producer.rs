@@ -1,5 +1,6 @@
 //! The authoring half of DPoS: find this delegate's next slot, sign at its start.
 
+use crate::dpos::book::slot_owner;
 use crate::dpos::engine::DposEngine;
 use crate::seal::sign_header;
 use chain::{
@@ -39,10 +40,22 @@ impl BlockProducer for DposProducer {
             .slot_of(parent.timestamp.0)
             .saturating_add(1)
             .max(self.engine.slot_of(now_millis / 1000));
-        let horizon = 2 * u64::from(self.engine.params().producers);
+        let producers = self.engine.params().producers;
+        let horizon = 2 * u64::from(producers);
         let me = self.author();
+        // A round's schedule serves all its slots: elect and shuffle once per round, not
+        // once per slot (an election ranks every delegate).
+        let mut schedule: Option<(u64, Vec<Address>)> = None;
         for slot in first..first.saturating_add(horizon) {
-            if self.engine.owner_of(chain.state(), slot)? == Some(me) {
+            let round = self.engine.round_of(slot);
+            let current = match schedule {
+                Some((r, ref s)) if r == round => s,
+                _ => {
+                    let (_, s) = self.engine.schedule_for(chain.state(), slot)?;
+                    &schedule.insert((round, s)).1
+                }
+            };
+            if slot_owner(current, producers, slot) == Some(me) {
                 let start = slot.saturating_mul(slot_secs);
                 return Ok(Some(Turn {
                     at_millis: start.saturating_mul(1000).max(now_millis),
