@@ -36,6 +36,16 @@ fn toy(n: u64) -> Amount {
     Amount::from_toy(n).expect("fits")
 }
 
+/// The chain most tests start from: alice and bob hold 1,000,000 TOY each, a day after
+/// genesis.
+fn two_stakers(params: &PosParams) -> (Chain, Arc<ManualClock>, PosEngine) {
+    pos_chain(
+        params,
+        &[("alice", MILLION), ("bob", MILLION)],
+        GENESIS_TIME + DAY,
+    )
+}
+
 /// A memory chain running `params`, each `(name, TOY)` of `alloc` funded at genesis
 /// (`GENESIS_TIME`), with a manual clock at `now`.
 fn pos_chain(
@@ -204,11 +214,7 @@ fn expected_reward(balance: Amount, age_secs: u64, max_age: u64, rate_ppm: u64) 
 #[test]
 fn a_staked_block_imports_weighs_its_chain_trust_and_pays_the_exact_reward() {
     let params = PosParams::devnet();
-    let (mut chain, clock, engine) = pos_chain(
-        &params,
-        &[("alice", MILLION), ("bob", MILLION)],
-        GENESIS_TIME + DAY,
-    );
+    let (mut chain, clock, engine) = two_stakers(&params);
     let alice = producer(&engine, "alice");
     let before = chain.account(&alice.author()).expect("state").balance;
 
@@ -241,11 +247,7 @@ fn a_staked_block_imports_weighs_its_chain_trust_and_pays_the_exact_reward() {
 #[test]
 fn a_kernel_is_accepted_below_its_weighted_target_and_refused_above_it_with_the_values() {
     let params = PosParams::devnet();
-    let (mut chain, clock, engine) = pos_chain(
-        &params,
-        &[("alice", MILLION), ("bob", MILLION)],
-        GENESIS_TIME + DAY,
-    );
+    let (mut chain, clock, engine) = two_stakers(&params);
     let alice = producer(&engine, "alice");
     let head = chain.head();
     let turn = next_turn(&chain, &clock, &alice);
@@ -299,11 +301,7 @@ fn a_kernel_is_accepted_below_its_weighted_target_and_refused_above_it_with_the_
 #[test]
 fn a_block_signed_by_someone_else_is_refused() {
     let params = PosParams::devnet();
-    let (mut chain, clock, engine) = pos_chain(
-        &params,
-        &[("alice", MILLION), ("bob", MILLION)],
-        GENESIS_TIME + DAY,
-    );
+    let (mut chain, clock, engine) = two_stakers(&params);
     let alice = producer(&engine, "alice");
     let turn = next_turn(&chain, &clock, &alice);
     clock.set_millis(turn.at_millis);
@@ -335,11 +333,7 @@ fn a_block_signed_by_someone_else_is_refused() {
 #[test]
 fn a_stake_younger_than_the_minimum_age_cannot_stake() {
     let params = PosParams::devnet();
-    let (mut chain, clock, engine) = pos_chain(
-        &params,
-        &[("alice", MILLION), ("bob", MILLION)],
-        GENESIS_TIME + DAY,
-    );
+    let (mut chain, clock, engine) = two_stakers(&params);
     let alice = producer(&engine, "alice");
     let t = stake(&mut chain, &clock, &alice, Vec::new())
         .header
@@ -824,11 +818,7 @@ fn the_producer_has_no_turn_without_stake_or_off_the_head() {
 #[test]
 fn explain_and_header_fields_show_the_kernel_inequality() {
     let params = PosParams::devnet();
-    let (mut chain, clock, engine) = pos_chain(
-        &params,
-        &[("alice", MILLION), ("bob", MILLION)],
-        GENESIS_TIME + DAY,
-    );
+    let (mut chain, clock, engine) = two_stakers(&params);
     let alice = producer(&engine, "alice");
     let head = chain.head();
     let turn = next_turn(&chain, &clock, &alice);
