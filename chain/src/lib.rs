@@ -27,7 +27,7 @@ pub mod test_utils;
 pub use amount::{Amount, COIN};
 pub use block::{Block, EngineFields, Header, SealedHeader};
 pub use chain::{BlockMeta, Chain, ChainConfig, Genesis, HeadChange, ImportOutcome};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SkewedClock, SystemClock};
 pub use codec::{Canonical, CodecError};
 pub use crypto::{Address, PublicKey, SecretKey, Signature};
 pub use engine::{BlockProducer, CancelFlag, ChainView, ConsensusEngine, EngineError, Turn};
