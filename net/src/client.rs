@@ -52,7 +52,8 @@ pub struct NetStats {
     pub connected_peers: usize,
     /// Connected peers whose identify version matched ours.
     pub verified_peers: usize,
-    /// Peers currently refused: banned, or of another chain in their cool-down.
+    /// Peers currently refused: banned, of another chain in their cool-down, or blocked
+    /// by the operator ([`Client::set_blocked_peers`]).
     pub blocked_peers: usize,
     /// Events shed because the event queue was full.
     pub dropped_events: u64,
@@ -183,6 +184,10 @@ pub(crate) enum Command {
         duration: Duration,
         reply: Reply<()>,
     },
+    SetBlocked {
+        peers: Vec<PeerId>,
+        reply: Reply<usize>,
+    },
     Peers {
         reply: Reply<Vec<PeerInfo>>,
     },
@@ -299,6 +304,17 @@ impl Client {
             reply,
         })
         .await
+    }
+
+    /// Replaces the set of peers refused by the operator (fault tests, `admin_blockPeers`):
+    /// connections to newly listed peers close at once and every new connection to or
+    /// from them is refused until a later call leaves them out; peers left out are
+    /// redialled within [`crate::NetworkConfig::reconnect_interval`]. Independent of bans:
+    /// a banned peer stays refused until its ban expires. Returns the size of the new set;
+    /// fails with [`NetError::BanSelf`] if the list names this node.
+    pub async fn set_blocked_peers(&self, peers: Vec<PeerId>) -> Result<usize, NetError> {
+        self.call(|reply| Command::SetBlocked { peers, reply })
+            .await
     }
 
     /// Connected peers that run our chain.

@@ -67,6 +67,10 @@ pub struct NetworkConfig {
     pub redial_min: Duration,
     /// Longest delay between bootnode redials (the delay doubles up to this).
     pub redial_max: Duration,
+    /// How often bootnodes and peers we were connected to, now disconnected, are dialled
+    /// again while the node has fewer than `max_peers` peers, so a node heals by itself
+    /// after a partition, a paused peer or a restart.
+    pub reconnect_interval: Duration,
     /// How long a connection with no protocol in use is kept open.
     pub idle_timeout: Duration,
     /// The agent string sent in identify, e.g. `toychain/0.1.0`.
@@ -94,6 +98,7 @@ impl NetworkConfig {
             wrong_chain_cooldown: Duration::from_secs(60),
             redial_min: Duration::from_secs(1),
             redial_max: Duration::from_secs(60),
+            reconnect_interval: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(120),
             agent_version: format!("toychain/{}", env!("CARGO_PKG_VERSION")),
         }

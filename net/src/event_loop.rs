@@ -51,6 +51,10 @@ const HISTORY_LENGTH: usize = 12;
 const GOSSIP_OVERHEAD: usize = 2 * 1024;
 /// Longest foreign identify version kept in [`Event::WrongChain`].
 const MAX_VERSION_LEN: usize = 128;
+/// Peers remembered for reconnecting; the one unseen longest is forgotten first.
+const MAX_KNOWN_PEERS: usize = 64;
+/// Listen addresses remembered per known peer.
+const MAX_KNOWN_ADDRS: usize = 4;
 
 /// The protocols every node runs, in the order they see new connections: the block list
 /// and connection limits first, so refused peers cost nothing further.
@@ -295,6 +299,11 @@ pub(crate) fn build(config: NetworkConfig) -> Result<(Client, EventStream, Event
         },
         bootnodes: config.bootnodes,
         redial: Redial::new(config.redial_min, config.redial_max),
+        reconnect_interval: config.reconnect_interval.max(Duration::from_millis(100)),
+        next_reconnect: Instant::now(),
+        max_peers: usize::try_from(config.max_peers.max(1)).unwrap_or(usize::MAX),
+        known: HashMap::new(),
+        admin_blocked: HashSet::new(),
         connected: HashMap::new(),
         verified: HashSet::new(),
         blocked: HashMap::new(),
@@ -352,6 +361,13 @@ impl Redial {
     }
 }
 
+/// A peer we were connected to, and where it listens: dialled again while disconnected.
+#[derive(Debug, Clone)]
+struct KnownPeer {
+    addrs: Vec<Multiaddr>,
+    last_seen: Instant,
+}
+
 /// Rejected messages from one peer since `since`.
 #[derive(Debug, Clone, Copy)]
 struct Rejects {
@@ -382,6 +398,13 @@ pub struct EventLoop {
     policy: Policy,
     bootnodes: Vec<Multiaddr>,
     redial: Redial,
+    reconnect_interval: Duration,
+    next_reconnect: Instant,
+    max_peers: usize,
+    /// Peers to reconnect to: bootnodes and verified peers, with their listen addresses.
+    known: HashMap<PeerId, KnownPeer>,
+    /// Peers refused by the operator ([`Client::set_blocked_peers`]), apart from bans.
+    admin_blocked: HashSet<PeerId>,
     /// Every peer with an open connection, and the remote address of its first one.
     connected: HashMap<PeerId, Multiaddr>,
     /// Connected peers whose identify version matched ours.
@@ -470,6 +493,12 @@ impl EventLoop {
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connection established");
                 if let Some(dial) = self.pending_dials.remove(&connection_id) {
                     let _ = dial.reply.send(Ok(peer_id));
+                }
+                if let libp2p::core::ConnectedPoint::Dialer { address, .. } = &endpoint {
+                    let bare = without_p2p(address);
+                    if self.bootnodes.iter().any(|b| without_p2p(b) == bare) {
+                        self.remember(peer_id, vec![bare]);
+                    }
                 }
                 self.connected
                     .entry(peer_id)
@@ -715,13 +744,14 @@ impl EventLoop {
     fn on_identify(&mut self, event: identify::Event) {
         match event {
             identify::Event::Received { peer_id, info, .. } => {
-                if self.blocked.contains_key(&peer_id) {
+                if self.refused(&peer_id) {
                     return;
                 }
                 if info.protocol_version == self.identify_version {
                     let Some(addr) = self.connected.get(&peer_id).cloned() else {
                         return;
                     };
+                    self.remember(peer_id, info.listen_addrs);
                     if self.verified.insert(peer_id) {
                         info!(peer = %peer_id, %addr, agent = %info.agent_version, "peer connected");
                         self.redial.reset();
@@ -764,7 +794,7 @@ impl EventLoop {
         };
         let local = *self.swarm.local_peer_id();
         for (peer, addr) in found {
-            if peer == local || self.blocked.contains_key(&peer) || self.swarm.is_connected(&peer) {
+            if peer == local || self.refused(&peer) || self.swarm.is_connected(&peer) {
                 continue;
             }
             debug!(%peer, %addr, "mdns discovered a peer");
@@ -843,6 +873,9 @@ impl EventLoop {
                 };
                 let _ = reply.send(result);
             }
+            Command::SetBlocked { peers, reply } => {
+                let _ = reply.send(self.set_admin_blocked(peers));
+            }
             Command::Peers { reply } => {
                 let mut peers: Vec<PeerInfo> = self
                     .verified
@@ -864,7 +897,12 @@ impl EventLoop {
                 let _ = reply.send(Ok(NetStats {
                     connected_peers: self.connected.len(),
                     verified_peers: self.verified.len(),
-                    blocked_peers: self.blocked.len(),
+                    blocked_peers: self
+                        .admin_blocked
+                        .iter()
+                        .filter(|p| !self.blocked.contains_key(p))
+                        .count()
+                        + self.blocked.len(),
                     dropped_events: self.dropped_events,
                 }));
             }
@@ -943,7 +981,7 @@ impl EventLoop {
         let local = *self.swarm.local_peer_id();
         for addr in self.bootnodes.clone() {
             let opts = match peer_id_of(&addr) {
-                Some(peer) if peer == local || self.blocked.contains_key(&peer) => continue,
+                Some(peer) if peer == local || self.refused(&peer) => continue,
                 Some(peer) => DialOpts::peer_id(peer)
                     .addresses(vec![addr.clone()])
                     .condition(PeerCondition::DisconnectedAndNotDialing)
@@ -968,7 +1006,9 @@ impl EventLoop {
             .collect();
         for peer in expired {
             self.blocked.remove(&peer);
-            self.swarm.behaviour_mut().blocks.unblock_peer(peer);
+            if !self.admin_blocked.contains(&peer) {
+                self.swarm.behaviour_mut().blocks.unblock_peer(peer);
+            }
             info!(%peer, "ban expired");
         }
         let window = self.policy.reject_window;
@@ -977,7 +1017,157 @@ impl EventLoop {
         if self.verified.is_empty() && self.redial.due(now) {
             self.dial_bootnodes(now);
         }
+        if now >= self.next_reconnect {
+            self.next_reconnect = now + self.reconnect_interval;
+            if self.verified.len() < self.max_peers {
+                self.reconnect();
+            }
+        }
     }
+
+    /// Refused: banned, of another chain in its cool-down, or blocked by the operator.
+    fn refused(&self, peer: &PeerId) -> bool {
+        self.blocked.contains_key(peer) || self.admin_blocked.contains(peer)
+    }
+
+    /// Records where a verified peer (or a bootnode we reached) listens, for reconnecting.
+    fn remember(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        let mut usable: Vec<Multiaddr> = addrs
+            .into_iter()
+            .filter(is_dialable)
+            .map(|a| without_p2p(&a))
+            .collect();
+        usable.dedup();
+        let now = Instant::now();
+        let entry = self.known.entry(peer).or_insert_with(|| KnownPeer {
+            addrs: Vec::new(),
+            last_seen: now,
+        });
+        entry.last_seen = now;
+        for addr in usable {
+            if !entry.addrs.contains(&addr) {
+                entry.addrs.push(addr);
+            }
+        }
+        if entry.addrs.len() > MAX_KNOWN_ADDRS {
+            let excess = entry.addrs.len() - MAX_KNOWN_ADDRS;
+            entry.addrs.drain(..excess);
+        }
+        while self.known.len() > MAX_KNOWN_PEERS {
+            let oldest = self
+                .known
+                .iter()
+                .filter(|(p, _)| !self.swarm.is_connected(p))
+                .min_by_key(|(_, k)| k.last_seen)
+                .map(|(p, _)| *p);
+            match oldest {
+                Some(p) => {
+                    self.known.remove(&p);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Dials every known peer that is neither connected nor refused, and every bootnode
+    /// whose peer we have not met yet: the way back after a partition heals. Both ends of
+    /// a lost connection know each other, so only the one with the lower peer id redials
+    /// (two simultaneous redials plus a dial of the user's would exceed the per-peer
+    /// connection limit).
+    fn reconnect(&mut self) {
+        let local = *self.swarm.local_peer_id();
+        let mut targets: Vec<(PeerId, Vec<Multiaddr>)> = self
+            .known
+            .iter()
+            .filter(|(peer, known)| {
+                **peer > local
+                    && !known.addrs.is_empty()
+                    && !self.refused(peer)
+                    && !self.swarm.is_connected(peer)
+            })
+            .map(|(peer, known)| (*peer, known.addrs.clone()))
+            .collect();
+        targets.sort_by_key(|(peer, _)| *peer);
+        for (peer, addrs) in targets {
+            let opts = DialOpts::peer_id(peer)
+                .addresses(addrs)
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            match self.swarm.dial(opts) {
+                Ok(()) => debug!(%peer, "reconnecting to a known peer"),
+                Err(error) => debug!(%peer, %error, "reconnect not started"),
+            }
+        }
+        let unmet: Vec<Multiaddr> = self
+            .bootnodes
+            .iter()
+            .filter(|b| match peer_id_of(b) {
+                Some(peer) => peer != local && !self.known.contains_key(&peer),
+                None => {
+                    let bare = without_p2p(b);
+                    !self.known.values().any(|k| k.addrs.contains(&bare))
+                }
+            })
+            .cloned()
+            .collect();
+        for addr in unmet {
+            let opts = match peer_id_of(&addr) {
+                Some(peer) if self.refused(&peer) => continue,
+                Some(peer) => DialOpts::peer_id(peer)
+                    .addresses(vec![addr.clone()])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build(),
+                None => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+            };
+            if let Err(error) = self.swarm.dial(opts) {
+                debug!(%addr, %error, "bootnode dial not started");
+            }
+        }
+    }
+
+    /// Makes `peers` the operator's block list: newly listed peers are disconnected and
+    /// refused, peers no longer listed (and not banned) are let in and dialled soon.
+    fn set_admin_blocked(&mut self, peers: Vec<PeerId>) -> Result<usize, NetError> {
+        let local = *self.swarm.local_peer_id();
+        if peers.contains(&local) {
+            return Err(NetError::BanSelf { peer: local });
+        }
+        let wanted: HashSet<PeerId> = peers.into_iter().collect();
+        let released: Vec<PeerId> = self.admin_blocked.difference(&wanted).copied().collect();
+        for peer in released {
+            if !self.blocked.contains_key(&peer) {
+                self.swarm.behaviour_mut().blocks.unblock_peer(peer);
+            }
+            info!(%peer, "peer unblocked by the operator");
+        }
+        for peer in wanted.difference(&self.admin_blocked) {
+            // Closes every connection to it at once.
+            self.swarm.behaviour_mut().blocks.block_peer(*peer);
+            info!(%peer, "peer blocked by the operator");
+        }
+        self.admin_blocked = wanted;
+        // Heal now rather than at the next reconnect round.
+        self.next_reconnect = Instant::now();
+        Ok(self.admin_blocked.len())
+    }
+}
+
+/// `addr` without a trailing `/p2p/PEER_ID`.
+fn without_p2p(addr: &Multiaddr) -> Multiaddr {
+    let mut bare = addr.clone();
+    if matches!(bare.iter().last(), Some(Protocol::P2p(_))) {
+        bare.pop();
+    }
+    bare
+}
+
+/// An address another node can dial: not an unspecified IP (`0.0.0.0`, `::`).
+fn is_dialable(addr: &Multiaddr) -> bool {
+    !addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
 }
 
 /// The peer id in a trailing `/p2p/PEER_ID`, if any.
@@ -1043,6 +1233,17 @@ mod tests {
         assert_eq!(delays, [2, 4, 5, 5].map(Duration::from_secs).to_vec());
         redial.reset();
         assert_eq!(redial.backoff, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn reconnect_addresses_drop_the_peer_id_and_unspecified_ips() {
+        let peer = random_peer();
+        let plain: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().expect("valid multiaddr");
+        assert_eq!(without_p2p(&plain.clone().with(Protocol::P2p(peer))), plain);
+        assert_eq!(without_p2p(&plain), plain);
+        assert!(is_dialable(&plain));
+        let any: Multiaddr = "/ip4/0.0.0.0/tcp/1".parse().expect("valid multiaddr");
+        assert!(!is_dialable(&any));
     }
 
     #[test]
