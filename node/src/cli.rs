@@ -125,6 +125,23 @@ pub struct NodeArgs {
     /// Exit when this process id stops being our parent (set by the devnet launcher).
     #[arg(long, hide = true)]
     pub parent_pid: Option<u32>,
+    /// Fault injection: run this node's clock SECS seconds ahead (negative: behind) of the
+    /// system clock, for validation and block production alike (at most a day either way).
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "SECS",
+        allow_hyphen_values = true
+    )]
+    pub clock_skew: i64,
+    /// Fault injection: handle every gossip message and sync response MS milliseconds
+    /// after it arrives, in arrival order (0 to 60000).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub net_delay: u64,
+    /// Fault injection: enable the admin RPC methods (`admin_blockPeers`); anyone who can
+    /// reach the RPC can then cut this node off from its peers.
+    #[arg(long)]
+    pub rpc_admin: bool,
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,11 @@
 //! forward or penalise), sync requests answered from the store, and range sync from peers
 //! that are ahead — used both by a late joiner and after a partition. Blocks whose parent
 //! is unknown wait in a bounded orphan pool and trigger a sync with their sender.
+//!
+//! With `--net-delay MS` (fault tests) every gossip message and every sync response is
+//! handled MS milliseconds after it arrived, in arrival order: gossip waits in a bounded
+//! queue drained by the event loop's own timer (so inbound sync requests and peer events
+//! are still served at once), and a sync task waits out the delay after each response.
 
 use crate::actor::ChainHandle;
 use crate::metrics::Metrics;
@@ -25,6 +30,41 @@ const MAX_ORPHANS: usize = 256;
 const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 /// How often peers are asked for their status.
 const STATUS_INTERVAL: Duration = Duration::from_secs(3);
+/// Gossip messages held at most while `--net-delay` delays them; when full, no further
+/// event is read until the oldest is due (the net layer then sheds, as for a slow node).
+const MAX_DELAYED: usize = 4096;
+/// Longest `--net-delay` accepted.
+pub const MAX_NET_DELAY_MS: u64 = 60_000;
+
+/// Events held back by `--net-delay`, each with the instant it becomes due, oldest first.
+#[derive(Debug, Default)]
+struct DelayQueue {
+    items: VecDeque<(tokio::time::Instant, Event)>,
+}
+
+impl DelayQueue {
+    fn is_full(&self) -> bool {
+        self.items.len() >= MAX_DELAYED
+    }
+
+    fn push(&mut self, due: tokio::time::Instant, event: Event) {
+        self.items.push_back((due, event));
+    }
+
+    /// When the oldest event is due; `None` when empty.
+    fn next_due(&self) -> Option<tokio::time::Instant> {
+        self.items.front().map(|(due, _)| *due)
+    }
+
+    /// The oldest event if it is due at `now`.
+    fn pop_due(&mut self, now: tokio::time::Instant) -> Option<Event> {
+        if self.next_due()? <= now {
+            self.items.pop_front().map(|(_, e)| e)
+        } else {
+            None
+        }
+    }
+}
 
 /// Blocks whose parent we do not have yet, oldest evicted first.
 #[derive(Debug, Default)]
@@ -71,15 +111,19 @@ struct Ctx {
     orphans: Arc<Mutex<OrphanPool>>,
     /// One range sync at a time.
     sync_lock: Arc<Mutex<()>>,
+    /// `--net-delay`: how long after arrival gossip and sync responses are handled.
+    delay: Duration,
 }
 
-/// Runs until the event stream ends or `shutdown` flips.
+/// Runs until the event stream ends or `shutdown` flips. `delay` (`--net-delay`) holds
+/// every gossip message and sync response back that long; zero handles them at once.
 pub async fn run(
     mut events: EventStream,
     chain: ChainHandle,
     client: Client,
     view: NetView,
     metrics: Arc<Metrics>,
+    delay: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let ctx = Ctx {
@@ -89,18 +133,31 @@ pub async fn run(
         metrics,
         orphans: Arc::new(Mutex::new(OrphanPool::default())),
         sync_lock: Arc::new(Mutex::new(())),
+        delay,
     };
     let mut ticker = tokio::time::interval(STATUS_INTERVAL);
+    let mut delayed = DelayQueue::default();
     loop {
+        let next_due = delayed.next_due();
         tokio::select! {
             _ = shutdown.changed() => break,
             _ = ticker.tick() => {
                 let ctx = ctx.clone();
                 tokio::spawn(async move { ctx.poll_peers().await });
             }
-            event = events.next() => {
+            _ = async { tokio::time::sleep_until(next_due.unwrap_or_else(tokio::time::Instant::now)).await }, if next_due.is_some() => {
+                let now = tokio::time::Instant::now();
+                while let Some(event) = delayed.pop_due(now) {
+                    ctx.handle(event).await;
+                }
+            }
+            event = events.next(), if !delayed.is_full() => {
                 let Some(event) = event else { break };
-                ctx.handle(event).await;
+                if !delay.is_zero() && matches!(event, Event::Gossip { .. }) {
+                    delayed.push(tokio::time::Instant::now() + delay, event);
+                } else {
+                    ctx.handle(event).await;
+                }
             }
         }
     }
@@ -191,7 +248,12 @@ impl Ctx {
                 Verdict::Ignore
             }
             Err(Some(e)) if e.is_bad_data() => Verdict::Reject,
-            Err(_) => Verdict::Ignore,
+            Err(Some(e)) => {
+                // Not the sender's fault (a timestamp ahead of our clock, below finality).
+                info!(%source, error = %e, "gossiped block not imported");
+                Verdict::Ignore
+            }
+            Err(None) => Verdict::Ignore,
         }
     }
 
@@ -273,6 +335,20 @@ impl Ctx {
         Ok(())
     }
 
+    /// A sync request to `peer`; with `--net-delay` the response is handed over only once
+    /// the delay since its arrival has passed (this task waits, the event loop does not).
+    async fn request(
+        &self,
+        peer: PeerId,
+        request: SyncRequest,
+    ) -> Result<SyncResponse, net::NetError> {
+        let response = self.client.request(peer, request).await;
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        response
+    }
+
     /// Answers a peer's sync request from the store.
     fn answer(&self, request: &SyncRequest) -> SyncResponse {
         let reader = self.chain.reader();
@@ -329,7 +405,7 @@ impl Ctx {
                 head_height,
                 total_weight,
                 ..
-            }) = self.client.request(peer.peer_id, SyncRequest::Status).await
+            }) = self.request(peer.peer_id, SyncRequest::Status).await
             {
                 if let Ok(mut heights) = self.view.peer_heights.lock() {
                     heights.insert(peer.peer_id.to_string(), head_height.0);
@@ -352,7 +428,7 @@ impl Ctx {
         let Ok(_guard) = self.sync_lock.try_lock() else {
             return;
         };
-        let status = match self.client.request(peer, SyncRequest::Status).await {
+        let status = match self.request(peer, SyncRequest::Status).await {
             Ok(SyncResponse::Status {
                 head_height,
                 total_weight,
@@ -382,7 +458,6 @@ impl Ctx {
         let mut step_back = u64::from(SYNC_BATCH);
         'outer: while self.chain.head().total_weight < status.1 {
             let response = match self
-                .client
                 .request(
                     peer,
                     SyncRequest::Blocks {
@@ -424,7 +499,11 @@ impl Ctx {
                         let _ = self.client.ban(peer, Duration::from_secs(600)).await;
                         break 'outer;
                     }
-                    Err(_) => break 'outer,
+                    Err(Some(e)) => {
+                        info!(%peer, error = %e, "synced block not imported; sync stops");
+                        break 'outer;
+                    }
+                    Err(None) => break 'outer,
                 }
             }
             from += count;

@@ -106,6 +106,9 @@ pub struct RpcState {
     pub author: Option<Address>,
     /// The block producer's control, on a node started with `--author`.
     pub producer: Option<ProducerControl>,
+    /// `--rpc-admin`: the `admin_*` methods (fault injection) answer; without it they are
+    /// unknown methods.
+    pub admin: bool,
 }
 
 pub fn router(state: RpcState) -> Router {
@@ -466,11 +469,41 @@ async fn dispatch(state: &RpcState, method: &str, params: Vec<Value>) -> Result<
             };
             account_history(state, address, limit)
         }
+        "admin_blockPeers" if state.admin => {
+            arity(method, &params, 1, 1)?;
+            let peers = param_peer_ids(&params[0])?;
+            let client = state.net.client.as_ref().ok_or_else(|| {
+                RpcError::new(codes::UNAVAILABLE, "this node runs without a network")
+            })?;
+            let blocked = client.set_blocked_peers(peers).await.map_err(|e| match e {
+                net::NetError::BanSelf { .. } => {
+                    RpcError::params(format!("cannot block this node's own peer id: {e}"))
+                }
+                other => RpcError::internal(other),
+            })?;
+            Ok(json!({"blocked": blocked}))
+        }
         other => Err(RpcError::new(
             codes::METHOD_NOT_FOUND,
             format!("unknown method {other:?}"),
         )),
     }
+}
+
+/// `admin_blockPeers`' list of peer ids.
+fn param_peer_ids(v: &Value) -> Result<Vec<net::PeerId>, RpcError> {
+    let list = v
+        .as_array()
+        .ok_or_else(|| RpcError::params(format!("expected a list of peer id strings, got {v}")))?;
+    list.iter()
+        .map(|item| {
+            let text = item.as_str().ok_or_else(|| {
+                RpcError::params(format!("expected a peer id string, got {item}"))
+            })?;
+            text.parse::<net::PeerId>()
+                .map_err(|e| RpcError::params(format!("invalid peer id {text:?}: {e}")))
+        })
+        .collect()
 }
 
 fn mempool_error(e: MempoolError) -> RpcError {

@@ -10,7 +10,8 @@ use crate::sign_guard::SignGuard;
 use crate::{UsageError, actor, factory, network, rpc};
 use anyhow::Context;
 use chain::{
-    Chain, ChainConfig, ChainView, Clock, Mempool, MempoolConfig, RocksStore, SystemClock,
+    Chain, ChainConfig, ChainView, Clock, Mempool, MempoolConfig, RocksStore, SkewedClock,
+    SystemClock,
 };
 use config::{ChainSpec, EngineKind, NodeConfig};
 use std::net::SocketAddr;
@@ -27,6 +28,8 @@ pub const DEFAULT_RPC_ADDR: &str = "127.0.0.1:8545";
 /// How long an authoring node with bootnodes waits for a first peer before producing.
 const FIRST_PEER_WAIT: Duration = Duration::from_secs(10);
 pub const DEFAULT_P2P_LISTEN: &str = "/ip4/127.0.0.1/tcp/30333";
+/// Largest `--clock-skew`, either way: a day.
+pub const MAX_CLOCK_SKEW_SECS: i64 = 86_400;
 
 /// The node's settings after the config file and the flags are merged.
 #[derive(Debug)]
@@ -38,6 +41,10 @@ struct Settings {
     bootnodes: Vec<net::Multiaddr>,
     author: Option<chain::SecretKey>,
     mdns: bool,
+    /// `--clock-skew`, seconds.
+    clock_skew: i64,
+    /// `--net-delay`.
+    net_delay: Duration,
 }
 
 fn usage(message: String) -> anyhow::Error {
@@ -112,6 +119,19 @@ fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
                 .map_err(|e| usage(format!("invalid --bootnode {b:?}: {e}")))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.clock_skew.abs() > MAX_CLOCK_SKEW_SECS {
+        return Err(usage(format!(
+            "--clock-skew {}: give at most {MAX_CLOCK_SKEW_SECS} seconds either way",
+            args.clock_skew
+        )));
+    }
+    if args.net_delay > network::MAX_NET_DELAY_MS {
+        return Err(usage(format!(
+            "--net-delay {}: give 0 to {} milliseconds",
+            args.net_delay,
+            network::MAX_NET_DELAY_MS
+        )));
+    }
     let author = match args.author.clone().or(file.author.clone()) {
         None => None,
         Some(name) => {
@@ -138,6 +158,8 @@ fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
         bootnodes,
         author,
         mdns: args.mdns || file.mdns,
+        clock_skew: args.clock_skew,
+        net_delay: Duration::from_millis(args.net_delay),
     })
 }
 
@@ -194,7 +216,18 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
             )
         })?,
     );
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let clock: Arc<dyn Clock> = if settings.clock_skew == 0 {
+        Arc::new(SystemClock)
+    } else {
+        warn!(
+            skew_secs = settings.clock_skew,
+            "--clock-skew: this node's clock is shifted from the system clock"
+        );
+        Arc::new(SkewedClock::new(
+            Arc::new(SystemClock),
+            settings.clock_skew.saturating_mul(1000),
+        ))
+    };
     let chain_id = chain::ChainId(spec.chain_id);
     let chain = Chain::open(
         store,
@@ -246,8 +279,15 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
         client.clone(),
         view.clone(),
         metrics.clone(),
+        settings.net_delay,
         shutdown_rx.clone(),
     ));
+    if !settings.net_delay.is_zero() {
+        warn!(
+            delay_ms = settings.net_delay.as_millis(),
+            "--net-delay: gossip and sync responses are handled late"
+        );
+    }
 
     // RPC.
     let listener = tokio::net::TcpListener::bind(settings.rpc_addr)
@@ -260,7 +300,11 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
         net: view,
         author: settings.author.as_ref().map(|k| k.address()),
         producer: settings.author.as_ref().map(|_| control.clone()),
+        admin: args.rpc_admin,
     };
+    if args.rpc_admin {
+        warn!("--rpc-admin: admin RPC methods are on; anyone who reaches the RPC may use them");
+    }
     let mut rpc_shutdown = shutdown_rx.clone();
     let rpc_task = tokio::spawn(rpc::serve(listener, rpc_state, async move {
         let _ = rpc_shutdown.changed().await;

@@ -10,6 +10,7 @@ mod bad_input;
 mod compare;
 mod dev_mine;
 mod devnet;
+mod faults;
 mod load;
 mod network;
 mod security;
