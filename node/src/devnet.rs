@@ -169,7 +169,7 @@ impl Layout {
         }
     }
 
-    fn spec_path(&self) -> PathBuf {
+    pub(crate) fn spec_path(&self) -> PathBuf {
         self.root.join("spec.toml")
     }
 
@@ -194,7 +194,7 @@ impl Layout {
         format!("http://{}", self.rpc_addr(i))
     }
 
-    fn p2p_addr(&self, i: usize) -> String {
+    pub(crate) fn p2p_addr(&self, i: usize) -> String {
         format!("/ip4/127.0.0.1/tcp/{}", Self::port(self.p2p_port, i))
     }
 
@@ -343,6 +343,8 @@ struct NodeProcess {
     child: Child,
     log: PathBuf,
     exit: Option<ExitStatus>,
+    /// The arguments it was started with, for a restart.
+    args: Vec<String>,
 }
 
 /// The node processes. Dropping it stops them, so no early return leaves one behind.
@@ -353,52 +355,109 @@ pub(crate) struct Fleet {
 
 impl Fleet {
     pub(crate) fn start(layout: &Layout, on_demand: bool) -> anyhow::Result<Fleet> {
-        let exe = std::env::current_exe().context("cannot find the toychain executable")?;
-        let spec = layout.spec_path();
+        Fleet::start_with(layout, on_demand, |_| Vec::new())
+    }
+
+    /// [`Fleet::start`] with `extra(i)` appended to node i's arguments (fault-injection
+    /// flags, more bootnodes).
+    pub(crate) fn start_with(
+        layout: &Layout,
+        on_demand: bool,
+        extra: impl Fn(usize) -> Vec<String>,
+    ) -> anyhow::Result<Fleet> {
         let mut fleet = Fleet { nodes: Vec::new() };
         for (i, author) in DEV_ACCOUNTS.iter().enumerate().take(layout.nodes) {
-            let log_path = layout.log_path(i);
-            let log = File::create(&log_path)
-                .with_context(|| format!("cannot create {}", log_path.display()))?;
-            let log_err = log
-                .try_clone()
-                .with_context(|| format!("cannot open {} twice", log_path.display()))?;
-            let mut command = Command::new(&exe);
-            command
-                .arg("node")
-                .arg("--chain")
-                .arg(&spec)
-                .arg("--data-dir")
-                .arg(layout.data_dir(i))
-                .args(["--rpc-addr", &layout.rpc_addr(i)])
-                .args(["--p2p-listen", &layout.p2p_addr(i)])
-                .args(["--author", author])
-                .args(["--mining-threads", "1"])
-                .args(["--parent-pid", &std::process::id().to_string()]);
+            let mut args: Vec<String> = vec![
+                "node".into(),
+                "--chain".into(),
+                layout.spec_path().to_string_lossy().into_owned(),
+                "--data-dir".into(),
+                layout.data_dir(i).to_string_lossy().into_owned(),
+                "--rpc-addr".into(),
+                layout.rpc_addr(i),
+                "--p2p-listen".into(),
+                layout.p2p_addr(i),
+                "--author".into(),
+                (*author).to_owned(),
+                "--mining-threads".into(),
+                "1".into(),
+                "--parent-pid".into(),
+                std::process::id().to_string(),
+            ];
             if i > 0 {
-                command.args(["--bootnode", &layout.p2p_addr(0)]);
+                args.extend(["--bootnode".into(), layout.p2p_addr(0)]);
             }
             if on_demand {
-                command.arg("--on-demand");
+                args.push("--on-demand".into());
             }
-            // Same process group as the launcher: a Ctrl-C in the terminal reaches all.
-            // The logs are files: no colour codes in them.
-            command
-                .env("NO_COLOR", "1")
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(log))
-                .stderr(Stdio::from(log_err));
-            let child = command
-                .spawn()
-                .with_context(|| format!("cannot start node {i} ({})", exe.display()))?;
+            args.extend(extra(i));
+            let child = spawn_node(i, &args, &layout.log_path(i), false)?;
             fleet.nodes.push(NodeProcess {
                 index: i,
                 child,
-                log: log_path,
+                log: layout.log_path(i),
                 exit: None,
+                args,
             });
         }
         Ok(fleet)
+    }
+
+    /// Sends `sig` to node i (SIGSTOP and SIGCONT pause and resume it).
+    pub(crate) fn signal_node(&self, i: usize, sig: Signal) {
+        if let Some(node) = self.nodes.get(i)
+            && node.exit.is_none()
+        {
+            signal(&node.child, sig);
+        }
+    }
+
+    /// SIGKILL to node i, waiting until it is gone: a crash, nothing flushed.
+    pub(crate) fn kill_node(&mut self, i: usize) {
+        if let Some(node) = self.nodes.get_mut(i)
+            && node.exit.is_none()
+        {
+            let _ = node.child.kill();
+            node.exit = node.child.wait().ok();
+        }
+    }
+
+    /// SIGTERM to node i and a wait for its clean exit (SIGKILL after the grace period).
+    pub(crate) fn stop_node(&mut self, i: usize) {
+        let Some(node) = self.nodes.get_mut(i) else {
+            return;
+        };
+        if node.exit.is_some() {
+            return;
+        }
+        signal(&node.child, Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = node.child.try_wait() {
+                node.exit = Some(status);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = node.child.kill();
+        node.exit = node.child.wait().ok();
+    }
+
+    /// Starts stopped node i again on its data dir, with the arguments it first had plus
+    /// `extra`; its log continues.
+    pub(crate) fn restart_node(&mut self, i: usize, extra: &[String]) -> anyhow::Result<()> {
+        let node = self
+            .nodes
+            .get_mut(i)
+            .ok_or_else(|| anyhow!("no node {i} in this devnet"))?;
+        if node.exit.is_none() {
+            return Err(anyhow!("node {i} still runs; stop it before restarting it"));
+        }
+        let mut args = node.args.clone();
+        args.extend(extra.iter().cloned());
+        node.child = spawn_node(i, &args, &node.log, true)?;
+        node.exit = None;
+        Ok(())
     }
 
     /// The process ids of the nodes, node 0 first.
@@ -500,6 +559,37 @@ fn signal(child: &Child, sig: Signal) {
         // ESRCH: it is already gone, which is what we want.
         let _ = kill(Pid::from_raw(pid), sig);
     }
+}
+
+/// Starts `toychain ARGS` as node i with stdout and stderr to `log` (appended when
+/// `append`, so a restarted node's log continues).
+fn spawn_node(i: usize, args: &[String], log_path: &Path, append: bool) -> anyhow::Result<Child> {
+    let mut exe = std::env::current_exe().context("cannot find the toychain executable")?;
+    if !exe.exists() {
+        // Rebuilt while we run (a long reliability or compare run): the running image is
+        // still reachable through /proc, and nodes must match the launcher anyway.
+        exe = PathBuf::from("/proc/self/exe");
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
+    let log_err = log
+        .try_clone()
+        .with_context(|| format!("cannot open {} twice", log_path.display()))?;
+    // Same process group as the launcher: a Ctrl-C in the terminal reaches all.
+    // The logs are files: no colour codes in them.
+    Command::new(&exe)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err))
+        .spawn()
+        .with_context(|| format!("cannot start node {i} ({})", exe.display()))
 }
 
 /// The last `n` lines of a log file (reading at most its last 16 KiB).
