@@ -11,6 +11,7 @@ mod factory;
 mod metrics;
 mod network;
 mod producer;
+mod reliability;
 mod rpc;
 mod rpc_client;
 mod run;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         cli::Command::Dev(args) => dev_cmd::run(args),
         cli::Command::Compare(args) => compare::run(args),
         cli::Command::Simulate(args) => simulate::run(args),
+        cli::Command::Reliability(args) => reliability::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

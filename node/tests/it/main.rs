@@ -13,6 +13,7 @@ mod devnet;
 mod faults;
 mod load;
 mod network;
+mod reliability;
 mod security;
 mod simulate;
 mod support;
