@@ -17,6 +17,7 @@ mod rpc_client;
 mod run;
 mod sign_guard;
 mod simulate;
+mod tx_journal;
 mod wallet_cmd;
 
 use clap::Parser;

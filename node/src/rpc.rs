@@ -109,6 +109,9 @@ pub struct RpcState {
     /// `--rpc-admin`: the `admin_*` methods (fault injection) answer; without it they are
     /// unknown methods.
     pub admin: bool,
+    /// Where accepted txs are written before `tx_submit` answers (none in tests that run
+    /// the RPC without a data dir).
+    pub journal: Option<Arc<crate::tx_journal::TxJournal>>,
 }
 
 pub fn router(state: RpcState) -> Router {
@@ -326,6 +329,12 @@ async fn dispatch(state: &RpcState, method: &str, params: Vec<Value>) -> Result<
                 .map_err(|e| RpcError::new(codes::TX_INVALID, e.to_string()))?;
             match state.chain.submit_tx(tx.clone()).await? {
                 Ok(hash) => {
+                    if let Some(journal) = &state.journal
+                        && let Err(e) = journal.append(&tx)
+                    {
+                        // Still in the mempool, but a crash would now lose it.
+                        tracing::error!(error = %e, %hash, "tx not written to the journal");
+                    }
                     if let Some(client) = &state.net.client {
                         // Gossip is best effort: with no peers the tx still waits here.
                         let _ = client.publish(net::Topic::Tx, tx.encode()).await;

@@ -7,6 +7,7 @@ use crate::metrics::Metrics;
 use crate::producer::{ProducerControl, ProducerLoop};
 use crate::rpc::{NetView, RpcState};
 use crate::sign_guard::SignGuard;
+use crate::tx_journal::{self, TxJournal};
 use crate::{UsageError, actor, factory, network, rpc};
 use anyhow::Context;
 use chain::{
@@ -259,6 +260,9 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
         "chain ready"
     );
     let (handle, actor_thread) = actor::spawn(chain, mempool, metrics.clone());
+    let (journal, journaled) = TxJournal::open(&settings.data_dir)?;
+    let journal = Arc::new(journal);
+    let replayed = tx_journal::replay(&handle, journaled).await;
 
     // Network.
     let mut net_config = net::NetworkConfig::new(node_key(&settings.data_dir)?, genesis);
@@ -301,6 +305,7 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
         author: settings.author.as_ref().map(|k| k.address()),
         producer: settings.author.as_ref().map(|_| control.clone()),
         admin: args.rpc_admin,
+        journal: Some(journal.clone()),
     };
     if args.rpc_admin {
         warn!("--rpc-admin: admin RPC methods are on; anyone who reaches the RPC may use them");
@@ -315,6 +320,16 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
         client.local_peer_id(),
         settings.p2p_listen
     );
+
+    // Txs acknowledged before a restart go out again once a peer is there to take them;
+    // the journal drops what left the mempool from time to time.
+    let journal_task = tokio::spawn(keep_journal(
+        journal,
+        handle.clone(),
+        client.clone(),
+        replayed,
+        shutdown_rx.clone(),
+    ));
 
     // Production.
     let producer_thread = match producer {
@@ -354,12 +369,49 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), rpc_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), sync_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), net_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), journal_task).await;
     drop(handle);
     drop(client);
     // The actor flushes the store when its last handle is gone.
     let _ = tokio::task::spawn_blocking(move || actor_thread.join()).await;
     info!("stopped");
     Ok(())
+}
+
+/// Gossips `replayed` once the node has a peer (for at most a minute), then compacts the
+/// journal every [`tx_journal::COMPACT_INTERVAL`] until shutdown.
+async fn keep_journal(
+    journal: Arc<TxJournal>,
+    chain: actor::ChainHandle,
+    client: net::Client,
+    replayed: Vec<chain::Transaction>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if !replayed.is_empty() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::time::Instant::now() < deadline && !*shutdown.borrow() {
+            if client.peers().await.is_ok_and(|p| !p.is_empty()) {
+                for tx in &replayed {
+                    let _ = client
+                        .publish(net::Topic::Tx, chain::Canonical::encode(tx))
+                        .await;
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    let mut ticker = tokio::time::interval(tx_journal::COMPACT_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = ticker.tick() => {
+                if let Err(e) = journal.compact(&chain).await {
+                    warn!(error = %e, "tx journal not compacted");
+                }
+            }
+        }
+    }
 }
 
 /// Resolves on Ctrl-C, SIGTERM, or when `parent` stops being our parent process.

@@ -2,6 +2,8 @@
 //! drive: `admin_blockPeers` (behind `--rpc-admin`) cuts a node off and heals it,
 //! `--clock-skew` shifts its clock, `--net-delay` handles what it receives late. Two-node
 //! networks of real processes on 127.0.0.1; every wait is a condition with a deadline.
+//! Also what the reliability suite found: a tx a node acknowledged survives that node
+//! being killed before anyone else heard of it.
 
 use crate::support::{BIN, easy_chain_spec, free_ports, rpc, stop_child, toychain, wait_for};
 use chain::Clock as _;
@@ -298,4 +300,42 @@ fn net_delay_holds_a_new_block_back_then_delivers_it() {
         });
         assert_eq!(slow.hash_at(round), producer.hash_at(round));
     }
+}
+
+#[test]
+fn an_acknowledged_tx_survives_a_sigkill_of_the_node_that_took_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = pow_spec(dir.path());
+    // No author and no peer: the tx can only wait in this node's mempool.
+    let mut node = Node::start(&spec, dir.path(), "lone", &[]);
+    let sent = crate::support::wallet(
+        &node.rpc,
+        &["send", "--from", "eve", "--to", "ferdie", "--amount", "1.5"],
+    );
+    sent.assert_ok("wallet send");
+    let hash = sent
+        .stdout
+        .split_whitespace()
+        .find(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
+        .unwrap_or_else(|| panic!("a tx hash in {}", sent.stdout))
+        .to_owned();
+    assert_eq!(
+        node.call("tx_get", json!([hash])).expect("tx_get")["status"],
+        "pending"
+    );
+
+    let _ = node.child.kill();
+    let _ = node.child.wait();
+    let node = Node::start(&spec, dir.path(), "lone", &[]);
+    assert_eq!(
+        node.call("tx_get", json!([hash])).expect("tx_get")["status"],
+        "pending",
+        "{}",
+        node.log_text()
+    );
+    assert!(
+        node.log_text().contains("back in the mempool"),
+        "{}",
+        node.log_text()
+    );
 }
