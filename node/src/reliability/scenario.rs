@@ -75,17 +75,27 @@ pub struct Timing {
     /// Bank transfers a second.
     pub tx_rate: f64,
     /// Workload before the fault.
+    #[serde(serialize_with = "as_secs", rename = "warmup_s")]
     pub warmup: Duration,
     /// Disconnect, pause and clock-skew time.
+    #[serde(serialize_with = "as_secs", rename = "fault_s")]
     pub fault: Duration,
     /// Split time.
+    #[serde(serialize_with = "as_secs", rename = "split_s")]
     pub split: Duration,
     /// Bound on converging after the heal.
+    #[serde(serialize_with = "as_secs", rename = "converge_bound_s")]
     pub converge_bound: Duration,
     /// Longest wait for acknowledged transfers to land before the checks.
+    #[serde(serialize_with = "as_secs", rename = "drain_s")]
     pub drain: Duration,
     /// Kills in the crash scenario.
     pub crash_cycles: usize,
+}
+
+/// Durations in the JSON report as seconds.
+fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 impl Timing {
@@ -324,7 +334,7 @@ fn max_height(cluster: &Cluster) -> u64 {
 fn inject(
     scenario: Scenario,
     cluster: &Cluster,
-    t: &super::scenario::Timing,
+    t: &Timing,
     seed: u64,
     crash: &mut CrashReport,
     tag: &str,
@@ -382,7 +392,7 @@ fn inject(
 /// Kills the victim at random points, restarting it each time and checking it.
 fn crash_cycles(
     cluster: &Cluster,
-    t: &super::scenario::Timing,
+    t: &Timing,
     seed: u64,
     report: &mut CrashReport,
     tag: &str,
