@@ -40,6 +40,13 @@ pub trait ChainView {
     /// The state at the head.
     fn state(&self) -> &dyn StateRead;
 
+    /// The median timestamp of `parent` and up to ten blocks before it (Bitcoin's median
+    /// time past), which a child's timestamp must exceed. A store-backed view remembers it
+    /// per block; this default walks the headers each time.
+    fn median_time_past(&self, parent: &SealedHeader) -> Result<Timestamp, StoreError> {
+        crate::validation::median_time_past(self, parent)
+    }
+
     /// The ancestor of `from` at `height` (walking parents; works on side branches).
     fn ancestor_at(
         &self,

@@ -6,18 +6,20 @@ use crate::block::{Block, Header, SealedHeader};
 use crate::chain::BlockMeta;
 use crate::crypto::Address;
 use crate::engine::ChainView;
-use crate::primitives::{BlockHash, Height, TxHash};
+use crate::primitives::{BlockHash, Height, Timestamp, TxHash};
 use crate::state::{Account, StateKey, StateRead};
 use crate::store::{Column, Store, StoreError, decode_value};
 use crate::tx::Transaction;
 use borsh::{BorshDeserialize, BorshSerialize};
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub(crate) const META_HEAD: &[u8] = b"head";
 
-/// How to revert a connected block: the old value of every key it changed, and the state
-/// hash before it. Public so the store's decoders can be fuzzed over every record type;
+/// How to revert a connected block: the old value of every key it changed. Records written
+/// before the state hash could be worked back from them also hold the state hash before
+/// the block (`parent_lthash`); newer ones leave it empty. Public so the store's decoders can be fuzzed over every record type;
 /// only the chain builds one.
 #[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
 pub struct UndoRecord {
@@ -40,6 +42,57 @@ pub struct ChainReader {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) state: StoreState,
     pub(crate) genesis: SealedHeader,
+    /// Recently read headers, shared by the clones (a header never changes: it is stored
+    /// under its own hash). Validation reads the same few again and again — the median
+    /// time past alone reads eleven per block.
+    pub(crate) headers: Arc<Mutex<Generations<BlockHash, SealedHeader>>>,
+    /// Each recent block's median time past: validating a child and building one both ask.
+    pub(crate) medians: Arc<Mutex<Generations<BlockHash, Timestamp>>>,
+}
+
+/// Headers, and medians, per generation of the reader's caches.
+const CACHE_GENERATION: usize = 1024;
+
+/// A map in two generations: when the current one holds `limit` entries it becomes the old
+/// one (the one before is dropped), so recently used entries stay without per-read
+/// bookkeeping.
+#[derive(Debug)]
+pub(crate) struct Generations<K, V> {
+    current: HashMap<K, V>,
+    old: HashMap<K, V>,
+    limit: usize,
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Generations<K, V> {
+    pub(crate) fn new(limit: usize) -> Generations<K, V> {
+        Generations {
+            current: HashMap::new(),
+            old: HashMap::new(),
+            limit,
+        }
+    }
+
+    /// The value of `key`; one found in the old generation moves back to the current one.
+    pub(crate) fn get(&mut self, key: &K) -> Option<V> {
+        if let Some(value) = self.current.get(key) {
+            return Some(value.clone());
+        }
+        let (key, value) = self.old.remove_entry(key)?;
+        self.insert(key, value.clone());
+        Some(value)
+    }
+
+    pub(crate) fn insert(&mut self, key: K, value: V) {
+        if self.current.len() >= self.limit {
+            self.old = std::mem::take(&mut self.current);
+        }
+        self.current.insert(key, value);
+    }
+
+    #[cfg(test)]
+    fn sizes(&self) -> (usize, usize) {
+        (self.current.len(), self.old.len())
+    }
 }
 
 impl fmt::Debug for ChainReader {
@@ -56,6 +109,8 @@ impl ChainReader {
             state: StoreState(store.clone()),
             store,
             genesis,
+            headers: Arc::new(Mutex::new(Generations::new(CACHE_GENERATION))),
+            medians: Arc::new(Mutex::new(Generations::new(CACHE_GENERATION))),
         }
     }
 
@@ -137,14 +192,37 @@ impl ChainReader {
     }
 }
 
+/// A cache's lock; a panic while it was held cannot leave a half-made entry, so a poisoned
+/// lock still guards good data.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl ChainView for ChainReader {
     fn header(&self, hash: &BlockHash) -> Result<Option<SealedHeader>, StoreError> {
-        self.store
+        if let Some(header) = lock(&self.headers).get(hash) {
+            return Ok(Some(header));
+        }
+        let header = self
+            .store
             .get(Column::Headers, &hash.0)?
             .map(|b| {
                 decode_value::<Header>(&b, "header").map(|h| SealedHeader::new_unchecked(h, *hash))
             })
-            .transpose()
+            .transpose()?;
+        if let Some(header) = &header {
+            lock(&self.headers).insert(*hash, header.clone());
+        }
+        Ok(header)
+    }
+
+    fn median_time_past(&self, parent: &SealedHeader) -> Result<Timestamp, StoreError> {
+        if let Some(median) = lock(&self.medians).get(&parent.hash()) {
+            return Ok(median);
+        }
+        let median = crate::validation::median_time_past(self, parent)?;
+        lock(&self.medians).insert(parent.hash(), median);
+        Ok(median)
     }
 
     fn best_hash_at(&self, height: Height) -> Result<Option<BlockHash>, StoreError> {
@@ -172,5 +250,59 @@ impl ChainView for ChainReader {
 
     fn state(&self) -> &dyn StateRead {
         &self.state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_two_generation_cache_keeps_the_recent_and_what_was_read_again() {
+        let mut cache: Generations<u64, u64> = Generations::new(4);
+        for k in 0..6 {
+            cache.insert(k, k * 10);
+        }
+        // 0–3 rolled over into the old generation: still there.
+        assert_eq!(cache.sizes(), (2, 4));
+        assert_eq!(cache.get(&0), Some(0));
+        assert_eq!(cache.get(&5), Some(50));
+        // Another rollover drops the old generation but 0, read since, moved up.
+        for k in 6..8 {
+            cache.insert(k, k * 10);
+        }
+        assert_eq!(cache.get(&1), None);
+        assert_eq!(cache.get(&0), Some(0));
+        assert_eq!(cache.get(&7), Some(70));
+        let (current, old) = cache.sizes();
+        assert!(current <= 4 && old <= 4);
+    }
+
+    #[test]
+    fn the_reader_remembers_headers_and_medians_it_read() {
+        use crate::test_utils::{TestEngine, build_on_head, memory_chain};
+        let mut chain = memory_chain(TestEngine::default());
+        for _ in 0..12 {
+            let block = build_on_head(&chain, 1, Address([7; 20]), Vec::new());
+            chain.import_block(block).expect("import");
+        }
+        let head = ChainView::head(&chain);
+        let walked = crate::validation::median_time_past(&chain, &head).expect("walk");
+        assert_eq!(
+            ChainView::median_time_past(&chain, &head).expect("memo"),
+            walked
+        );
+        assert_eq!(
+            ChainView::median_time_past(&chain, &head).expect("memo"),
+            walked
+        );
+        assert!(lock(&chain.medians).get(&head.hash()).is_some());
+        assert_eq!(
+            ChainView::header(&chain, &head.parent)
+                .expect("read")
+                .map(|h| h.hash()),
+            Some(head.parent)
+        );
+        assert!(lock(&chain.headers).get(&head.parent).is_some());
     }
 }

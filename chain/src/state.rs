@@ -16,8 +16,9 @@ use crate::primitives::Hash256;
 use crate::store::StoreError;
 use borsh::{BorshDeserialize, BorshSerialize};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::{Mutex, OnceLock};
 
 const ACCOUNT_PREFIX: u8 = b'a';
 const ENGINE_PREFIX: u8 = b'e';
@@ -212,6 +213,46 @@ impl fmt::Debug for LtHash {
     }
 }
 
+/// Expansions remembered by [`memoize_expansions`]: the lanes of recent entries by the
+/// SHA-256 of what they expand, in two generations (when the current one fills it becomes
+/// the old one, and the one before is dropped).
+#[derive(Debug, Default)]
+struct ExpandMemo {
+    generations: Mutex<(Expansions, Expansions)>,
+}
+
+type Expansions = HashMap<[u8; 32], Box<[u16; LTHASH_LANES]>>;
+
+/// Entries per generation of the memo: 4 KiB each, so at most 16 MiB in all.
+const EXPAND_MEMO_GENERATION: usize = 2048;
+
+static EXPAND_MEMO: OnceLock<ExpandMemo> = OnceLock::new();
+
+/// Makes [`LtHash::expand`] remember recent expansions for the rest of the process. An
+/// expansion is a pure function of the entry, so this changes no result; it pays where one
+/// process applies the same state changes many times — `toychain simulate` runs every
+/// node's chain in one process, so each block's changes are expanded once instead of once
+/// per node. A node (one chain per process) leaves it off.
+pub fn memoize_expansions() {
+    EXPAND_MEMO.get_or_init(ExpandMemo::default);
+}
+
+impl ExpandMemo {
+    fn get(&self, id: &[u8; 32]) -> Option<Box<[u16; LTHASH_LANES]>> {
+        let guard = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.get(id).or_else(|| guard.1.get(id)).cloned()
+    }
+
+    fn insert(&self, id: [u8; 32], lanes: Box<[u16; LTHASH_LANES]>) {
+        let mut guard = self.generations.lock().unwrap_or_else(|p| p.into_inner());
+        let (current, old) = &mut *guard;
+        if current.len() >= EXPAND_MEMO_GENERATION {
+            *old = std::mem::take(current);
+        }
+        current.insert(id, lanes);
+    }
+}
+
 impl LtHash {
     /// Expands one entry to its lanes: SHA-256 in counter mode over the key and value.
     pub fn expand(key: &StateKey, value: &[u8]) -> Box<[u16; LTHASH_LANES]> {
@@ -221,6 +262,20 @@ impl LtHash {
         prefix.update(&key.0);
         prefix.update((value.len() as u32).to_le_bytes());
         prefix.update(value);
+        let Some(memo) = EXPAND_MEMO.get() else {
+            return Self::expand_prefix(&prefix);
+        };
+        let id: [u8; 32] = prefix.clone().finalize().into();
+        if let Some(lanes) = memo.get(&id) {
+            return lanes;
+        }
+        let lanes = Self::expand_prefix(&prefix);
+        memo.insert(id, lanes.clone());
+        lanes
+    }
+
+    /// The counter-mode lanes after `prefix` has absorbed an entry.
+    fn expand_prefix(prefix: &Sha256) -> Box<[u16; LTHASH_LANES]> {
         let mut lanes = Box::new([0u16; LTHASH_LANES]);
         for (block, chunk) in lanes.chunks_mut(16).enumerate() {
             let mut h = prefix.clone();
@@ -289,37 +344,45 @@ impl LtHash {
     }
 }
 
-/// Applies `changes` (with their `undo` old values) to `lthash`, expanding entries on rayon.
+/// Entries below which [`update_lthash`] expands on the calling thread: handing a block's
+/// two or three changes to rayon's pool (and waiting for them) costs more than hashing
+/// them.
+const PARALLEL_LTHASH_MIN: usize = 32;
+
+/// Applies `changes` (with their `undo` old values) to `lthash`, expanding entries on rayon
+/// when there are many.
 pub fn update_lthash(
     lthash: &mut LtHash,
     undo: &[(StateKey, Option<Vec<u8>>)],
     changes: &BTreeMap<StateKey, Option<Vec<u8>>>,
 ) {
     use rayon::prelude::*;
-    let (added, removed) = undo
-        .par_iter()
-        .map(|(key, old)| {
-            let new = changes.get(key).and_then(|v| v.as_deref());
-            let mut plus = LtHash::default();
-            let mut minus = LtHash::default();
-            if old.as_deref() != new {
-                if let Some(new) = new {
-                    plus.add(&LtHash::expand(key, new));
-                }
-                if let Some(old) = old {
-                    minus.add(&LtHash::expand(key, old));
-                }
+    // What one entry adds and removes.
+    let delta = |(key, old): &(StateKey, Option<Vec<u8>>)| {
+        let new = changes.get(key).and_then(|v| v.as_deref());
+        let mut plus = LtHash::default();
+        let mut minus = LtHash::default();
+        if old.as_deref() != new {
+            if let Some(new) = new {
+                plus.add(&LtHash::expand(key, new));
             }
-            (plus, minus)
-        })
-        .reduce(
-            || (LtHash::default(), LtHash::default()),
-            |(mut pa, mut ma), (pb, mb)| {
-                pa.add(&pb.0);
-                ma.add(&mb.0);
-                (pa, ma)
-            },
-        );
+            if let Some(old) = old {
+                minus.add(&LtHash::expand(key, old));
+            }
+        }
+        (plus, minus)
+    };
+    let sum = |(mut pa, mut ma): (LtHash, LtHash), (pb, mb): (LtHash, LtHash)| {
+        pa.add(&pb.0);
+        ma.add(&mb.0);
+        (pa, ma)
+    };
+    let zero = || (LtHash::default(), LtHash::default());
+    let (added, removed) = if undo.len() < PARALLEL_LTHASH_MIN {
+        undo.iter().map(delta).fold(zero(), sum)
+    } else {
+        undo.par_iter().map(delta).reduce(zero, sum)
+    };
     lthash.add(&added.0);
     lthash.sub(&removed.0);
 }
@@ -328,6 +391,25 @@ pub fn update_lthash(
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn memoized_expansions_equal_fresh_ones() {
+        let key = StateKey(b"account/alice".to_vec());
+        let fresh: Vec<_> = (0u8..40).map(|v| LtHash::expand(&key, &[v; 9])).collect();
+        memoize_expansions();
+        for round in 0..2 {
+            for (v, lanes) in (0u8..40).zip(&fresh) {
+                assert_eq!(
+                    &LtHash::expand(&key, &[v; 9]),
+                    lanes,
+                    "value {v}, round {round}"
+                );
+            }
+        }
+        // A different key with the same value is a different entry.
+        let other = StateKey(b"account/bob".to_vec());
+        assert_ne!(LtHash::expand(&other, &[0; 9]), fresh[0]);
+    }
 
     #[derive(Default)]
     struct MapState(HashMap<StateKey, Vec<u8>>);

@@ -179,9 +179,11 @@ pub fn check_header_fields(header: &Header) -> Result<(), BlockError> {
     Ok(())
 }
 
-/// The median timestamp of `parent` and up to ten blocks before it (Bitcoin's MTP).
-pub fn median_time_past(
-    chain: &dyn ChainView,
+/// The median timestamp of `parent` and up to ten blocks before it (Bitcoin's MTP),
+/// walking the headers. [`ChainView::median_time_past`] is the way to ask: a store-backed
+/// view remembers the answer per block.
+pub fn median_time_past<C: ChainView + ?Sized>(
+    chain: &C,
     parent: &SealedHeader,
 ) -> Result<Timestamp, StoreError> {
     let mut times = Vec::with_capacity(MEDIAN_TIME_SPAN);

@@ -173,3 +173,70 @@ fn a_heavier_branch_with_a_bad_state_transition_leaves_the_head_alone() {
         "{again}"
     );
 }
+
+/// The bytes of an undo record as builds before this one wrote it: the parent's state hash
+/// in front of the entries (`parent_lthash`), where newer records leave it empty.
+fn with_parent_lthash(record: &[u8], parent_lthash: &[u8]) -> Vec<u8> {
+    // Version byte, then borsh: u32 length + bytes of `parent_lthash`, then the entries.
+    assert_eq!(
+        &record[1..5],
+        &[0, 0, 0, 0],
+        "a new record has an empty state hash"
+    );
+    let mut out = vec![record[0]];
+    out.extend_from_slice(
+        &u32::try_from(parent_lthash.len())
+            .expect("4 KiB")
+            .to_le_bytes(),
+    );
+    out.extend_from_slice(parent_lthash);
+    out.extend_from_slice(&record[5..]);
+    out
+}
+
+#[test]
+fn undo_records_with_or_without_the_parents_state_hash_revert_the_same() {
+    let engine = TestEngine::default();
+    let mut chain = memory_chain(engine.clone());
+    let head_lthash = |chain: &chain::Chain| {
+        chain
+            .store()
+            .get(Column::Meta, b"head_lthash")
+            .expect("read")
+            .expect("the head's state hash is stored")
+    };
+    let genesis_lthash = head_lthash(&chain);
+    let a1 = build_on_head(
+        &chain,
+        1,
+        addr("carol"),
+        vec![transfer("alice", "bob", 0, 1_000, 10)],
+    );
+    chain.import_block(a1.clone()).expect("a1");
+    let a1_lthash = head_lthash(&chain);
+    let a2 = build_on_head(&chain, 1, addr("carol"), Vec::new());
+    chain.import_block(a2.clone()).expect("a2");
+    // a1's record as an older build wrote it; a2's as this one does.
+    let record = chain
+        .store()
+        .get(Column::Undo, &a1.hash().0)
+        .expect("read")
+        .expect("a1 has an undo record");
+    let mut batch = chain::store::WriteBatch::default();
+    batch.put(
+        Column::Undo,
+        a1.hash().0,
+        with_parent_lthash(&record, &genesis_lthash),
+    );
+    chain.store().write(batch).expect("write");
+    assert_ne!(genesis_lthash, a1_lthash);
+
+    let b1 = build_on_path(&engine, &[], 5, addr("dave"), Vec::new());
+    let ImportOutcome::NewHead(change) = chain.import_block(b1).expect("b1") else {
+        panic!("b1 is heavier");
+    };
+    assert_eq!(change.reverted.len(), 2);
+    chain
+        .verify_state()
+        .expect("the state and its hash agree after the revert");
+}

@@ -4,7 +4,6 @@ use crate::pow::engine::PowEngine;
 use crate::pow::error::PowError;
 use crate::pow::search::{self, DEFAULT_LANES, Job, NONCE_SPACE, Outcome, SUPPORTED_LANES};
 use crate::pow::target::Target;
-use chain::validation::median_time_past;
 use chain::{
     Address, BlockProducer, CancelFlag, ChainView, EngineError, Header, SealedHeader, Timestamp,
     Turn,
@@ -75,7 +74,7 @@ impl PowProducer {
         chain: &dyn ChainView,
         parent: &SealedHeader,
     ) -> Result<Timestamp, EngineError> {
-        let mut earliest = median_time_past(chain, parent)?.saturating_add(1);
+        let mut earliest = chain.median_time_past(parent)?.saturating_add(1);
         if let Some(bound) = parent
             .height()
             .next()
