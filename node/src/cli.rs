@@ -212,6 +212,12 @@ pub struct CompareArgs {
         allow_hyphen_values = true
     )]
     pub tx_rate: f64,
+    /// Inject a fault into every engine's run (repeatable): kill-producer@T (kill the
+    /// newest block's producer T s in), partition@T:DUR (split the nodes in halves for DUR
+    /// s), clock-skew:NODE:SECS (that node's clock runs SECS ahead, negative behind),
+    /// delay:MS (every message takes MS longer).
+    #[arg(long = "fault", value_name = "FAULT")]
+    pub faults: Vec<String>,
     /// Where the report, the charts and each engine's devnet folder go.
     #[arg(long, default_value = "compare-out", value_name = "DIR")]
     pub out: PathBuf,
@@ -239,7 +245,7 @@ pub struct SimulateArgs {
         long,
         value_delimiter = ',',
         value_name = "KIND[,KIND...]",
-        required_unless_present = "chain"
+        required_unless_present_any = ["chain", "sweep"]
     )]
     pub engine: Vec<String>,
     /// Simulate this chain spec instead of an engine's dev spec (node i authors as dev
@@ -302,6 +308,27 @@ pub struct SimulateArgs {
     /// Target seconds between blocks for every engine (default: each engine's dev value).
     #[arg(long, value_name = "SECS")]
     pub block_time: Option<u64>,
+    /// Peers each node keeps (N−1 for a full mesh).
+    #[arg(long, default_value_t = crate::simulate::DEFAULT_PEERS, value_name = "K")]
+    pub peers: u64,
+    /// PoW: this node (0 = the first) mines selfishly, withholding its blocks as Eyal &
+    /// Sirer describe.
+    #[arg(long, value_name = "NODE")]
+    pub selfish: Option<u64>,
+    /// Instead of one run, check the simulator against theory: `stale` (stale rate against
+    /// 1 − e^(−d/T) over a sweep of d/T) or `selfish` (a selfish miner's revenue against
+    /// Eyal & Sirer's for α from 0.10 to 0.45). Writes sweep-<name>.md/.csv/.svg.
+    #[arg(long, value_name = "stale|selfish", conflicts_with_all = ["engine", "chain", "selfish"])]
+    pub sweep: Option<String>,
+    /// Blocks simulated per point of a --sweep.
+    #[arg(long, default_value_t = 20_000, value_name = "N", requires = "sweep")]
+    pub sweep_blocks: u64,
+    /// Inject a fault into every engine's simulation (repeatable): kill-producer@T (kill the
+    /// newest block's producer T s in), partition@T:DUR (split the nodes in halves for DUR
+    /// s), clock-skew:NODE:SECS (that node's clock runs SECS ahead, negative behind),
+    /// delay:MS (every message takes MS longer).
+    #[arg(long = "fault", value_name = "FAULT")]
+    pub faults: Vec<String>,
     /// Where the report and the charts go.
     #[arg(long, default_value = "simulate-out", value_name = "DIR")]
     pub out: PathBuf,

@@ -69,6 +69,12 @@ impl<'a> Collector<'a> {
         self.blocks.get(&head).map(|b| b.height.0)
     }
 
+    /// Who made the head `node` reported last.
+    pub fn head_producer(&self, node: usize) -> Option<chain::Address> {
+        let head = self.last.get(node).copied().flatten()?.head;
+        self.blocks.get(&head).map(|b| b.producer)
+    }
+
     fn poll_node(&mut self, node: usize) -> anyhow::Result<()> {
         let client = &self.clients[node];
         let info = client.call("chain_info", json!([]))?;
@@ -112,10 +118,12 @@ impl<'a> Collector<'a> {
         Ok(())
     }
 
-    pub fn finish(self) -> Collected {
+    /// The record; the final chain is `final_node`'s best chain as last seen (node 0's,
+    /// unless a fault took it down).
+    pub fn finish(self, final_node: usize) -> Collected {
         let window = self.now();
         Collected {
-            final_head: self.last.first().copied().flatten().map(|o| o.head),
+            final_head: self.last.get(final_node).copied().flatten().map(|o| o.head),
             blocks: self.blocks,
             observations: self.observations,
             window,

@@ -16,6 +16,7 @@
 //!   signers of blocks at or above it (PoA, Clique's signer limit turned around: no
 //!   minority of signers can build a heavier branch without them).
 
+use super::faults::{FaultFigures, fault_figures, finalized_conflicts};
 use super::record::{BlockTree, Observation, RunRecord, Secs, SeenBlock};
 use chain::{Address, BlockHash, Height, TxHash};
 use config::EngineKind;
@@ -293,6 +294,11 @@ pub struct EngineMetrics {
     pub producers: Vec<ProducerShare>,
     pub gini: f64,
     pub poll_errors: u64,
+    /// Liveness around each injected fault.
+    pub faults: Vec<FaultFigures>,
+    /// Heights at which two nodes (or one node at two times) had different finalized
+    /// blocks: safety lost. Must be 0.
+    pub finalized_conflicts: u64,
 }
 
 /// One engine's figures plus the raw series the charts draw.
@@ -431,6 +437,8 @@ pub fn compute(run: &RunRecord, tx_rate: f64) -> EngineResult {
         producers,
         gini,
         poll_errors: run.poll_errors,
+        faults: fault_figures(&run.faults, &chain, &final_at, run.window),
+        finalized_conflicts: finalized_conflicts(&run.blocks, &run.observations),
     };
     EngineResult {
         metrics,
@@ -729,6 +737,7 @@ mod tests {
                 reorgs: Some(1),
                 reorg_depth_max: Some(1),
             },
+            faults: Vec::new(),
         };
         let r = compute(&run, 0.1);
         let m = &r.metrics;

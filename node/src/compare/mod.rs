@@ -15,6 +15,8 @@
 // The record, the metrics and the writers serve `toychain simulate` too.
 pub(crate) mod charts;
 mod collect;
+pub(crate) mod faults;
+mod inject;
 pub(crate) mod load;
 pub(crate) mod metrics;
 pub(crate) mod record;
@@ -66,6 +68,7 @@ pub struct Plan {
     pub seed: u64,
     /// `None`: each engine's dev default.
     pub block_time_s: Option<u64>,
+    pub faults: Vec<faults::Fault>,
     #[serde(skip)]
     pub out: PathBuf,
 }
@@ -142,13 +145,16 @@ impl Plan {
             )));
         }
         check_common_flags(args.tx_rate, "second", args.block_time, &args.out)?;
+        let nodes = usize::try_from(args.nodes).unwrap_or(usize::MAX);
+        let faults = faults::parse_faults(&args.faults, nodes, args.duration)?;
         Ok(Plan {
             engines,
-            nodes: usize::try_from(args.nodes).unwrap_or(usize::MAX),
+            nodes,
             duration_s: args.duration,
             tx_rate: args.tx_rate,
             seed: args.seed,
             block_time_s: args.block_time,
+            faults,
             out: args.out,
         })
     }
@@ -221,9 +227,14 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
 
 /// A bar over `secs` seconds that are `done` ("measured", "simulated").
 pub(crate) fn progress_bar(secs: u64, done: &str) -> ProgressBar {
-    let bar = ProgressBar::new(secs);
+    counting_bar(secs, &format!("s {done}"))
+}
+
+/// A bar counting to `len` of `what` ("points", "s simulated").
+pub(crate) fn counting_bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
     let style = ProgressStyle::with_template(&format!(
-        "{{spinner}} {{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} s {done} · {{msg}}"
+        "{{spinner}} {{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} {what} · {{msg}}"
     ))
     .map(|s| s.progress_chars("=> "))
     .unwrap_or_else(|_| ProgressStyle::default_bar());
@@ -286,7 +297,7 @@ fn run_engine(
     layout.wipe()?;
     let (spec, _) = layout.spec(kind, plan.block_time_s)?;
     layout.check_ports()?;
-    let mut fleet = Fleet::start(&layout, false)?;
+    let mut fleet = Fleet::start_with(&layout, false, |i| inject::node_args(&plan.faults, i))?;
     let clients: Vec<RpcClient> = (0..nodes)
         .map(|i| RpcClient::new(&layout.rpc_url(i), RPC_TIMEOUT))
         .collect();
@@ -304,6 +315,8 @@ fn run_engine(
     let cpu_before = cpu_seconds(&pids);
     let started = Instant::now();
     let mut collector = Collector::new(&clients, started);
+    let mut injector =
+        inject::Injector::new(&plan.faults, &clients, config::dev_authorities(nodes));
     // The first round marks what the nodes made before measuring began.
     collector.poll();
     bar.set_message(format!("{kind}: measuring"));
@@ -330,6 +343,9 @@ fn run_engine(
             }
             next_poll = (next_poll + POLL).max(Instant::now());
             collector.poll();
+            for line in injector.step(elapsed, &mut fleet, &clients, &collector) {
+                bar.suspend(|| say(&format!("{kind}: {line}")));
+            }
             bar.set_position(done_secs + elapsed.as_secs().min(plan.duration_s));
             if let Some(height) = collector.head_height() {
                 bar.set_message(format!("{kind}: measuring, node 0 at #{height}"));
@@ -367,10 +383,12 @@ fn run_engine(
         }
     }
 
-    let collected = collector.finish();
+    let final_node = injector.first_live();
+    let collected = collector.finish(final_node);
     let final_head = collected.final_head.ok_or_else(|| {
         anyhow!(
-            "node 0 never answered chain_info while measuring; see its log in the devnet folder"
+            "node {final_node} never answered chain_info while measuring; see its log in the \
+             devnet folder"
         )
     })?;
     let record = RunRecord {
@@ -393,6 +411,7 @@ fn run_engine(
             _ => None,
         },
         counters,
+        faults: plan.faults.clone(),
     };
     Ok(Turn::Done(Box::new(metrics::compute(
         &record,
@@ -413,6 +432,7 @@ mod tests {
             out: PathBuf::from("compare-out"),
             block_time: None,
             seed: 1,
+            faults: Vec::new(),
         }
     }
 

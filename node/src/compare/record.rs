@@ -5,6 +5,7 @@
 //! Times are seconds since the collector started ([`Secs`]), taken from one monotonic
 //! clock in this process, so they compare across nodes without any clock skew.
 
+use super::faults::Fault;
 use chain::{Address, BlockHash, Height, TxHash};
 use config::EngineKind;
 use std::collections::{BTreeMap, HashMap};
@@ -72,7 +73,8 @@ pub struct RunRecord {
     pub blocks: BlockTree,
     /// In the order they were made (so in time order).
     pub observations: Vec<Observation>,
-    /// Node 0's head at the end: its best chain is "the final chain".
+    /// Node 0's head at the end (the first live node's when a fault took node 0 down):
+    /// its best chain is "the final chain".
     pub final_head: BlockHash,
     pub submitted: Vec<Submitted>,
     /// Refusals and failures of the load generator's calls, by kind.
@@ -82,4 +84,6 @@ pub struct RunRecord {
     /// utime + stime of every node process over the window.
     pub cpu_seconds: Option<f64>,
     pub counters: NodeCounters,
+    /// The faults injected during the run.
+    pub faults: Vec<Fault>,
 }

@@ -458,6 +458,8 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
         extremes(rows, "", |m| Some(m.gini))
     );
 
+    faults_section(&mut out, rows);
+
     let _ = writeln!(out, "## Block propagation (s)\n");
     let rows_prop: Vec<Vec<String>> = rows
         .iter()
@@ -479,6 +481,83 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
         let _ = writeln!(out, "![{title}]({file})\n");
     }
     out
+}
+
+/// Liveness around each fault and safety for every engine.
+fn faults_section(out: &mut String, rows: &[&EngineMetrics]) {
+    let _ = writeln!(out, "## Faults and safety\n");
+    let any_fault = rows.iter().any(|m| !m.faults.is_empty());
+    if any_fault {
+        let height = |h: Option<u64>| h.map_or_else(|| "–".to_owned(), |h| h.to_string());
+        let rate = |r: Option<f64>| r.map_or_else(|| "–".to_owned(), |r| format!("{r:.1}"));
+        let rows_faults: Vec<Vec<String>> = rows
+            .iter()
+            .flat_map(|m| {
+                m.faults.iter().map(move |f| {
+                    vec![
+                        m.engine.clone(),
+                        f.fault.clone(),
+                        rate(f.blocks_per_min_before),
+                        rate(f.blocks_per_min_during),
+                        rate(f.blocks_per_min_after),
+                        height(f.finalized_at_start),
+                        height(f.finalized_at_end),
+                        height(f.finalized_at_finish),
+                    ]
+                })
+            })
+            .collect();
+        table(
+            out,
+            &[
+                "engine",
+                "fault",
+                "blocks/min before",
+                "during",
+                "after",
+                "finalized height at its start",
+                "at its end",
+                "at the finish",
+            ],
+            &rows_faults,
+        );
+        let _ = writeln!(
+            out,
+            "Liveness: final-chain blocks a minute before, during and after each fault (a \
+             fault lasting to the end has no after), and the highest final-chain height that \
+             was final by then under the engine's rule (the time-to-finality table's). PoA and \
+             DPoS need most producers to finalize, so a partition into halves stalls their \
+             finality: they choose safety. k-deep confirmation in PoW and PoS goes on in each \
+             half — it is a probability, not a promise, and the half that loses reverts \
+             \"confirmed\" blocks.\n"
+        );
+    }
+    let rows_safety: Vec<Vec<String>> = rows
+        .iter()
+        .map(|m| {
+            vec![
+                m.engine.clone(),
+                m.finalized_conflicts.to_string(),
+                if m.finalized_conflicts == 0 {
+                    "safe".to_owned()
+                } else {
+                    "UNSAFE".to_owned()
+                },
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &["engine", "heights finalized twice", "verdict"],
+        &rows_safety,
+    );
+    let _ = writeln!(
+        out,
+        "Safety: heights at which two different blocks were ever reported finalized (by any \
+         two nodes, or by one node at two times). It must be 0 for every engine, with or \
+         without faults; PoW and PoS finalize nothing themselves, so only k-deep confirmation \
+         applies to them (see time to finality).\n"
+    );
 }
 
 /// A CSV field, quoted when it holds a comma, quote or line break.
@@ -528,6 +607,8 @@ fn csv(rows: &[&EngineMetrics]) -> String {
         "propagation_p95_s",
         "gini",
         "producer_blocks",
+        "finalized_conflicts",
+        "faults",
     ];
     let mut out = headers.join(",") + "\n";
     for m in rows {
@@ -575,6 +656,20 @@ fn csv(rows: &[&EngineMetrics]) -> String {
             opt(m.propagation_s.map(|s| s.p95)),
             format!("{:.4}", m.gini),
             producers.join(";"),
+            m.finalized_conflicts.to_string(),
+            m.faults
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{}: {}/{}/{} blocks/min",
+                        f.fault,
+                        opt(f.blocks_per_min_before),
+                        opt(f.blocks_per_min_during),
+                        opt(f.blocks_per_min_after)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(";"),
         ];
         let cells: Vec<String> = cells.iter().map(|c| field(c)).collect();
         out.push_str(&cells.join(","));
@@ -626,6 +721,8 @@ mod tests {
             producers: Vec::new(),
             gini,
             poll_errors: 0,
+            faults: Vec::new(),
+            finalized_conflicts: 0,
         };
         let (a, b, c) = (row("pow", 0.4), row("poa", 0.0), row("dpos", 0.1));
         assert_eq!(

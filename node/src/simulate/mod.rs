@@ -41,11 +41,15 @@ mod network;
 mod node;
 mod queue;
 mod random;
+mod selfish;
+mod theory;
 mod world;
 
 use crate::cli::SimulateArgs;
+use crate::compare::faults::{self, Fault};
 use crate::compare::{
-    charts, check_common_flags, load, metrics, parse_engines, progress_bar, report, usage,
+    charts, check_common_flags, counting_bar, load, metrics, parse_engines, progress_bar, report,
+    usage,
 };
 use crate::devnet::say;
 use anyhow::Context;
@@ -58,6 +62,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 use world::Setup;
 
+/// Peers a node keeps unless `--peers` says otherwise: about gossipsub's mesh.
+pub const DEFAULT_PEERS: u64 = network::DEGREE as u64;
 /// Most nodes a simulation runs.
 const MAX_NODES: u64 = 1_000;
 /// Longest virtual time accepted: a year.
@@ -77,14 +83,22 @@ pub struct Plan {
     pub duration_s: u64,
     #[serde(flatten)]
     pub link: LinkModel,
+    /// Peers per node.
+    pub peers: usize,
     /// PoW hash power shares, node 0 first (summing to 1).
     pub hash_shares: Vec<f64>,
+    /// PoW: the node mining selfishly.
+    pub selfish: Option<usize>,
     pub seed: u64,
     pub tx_rate: f64,
     /// `None`: the spec's (dev default or the file's).
     pub block_time_s: Option<u64>,
     /// The accounts the transfers go between.
     pub traders: Vec<String>,
+    pub faults: Vec<Fault>,
+    /// Node i's name.
+    #[serde(skip)]
+    authors: Vec<String>,
     #[serde(skip)]
     trader_keys: Vec<SecretKey>,
     #[serde(skip)]
@@ -237,6 +251,32 @@ impl Plan {
         };
         let engines: Vec<EngineKind> = specs.iter().map(|s| s.engine.kind()).collect();
         let hash_shares = hash_shares(&args.hash_rates, nodes, &engines)?;
+        if args.peers == 0 || args.peers > MAX_NODES {
+            return Err(usage(format!(
+                "--peers {}: give 1 to {} peers a node (N−1 is a full mesh)",
+                args.peers,
+                nodes.saturating_sub(1).max(1)
+            )));
+        }
+        let peers = usize::try_from(args.peers)
+            .unwrap_or(usize::MAX)
+            .min(nodes.saturating_sub(1));
+        let faults = faults::parse_faults(&args.faults, nodes, duration_s)?;
+        let selfish = match args.selfish {
+            None => None,
+            Some(node) if engines != [EngineKind::Pow] => {
+                return Err(usage(format!(
+                    "--selfish {node}: selfish mining withholds proof-of-work blocks; simulate                      --engine pow alone"
+                )));
+            }
+            Some(node) if node >= args.nodes || nodes < 2 => {
+                return Err(usage(format!(
+                    "--selfish {node}: name a node from 0 to {} (and simulate at least 2)",
+                    nodes - 1
+                )));
+            }
+            Some(node) => usize::try_from(node).ok(),
+        };
         Ok(Plan {
             engines,
             chain: args.chain,
@@ -248,12 +288,16 @@ impl Plan {
                 bandwidth: args.bandwidth,
                 loss: args.loss,
             },
+            peers,
             hash_shares,
+            selfish,
             seed: args.seed,
             tx_rate: args.tx_rate,
             block_time_s: args.block_time,
             traders: traders.iter().map(|(name, _)| name.clone()).collect(),
             trader_keys: traders.into_iter().map(|(_, key)| key).collect(),
+            faults,
+            authors: authors.iter().map(|(name, _)| name.clone()).collect(),
             out: args.out,
             specs,
         })
@@ -301,6 +345,9 @@ fn hash_shares(rates: &[f64], nodes: usize, engines: &[EngineKind]) -> anyhow::R
 }
 
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
+    if let Some(name) = &args.sweep {
+        return sweep(name, &args);
+    }
     let plan = Plan::from_args(args)?;
     std::fs::create_dir_all(&plan.out)
         .with_context(|| format!("cannot create --out {}", plan.out.display()))?;
@@ -329,6 +376,16 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 wall.as_secs_f64(),
                 outcome.events,
                 outcome.requests
+            ));
+            if let Some(node) = outcome.killed {
+                say(&format!(
+                    "{kind}: kill-producer took down node {node} ({})",
+                    plan.authors[node]
+                ));
+            }
+            say(&format!(
+                "{kind}: {}",
+                share_check(&plan, kind, &result.metrics)
             ));
             for (problem, count) in &outcome.problems {
                 say(&format!("{kind}: {count} × {problem}"));
@@ -365,17 +422,123 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--sweep`: the simulator against a closed form; exits non-zero when a point is off.
+fn sweep(name: &str, args: &SimulateArgs) -> anyhow::Result<()> {
+    let sweep: theory::Sweep = name.parse().map_err(usage)?;
+    if args.sweep_blocks < 100 || args.sweep_blocks > 10_000_000 {
+        return Err(usage(format!(
+            "--sweep-blocks {}: give 100 to 10000000 blocks a point",
+            args.sweep_blocks
+        )));
+    }
+    check_common_flags(0.0, "virtual second", None, &args.out)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create --out {}", args.out.display()))?;
+    let points = match sweep {
+        theory::Sweep::Stale => theory::STALE_RATIOS.len(),
+        theory::Sweep::Selfish => theory::SELFISH_ALPHAS.len(),
+    };
+    let bar = counting_bar(points as u64, "points");
+    bar.set_message(format!(
+        "--sweep {name}: {} blocks a point",
+        args.sweep_blocks
+    ));
+    let started = Instant::now();
+    let (written, ok) = quietly(|| {
+        theory::run_sweep(
+            sweep,
+            args.sweep_blocks,
+            args.seed,
+            &args.out,
+            &mut |line| {
+                bar.suspend(|| say(&line));
+                bar.inc(1);
+            },
+        )
+    })?;
+    bar.finish_and_clear();
+    say(&format!(
+        "--sweep {name}: {points} points in {:.1} s; wrote {}",
+        started.elapsed().as_secs_f64(),
+        written
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    if ok {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "--sweep {name}: some point is outside its tolerance (see the table)"
+        ))
+    }
+}
+
+/// Whether the final chain's blocks follow the shares the engine should give: hash power
+/// for PoW, equal turns or equal stakes for the others (every node gets the same balance or
+/// votes on a dev spec). Pearson's chi-square at the 1% level.
+fn share_check(plan: &Plan, kind: EngineKind, metrics: &metrics::EngineMetrics) -> String {
+    if !plan.faults.is_empty() || plan.selfish.is_some() {
+        return "block shares: not tested against the engine's rule, since faults or a selfish \
+                miner change who produces"
+            .to_owned();
+    }
+    let expected: Vec<f64> = match kind {
+        EngineKind::Pow => plan.hash_shares.clone(),
+        _ => vec![1.0 / plan.nodes as f64; plan.nodes],
+    };
+    let counts: Vec<u64> = plan
+        .authors
+        .iter()
+        .map(|name| {
+            metrics
+                .producers
+                .iter()
+                .find(|p| &p.name == name)
+                .map_or(0, |p| p.blocks)
+        })
+        .collect();
+    let classes = expected.iter().filter(|s| **s > 0.0).count();
+    let basis = match kind {
+        EngineKind::Pow => "hash power",
+        EngineKind::Pos => "equal stakes",
+        EngineKind::Dpos | EngineKind::Poa => "equal turns",
+    };
+    match theory::chi2_critical_1pct(classes.saturating_sub(1)) {
+        Some(critical) if counts.iter().sum::<u64>() >= 5 * classes as u64 => {
+            let chi2 = theory::chi_square(&counts, &expected);
+            format!(
+                "block shares against {basis}: chi-square {chi2:.2} with {} degrees of freedom \
+                 ({} at the 1% level, critical value {critical:.2})",
+                classes - 1,
+                if chi2 < critical {
+                    "consistent"
+                } else {
+                    "NOT consistent"
+                }
+            )
+        }
+        _ => format!(
+            "block shares against {basis}: too few blocks or producers for a chi-square test"
+        ),
+    }
+}
+
 /// One engine's setup from the plan.
 fn setup(plan: &Plan, spec: &ChainSpec) -> Setup {
     Setup {
         spec: spec.clone(),
         authors: author_keys(plan.nodes),
         link: plan.link,
+        peers: plan.peers,
         hash_shares: plan.hash_shares.clone(),
+        selfish: plan.selfish,
         seed: plan.seed,
         tx_rate: plan.tx_rate,
         traders: plan.trader_keys.clone(),
         duration_ms: plan.duration_s.saturating_mul(1000),
+        faults: plan.faults.clone(),
     }
 }
 
@@ -426,14 +589,18 @@ fn intro(plan: &Plan) -> String {
     format!(
         "A simulation: {} node(s) running the real chain and engine code under a virtual clock, \
          {} of virtual time per engine from genesis, on {spec}; {hash}. Network: peer graph \
-         of degree ≤ {}, one-way delay log-normal with mean {} ms and standard deviation {} ms, \
+         of degree ≤ {}{}, one-way delay log-normal with mean {} ms and standard deviation {} ms, \
          {} bytes/s upload per node, {:.1}% of gossip lost; {} transfers/s between {} (seed {}). \
          Times are virtual seconds. The simulator records every node's head the instant it \
          changes, so the figures carry no polling delay (where the tables say \"collector\", \
          read the simulator); CPU is not measured, since nothing runs in real time.\n",
         plan.nodes,
         describe_secs(plan.duration_s),
-        network::DEGREE,
+        plan.peers,
+        match plan.selfish {
+            Some(node) => format!(", node {node} mining selfishly (Eyal & Sirer)"),
+            None => String::new(),
+        },
         plan.link.latency_ms,
         plan.link.jitter_ms,
         plan.link.bandwidth,
@@ -463,6 +630,11 @@ mod tests {
             seed: 1,
             tx_rate: 0.0,
             block_time: None,
+            peers: 8,
+            selfish: None,
+            sweep: None,
+            sweep_blocks: 20_000,
+            faults: Vec::new(),
             out: PathBuf::from("simulate-out"),
         }
     }

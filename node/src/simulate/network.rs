@@ -51,10 +51,16 @@ pub enum Delivery {
 }
 
 impl Network {
-    pub fn new(nodes: usize, model: LinkModel, topology: &mut SimRng, rng: SimRng) -> Network {
+    pub fn new(
+        nodes: usize,
+        model: LinkModel,
+        degree: usize,
+        topology: &mut SimRng,
+        rng: SimRng,
+    ) -> Network {
         Network {
             model,
-            peers: peer_graph(nodes, DEGREE, topology),
+            peers: peer_graph(nodes, degree, topology),
             uplink_free: vec![0.0; nodes],
             last_arrival: BTreeMap::new(),
             rng,
@@ -183,6 +189,7 @@ mod tests {
         Network::new(
             3,
             model,
+            DEGREE,
             &mut SimRng::new(1, Stream::Topology),
             SimRng::new(1, Stream::Network),
         )

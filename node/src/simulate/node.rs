@@ -18,29 +18,54 @@ use anyhow::Context;
 use chain::{
     Block, BlockError, BlockHash, BlockProducer, CancelFlag, Canonical, Chain, ChainConfig,
     ChainId, ChainView, Clock, Header, ImportOutcome, ManualClock, MemoryStore, Mempool,
-    MempoolConfig, SecretKey, Transaction, Turn, TxHash,
+    MempoolConfig, SecretKey, SkewedClock, Transaction, Turn, TxHash,
 };
 use config::{ChainSpec, EngineSpec};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 /// Blocks a node holds while their parents are missing; more are dropped.
 const MAX_ORPHANS: usize = 256;
+/// A request for a missing parent unanswered this long is asked again.
+const REQUEST_RETRY_MS: u64 = 5_000;
 
 /// Why a node did not produce or take something; counted per kind for the summary.
 pub type Problem = &'static str;
 
-/// A block or transaction with its encoded size, shared by every delivery of it.
+/// A block or transaction with its hash and encoded size, worked out once and shared by
+/// every delivery of it (a block reaches each node from several peers).
 #[derive(Debug)]
-pub struct Wire<T> {
+pub struct Wire<T: Hashed> {
     pub item: T,
+    pub hash: T::Hash,
     pub bytes: usize,
 }
 
-impl<T: Canonical> Wire<T> {
+/// What goes over the simulated wire: it has a hash that names it.
+pub trait Hashed: Canonical {
+    type Hash: Copy + std::fmt::Debug;
+    fn hash_of(&self) -> Self::Hash;
+}
+
+impl Hashed for Block {
+    type Hash = BlockHash;
+    fn hash_of(&self) -> BlockHash {
+        self.hash()
+    }
+}
+
+impl Hashed for Transaction {
+    type Hash = TxHash;
+    fn hash_of(&self) -> TxHash {
+        self.hash()
+    }
+}
+
+impl<T: Hashed> Wire<T> {
     pub fn new(item: T) -> Arc<Wire<T>> {
         let bytes = item.encode().len();
-        Arc::new(Wire { item, bytes })
+        let hash = item.hash_of();
+        Arc::new(Wire { item, hash, bytes })
     }
 }
 
@@ -81,7 +106,10 @@ pub struct SimNode {
     /// By missing parent.
     orphans: BTreeMap<BlockHash, Vec<Orphan>>,
     orphan_count: usize,
-    requested: BTreeSet<BlockHash>,
+    /// Parents asked for, and when.
+    requested: BTreeMap<BlockHash, u64>,
+    /// How far this node's clock runs ahead of virtual time, ms (behind when negative).
+    skew_ms: i64,
     pub produced: u64,
     pub reorgs: u64,
     pub deepest_reorg: u64,
@@ -93,13 +121,18 @@ impl SimNode {
         key: &SecretKey,
         spec: &ChainSpec,
         clock: Arc<ManualClock>,
+        skew_ms: i64,
     ) -> anyhow::Result<SimNode> {
         let engines = factory::simulated(&spec.engine, key, pos_window(&spec.engine))?;
         let producer = engines
             .producer
             .context("the factory builds a producer for every author")?;
         let chain_id = ChainId(spec.chain_id);
-        let clock: Arc<dyn Clock> = clock;
+        let clock: Arc<dyn Clock> = if skew_ms == 0 {
+            clock
+        } else {
+            Arc::new(SkewedClock::new(clock, skew_ms))
+        };
         let chain = Chain::open(
             Arc::new(MemoryStore::new()),
             engines.engine,
@@ -121,7 +154,8 @@ impl SimNode {
             known_txs: HashSet::new(),
             orphans: BTreeMap::new(),
             orphan_count: 0,
-            requested: BTreeSet::new(),
+            requested: BTreeMap::new(),
+            skew_ms,
             produced: 0,
             reorgs: 0,
             deepest_reorg: 0,
@@ -132,11 +166,25 @@ impl SimNode {
         &self.ledger.chain
     }
 
+    pub fn author(&self) -> chain::Address {
+        self.producer.author()
+    }
+
+    /// What this node's clock reads at virtual time `now`.
+    fn local_time(&self, now: u64) -> u64 {
+        now.saturating_add_signed(self.skew_ms)
+    }
+
+    /// The virtual time at which this node's clock reads `local`.
+    pub fn virtual_time(&self, local: u64) -> u64 {
+        local.saturating_add_signed(-self.skew_ms)
+    }
+
     /// What to do on the current head at `now` (milliseconds); `mining` for proof of work.
     pub fn plan(&self, now: u64, mining: bool) -> Plan {
         let chain = self.chain();
         let head = chain.head();
-        let turn = match self.producer.next_turn(chain, &head, now) {
+        let turn = match self.producer.next_turn(chain, &head, self.local_time(now)) {
             Ok(Some(turn)) => turn,
             Ok(None) => return Plan::Later(None),
             Err(e) => {
@@ -243,8 +291,16 @@ impl SimNode {
     }
 
     /// Records a request for `hash`; false when one is already out.
-    pub fn request(&mut self, hash: BlockHash) -> bool {
-        self.requested.insert(hash)
+    /// Records a request for `hash` at `now`; false when one is already out and younger
+    /// than [`REQUEST_RETRY_MS`] (an older one is taken as lost: its peer went away).
+    pub fn request(&mut self, hash: BlockHash, now: u64) -> bool {
+        match self.requested.get(&hash) {
+            Some(asked) if now.saturating_sub(*asked) < REQUEST_RETRY_MS => false,
+            _ => {
+                self.requested.insert(hash, now);
+                true
+            }
+        }
     }
 
     pub fn answered(&mut self, hash: &BlockHash) {

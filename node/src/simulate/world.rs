@@ -15,6 +15,8 @@ use super::network::{Delivery, LinkModel, Network};
 use super::node::{Orphan, Plan, Problem, SimNode, Wire, retry_after};
 use super::queue::{EventQueue, Millis};
 use super::random::{SimRng, Stream};
+use super::selfish::SelfishMiner;
+use crate::compare::faults::{Fault, second_half};
 use crate::compare::load::{MAX_AMOUNT, code_kind};
 use crate::compare::record::{
     BlockTree, NodeCounters, Observation, RunRecord, Secs, SeenBlock, Submitted,
@@ -31,6 +33,8 @@ use std::sync::Arc;
 
 /// Bytes of a request for one block by hash.
 const REQUEST_BYTES: usize = 64;
+/// Bytes of a status message (a head hash and height).
+const STATUS_BYTES: usize = 48;
 
 /// Everything one engine's run is made of.
 #[derive(Debug)]
@@ -39,14 +43,20 @@ pub struct Setup {
     /// Node i's name and key.
     pub authors: Vec<(String, SecretKey)>,
     pub link: LinkModel,
+    /// Peers per node (a node count minus one: a full mesh).
+    pub peers: usize,
     /// PoW: each node's share of the hash power (summing to 1).
     pub hash_shares: Vec<f64>,
+    /// PoW: the node that mines selfishly ([`super::selfish`]).
+    pub selfish: Option<usize>,
     pub seed: u64,
     /// Transfers a virtual second.
     pub tx_rate: f64,
     /// The accounts that send and receive them.
     pub traders: Vec<SecretKey>,
     pub duration_ms: Millis,
+    /// Faults injected ([`crate::compare::faults`]).
+    pub faults: Vec<Fault>,
 }
 
 /// A simulated run: the record the metrics are computed from, and what went wrong how often.
@@ -57,6 +67,8 @@ pub struct Outcome {
     pub events: u64,
     /// Blocks a node asked a peer for, because a child came first.
     pub requests: u64,
+    /// The node `kill-producer` took down.
+    pub killed: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -92,6 +104,46 @@ enum Event {
     },
     /// The load generator's next transfer.
     Submit,
+    /// `kill-producer`: the newest block's producer goes down for good.
+    Kill,
+    /// A partition ends: each node tells the peers it was cut off from its head, as the
+    /// real node's status exchange does, so each side learns the other's blocks.
+    Heal,
+}
+
+impl Event {
+    /// The node that handles the event, if one does.
+    fn node(&self) -> Option<usize> {
+        match self {
+            Event::Turn { node, .. } | Event::Solve { node, .. } | Event::Retry { node, .. } => {
+                Some(*node)
+            }
+            Event::Block { to, .. } | Event::Tx { to, .. } | Event::Request { to, .. } => Some(*to),
+            Event::Submit | Event::Kill | Event::Heal => None,
+        }
+    }
+}
+
+/// The faults in force: who is down, when the halves are cut off, the added delay.
+#[derive(Debug, Default)]
+struct Faults {
+    down: Vec<bool>,
+    /// `[from, until)` in virtual ms.
+    partitions: Vec<(Millis, Millis)>,
+    delay: Millis,
+    killed: Option<usize>,
+}
+
+impl Faults {
+    /// Whether `a` and `b` can reach each other at `at`.
+    fn linked(&self, at: Millis, a: usize, b: usize) -> bool {
+        let n = self.down.len();
+        !self.down[a]
+            && !self.down[b]
+            && !self.partitions.iter().any(|(from, until)| {
+                (*from..*until).contains(&at) && second_half(a, n) != second_half(b, n)
+            })
+    }
 }
 
 /// Solve times of proof of work: each node hashes at its own rate.
@@ -218,24 +270,43 @@ struct World {
     recorder: Recorder,
     problems: BTreeMap<Problem, u64>,
     requests: u64,
+    /// The selfish miner and its node.
+    selfish: Option<(usize, SelfishMiner<Arc<Wire<Block>>>)>,
+    faults: Faults,
 }
 
 /// Runs one engine's simulation; `progress` hears the virtual seconds done.
 pub fn simulate(setup: Setup, progress: &mut dyn FnMut(u64)) -> anyhow::Result<Outcome> {
+    // Every node applies every block: expand each state change once for all of them.
+    chain::state::memoize_expansions();
     let start: Millis = setup.spec.genesis.timestamp.saturating_mul(1000);
     let clock = Arc::new(ManualClock::new(chain::Timestamp(
         setup.spec.genesis.timestamp,
     )));
+    let skew_of = |node: usize| -> i64 {
+        setup
+            .faults
+            .iter()
+            .find_map(|f| match f {
+                Fault::ClockSkew { node: n, secs } if *n == node => Some(secs * 1000),
+                _ => None,
+            })
+            .unwrap_or(0)
+    };
     let nodes = setup
         .authors
         .iter()
-        .map(|(name, key)| SimNode::open(name.clone(), key, &setup.spec, clock.clone()))
+        .enumerate()
+        .map(|(i, (name, key))| {
+            SimNode::open(name.clone(), key, &setup.spec, clock.clone(), skew_of(i))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let n = nodes.len();
     let mut topology = SimRng::new(setup.seed, Stream::Topology);
     let net = Network::new(
         n,
         setup.link,
+        setup.peers,
         &mut topology,
         SimRng::new(setup.seed, Stream::Network),
     );
@@ -267,7 +338,28 @@ pub fn simulate(setup: Setup, progress: &mut dyn FnMut(u64)) -> anyhow::Result<O
         load,
         problems: BTreeMap::new(),
         requests: 0,
+        selfish: setup
+            .selfish
+            .filter(|node| *node < n)
+            .map(|node| (node, SelfishMiner::new(0))),
+        faults: Faults {
+            down: vec![false; n],
+            ..Faults::default()
+        },
     };
+    for fault in &setup.faults {
+        match *fault {
+            Fault::KillProducer { at_s } => world.queue.push(start + at_s * 1000, Event::Kill),
+            Fault::Partition { at_s, duration_s } => {
+                let from = start + at_s * 1000;
+                let until = from + duration_s * 1000;
+                world.faults.partitions.push((from, until));
+                world.queue.push(until, Event::Heal);
+            }
+            Fault::Delay { ms } => world.faults.delay += ms,
+            Fault::ClockSkew { .. } => {}
+        }
+    }
     let end = start.saturating_add(setup.duration_ms);
     world.begin();
     let mut events = 0u64;
@@ -283,7 +375,13 @@ pub fn simulate(setup: Setup, progress: &mut dyn FnMut(u64)) -> anyhow::Result<O
     }
     world.clock.set_millis(end);
     progress(setup.duration_ms / 1000);
-    Ok(world.finish(setup.spec, setup.authors.iter(), setup.duration_ms, events))
+    Ok(world.finish(
+        setup.spec,
+        setup.authors.iter(),
+        setup.duration_ms,
+        events,
+        setup.faults,
+    ))
 }
 
 impl World {
@@ -310,6 +408,9 @@ impl World {
     }
 
     fn handle(&mut self, at: Millis, event: Event) {
+        if event.node().is_some_and(|node| self.faults.down[node]) {
+            return;
+        }
         match event {
             Event::Turn { node, epoch, turn } => {
                 if self.nodes[node].epoch == epoch {
@@ -342,16 +443,89 @@ impl World {
             Event::Tx { to, from, tx } => self.receive_tx(at, to, from, tx),
             Event::Request { to, asker, hash } => self.answer(at, to, asker, hash),
             Event::Submit => self.submit(at),
+            Event::Kill => self.kill(),
+            Event::Heal => self.heal(at),
         }
+    }
+
+    /// Takes down the producer of the newest block on the first live node's best chain.
+    fn kill(&mut self) {
+        let Some(witness) = (0..self.nodes.len()).find(|n| !self.faults.down[*n]) else {
+            return;
+        };
+        let producer = self.nodes[witness].chain().head().producer;
+        let victim = self
+            .nodes
+            .iter()
+            .position(|node| node.author() == producer)
+            .unwrap_or(witness);
+        self.faults.down[victim] = true;
+        self.faults.killed = Some(victim);
+    }
+
+    /// Each live node sends its head to the peers it was cut off from; a peer missing it
+    /// fetches the chain below it from the sender.
+    fn heal(&mut self, at: Millis) {
+        let n = self.nodes.len();
+        for node in 0..n {
+            if self.faults.down[node] {
+                continue;
+            }
+            let head = self.nodes[node].chain().head_id().hash;
+            let Ok(Some(block)) = self.nodes[node].chain().block(&head) else {
+                continue;
+            };
+            let block = Wire::new(block);
+            for peer in self.net.peers(node).to_vec() {
+                if second_half(node, n) == second_half(peer, n) {
+                    continue;
+                }
+                if let Some(arrival) = self.send(
+                    at,
+                    node,
+                    peer,
+                    STATUS_BYTES + block.bytes,
+                    Delivery::Reliable,
+                ) {
+                    self.queue.push(
+                        arrival,
+                        Event::Block {
+                            to: peer,
+                            from: node,
+                            block: block.clone(),
+                            gossip: false,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Sends a message over the simulated network unless a fault cuts the link; the
+    /// arrival time includes any added delay.
+    fn send(
+        &mut self,
+        at: Millis,
+        from: usize,
+        to: usize,
+        bytes: usize,
+        delivery: Delivery,
+    ) -> Option<Millis> {
+        if !self.faults.linked(at, from, to) {
+            return None;
+        }
+        let arrival = self.net.send(at, from, to, bytes, delivery)?;
+        Some(arrival + self.faults.delay)
     }
 
     /// Asks `node`'s producer what to do on its head and schedules it.
     fn plan(&mut self, node: usize, now: Millis) {
         let epoch = self.nodes[node].epoch;
         match self.nodes[node].plan(now, self.mining.is_some()) {
-            Plan::Sign(turn) => self
-                .queue
-                .push(turn.at_millis.max(now), Event::Turn { node, epoch, turn }),
+            Plan::Sign(turn) => {
+                let due = self.nodes[node].virtual_time(turn.at_millis).max(now);
+                self.queue.push(due, Event::Turn { node, epoch, turn });
+            }
             Plan::Mine { header, candidates } => {
                 let delay = self
                     .mining
@@ -383,7 +557,7 @@ impl World {
     fn made(&mut self, at: Millis, node: usize, made: Result<Block, Problem>) {
         let outcome = made.and_then(|block| {
             let block = Wire::new(block);
-            self.nodes[node].first_sight_of_block(block.item.hash());
+            self.nodes[node].first_sight_of_block(block.hash);
             match self.nodes[node].import(block.item.clone()) {
                 Ok(ImportOutcome::NewHead(change)) => Ok((block, change)),
                 Ok(_) => Err("own block did not become the head"),
@@ -397,7 +571,15 @@ impl World {
             Ok((block, change)) => {
                 self.nodes[node].produced += 1;
                 self.new_head(at, node, &change.applied);
-                self.gossip_block(at, node, None, &block);
+                let publish = match &mut self.selfish {
+                    Some((selfish, miner)) if *selfish == node => {
+                        miner.found(block.item.header.height.0, block)
+                    }
+                    _ => vec![block],
+                };
+                for block in publish {
+                    self.gossip_block(at, node, None, &block);
+                }
             }
             Err(problem) => {
                 // As the real loop: wait a second for a new head, then ask again.
@@ -428,7 +610,7 @@ impl World {
             if Some(peer) == except {
                 continue;
             }
-            if let Some(arrival) = self.net.send(at, node, peer, bytes, Delivery::Gossip) {
+            if let Some(arrival) = self.send(at, node, peer, bytes, Delivery::Gossip) {
                 self.queue.push(arrival, deliver(peer));
             }
         }
@@ -474,7 +656,7 @@ impl World {
         block: Arc<Wire<Block>>,
         gossip: bool,
     ) {
-        let hash = block.item.hash();
+        let hash = block.hash;
         let first = self.nodes[to].first_sight_of_block(hash);
         if gossip && !first {
             return;
@@ -484,7 +666,7 @@ impl World {
         }
         let mut work = vec![(block, from, gossip)];
         while let Some((block, from, relay)) = work.pop() {
-            let hash = block.item.hash();
+            let hash = block.hash;
             match self.nodes[to].import(block.item.clone()) {
                 Ok(ImportOutcome::AlreadyKnown) => {}
                 Ok(outcome) => {
@@ -494,6 +676,7 @@ impl World {
                     if relay {
                         self.gossip_block(at, to, Some(from), &block);
                     }
+                    self.others_found(at, to, &block.item);
                     for orphan in self.nodes[to].release_orphans(&hash) {
                         work.push((orphan.block, orphan.from, true));
                     }
@@ -502,10 +685,10 @@ impl World {
                     if !self.nodes[to].keep_orphan(Orphan { block, from }) {
                         self.count("orphan dropped: the buffer is full");
                     }
-                    if self.nodes[to].request(parent)
+                    if self.faults.linked(at, to, from)
+                        && self.nodes[to].request(parent, at)
                         && let Some(arrival) =
-                            self.net
-                                .send(at, to, from, REQUEST_BYTES, Delivery::Reliable)
+                            self.send(at, to, from, REQUEST_BYTES, Delivery::Reliable)
                     {
                         self.queue.push(
                             arrival,
@@ -529,6 +712,17 @@ impl World {
         }
     }
 
+    /// A selfish miner at `node` answers a block the others published.
+    fn others_found(&mut self, at: Millis, node: usize, block: &Block) {
+        let publish = match &mut self.selfish {
+            Some((selfish, miner)) if *selfish == node => miner.others_found(block.header.height.0),
+            _ => return,
+        };
+        for block in publish {
+            self.gossip_block(at, node, None, &block);
+        }
+    }
+
     /// `to` answers `asker`'s request for a block it has.
     fn answer(&mut self, at: Millis, to: usize, asker: usize, hash: BlockHash) {
         self.requests += 1;
@@ -537,10 +731,7 @@ impl World {
             return;
         };
         let block = Wire::new(block);
-        if let Some(arrival) = self
-            .net
-            .send(at, to, asker, block.bytes, Delivery::Reliable)
-        {
+        if let Some(arrival) = self.send(at, to, asker, block.bytes, Delivery::Reliable) {
             self.queue.push(
                 arrival,
                 Event::Block {
@@ -555,7 +746,7 @@ impl World {
 
     /// A transaction reaches `to`: relayed when its mempool takes it.
     fn receive_tx(&mut self, at: Millis, to: usize, from: usize, tx: Arc<Wire<Transaction>>) {
-        if !self.nodes[to].first_sight_of_tx(tx.item.hash()) {
+        if !self.nodes[to].first_sight_of_tx(tx.hash) {
             return;
         }
         if self.nodes[to].ledger.submit(tx.item.clone()).is_ok() {
@@ -580,6 +771,10 @@ impl World {
         self.queue.push(next, Event::Submit);
 
         let entry = from % self.nodes.len();
+        if self.faults.down[entry] {
+            *self.recorder.submit_errors.entry("node down").or_default() += 1;
+            return;
+        }
         let ledger = &mut self.nodes[entry].ledger;
         let Ok(nonce) = ledger.pending_nonce(&key.address()) else {
             *self
@@ -626,6 +821,7 @@ impl World {
         authors: impl Iterator<Item = &'a (String, SecretKey)>,
         duration_ms: Millis,
         events: u64,
+        faults: Vec<Fault>,
     ) -> Outcome {
         let counters = NodeCounters {
             blocks_produced: Some(self.nodes.iter().map(|n| n.produced).sum()),
@@ -647,18 +843,26 @@ impl World {
             window: duration_ms as f64 / 1000.0,
             blocks: self.recorder.blocks,
             observations: self.recorder.observations,
-            final_head: self.nodes[0].chain().head_id().hash,
+            // Node 0's, or the first live node's when a fault took node 0 down.
+            final_head: self.nodes[(0..self.nodes.len())
+                .find(|n| !self.faults.down[*n])
+                .unwrap_or(0)]
+            .chain()
+            .head_id()
+            .hash,
             submitted: self.recorder.submitted,
             submit_errors: self.recorder.submit_errors,
             poll_errors: 0,
             cpu_seconds: None,
             counters,
+            faults,
         };
         Outcome {
             record,
             problems: self.problems,
             events,
             requests: self.requests,
+            killed: self.faults.killed,
         }
     }
 }
@@ -680,11 +884,14 @@ mod tests {
                 bandwidth: 1e6,
                 loss,
             },
+            peers: super::super::network::DEGREE,
             hash_shares: vec![1.0 / nodes as f64; nodes],
+            selfish: None,
             seed: 5,
             tx_rate,
             traders: traders.into_iter().map(|(_, key)| key).collect(),
             duration_ms: secs * 1000,
+            faults: Vec::new(),
             authors,
         }
     }
@@ -757,5 +964,179 @@ mod tests {
             record.counters.blocks_produced,
             Some(record.blocks.len() as u64 - 1)
         );
+    }
+
+    fn faulty(kind: EngineKind, nodes: usize, secs: u64, faults: Vec<Fault>) -> Outcome {
+        let mut setup = setup(kind, nodes, 0.0, secs, 0.5);
+        setup.faults = faults;
+        simulate(setup, &mut |_| {}).expect("runs")
+    }
+
+    /// Each node's last head.
+    fn last_heads(record: &RunRecord) -> Vec<BlockHash> {
+        let mut heads = vec![record.final_head; record.authors.len()];
+        for o in &record.observations {
+            heads[o.node] = o.head;
+        }
+        heads
+    }
+
+    #[test]
+    fn a_partition_forks_proof_of_work_and_the_heal_joins_the_halves() {
+        let outcome = faulty(
+            EngineKind::Pow,
+            4,
+            600,
+            vec![Fault::Partition {
+                at_s: 120,
+                duration_s: 180,
+            }],
+        );
+        let record = &outcome.record;
+        // Both halves mined during the cut: blocks of each half that the other never had
+        // on its best chain at the time.
+        let during = |half: bool| {
+            record
+                .blocks
+                .values()
+                .filter(|b| (125.0..300.0).contains(&b.first_seen))
+                .filter(|b| {
+                    b.seen_by
+                        .iter()
+                        .enumerate()
+                        .any(|(n, s)| second_half(n, 4) == half && s.is_some())
+                })
+                .count()
+        };
+        assert!(
+            during(false) > 3 && during(true) > 3,
+            "{} / {}",
+            during(false),
+            during(true)
+        );
+        // After the heal one half reorganised onto the other's chain, and by the end all
+        // four nodes agree (the newest block aside).
+        let deepest = outcome.record.counters.reorg_depth_max.unwrap_or(0);
+        assert!(deepest >= 3, "deepest reorg {deepest}");
+        let chain = chain_to(&record.blocks, record.final_head);
+        let settled = &chain[chain.len() - 3];
+        assert!(settled.seen_by.iter().all(Option::is_some), "{settled:?}");
+        let metrics = crate::compare::metrics::compute(record, 0.5);
+        assert_eq!(metrics.metrics.faults.len(), 1);
+        assert!(
+            metrics.metrics.faults[0]
+                .blocks_per_min_after
+                .is_some_and(|r| r > 6.0)
+        );
+    }
+
+    #[test]
+    fn dpos_and_poa_stay_safe_through_a_partition_and_finish_on_one_head() {
+        for kind in [EngineKind::Dpos, EngineKind::Poa] {
+            let outcome = faulty(
+                kind,
+                4,
+                600,
+                vec![Fault::Partition {
+                    at_s: 60,
+                    duration_s: 120,
+                }],
+            );
+            let record = &outcome.record;
+            let result = crate::compare::metrics::compute(record, 0.5);
+            assert_eq!(result.metrics.finalized_conflicts, 0, "{kind}");
+            let figures = &result.metrics.faults[0];
+            // Finality needs more than half of the producers: it stalls while cut in two,
+            // and moves on after the heal.
+            let start = figures.finalized_at_start.unwrap_or(0);
+            let end = figures.finalized_at_end.unwrap_or(0);
+            let finish = figures.finalized_at_finish.unwrap_or(0);
+            assert!(
+                end <= start + 4,
+                "{kind}: finality ran on during the cut: {figures:?}"
+            );
+            assert!(
+                finish > end + 20,
+                "{kind}: finality did not resume: {figures:?}"
+            );
+            let heads = last_heads(record);
+            let newest = chain_to(&record.blocks, record.final_head);
+            // Every node's head is on the final chain or one block past it.
+            for head in heads {
+                let at = record.blocks[&head].height.0;
+                assert!(
+                    newest.iter().any(|b| b.hash == head) || at > newest.len() as u64 - 3,
+                    "{kind}: a node ended on a side branch"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_killed_dpos_producer_costs_its_slots_only() {
+        let outcome = faulty(
+            EngineKind::Dpos,
+            4,
+            600,
+            vec![Fault::KillProducer { at_s: 300 }],
+        );
+        let victim = outcome.killed.expect("someone was killed");
+        let record = &outcome.record;
+        let victim_address = record.authors[victim].1;
+        let chain = chain_to(&record.blocks, record.final_head);
+        let after: Vec<_> = chain.iter().filter(|b| b.first_seen > 301.0).collect();
+        assert!(after.iter().all(|b| b.producer != victim_address));
+        // Three of four slots are still filled: about 45 of the 60 slots in 300 s.
+        assert!(
+            (40..=47).contains(&after.len()),
+            "{} blocks after the kill",
+            after.len()
+        );
+    }
+
+    #[test]
+    fn a_clock_far_ahead_gets_its_blocks_turned_away_and_a_small_skew_does_not() {
+        // PoA with 5 s periods; the chain accepts timestamps up to 15 s ahead of its clock.
+        let run = |secs| {
+            let outcome = faulty(
+                EngineKind::Poa,
+                3,
+                300,
+                vec![Fault::ClockSkew { node: 2, secs }],
+            );
+            let record = &outcome.record;
+            let skewed = record.authors[2].1;
+            let chain = chain_to(&record.blocks, record.final_head);
+            let made = chain.iter().filter(|b| b.producer == skewed).count();
+            // A block from the future is not bad data (it may just be early), so it counts
+            // as not imported rather than refused.
+            let turned_away = ["block refused", "block not imported"]
+                .iter()
+                .filter_map(|p| outcome.problems.get(p))
+                .sum::<u64>();
+            (made, turned_away, chain.len())
+        };
+        let (made, turned_away, length) = run(3);
+        assert!(
+            made > 10 && turned_away == 0,
+            "3 s ahead: {made} blocks, {turned_away} turned away"
+        );
+        assert!(length > 50);
+        let (made, turned_away, length) = run(120);
+        assert_eq!(made, 0, "a node 2 min ahead made final-chain blocks");
+        assert!(turned_away > 0);
+        assert!(length > 40, "the two good signers carry on: {length}");
+    }
+
+    #[test]
+    fn an_added_delay_slows_every_message() {
+        let propagation = |faults| {
+            let outcome = faulty(EngineKind::Poa, 4, 300, faults);
+            let result = crate::compare::metrics::compute(&outcome.record, 0.5);
+            result.metrics.propagation_s.expect("blocks propagated").p50
+        };
+        let plain = propagation(Vec::new());
+        let slowed = propagation(vec![Fault::Delay { ms: 700 }]);
+        assert!(slowed >= plain + 0.6, "{plain} s → {slowed} s");
     }
 }

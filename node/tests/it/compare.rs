@@ -237,3 +237,70 @@ fn interrupted_compare_stops_its_nodes() {
         processes_naming(out).is_empty().then_some(())
     });
 }
+
+#[test]
+fn compare_injects_a_partition_and_a_kill_and_reports_liveness_and_safety() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out_dir = tmp.path().join("out");
+    let out = out_dir.to_str().expect("UTF-8 path");
+    let run = toychain(&[
+        "compare",
+        "--engines",
+        "dpos",
+        "--nodes",
+        "4",
+        "--duration",
+        "40",
+        "--tx-rate",
+        "1",
+        "--fault",
+        "partition@8:12",
+        "--fault",
+        "kill-producer@30",
+        "--out",
+        out,
+    ]);
+    run.assert_ok("compare with faults");
+    assert!(
+        run.stdout
+            .contains("dpos: partition: nodes 0–1 cut off from 2–3"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("dpos: partition healed"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("dpos: kill-producer: SIGKILL to node"),
+        "{}",
+        run.stdout
+    );
+    let json: Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.join("metrics.json")).expect("metrics.json"),
+    )
+    .expect("JSON");
+    let row = &json["engines"][0];
+    assert_eq!(row["finalized_conflicts"], 0, "{row}");
+    let faults = row["faults"].as_array().expect("faults");
+    assert_eq!(faults[0]["fault"], "partition@8:12");
+    // Blocks went on after the heal, and finality moved past where the cut left it.
+    assert!(
+        faults[0]["blocks_per_min_after"].as_f64() > Some(0.0),
+        "{row}"
+    );
+    assert!(
+        faults[0]["finalized_at_finish"].as_u64() > faults[0]["finalized_at_end"].as_u64(),
+        "{row}"
+    );
+    assert_eq!(faults[1]["fault"], "kill-producer@30");
+    // Every node process is gone, the killed one included.
+    wait_for(
+        "the devnet's processes to exit",
+        Duration::from_secs(20),
+        || processes_naming(out).is_empty().then_some(()),
+    );
+    let report = std::fs::read_to_string(out_dir.join("report.md")).expect("report.md");
+    assert!(report.contains("| dpos | 0 | safe |"), "{report}");
+}

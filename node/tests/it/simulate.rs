@@ -229,8 +229,21 @@ fn a_hundred_and_twenty_nodes_simulate_in_seconds() {
 fn bad_flags_exit_2_naming_the_value() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let out = tmp.path().to_str().expect("UTF-8 path");
-    let cases: [&[&str]; 6] = [
+    let cases: [&[&str]; 12] = [
         &["--engine", "raft"],
+        &["--engine", "pow", "--fault", "meteor@5"],
+        &[
+            "--engine",
+            "pow",
+            "--duration",
+            "60",
+            "--fault",
+            "partition@50:30",
+        ],
+        &["--engine", "pow", "--fault", "clock-skew:9:5"],
+        &["--engine", "poa", "--selfish", "0"],
+        &["--sweep", "greedy"],
+        &["--sweep", "selfish", "--sweep-blocks", "5"],
         &["--engine", "pow", "--nodes", "0"],
         &["--engine", "pow", "--duration", "10x"],
         &["--engine", "pow", "--loss", "2"],
@@ -243,10 +256,105 @@ fn bad_flags_exit_2_naming_the_value() {
         let run = toychain(&all);
         assert_eq!(run.code, 2, "{args:?}\n{}", run.stderr);
         let value = args[args.len() - 1];
+        let value = value.split(':').next().unwrap_or(value);
         assert!(run.stderr.contains(value), "{args:?}: {}", run.stderr);
         assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     }
     let missing = toychain(&["simulate", "--out", out]);
     assert_eq!(missing.code, 2, "{}", missing.stderr);
     assert!(missing.stderr.contains("--engine"), "{}", missing.stderr);
+}
+
+#[test]
+fn faults_get_a_liveness_and_safety_section_for_every_engine() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let json = simulate(
+        tmp.path(),
+        "--engine poa,dpos,pow --nodes 4 --duration 10m --seed 3",
+        &[
+            "--fault",
+            "partition@120:120",
+            "--fault",
+            "kill-producer@400",
+        ],
+    );
+    for row in rows(&json) {
+        let engine = row["engine"].as_str().expect("engine");
+        assert_eq!(row["finalized_conflicts"], 0, "{engine}");
+        let faults = row["faults"].as_array().expect("faults");
+        assert_eq!(faults.len(), 2, "{engine}");
+        assert_eq!(faults[0]["fault"], "partition@120:120");
+        assert!(
+            number(&faults[0], "blocks_per_min_after") > 0.0,
+            "{engine}: {row}"
+        );
+        assert!(
+            faults[1]["blocks_per_min_after"].is_null(),
+            "a kill lasts to the end"
+        );
+    }
+    let report = std::fs::read_to_string(tmp.path().join("report.md")).expect("report.md");
+    assert!(report.contains("## Faults and safety"), "{report}");
+    assert!(report.contains("| dpos | partition@120:120 |"), "{report}");
+}
+
+#[test]
+fn the_selfish_sweep_writes_its_table_chart_and_verdict() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out = tmp.path().to_str().expect("UTF-8 path");
+    // 20,000 blocks a point: the same tolerance as the full sweep, in seconds.
+    let run = toychain(&[
+        "simulate",
+        "--sweep",
+        "selfish",
+        "--sweep-blocks",
+        "20000",
+        "--seed",
+        "4",
+        "--out",
+        out,
+    ]);
+    run.assert_ok("sweep");
+    let md = std::fs::read_to_string(tmp.path().join("sweep-selfish.md")).expect("md");
+    assert!(md.contains("within 0.02 of Eyal–Sirer: yes"), "{md}");
+    assert_eq!(md.matches("\n| 0.").count(), 7, "one row per α: {md}");
+    let csv = std::fs::read_to_string(tmp.path().join("sweep-selfish.csv")).expect("csv");
+    assert_eq!(csv.lines().count(), 8, "{csv}");
+    let svg = std::fs::read_to_string(tmp.path().join("sweep-selfish.svg")).expect("svg");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("<circle"),
+        "a chart with points"
+    );
+}
+
+#[test]
+fn block_shares_pass_a_chi_square_test_against_hash_power_stake_and_turns() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    for (flags, basis) in [
+        (
+            "--engine pow --nodes 4 --duration 2h --latency 20 --hash-rates 5,3,2,0",
+            "hash power",
+        ),
+        (
+            "--engine pos --nodes 4 --duration 6h --latency 20",
+            "equal stakes",
+        ),
+        ("--engine dpos --nodes 5 --duration 1h", "equal turns"),
+    ] {
+        let out = tmp.path().join(basis.replace(' ', "-"));
+        let mut args = vec!["simulate", "--out", out.to_str().expect("UTF-8 path")];
+        args.extend(flags.split_whitespace());
+        let run = toychain(&args);
+        run.assert_ok(flags);
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.contains("block shares against"))
+            .unwrap_or_else(|| panic!("no share check in: {}", run.stdout));
+        assert!(line.contains(basis), "{line}");
+        assert!(
+            line.contains("(consistent at the 1% level"),
+            "{flags}: {line}"
+        );
+    }
 }
