@@ -10,12 +10,15 @@
 //! there is no fsync per transaction). At start the node submits every journaled tx to
 //! its mempool again — ones already on the chain or with a stale nonce are refused there
 //! and dropped — and gossips the accepted ones once it has a peer. A background task
-//! rewrites the journal from time to time with only the txs still pending, so it stays
-//! about as small as the mempool's share of RPC-submitted txs.
+//! rewrites the journal from time to time without the txs that are done with: on the
+//! best chain under [`KEEP_CONFIRMATIONS`] blocks, or neither there nor in the mempool
+//! (replaced, expired). A tx in a shallow block stays journaled, since a reorg puts it
+//! back in the mempool, which a crash would then lose again (the reliability suite's
+//! crash cycles found exactly that while a killed producer switched branch).
 
 use crate::actor::ChainHandle;
 use anyhow::Context;
-use chain::{Canonical, Transaction, TxHash};
+use chain::{Canonical, ChainView, Transaction, TxHash};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -23,8 +26,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
-/// How often the journal drops txs that left the mempool.
+/// How often the journal drops txs it no longer needs.
 pub const COMPACT_INTERVAL: Duration = Duration::from_secs(10);
+/// Confirmations after which an included tx leaves the journal.
+pub const KEEP_CONFIRMATIONS: u64 = 20;
 const FILE_NAME: &str = "txs.journal";
 
 #[derive(Debug)]
@@ -102,7 +107,8 @@ impl TxJournal {
         Ok(())
     }
 
-    /// Drops the records whose tx is no longer pending in the mempool.
+    /// Drops the records whose tx is done with: deep enough on the best chain, or
+    /// neither on it nor pending.
     pub async fn compact(&self, chain: &ChainHandle) -> anyhow::Result<()> {
         let snapshot: Vec<TxHash> = self.lock().records.iter().map(|(h, _)| *h).collect();
         if snapshot.is_empty() {
@@ -110,7 +116,17 @@ impl TxJournal {
         }
         let mut gone = std::collections::HashSet::new();
         for hash in &snapshot {
-            if !chain.is_pending(*hash).await? {
+            if chain.is_pending(*hash).await? {
+                continue;
+            }
+            let reader = chain.reader();
+            let confirmations = match reader.tx_location(hash)? {
+                None => None,
+                Some((block, _)) => reader
+                    .header(&block)?
+                    .map(|header| chain.head().id.height.0.saturating_sub(header.height().0) + 1),
+            };
+            if confirmations.is_none_or(|c| c >= KEEP_CONFIRMATIONS) {
                 gone.insert(*hash);
             }
         }
