@@ -236,7 +236,7 @@ fn drive(
             let before = max_height(cluster);
             row.finalized_before = finalized(cluster);
             let fault_from = bank_started.elapsed().as_secs_f64();
-            if !inject(scenario, cluster, t, seed, &mut crash, tag)? {
+            if !inject(scenario, cluster, t, seed, &mut crash, signals, tag)? {
                 return Ok(None);
             }
             row.fault_window_s = Some((fault_from, bank_started.elapsed().as_secs_f64()));
@@ -337,6 +337,7 @@ fn inject(
     t: &Timing,
     seed: u64,
     crash: &mut CrashReport,
+    signals: &SignalWatch,
     tag: &str,
 ) -> anyhow::Result<bool> {
     match scenario {
@@ -384,7 +385,7 @@ fn inject(
             cluster.restart(TARGET, &["--clock-skew".into(), SKEW_SECS.to_string()])?;
             std::thread::sleep(t.fault);
         }
-        Scenario::Crash => return crash_cycles(cluster, t, seed, crash, tag),
+        Scenario::Crash => return crash_cycles(cluster, t, seed, crash, signals, tag),
     }
     Ok(true)
 }
@@ -395,11 +396,15 @@ fn crash_cycles(
     t: &Timing,
     seed: u64,
     report: &mut CrashReport,
+    signals: &SignalWatch,
     tag: &str,
 ) -> anyhow::Result<bool> {
     let mut rng = StdRng::seed_from_u64(seed);
     let v = CRASH_VICTIM;
     for cycle in 0..t.crash_cycles {
+        if signals.count() > 0 {
+            return Ok(false);
+        }
         // Every third kill lands while the victim switches branch: it is cut off long
         // enough to build on its own, healed, and killed as it syncs the heavier branch.
         let while_reorging = cycle % 3 == 2;
