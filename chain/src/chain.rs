@@ -788,6 +788,13 @@ impl ChainView for Chain {
     fn median_time_past(&self, parent: &SealedHeader) -> Result<Timestamp, StoreError> {
         self.reader.median_time_past(parent)
     }
+
+    fn time_and_parent(
+        &self,
+        hash: &BlockHash,
+    ) -> Result<Option<(Timestamp, BlockHash)>, StoreError> {
+        self.reader.time_and_parent(hash)
+    }
 }
 
 impl std::ops::Deref for Chain {

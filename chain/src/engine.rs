@@ -40,6 +40,15 @@ pub trait ChainView {
     /// The state at the head.
     fn state(&self) -> &dyn StateRead;
 
+    /// A block's timestamp and parent: what walking back through time needs, without the
+    /// rest of the header.
+    fn time_and_parent(
+        &self,
+        hash: &BlockHash,
+    ) -> Result<Option<(Timestamp, BlockHash)>, StoreError> {
+        Ok(self.header(hash)?.map(|h| (h.timestamp, h.parent)))
+    }
+
     /// The median timestamp of `parent` and up to ten blocks before it (Bitcoin's median
     /// time past), which a child's timestamp must exceed. A store-backed view remembers it
     /// per block; this default walks the headers each time.

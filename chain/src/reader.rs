@@ -13,6 +13,7 @@ use crate::tx::Transaction;
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 
 pub(crate) const META_HEAD: &[u8] = b"head";
@@ -58,16 +59,37 @@ const CACHE_GENERATION: usize = 1024;
 /// bookkeeping.
 #[derive(Debug)]
 pub(crate) struct Generations<K, V> {
-    current: HashMap<K, V>,
-    old: HashMap<K, V>,
+    current: PrefixMap<K, V>,
+    old: PrefixMap<K, V>,
     limit: usize,
+}
+
+type PrefixMap<K, V> = HashMap<K, V, BuildHasherDefault<PrefixHasher>>;
+
+/// Hashes keys that are already uniform — block hashes — by folding in the first eight
+/// bytes of each write instead of running SipHash over all of them. Someone grinding block
+/// hashes into one bucket can slow a lookup down to a scan of one bounded generation.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct PrefixHasher(u64);
+
+impl Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
+    }
 }
 
 impl<K: std::hash::Hash + Eq, V: Clone> Generations<K, V> {
     pub(crate) fn new(limit: usize) -> Generations<K, V> {
         Generations {
-            current: HashMap::new(),
-            old: HashMap::new(),
+            current: PrefixMap::default(),
+            old: PrefixMap::default(),
             limit,
         }
     }
@@ -80,6 +102,17 @@ impl<K: std::hash::Hash + Eq, V: Clone> Generations<K, V> {
         let (key, value) = self.old.remove_entry(key)?;
         self.insert(key, value.clone());
         Some(value)
+    }
+
+    /// `read` of the value of `key`, without cloning it; moves it up as [`Self::get`] does.
+    pub(crate) fn read<R>(&mut self, key: &K, read: impl FnOnce(&V) -> R) -> Option<R> {
+        if let Some(value) = self.current.get(key) {
+            return Some(read(value));
+        }
+        let (key, value) = self.old.remove_entry(key)?;
+        let out = read(&value);
+        self.insert(key, value);
+        Some(out)
     }
 
     pub(crate) fn insert(&mut self, key: K, value: V) {
@@ -214,6 +247,17 @@ impl ChainView for ChainReader {
             lock(&self.headers).insert(*hash, header.clone());
         }
         Ok(header)
+    }
+
+    fn time_and_parent(
+        &self,
+        hash: &BlockHash,
+    ) -> Result<Option<(Timestamp, BlockHash)>, StoreError> {
+        let link = |h: &SealedHeader| (h.timestamp, h.parent);
+        if let Some(found) = lock(&self.headers).read(hash, link) {
+            return Ok(Some(found));
+        }
+        Ok(self.header(hash)?.as_ref().map(link))
     }
 
     fn median_time_past(&self, parent: &SealedHeader) -> Result<Timestamp, StoreError> {

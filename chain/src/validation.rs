@@ -190,10 +190,10 @@ pub fn median_time_past<C: ChainView + ?Sized>(
     times.push(parent.timestamp);
     let mut current = parent.parent;
     while times.len() < MEDIAN_TIME_SPAN && parent.height().0 >= times.len() as u64 {
-        match chain.header(&current)? {
-            Some(h) => {
-                times.push(h.timestamp);
-                current = h.parent;
+        match chain.time_and_parent(&current)? {
+            Some((timestamp, parent)) => {
+                times.push(timestamp);
+                current = parent;
             }
             None => break,
         }
