@@ -9,7 +9,7 @@ mod memory;
 #[cfg(feature = "rocksdb")]
 mod rocks;
 
-pub use memory::MemoryStore;
+pub use memory::{FastBuildHasher, FastHasher, MemoryStore};
 #[cfg(feature = "rocksdb")]
 pub use rocks::RocksStore;
 

@@ -15,6 +15,7 @@ use crate::actor::Ledger;
 use crate::factory;
 use crate::producer::MAX_BLOCK_TXS;
 use anyhow::Context;
+use chain::store::FastBuildHasher;
 use chain::{
     Block, BlockError, BlockHash, BlockProducer, CancelFlag, Canonical, Chain, ChainConfig,
     ChainId, ChainView, Clock, Header, ImportOutcome, ManualClock, MemoryStore, Mempool,
@@ -101,8 +102,8 @@ pub struct SimNode {
     /// The newest timestamp this node signed (the sign guard, kept in memory: a simulated
     /// node never restarts).
     last_signed: Option<u64>,
-    known_blocks: HashSet<BlockHash>,
-    known_txs: HashSet<TxHash>,
+    known_blocks: HashSet<BlockHash, FastBuildHasher>,
+    known_txs: HashSet<TxHash, FastBuildHasher>,
     /// By missing parent.
     orphans: BTreeMap<BlockHash, Vec<Orphan>>,
     orphan_count: usize,
@@ -150,8 +151,8 @@ impl SimNode {
             producer,
             epoch: 0,
             last_signed: None,
-            known_blocks: HashSet::new(),
-            known_txs: HashSet::new(),
+            known_blocks: HashSet::default(),
+            known_txs: HashSet::default(),
             orphans: BTreeMap::new(),
             orphan_count: 0,
             requested: BTreeMap::new(),
