@@ -394,7 +394,13 @@ impl Chain {
                 finalized: finalized.height,
             });
         }
-        if !fork_choice::prefer(meta.total_weight, self.head_meta.total_weight) {
+        if !fork_choice::prefer(
+            meta.total_weight,
+            &hash,
+            self.head_meta.total_weight,
+            &self.head.hash(),
+            self.engine.tie_break(),
+        ) {
             let mut batch = WriteBatch::default();
             Self::put_block(&mut batch, &block, hash);
             batch.put(Column::BlockMeta, hash.0, encode_value(&meta));

@@ -98,6 +98,12 @@ pub trait ConsensusEngine: Send + Sync + Debug {
     /// What this block adds to fork choice (from the header alone).
     fn block_weight(&self, header: &SealedHeader) -> Weight;
 
+    /// Which of two equally heavy branches a node keeps; the one it saw first unless the
+    /// engine needs every node to agree ([`crate::fork_choice::TieBreak`]).
+    fn tie_break(&self) -> crate::fork_choice::TieBreak {
+        crate::fork_choice::TieBreak::FirstSeen
+    }
+
     /// Before the block's transactions, on the parent's state: checks that need state (is
     /// the producer entitled to this block?) and engine state updates.
     fn begin_block(

@@ -98,6 +98,13 @@ impl ConsensusEngine for PoaEngine {
         Weight::from_u64(u64::from(header.engine.bits))
     }
 
+    /// Equal branches go to the lower tip hash on every node: after a split each side's
+    /// signers may only extend the other side's branch, so keeping the first-seen one would
+    /// stall both for good.
+    fn tie_break(&self) -> chain::fork_choice::TieBreak {
+        chain::fork_choice::TieBreak::LowerHash
+    }
+
     /// The producer's right to this block, on the parent's snapshot: its difficulty must
     /// match its turn, it must be an authority and outside the recent-signer window.
     fn begin_block(

@@ -295,3 +295,26 @@ fn two_of_three_authorities_vote_a_fourth_in_and_an_outsider_cannot_vote() {
     assert!(snapshot.votes.is_empty() && snapshot.tally.is_empty());
     assert_eq!(snapshot.signer_limit(), 3);
 }
+
+#[test]
+fn equal_branches_go_to_the_lower_tip_hash_whichever_came_first() {
+    // After a split each side's signers may only extend the other side's branch; if every
+    // node kept the equal branch it saw first, neither would ever be extended.
+    let (chain, engine, producers) = setup();
+    let in_turn_author = in_turn(&chain, &engine, &producers).author();
+    let others: Vec<&PoaProducer> = producers
+        .iter()
+        .filter(|p| p.author() != in_turn_author)
+        .collect();
+    let a = produce(&chain, others[0], next_time(&chain), Vec::new());
+    let b = produce(&chain, others[1], next_time(&chain), Vec::new());
+    assert_eq!((a.header.engine.bits, b.header.engine.bits), (1, 1));
+    let lower = a.hash().min(b.hash());
+    for order in [[&a, &b], [&b, &a]] {
+        let (mut chain, _, _) = setup();
+        for block in order {
+            chain.import_block(block.clone()).expect("a valid block");
+        }
+        assert_eq!(chain.head().hash(), lower, "whichever came first");
+    }
+}

@@ -1073,6 +1073,29 @@ mod tests {
     }
 
     #[test]
+    fn poa_halves_with_equal_branches_do_not_deadlock_after_the_heal() {
+        // Two signers a side run out of turns after two blocks each (Clique lets a signer
+        // sign once per three blocks of four signers). Split at 55, 62 or 72 s, the branches
+        // weigh the same and each side's signers may only extend the other's; keeping the
+        // first-seen branch stalled all four for good, the lower tip hash does not.
+        for at_s in [55, 62, 72] {
+            let mut setup = setup(EngineKind::Poa, 4, 0.0, 600, 0.0);
+            setup.faults = vec![Fault::Partition {
+                at_s,
+                duration_s: 60,
+            }];
+            let outcome = simulate(setup, &mut |_| {}).expect("runs");
+            let result = crate::compare::metrics::compute(&outcome.record, 0.0);
+            let figures = &result.metrics.faults[0];
+            assert!(
+                figures.blocks_per_min_after.is_some_and(|r| r > 11.0),
+                "split at {at_s}: {figures:?}"
+            );
+            assert_eq!(result.metrics.finalized_conflicts, 0);
+        }
+    }
+
+    #[test]
     fn a_killed_dpos_producer_costs_its_slots_only() {
         let outcome = faulty(
             EngineKind::Dpos,
