@@ -28,6 +28,23 @@ use std::process::ExitCode;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// Asserts that `parse` refuses each case with a [`UsageError`] whose message contains the
+/// case's needle (the flag and the bad value): the commands' flag-parsing tests share it.
+#[cfg(test)]
+pub(crate) fn assert_usage_errors<'a, A, T: std::fmt::Debug>(
+    cases: impl IntoIterator<Item = (A, &'a str)>,
+    parse: impl Fn(A) -> anyhow::Result<T>,
+) {
+    for (bad, needle) in cases {
+        let err = parse(bad).expect_err(needle);
+        assert!(
+            err.downcast_ref::<UsageError>().is_some(),
+            "{needle}: {err}"
+        );
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()

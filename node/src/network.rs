@@ -403,6 +403,7 @@ impl Ctx {
         for peer in peers {
             if let Ok(SyncResponse::Status {
                 head_height,
+                head_hash,
                 total_weight,
                 ..
             }) = self.request(peer.peer_id, SyncRequest::Status).await
@@ -410,7 +411,7 @@ impl Ctx {
                 if let Ok(mut heights) = self.view.peer_heights.lock() {
                     heights.insert(peer.peer_id.to_string(), head_height.0);
                 }
-                if total_weight > self.chain.head().total_weight
+                if self.peer_is_better(total_weight, &head_hash)
                     && best.as_ref().is_none_or(|(_, w)| total_weight > *w)
                 {
                     best = Some((peer.peer_id, total_weight));
@@ -424,17 +425,41 @@ impl Ctx {
 
     /// Range sync from `peer` while it is heavier than us. Steps back when its blocks do not
     /// attach (we are on another branch) until they do, so reorgs are followed on the way.
+    /// Whether a peer's branch (its total weight and head) would replace our head by our
+    /// engine's fork choice: heavier, or as heavy and winning the engine's tie-break (PoA
+    /// takes the lower tip hash, so equal branches left by a split are fetched and settle
+    /// the same way everywhere). A head we already hold has been weighed.
+    fn peer_is_better(&self, weight: chain::Weight, head: &chain::BlockHash) -> bool {
+        if ChainView::header(self.chain.reader(), head)
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            return false;
+        }
+        let ours = self.chain.head();
+        chain::fork_choice::prefer(
+            weight,
+            head,
+            ours.total_weight,
+            &ours.id.hash,
+            self.chain.engine().tie_break(),
+        )
+    }
+
     async fn sync_with(&self, peer: PeerId) {
         let Ok(_guard) = self.sync_lock.try_lock() else {
             return;
         };
-        let status = match self.request(peer, SyncRequest::Status).await {
+        let (status, peer_head) = match self.request(peer, SyncRequest::Status).await {
             Ok(SyncResponse::Status {
                 head_height,
+                head_hash,
                 total_weight,
                 genesis,
-                ..
-            }) if genesis == self.chain.reader().genesis().hash() => (head_height, total_weight),
+            }) if genesis == self.chain.reader().genesis().hash() => {
+                ((head_height, total_weight), head_hash)
+            }
             Ok(_) => return,
             Err(e) => {
                 debug!(%peer, error = %e, "status request failed");
@@ -444,7 +469,7 @@ impl Ctx {
         if let Ok(mut heights) = self.view.peer_heights.lock() {
             heights.insert(peer.to_string(), status.0.0);
         }
-        if status.1 <= self.chain.head().total_weight {
+        if !self.peer_is_better(status.1, &peer_head) {
             return;
         }
         self.view.syncing.store(true, Ordering::Relaxed);
@@ -456,7 +481,7 @@ impl Ctx {
         let mut from = (start_height + 1).min(status.0.0).max(1);
         let mut imported = 0u64;
         let mut step_back = u64::from(SYNC_BATCH);
-        'outer: while self.chain.head().total_weight < status.1 {
+        'outer: while self.peer_is_better(status.1, &peer_head) {
             let response = match self
                 .request(
                     peer,

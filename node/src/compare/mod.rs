@@ -492,14 +492,7 @@ mod tests {
                 "--block-time 0",
             ),
         ];
-        for (bad, needle) in cases {
-            let err = Plan::from_args(bad).expect_err(needle);
-            assert!(
-                err.downcast_ref::<UsageError>().is_some(),
-                "{needle}: {err}"
-            );
-            assert!(err.to_string().contains(needle), "{needle}: {err}");
-        }
+        crate::assert_usage_errors(cases, Plan::from_args);
         let unknown = Plan::from_args(args(&["raft"])).expect_err("unknown");
         for known in EngineKind::ALL {
             assert!(unknown.to_string().contains(known.name()), "{unknown}");

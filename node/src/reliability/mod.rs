@@ -354,14 +354,7 @@ mod tests {
                 "--crash-cycles 0",
             ),
         ];
-        for (bad, needle) in cases {
-            let err = Plan::from_args(bad).expect_err(needle);
-            assert!(
-                err.downcast_ref::<UsageError>().is_some(),
-                "{needle}: {err}"
-            );
-            assert!(err.to_string().contains(needle), "{needle}: {err}");
-        }
+        crate::assert_usage_errors(cases, Plan::from_args);
     }
 
     #[test]

@@ -614,7 +614,6 @@ fn intro(plan: &Plan) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::UsageError;
 
     fn args(engines: &[&str]) -> SimulateArgs {
         SimulateArgs {
@@ -818,14 +817,7 @@ mod tests {
                 "/nonexistent/spec.toml",
             ),
         ];
-        for (bad, needle) in cases {
-            let err = Plan::from_args(bad).expect_err(needle);
-            assert!(
-                err.downcast_ref::<UsageError>().is_some(),
-                "{needle}: {err}"
-            );
-            assert!(err.to_string().contains(needle), "{needle}: {err}");
-        }
+        crate::assert_usage_errors(cases, Plan::from_args);
     }
 
     #[test]
