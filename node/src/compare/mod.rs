@@ -203,15 +203,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     }
     let mut written = report::write(&plan, &results)?;
     written.extend(charts::write(&plan.out, &results)?);
-    let names: Vec<String> = written
-        .iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    say(&format!(
-        "wrote {} in {}",
-        names.join(", "),
-        plan.out.display()
-    ));
+    say_written(&plan.out, &written);
     match stopped {
         None => Ok(()),
         Some(e) => {
@@ -228,6 +220,15 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
 /// A bar over `secs` seconds that are `done` ("measured", "simulated").
 pub(crate) fn progress_bar(secs: u64, done: &str) -> ProgressBar {
     counting_bar(secs, &format!("s {done}"))
+}
+
+/// Names the files written into `out` on one line.
+pub(crate) fn say_written(out: &std::path::Path, written: &[PathBuf]) {
+    let names: Vec<String> = written
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    say(&format!("wrote {} in {}", names.join(", "), out.display()));
 }
 
 /// A bar counting to `len` of `what` ("points", "s simulated").

@@ -49,7 +49,7 @@ use crate::cli::SimulateArgs;
 use crate::compare::faults::{self, Fault};
 use crate::compare::{
     charts, check_common_flags, counting_bar, load, metrics, parse_engines, progress_bar, report,
-    usage,
+    say_written, usage,
 };
 use crate::devnet::say;
 use anyhow::Context;
@@ -410,15 +410,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     };
     let mut written = report::write_report(&about, &plan.out, &results)?;
     written.extend(charts::write(&plan.out, &results)?);
-    let names: Vec<String> = written
-        .iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    say(&format!(
-        "wrote {} in {}",
-        names.join(", "),
-        plan.out.display()
-    ));
+    say_written(&plan.out, &written);
     Ok(())
 }
 

@@ -260,6 +260,8 @@ struct Table {
     curve: fn(f64) -> f64,
     x_range: (f64, f64),
     verdict: String,
+    /// Every point within its tolerance.
+    ok: bool,
 }
 
 /// Runs a sweep with `blocks` blocks a point, each point on its own seed derived from
@@ -325,6 +327,7 @@ pub fn run_sweep(
                     STALE_TOLERANCE * 100.0,
                     if ok { "yes" } else { "NO" }
                 ),
+                ok,
             }
         }
         Sweep::Selfish => {
@@ -375,11 +378,11 @@ pub fn run_sweep(
                     SELFISH_TOLERANCE,
                     if ok { "yes" } else { "NO" }
                 ),
+                ok,
             }
         }
     };
-    let ok = !table.verdict.ends_with("NO");
-    Ok((write_table(&table, blocks, seed, out)?, ok))
+    Ok((write_table(&table, blocks, seed, out)?, table.ok))
 }
 
 fn write_table(table: &Table, blocks: u64, seed: u64, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
