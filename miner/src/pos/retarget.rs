@@ -75,7 +75,7 @@ mod tests {
     }
 
     // From peercoin/peercoin src/test/pow_tests.cpp (also in
-    // /work/shared/testdata/peercoin_retarget.json): proof-of-work targets, where `prev` and
+    // the repository's testdata/peercoin_retarget.json): proof-of-work targets, where `prev` and
     // `prevprev` are the last two PoW blocks at or before `pindexLast`.
     #[test]
     fn retarget_matches_peercoin_pow_tests() {

@@ -281,7 +281,7 @@ mod tests {
     }
 
     // From Bitcoin Core src/test/arith_uint256_tests.cpp, bignum_SetCompact
-    // (also in /work/shared/testdata/compact_bits.json).
+    // (also in the repository's testdata/compact_bits.json).
     #[test]
     fn set_compact_matches_bitcoin_core() {
         // (compact, value hex, negative, overflow, GetCompact(negative))

@@ -1,7 +1,8 @@
-//! The full shared vector sets (see the data directory's SOURCES.md): every compact case,
-//! every Bitcoin retarget, every aserti3-2d line and every real header.
+//! The full public vector sets in the repository's `testdata/` (see its SOURCES.md): every
+//! compact case, every Bitcoin retarget, every aserti3-2d line and every real header. Each
+//! test's name carries the number of cases it must run, and asserts exactly that number.
 
-use crate::support::testdata_dir;
+use crate::support::{read_testdata, testdata_dir};
 use chain::U256;
 use miner::pow::{
     AsertParams, BitcoinRetarget, CompactTarget, asert_next_bits, bitcoin_next_bits, header_hash,
@@ -9,11 +10,8 @@ use miner::pow::{
 use serde_json::Value;
 use std::path::Path;
 
-fn read_json(dir: &Path, name: &str) -> Value {
-    let path = dir.join(name);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+fn read_json(name: &str) -> Value {
+    serde_json::from_str(&read_testdata(name)).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"))
 }
 
 fn field<'a>(case: &'a Value, key: &str) -> &'a Value {
@@ -42,9 +40,8 @@ fn u256_hex(s: &str) -> U256 {
 }
 
 #[test]
-fn conformance_compact_bits() {
-    let Some(dir) = testdata_dir() else { return };
-    let data = read_json(&dir, "compact_bits.json");
+fn conformance_compact_bits_20_set_and_1_get_cases() {
+    let data = read_json("compact_bits.json");
     let cases = field(&data, "cases").as_array().expect("cases array");
     for case in cases {
         let bits = hex_u32(case, "compact");
@@ -85,25 +82,20 @@ fn conformance_compact_bits() {
             hex_u32(case, "expected_compact")
         );
     }
-    println!(
-        "conformance: compact_bits.json: {} SetCompact cases + {} GetCompact cases passed",
-        cases.len(),
-        encode_cases.len()
-    );
-    assert!(
-        cases.len() >= 20,
-        "expected the 20 Core cases, found {}",
-        cases.len()
+    assert_eq!(
+        (cases.len(), encode_cases.len()),
+        (20, 1),
+        "compact_bits.json: the 20 SetCompact and 1 GetCompact cases of Core"
     );
 }
 
 #[test]
-fn conformance_bitcoin_retarget() {
-    let Some(dir) = testdata_dir() else { return };
-    let data = read_json(&dir, "retarget_bitcoin.json");
+fn conformance_bitcoin_retarget_4_core_and_413_mainnet_cases() {
+    let data = read_json("retarget_bitcoin.json");
     let params = BitcoinRetarget::bitcoin_mainnet();
-    let mut ran = 0;
+    let mut ran = Vec::new();
     for set in ["core_test_cases", "real_chain_cases"] {
+        let mut in_set = 0;
         for case in field(&data, set).as_array().expect("array") {
             let got = bitcoin_next_bits(
                 int(case, "last_retarget_time"),
@@ -116,11 +108,15 @@ fn conformance_bitcoin_retarget() {
                 CompactTarget::from_consensus(hex_u32(case, "expected_nbits")),
                 "{set}: {case}"
             );
-            ran += 1;
+            in_set += 1;
         }
+        ran.push(in_set);
     }
-    println!("conformance: retarget_bitcoin.json: {ran} retargets passed");
-    assert!(ran >= 417, "expected 417 retarget cases, found {ran}");
+    assert_eq!(
+        ran,
+        [4, 413],
+        "retarget_bitcoin.json: Core's and mainnet's cases"
+    );
 }
 
 /// One aserti3-2d vector file: `## name: value` headers, then `iteration height time bits`.
@@ -180,8 +176,8 @@ fn run_asert_file(path: &Path, params: &AsertParams) -> usize {
 }
 
 #[test]
-fn conformance_asert_vectors() {
-    let Some(dir) = testdata_dir() else { return };
+fn conformance_asert_14000_vectors() {
+    let dir = testdata_dir();
     let params = AsertParams::bitcoin_cash();
     let mut total = 0;
     let mut per_file = Vec::new();
@@ -191,17 +187,17 @@ fn conformance_asert_vectors() {
         per_file.push(format!("{name} {ran}"));
         total += ran;
     }
-    println!(
-        "conformance: asert_vectors: {total} aserti3-2d vectors passed ({})",
+    assert_eq!(
+        total,
+        14_000,
+        "asert_vectors: every aserti3-2d line ({})",
         per_file.join(", ")
     );
-    assert!(total >= 14_000, "expected 14000 vectors, found {total}");
 }
 
 #[test]
-fn conformance_bitcoin_headers() {
-    let Some(dir) = testdata_dir() else { return };
-    let data = read_json(&dir, "bitcoin_headers.json");
+fn conformance_bitcoin_headers_22_mainnet_headers() {
+    let data = read_json("bitcoin_headers.json");
     let headers = field(&data, "headers").as_array().expect("headers array");
     for h in headers {
         let height = int(h, "height");
@@ -227,13 +223,5 @@ fn conformance_bitcoin_headers() {
             "header {height}: {hash} above {target}"
         );
     }
-    println!(
-        "conformance: bitcoin_headers.json: {} headers hash correctly and meet their targets",
-        headers.len()
-    );
-    assert!(
-        headers.len() >= 22,
-        "expected 22 headers, found {}",
-        headers.len()
-    );
+    assert_eq!(headers.len(), 22, "bitcoin_headers.json: every header");
 }

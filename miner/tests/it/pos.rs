@@ -1,9 +1,9 @@
 //! The proof-of-stake engine inside a real chain: kernels accepted and refused with their
 //! reasons, coin age reset by staking and by transfers, the exact reward, block shares in
 //! proportion to coin-age weight, a modifier the last block cannot steer, and Peercoin's
-//! retarget against the shared vectors.
+//! retarget against the repository's vectors.
 
-use crate::support::{GENESIS_TIME, produce, testdata_dir};
+use crate::support::{GENESIS_TIME, produce, read_testdata};
 use chain::crypto::merkle_root;
 use chain::dev::dev_key;
 use chain::test_utils::TEST_CHAIN_ID;
@@ -945,22 +945,13 @@ fn bits(case: &Value, key: &str) -> u32 {
         .unwrap_or_else(|e| panic!("{key} {s:?} is not hex bits: {e}"))
 }
 
-/// The shared Peercoin retarget cases (peercoin `src/test/pow_tests.cpp`): each check
+/// The Peercoin retarget cases of testdata/ (peercoin `src/test/pow_tests.cpp`): each check
 /// walks the case's block stubs as `GetNextTargetRequired` does and compares
 /// [`peercoin_next_bits`] with the expected bits.
 #[test]
-fn conformance_peercoin_retarget() {
-    let Some(dir) = testdata_dir() else { return };
-    let path = dir.join("peercoin_retarget.json");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        println!(
-            "conformance: peercoin_retarget.json: SKIPPED, not found at {} (an optional set)",
-            path.display()
-        );
-        return;
-    };
-    let data: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+fn conformance_peercoin_retarget_19_checks() {
+    let data: Value = serde_json::from_str(&read_testdata("peercoin_retarget.json"))
+        .unwrap_or_else(|e| panic!("peercoin_retarget.json is not JSON: {e}"));
     let params = field(&data, "params");
     assert_eq!(
         field(params, "powLimit").as_str(),
@@ -1025,6 +1016,5 @@ fn conformance_peercoin_retarget() {
             ran += 1;
         }
     }
-    println!("conformance: peercoin_retarget.json: RAN, {ran} retarget checks passed");
-    assert!(ran >= 19, "expected the 19 Peercoin checks, found {ran}");
+    assert_eq!(ran, 19, "peercoin_retarget.json: every check");
 }

@@ -1,4 +1,4 @@
-//! Shared helpers: where the shared test data lives, and a PoW chain to import into.
+//! Shared helpers: where the test vectors live, and a PoW chain to import into.
 
 use chain::test_utils::TEST_CHAIN_ID;
 use chain::{
@@ -12,27 +12,24 @@ use std::sync::Arc;
 /// Genesis time of the test chains.
 pub const GENESIS_TIME: u64 = 1_700_000_000;
 
-/// The shared test vectors: `$TOYCHAIN_TESTDATA`, else `../shared/testdata` next to the
-/// workspace root. `None` (the caller skips) only when `TOYCHAIN_SKIP_CONFORMANCE=1`;
-/// otherwise a missing directory fails the test with what to do about it.
-pub fn testdata_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("TOYCHAIN_TESTDATA") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata"),
-    };
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("TOYCHAIN_SKIP_CONFORMANCE").as_deref() == Ok("1") {
-        eprintln!("conformance: skipped, no test data at {}", dir.display());
-        return None;
-    }
-    panic!(
-        "conformance test data not found at {}: set TOYCHAIN_TESTDATA to the directory \
-         holding compact_bits.json, retarget_bitcoin.json, bitcoin_headers.json and \
-         asert_vectors/, or TOYCHAIN_SKIP_CONFORMANCE=1 to skip",
+/// The public test vectors in the repository's `testdata/` folder (see its SOURCES.md),
+/// found relative to this crate. A missing folder fails the test naming the path: a
+/// conformance test never passes without its data.
+pub fn testdata_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata");
+    assert!(
+        dir.is_dir(),
+        "conformance test data not found at {}: the repository's testdata/ folder is missing",
         dir.display()
     );
+    dir
+}
+
+/// Reads `name` from [`testdata_dir`], failing with the path when it cannot.
+pub fn read_testdata(name: &str) -> String {
+    let path = testdata_dir().join(name);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read test data {}: {e}", path.display()))
 }
 
 /// Easy PoW parameters for chains that mine in a debug build: regtest's limit.
