@@ -147,6 +147,15 @@ pub enum ImportOutcome {
     NewHead(HeadChange),
 }
 
+/// The block being imported, not yet stored, with what its checks worked out.
+struct NewBlock {
+    block: Block,
+    meta: BlockMeta,
+    tx_hashes: Vec<TxHash>,
+    /// The votes that decided it (voting engines).
+    certificate: Option<Vec<u8>>,
+}
+
 /// A template executed on the head: the block (unsealed) and the candidates left out.
 #[derive(Debug)]
 pub struct BuiltBlock {
@@ -336,8 +345,98 @@ impl Chain {
     }
 
     /// Imports a block: checks it layer by layer, stores it, and moves the head when its
-    /// branch is now the heaviest.
+    /// branch is now the heaviest. An engine that decides by votes takes blocks only
+    /// through [`Chain::import_certified`].
     pub fn import_block(&mut self, block: Block) -> Result<ImportOutcome, BlockError> {
+        if self.engine.requires_certificate() {
+            return Err(BlockError::MissingCertificate {
+                engine: self.engine.name(),
+            });
+        }
+        self.import(block, None)
+    }
+
+    /// Imports a block decided by votes, with the certificate that decided it: the
+    /// certificate is checked against the voters of the head (its parent) before anything
+    /// costlier, and stored with the block in the same write. Such a block extends the head
+    /// or is refused: a decided chain has no branches.
+    pub fn import_certified(
+        &mut self,
+        block: Block,
+        certificate: Vec<u8>,
+    ) -> Result<ImportOutcome, BlockError> {
+        let hash = block.hash();
+        if let Some(meta) = self.meta(&hash)? {
+            return if meta.invalid {
+                Err(BlockError::KnownInvalid { hash })
+            } else {
+                Ok(ImportOutcome::AlreadyKnown)
+            };
+        }
+        let parent = block.header.parent;
+        if parent != self.head.hash() {
+            return Err(if self.meta(&parent)?.is_some() {
+                BlockError::ConflictsWithDecided {
+                    parent,
+                    head: self.head.hash(),
+                }
+            } else {
+                BlockError::UnknownParent { parent }
+            });
+        }
+        let sealed = SealedHeader::new_unchecked(block.header.clone(), hash);
+        self.engine
+            .verify_certificate(self, &sealed, &certificate)?;
+        self.import(block, Some(certificate))
+    }
+
+    /// Checks that `block` is a valid child of the head (every layer [`Chain::import_block`]
+    /// runs, the state root included) without storing anything: a voting engine's replicas
+    /// check a proposal before they vote for it.
+    pub fn validate_proposal(&self, block: &Block) -> Result<(), BlockError> {
+        let tx_hashes = check_block_stateless(block, self.config.chain_id)?;
+        let parent = self.head.clone();
+        if block.header.parent != parent.hash() {
+            return Err(BlockError::UnknownParent {
+                parent: block.header.parent,
+            });
+        }
+        let median = ChainView::median_time_past(self, &parent)?;
+        check_header_against_parent(
+            &block.header,
+            &parent,
+            median,
+            self.clock.now(),
+            self.config.max_future_drift,
+        )?;
+        let sealed = SealedHeader::new(block.header.clone());
+        self.engine.verify_header(self, &sealed, &parent)?;
+        let mut state = StateOverlay::new(&self.reader.state);
+        execute_block(self.engine.as_ref(), &mut state, &parent, block, &tx_hashes)?;
+        let computed = self.state_root_after(state)?;
+        if computed != block.header.state_root {
+            return Err(BlockError::StateRootMismatch {
+                header: block.header.state_root,
+                computed,
+            });
+        }
+        Ok(())
+    }
+
+    /// The state root of the head's state with `state`'s changes on top.
+    fn state_root_after(&self, state: StateOverlay<'_>) -> Result<Hash256, StoreError> {
+        let undo = state.undo()?;
+        let changes = state.into_changes();
+        let mut lthash = self.head_lthash.clone();
+        update_lthash(&mut lthash, &undo, &changes);
+        Ok(lthash.root())
+    }
+
+    fn import(
+        &mut self,
+        block: Block,
+        certificate: Option<Vec<u8>>,
+    ) -> Result<ImportOutcome, BlockError> {
         let hash = block.hash();
         if block.header.height == Height::GENESIS {
             return if hash == self.reader.genesis.hash() {
@@ -410,7 +509,13 @@ impl Chain {
         }
         let mut path = path;
         path.push(hash);
-        let change = self.switch_to(fork_point, &path, Some((block, meta, tx_hashes)))?;
+        let new_block = NewBlock {
+            block,
+            meta,
+            tx_hashes,
+            certificate,
+        };
+        let change = self.switch_to(fork_point, &path, Some(new_block))?;
         Ok(ImportOutcome::NewHead(change))
     }
 
@@ -437,7 +542,7 @@ impl Chain {
         &mut self,
         fork_point: BlockId,
         path: &[BlockHash],
-        new_block: Option<(Block, BlockMeta, Vec<TxHash>)>,
+        new_block: Option<NewBlock>,
     ) -> Result<HeadChange, BlockError> {
         let old_head = self.head.id();
         let mut overlay = StateOverlay::new(&self.reader.state);
@@ -507,8 +612,8 @@ impl Chain {
             // The imported block's tx hashes were computed by its stateless checks; stored
             // branch blocks hash theirs here.
             let (block, meta, tx_hashes) = match &new_block {
-                Some((block, meta, hashes)) if i + 1 == path.len() => {
-                    (block.clone(), *meta, hashes.clone())
+                Some(new) if i + 1 == path.len() => {
+                    (new.block.clone(), new.meta, new.tx_hashes.clone())
                 }
                 _ => {
                     let block = self.block(hash)?.ok_or_else(|| StoreError::Corrupt {
@@ -546,10 +651,13 @@ impl Chain {
             }
             overlay.apply(changes);
             if i + 1 == path.len()
-                && let Some((block, meta, _)) = &new_block
+                && let Some(new) = &new_block
             {
-                Self::put_block(&mut batch, block, *hash);
-                batch.put(Column::BlockMeta, hash.0, encode_value(meta));
+                Self::put_block(&mut batch, &new.block, *hash);
+                batch.put(Column::BlockMeta, hash.0, encode_value(&new.meta));
+                if let Some(certificate) = &new.certificate {
+                    batch.put(Column::Certificates, hash.0, certificate.clone());
+                }
             }
             // The parent's state hash is left out: reverting works it out from the
             // entries (4 KiB less per block).
@@ -617,7 +725,7 @@ impl Chain {
         &self,
         path: &[BlockHash],
         failed: usize,
-        new_block: &Option<(Block, BlockMeta, Vec<TxHash>)>,
+        new_block: &Option<NewBlock>,
         error: BlockError,
     ) -> BlockError {
         if !error.is_bad_data() {
@@ -626,9 +734,9 @@ impl Chain {
         let mut batch = WriteBatch::default();
         for (i, hash) in path.iter().enumerate().skip(failed) {
             let meta = match new_block {
-                Some((block, meta, _)) if i + 1 == path.len() => {
-                    Self::put_block(&mut batch, block, *hash);
-                    Some(*meta)
+                Some(new) if i + 1 == path.len() => {
+                    Self::put_block(&mut batch, &new.block, *hash);
+                    Some(new.meta)
                 }
                 _ => self.meta(hash).ok().flatten(),
             };
@@ -700,13 +808,9 @@ impl Chain {
             }
         }
         self.engine.end_block(&mut state, &header, &self.head)?;
-        let undo = state.undo()?;
-        let changes = state.into_changes();
-        let mut lthash = self.head_lthash.clone();
-        update_lthash(&mut lthash, &undo, &changes);
         let tx_hashes: Vec<TxHash> = txs.iter().map(Transaction::hash).collect();
         header.tx_root = merkle_root(&tx_hashes);
-        header.state_root = lthash.root();
+        header.state_root = self.state_root_after(state)?;
         Ok(BuiltBlock {
             block: Block { header, txs },
             skipped,

@@ -7,19 +7,20 @@
 //! - [`BlockProducer`] runs only on authoring nodes: when it is my turn, filling the
 //!   template's engine fields, and sealing (a nonce search or a signature), cancellably.
 //!
-//! The generic checks every engine shares live in [`crate::validation`]. Engines with
-//! votes before a block is final (BFT) or a leader log (Raft) fit the same boundary: they
-//! exchange their messages through [`ConsensusEngine::handle_message`] (the network
-//! carries the bytes without knowing their type), report finality through
-//! [`ConsensusEngine::finalized`] (every committed block is final, so fork choice never
-//! leaves it), and refuse competing blocks in `verify_header`.
+//! The generic checks every engine shares live in [`crate::validation`]. Engines that decide
+//! by voting (PBFT, Raft, …) verify blocks through the same trait and add a third role,
+//! [`crate::voting::VotingMachine`]: a pure per-node state machine the node drives with
+//! its peers' messages and timers (see [`crate::voting`]). Their blocks are imported only
+//! with a certificate ([`ConsensusEngine::requires_certificate`]), so every stored block is
+//! final and fork choice never leaves one.
 
 use crate::block::{Header, SealedHeader};
-use crate::crypto::Address;
+use crate::crypto::{Address, SecretKey};
 use crate::primitives::{BlockHash, BlockId, Height, Timestamp, Weight};
 use crate::state::{StateOverlay, StateRead};
 use crate::store::StoreError;
 use crate::tx::Transaction;
+use crate::voting::VotingMachine;
 use std::error::Error as StdError;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -175,6 +176,42 @@ pub trait ConsensusEngine: Send + Sync + Debug {
         ]
     }
 
+    /// True for engines whose blocks are final by a certificate of votes: the chain imports
+    /// their blocks only through [`crate::Chain::import_certified`], never on weight alone.
+    fn requires_certificate(&self) -> bool {
+        false
+    }
+
+    /// Checks that `certificate` proves `header` was decided by the voters of its parent's
+    /// state; `chain`'s head is that parent. Engines without certificates refuse them.
+    fn verify_certificate(
+        &self,
+        _chain: &dyn ChainView,
+        _header: &SealedHeader,
+        _certificate: &[u8],
+    ) -> Result<(), EngineError> {
+        Err(EngineError::NoMessages {
+            engine: self.name(),
+        })
+    }
+
+    /// The accounts that vote on the child of the block whose state is `state` (voting
+    /// engines; empty for the others).
+    fn voters(&self, _state: &dyn StateRead) -> Result<Vec<Address>, EngineError> {
+        Ok(Vec::new())
+    }
+
+    /// A voting engine's state machine for one node: `key` is the node's validator key
+    /// (`None` follows without voting) and `persisted` the bytes it last asked to persist
+    /// (`None` on a first start). `None` for engines that decide alone.
+    fn voting_machine(
+        &self,
+        _key: Option<&SecretKey>,
+        _persisted: Option<&[u8]>,
+    ) -> Result<Option<Box<dyn VotingMachine>>, EngineError> {
+        Ok(None)
+    }
+
     /// A consensus message from a peer (BFT votes, Raft appends). Returns the messages to
     /// broadcast in answer. Engines without messages refuse them.
     fn handle_message(
@@ -267,6 +304,13 @@ pub enum EngineError {
     },
     #[error("the {engine} engine exchanges no messages")]
     NoMessages { engine: &'static str },
+    /// A message that breaks no rule but is of no use now (a duplicate, a stale round, a
+    /// height too far ahead); dropped without blaming the sender.
+    #[error("{engine} message ignored: {reason}")]
+    Ignored {
+        engine: &'static str,
+        reason: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -292,6 +336,6 @@ impl EngineError {
 
     /// True when the data broke a rule (as opposed to our store failing).
     pub fn is_bad_data(&self) -> bool {
-        !matches!(self, EngineError::Store(_))
+        !matches!(self, EngineError::Store(_) | EngineError::Ignored { .. })
     }
 }

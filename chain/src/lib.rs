@@ -20,6 +20,7 @@ pub mod state;
 pub mod store;
 pub mod tx;
 pub mod validation;
+pub mod voting;
 
 #[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
@@ -42,3 +43,4 @@ pub use store::RocksStore;
 pub use store::{MemoryStore, Store, StoreError};
 pub use tx::{Transaction, TxError, TxKind};
 pub use validation::BlockError;
+pub use voting::{CertifiedBlock, TimerId, VoteInput, VoteOutput, VotingMachine};

@@ -216,6 +216,11 @@ impl ChainReader {
         }
     }
 
+    /// The certificate stored with a block decided by votes (voting engines).
+    pub fn certificate(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.get(Column::Certificates, &hash.0)
+    }
+
     /// Where a transaction sits on the best chain: block hash and index.
     pub fn tx_location(&self, hash: &TxHash) -> Result<Option<(BlockHash, u32)>, StoreError> {
         self.store

@@ -4,7 +4,8 @@
 //! [`TestEngine`] rules: a block weighs its `bits` (0 counts as 1), a header with nonce
 //! `u32::MAX` has an "invalid seal", the producer earns [`TestEngine::reward`] per block,
 //! `RegisterDelegate` marks the sender in the engine's namespace, and with a finality depth
-//! `k` the block `k` below the head is final.
+//! `k` the block `k` below the head is final. With `certified`, blocks are imported only
+//! with a certificate, and the one valid certificate of a block is its own hash.
 
 use crate::amount::Amount;
 use crate::block::{Block, SealedHeader};
@@ -28,6 +29,8 @@ pub const TEST_CHAIN_ID: ChainId = ChainId(1337);
 pub struct TestEngine {
     pub reward: Amount,
     pub finality_depth: Option<u64>,
+    /// Blocks need a certificate: their own hash.
+    pub certified: bool,
 }
 
 impl Default for TestEngine {
@@ -35,6 +38,7 @@ impl Default for TestEngine {
         TestEngine {
             reward: Amount(50),
             finality_depth: None,
+            certified: false,
         }
     }
 }
@@ -100,6 +104,28 @@ impl ConsensusEngine for TestEngine {
         state
             .credit(&header.producer, self.reward)
             .map_err(|e| EngineError::rejected("test", e))
+    }
+
+    fn requires_certificate(&self) -> bool {
+        self.certified
+    }
+
+    fn verify_certificate(
+        &self,
+        _chain: &dyn ChainView,
+        header: &SealedHeader,
+        certificate: &[u8],
+    ) -> Result<(), EngineError> {
+        if certificate == header.hash().0.as_slice() {
+            Ok(())
+        } else {
+            Err(EngineError::rejected(
+                "test",
+                BadTestSeal {
+                    nonce: header.engine.nonce,
+                },
+            ))
+        }
     }
 
     fn finalized(&self, chain: &dyn ChainView) -> Result<Option<BlockId>, EngineError> {

@@ -82,6 +82,10 @@ pub enum BlockError {
     },
     #[error("the genesis block cannot be imported")]
     Genesis,
+    #[error("the {engine} engine imports a block only with the certificate that decided it")]
+    MissingCertificate { engine: &'static str },
+    #[error("block's parent {parent} is not the head {head}: it conflicts with a decided block")]
+    ConflictsWithDecided { parent: BlockHash, head: BlockHash },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

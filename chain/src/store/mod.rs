@@ -34,10 +34,12 @@ pub enum Column {
     TxIndex,
     /// singletons: head pointer, format version, genesis hash
     Meta,
+    /// block hash → the certificate that decided it (voting engines)
+    Certificates,
 }
 
 impl Column {
-    pub const ALL: [Column; 8] = [
+    pub const ALL: [Column; 9] = [
         Column::Headers,
         Column::Bodies,
         Column::BlockMeta,
@@ -46,6 +48,7 @@ impl Column {
         Column::Heights,
         Column::TxIndex,
         Column::Meta,
+        Column::Certificates,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +61,7 @@ impl Column {
             Column::Heights => "heights",
             Column::TxIndex => "tx_index",
             Column::Meta => "meta",
+            Column::Certificates => "certificates",
         }
     }
 }

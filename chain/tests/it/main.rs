@@ -1,5 +1,6 @@
 //! Integration tests of the chain core: one binary, one module per area.
 
+mod certified;
 mod codec;
 mod crash;
 mod fork_choice;
