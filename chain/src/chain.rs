@@ -895,6 +895,10 @@ impl ChainView for Chain {
         &self.reader.state
     }
 
+    fn certificate(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
+        self.reader.certificate(hash)
+    }
+
     fn median_time_past(&self, parent: &SealedHeader) -> Result<Timestamp, StoreError> {
         self.reader.median_time_past(parent)
     }

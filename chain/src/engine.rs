@@ -57,6 +57,11 @@ pub trait ChainView {
         crate::validation::median_time_past(self, parent)
     }
 
+    /// The certificate stored with a block decided by votes (voting engines), if any.
+    fn certificate(&self, _hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+
     /// The ancestor of `from` at `height` (walking parents; works on side branches).
     fn ancestor_at(
         &self,

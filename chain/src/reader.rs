@@ -300,6 +300,10 @@ impl ChainView for ChainReader {
     fn state(&self) -> &dyn StateRead {
         &self.state
     }
+
+    fn certificate(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {
+        ChainReader::certificate(self, hash)
+    }
 }
 
 #[cfg(test)]
