@@ -30,6 +30,9 @@ use std::fmt::Debug;
 pub type TimerId = u64;
 
 /// What the node tells a voting machine.
+// A head (a header and the voter list) is the common input and is moved, not copied, so
+// boxing it would only add an allocation per head change.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VoteInput {
     /// The node's best chain now ends at `head`, and `voters` (from the head's state) vote
