@@ -10,6 +10,9 @@
 //!   round, and a last irreversible block.
 //! - [`pos`]: Peercoin's coin-age proof of stake.
 //!
+//! [`spec`] is the engine choice: the tagged enum a chain spec names, the factory that
+//! builds an engine and its producer from it, and the facts the node and the lab need.
+//!
 //! The signed engines share [`seal`] (a producer's signature over the seal hash) and keep
 //! their own records in the chain state through [`engine_state`].
 
@@ -19,3 +22,8 @@ pub mod poa;
 pub mod pos;
 pub mod pow;
 pub mod seal;
+pub mod spec;
+
+pub use spec::{
+    CONFIRMATIONS, EngineKind, EngineParams, EngineSpec, Engines, Finality, Mode, Reward, SpecError,
+};

@@ -12,8 +12,8 @@ use crate::rpc_client::RpcClient;
 use anyhow::{Context, anyhow};
 use chain::dev::{DEV_ACCOUNTS, dev_key};
 use chain::{
-    Amount, Block, BlockProducer, CancelFlag, Chain, ChainConfig, ChainView, Clock, ManualClock,
-    RocksStore, Timestamp, Transaction, TxKind,
+    Amount, Block, CancelFlag, Chain, ChainConfig, ChainView, Clock, ManualClock, RocksStore,
+    Timestamp, Transaction, TxKind,
 };
 use config::{ChainSpec, EngineKind, EngineSpec};
 use serde_json::json;
@@ -104,26 +104,22 @@ fn bench_spec(blocks: u64) -> anyhow::Result<ChainSpec> {
     spec.genesis.timestamp = now
         .checked_sub(blocks + 3_600)
         .ok_or_else(|| anyhow!("--blocks {blocks} reaches before 1970"))?;
-    let EngineSpec::Pow(p) = &mut spec.engine else {
-        return Err(anyhow!("the dev pow spec is not pow"));
-    };
+    let mut p = miner::pow::PowParams::devnet();
     p.genesis_bits = miner::pow::CompactTarget::from_consensus(0x207f_ffff);
     p.pow_limit = p.genesis_bits;
     p.target_block_time = 1;
+    spec.engine = EngineSpec::Pow(p);
     Ok(spec)
 }
 
 fn open_chain(spec: &ChainSpec, dir: &Path) -> anyhow::Result<Chain> {
-    let EngineSpec::Pow(params) = &spec.engine else {
-        return Err(anyhow!("the bench chain is pow"));
-    };
     std::fs::create_dir_all(dir)?;
     let store = Arc::new(RocksStore::open(dir.join("db"))?);
     let clock: Arc<dyn Clock> =
         Arc::new(ManualClock::new(Timestamp(chain::SystemClock.now().0 + 60)));
     Ok(Chain::open(
         store,
-        Arc::new(miner::pow::PowEngine::new(params.clone())?),
+        spec.engine.engines(None, 1)?.engine,
         clock,
         ChainConfig::new(chain::ChainId(spec.chain_id)),
         &spec.genesis(),
@@ -137,16 +133,13 @@ fn build_chain(
     blocks: u64,
     txs_per_block: usize,
 ) -> anyhow::Result<Vec<Block>> {
-    let EngineSpec::Pow(params) = &spec.engine else {
-        return Err(anyhow!("the bench chain is pow"));
-    };
     let mut chain = open_chain(spec, dir)?;
     let keys: Vec<_> = DEV_ACCOUNTS.iter().filter_map(|n| dev_key(n)).collect();
-    let miner = miner::pow::PowProducer::with_threads(
-        keys[0].address(),
-        miner::pow::PowEngine::new(params.clone())?,
-        1,
-    )?;
+    let miner = spec
+        .engine
+        .engines(keys.first(), 1)?
+        .producer
+        .ok_or_else(|| anyhow!("no producer for the bench's miner"))?;
     let mut nonces = vec![0u64; keys.len()];
     let mut out = Vec::with_capacity(usize::try_from(blocks).unwrap_or(0));
     for i in 1..=blocks {

@@ -9,8 +9,10 @@ use std::path::PathBuf;
     version,
     about = "A blockchain with pluggable consensus: run nodes and devnets, send coins, compare engines",
     long_about = "toychain runs a node or a whole local devnet of one chain whose block production \
-                  is pluggable (proof of work today; PoS, DPoS and PoA follow), and a wallet to \
-                  send coins. Logs go to stderr; raise them with RUST_LOG=debug."
+                  is pluggable (one flag, --engine, picks proof of work, coin-age proof of stake, \
+                  delegated proof of stake or proof of authority), a wallet to send coins, and \
+                  a lab that compares the engines on real devnets and in simulation. Logs go to \
+                  stderr; raise them with RUST_LOG=debug."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -27,7 +29,8 @@ pub enum Command {
     Spec(SpecArgs),
     /// Keys and transactions: new, list, address, balance, send, history, votes.
     Wallet(crate::wallet_cmd::WalletArgs),
-    /// Measure: pow (hash rate of the miner).
+    /// Measure: pow (the miner's hash rate) or sync (a fresh node catching up over
+    /// loopback, against importing the same blocks with no network).
     Bench(BenchArgs),
     /// Dev-chain conveniences through a node's RPC: `dev mine N` produces N blocks now.
     Dev(crate::dev_cmd::DevArgs),

@@ -11,9 +11,9 @@
 //!
 //! The launcher only watches through the nodes' public JSON-RPC, like any other client.
 
+use crate::UsageError;
 use crate::cli::DevnetArgs;
 use crate::rpc_client::RpcClient;
-use crate::{UsageError, run};
 use anyhow::{Context, anyhow};
 use chain::dev::{DEV_ACCOUNTS, dev_address};
 use config::{ChainSpec, EngineKind};
@@ -57,7 +57,7 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
     let kind: EngineKind = args
         .engine
         .parse()
-        .map_err(|e: config::ConfigError| usage(format!("--engine: {e}")))?;
+        .map_err(|e: config::SpecError| usage(format!("--engine: {e}")))?;
     let nodes = usize::from(args.nodes);
     if nodes == 0 || nodes > DEV_ACCOUNTS.len() {
         return Err(usage(format!(
@@ -245,7 +245,7 @@ impl Layout {
             }
             if let Some(secs) = block_time {
                 let mut wanted = spec.clone();
-                run::set_block_time(&mut wanted, secs)?;
+                wanted.set_block_time(secs)?;
                 if wanted != spec {
                     return Err(usage(format!(
                         "--block-time {secs}: the devnet in {} was made with another block time, \
@@ -260,7 +260,7 @@ impl Layout {
         // Node i signs as dev account i, so the first N accounts are the signers/delegates.
         let mut spec = ChainSpec::dev_with(kind, &config::dev_authorities(self.nodes));
         if let Some(secs) = block_time {
-            run::set_block_time(&mut spec, secs)?;
+            spec.set_block_time(secs)?;
         }
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create {}", self.root.display()))?;

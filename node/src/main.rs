@@ -7,7 +7,6 @@ mod cli;
 mod compare;
 mod dev_cmd;
 mod devnet;
-mod factory;
 mod metrics;
 mod network;
 mod producer;
@@ -24,9 +23,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 /// A mistake in how toychain was called (bad flag value, bad address, …): exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
+pub use config::UsageError;
 
 /// Asserts that `parse` refuses each case with a [`UsageError`] whose message contains the
 /// case's needle (the flag and the bad value): the commands' flag-parsing tests share it.

@@ -8,7 +8,7 @@ use crate::producer::{ProducerControl, ProducerLoop};
 use crate::rpc::{NetView, RpcState};
 use crate::sign_guard::SignGuard;
 use crate::tx_journal::{self, TxJournal};
-use crate::{UsageError, actor, factory, network, rpc};
+use crate::{UsageError, actor, network, rpc};
 use anyhow::Context;
 use chain::{
     Chain, ChainConfig, ChainView, Clock, Mempool, MempoolConfig, RocksStore, SkewedClock,
@@ -79,7 +79,7 @@ fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
         }
     };
     if let Some(secs) = args.block_time {
-        set_block_time(&mut spec, secs)?;
+        spec.set_block_time(secs)?;
     }
     let data_dir = args
         .data_dir
@@ -164,15 +164,6 @@ fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
     })
 }
 
-/// Overrides the seconds between blocks of a spec's engine.
-pub fn set_block_time(spec: &mut ChainSpec, secs: u64) -> anyhow::Result<()> {
-    if secs == 0 {
-        return Err(usage("--block-time must be at least 1 second".into()));
-    }
-    spec.engine.set_block_time(secs);
-    Ok(())
-}
-
 /// The node's libp2p identity, created once and kept in the data dir.
 fn node_key(data_dir: &Path) -> anyhow::Result<net::Keypair> {
     let path = data_dir.join("node.key");
@@ -207,8 +198,9 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
     let spec = &settings.spec;
-    let factory::Engines { engine, producer } =
-        factory::engines(&spec.engine, settings.author.as_ref(), args.mining_threads)?;
+    let miner::Engines { engine, producer } = spec
+        .engine
+        .engines(settings.author.as_ref(), args.mining_threads)?;
     let store = Arc::new(
         RocksStore::open(settings.data_dir.join("db")).with_context(|| {
             format!(
@@ -441,7 +433,7 @@ pub fn write_spec(args: crate::cli::SpecArgs) -> anyhow::Result<()> {
     let kind: EngineKind = args
         .engine
         .parse()
-        .map_err(|e: config::ConfigError| usage(e.to_string()))?;
+        .map_err(|e: config::SpecError| usage(e.to_string()))?;
     let spec_authorities = if args.authorities.is_empty() {
         config::dev_authorities(1)
     } else if !kind.has_authorities() {

@@ -38,6 +38,7 @@ mod kernel;
 mod params;
 mod producer;
 mod retarget;
+mod spec;
 
 pub use engine::{ENGINE_NAME, ModifierRecord, PosEngine};
 pub use error::PosError;

@@ -11,21 +11,19 @@
 //!   made the same number of blocks, `(n − 1)/n` when one made them all.
 //! - **Reorg depth** is the number of blocks a node's new head removed from its old best
 //!   chain: old head height minus the height of the two heads' common ancestor.
-//! - **Finality** ([`FinalityRule`]): k blocks on top (PoW and PoS, k = [`CONFIRMATIONS`]); the
+//! - **Finality** ([`Finality`]): k blocks on top (PoW and PoS, k = [`CONFIRMATIONS`]); the
 //!   node's reported last irreversible block at or above it (DPoS); `⌊N/2⌋+1` distinct
 //!   signers of blocks at or above it (PoA, Clique's signer limit turned around: no
 //!   minority of signers can build a heavier branch without them).
 
 use super::faults::{FaultFigures, fault_figures, finalized_conflicts};
 use super::record::{BlockTree, Observation, RunRecord, Secs, SeenBlock};
-use chain::{Address, BlockHash, Height, TxHash};
-use config::EngineKind;
+use chain::{Address, BlockHash, TxHash};
+use miner::Finality;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// k of "k blocks deep" for the engines that never finalise (PoW, PoS). The chain specs
-/// have no such parameter; 6 is Bitcoin's customary confirmation count.
-pub const CONFIRMATIONS: u64 = 6;
+pub use miner::CONFIRMATIONS;
 
 /// Most blocks walked back from one head: far more than a run makes, so only a broken
 /// record (which the hashes rule out) could reach it.
@@ -98,53 +96,6 @@ pub fn gini(counts: &[u64]) -> f64 {
     diffs as f64 / (2.0 * n * total as f64)
 }
 
-/// How the comparison decides that a block is final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FinalityRule {
-    /// At least this many blocks on top of it.
-    Confirmations(u64),
-    /// At or below the finalized height the node reports (DPoS's last irreversible block).
-    Irreversible,
-    /// Blocks at or above it signed by at least this many distinct producers.
-    Signers(usize),
-}
-
-impl FinalityRule {
-    /// The rule for an engine run by `nodes` producers.
-    pub fn for_engine(kind: EngineKind, nodes: usize) -> FinalityRule {
-        match kind {
-            EngineKind::Pow | EngineKind::Pos => FinalityRule::Confirmations(CONFIRMATIONS),
-            EngineKind::Dpos => FinalityRule::Irreversible,
-            EngineKind::Poa => FinalityRule::Signers(nodes / 2 + 1),
-        }
-    }
-
-    /// Whether a block at `height` is final on a best chain whose head is at `head`, where
-    /// `signers` distinct producers made the blocks from it up to the head and the node
-    /// reports `finalized` as its finalized height.
-    pub fn is_final(
-        self,
-        height: Height,
-        head: Height,
-        signers: usize,
-        finalized: Option<Height>,
-    ) -> bool {
-        match self {
-            FinalityRule::Confirmations(k) => head.0.saturating_sub(height.0) >= k,
-            FinalityRule::Irreversible => finalized.is_some_and(|f| f >= height),
-            FinalityRule::Signers(n) => signers >= n,
-        }
-    }
-
-    pub fn describe(self) -> String {
-        match self {
-            FinalityRule::Confirmations(k) => format!("{k} blocks on top"),
-            FinalityRule::Irreversible => "last irreversible block".to_owned(),
-            FinalityRule::Signers(n) => format!("{n} distinct signers at or above"),
-        }
-    }
-}
-
 /// The best chain ending at `head`, genesis first; shorter (from the first missing block
 /// up) only when the record lacks an ancestor.
 pub fn chain_to(tree: &BlockTree, head: BlockHash) -> Vec<&SeenBlock> {
@@ -194,7 +145,7 @@ pub fn reorg_depth(tree: &BlockTree, old: BlockHash, new: BlockHash) -> Option<u
 pub fn finality_times(
     tree: &BlockTree,
     observations: &[Observation],
-    rule: FinalityRule,
+    rule: Finality,
 ) -> HashMap<BlockHash, Secs> {
     let mut out: HashMap<BlockHash, Secs> = HashMap::new();
     for obs in observations {
@@ -324,7 +275,7 @@ pub fn compute(run: &RunRecord, tx_rate: f64) -> EngineResult {
         .map(|w| (w[1].first_seen - w[0].first_seen).max(0.0))
         .collect();
 
-    let rule = FinalityRule::for_engine(run.engine, nodes);
+    let rule = run.engine.finality(nodes);
     let final_at = finality_times(&run.blocks, &run.observations, rule);
     let mut finality = Vec::new();
     let mut not_final = 0;
@@ -451,7 +402,9 @@ pub fn compute(run: &RunRecord, tx_rate: f64) -> EngineResult {
 mod tests {
     use super::*;
     use crate::compare::record::{NodeCounters, Submitted};
+    use chain::Height;
     use chain::dev::dev_address;
+    use config::EngineKind;
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-9
@@ -590,13 +543,13 @@ mod tests {
     fn finality_rules_as_a_table() {
         let h = Height;
         let cases = [
-            (FinalityRule::Confirmations(6), 10, 16, 1, None, true),
-            (FinalityRule::Confirmations(6), 10, 15, 4, None, false),
-            (FinalityRule::Irreversible, 10, 20, 4, Some(10), true),
-            (FinalityRule::Irreversible, 10, 20, 4, Some(9), false),
-            (FinalityRule::Irreversible, 10, 20, 4, None, false),
-            (FinalityRule::Signers(3), 10, 11, 3, None, true),
-            (FinalityRule::Signers(3), 10, 30, 2, None, false),
+            (Finality::Confirmations(6), 10, 16, 1, None, true),
+            (Finality::Confirmations(6), 10, 15, 4, None, false),
+            (Finality::Reported, 10, 20, 4, Some(10), true),
+            (Finality::Reported, 10, 20, 4, Some(9), false),
+            (Finality::Reported, 10, 20, 4, None, false),
+            (Finality::Signers(3), 10, 11, 3, None, true),
+            (Finality::Signers(3), 10, 30, 2, None, false),
         ];
         for (rule, height, head, signers, finalized, expected) in cases {
             assert_eq!(
@@ -605,17 +558,11 @@ mod tests {
                 "{rule:?} height {height} head {head} signers {signers} finalized {finalized:?}"
             );
         }
+        assert_eq!(EngineKind::Poa.finality(4), Finality::Signers(3));
+        assert_eq!(EngineKind::Poa.finality(5), Finality::Signers(3));
         assert_eq!(
-            FinalityRule::for_engine(EngineKind::Poa, 4),
-            FinalityRule::Signers(3)
-        );
-        assert_eq!(
-            FinalityRule::for_engine(EngineKind::Poa, 5),
-            FinalityRule::Signers(3)
-        );
-        assert_eq!(
-            FinalityRule::for_engine(EngineKind::Pow, 4),
-            FinalityRule::Confirmations(CONFIRMATIONS)
+            EngineKind::Pow.finality(4),
+            Finality::Confirmations(CONFIRMATIONS)
         );
     }
 
@@ -644,7 +591,7 @@ mod tests {
         let t = straight(&[0, 0, 1, 2, 0, 1, 2, 0, 1]);
         let seen: Vec<Observation> = (1..=8).map(|h| head_at(h as f64, h, None)).collect();
 
-        let poa = finality_times(&t, &seen, FinalityRule::Signers(2));
+        let poa = finality_times(&t, &seen, Finality::Signers(2));
         // Block 1 (alice) is final once bob's block 2 is on top, seen at 2 s.
         assert_eq!(poa.get(&hash(1)), Some(&2.0));
         assert_eq!(poa.get(&hash(7)), Some(&8.0));
@@ -654,13 +601,13 @@ mod tests {
             "nobody signed on top of the head yet"
         );
 
-        let pow = finality_times(&t, &seen, FinalityRule::Confirmations(3));
+        let pow = finality_times(&t, &seen, Finality::Confirmations(3));
         assert_eq!(pow.get(&hash(1)), Some(&4.0));
         assert_eq!(pow.get(&hash(5)), Some(&8.0));
         assert_eq!(pow.get(&hash(6)), None);
 
         let lib = [head_at(5.0, 5, Some(2)), head_at(6.0, 6, Some(4))];
-        let dpos = finality_times(&t, &lib, FinalityRule::Irreversible);
+        let dpos = finality_times(&t, &lib, Finality::Reported);
         assert_eq!(dpos.get(&hash(2)), Some(&5.0));
         assert_eq!(dpos.get(&hash(3)), Some(&6.0));
         assert_eq!(dpos.get(&hash(5)), None);
@@ -671,7 +618,7 @@ mod tests {
     fn a_fork_block_is_not_final_just_because_a_node_saw_depth_elsewhere() {
         let t = forked();
         let observations = [head_at(2.5, 12, None), head_at(4.0, 4, None)];
-        let times = finality_times(&t, &observations, FinalityRule::Confirmations(2));
+        let times = finality_times(&t, &observations, Finality::Confirmations(2));
         assert_eq!(times.get(&hash(2)), Some(&4.0));
         assert_eq!(times.get(&hash(12)), None);
     }
@@ -687,14 +634,14 @@ mod tests {
             .collect();
         let backwards: Vec<Observation> = seen.iter().rev().copied().collect();
         for rule in [
-            FinalityRule::Confirmations(3),
-            FinalityRule::Irreversible,
-            FinalityRule::Signers(2),
+            Finality::Confirmations(3),
+            Finality::Reported,
+            Finality::Signers(2),
         ] {
             let forwards = finality_times(&t, &seen, rule);
             assert_eq!(forwards, finality_times(&t, &backwards, rule), "{rule:?}");
         }
-        let pow = finality_times(&t, &seen, FinalityRule::Confirmations(3));
+        let pow = finality_times(&t, &seen, Finality::Confirmations(3));
         for h in 1..=36u8 {
             assert_eq!(pow.get(&hash(h)), Some(&(f64::from(h) + 3.0)), "block {h}");
         }

@@ -87,7 +87,7 @@ pub(crate) fn parse_engines(flag: &str, names: &[String]) -> anyhow::Result<Vec<
         }
         let kind: EngineKind = name
             .parse()
-            .map_err(|e: config::ConfigError| usage(format!("{flag}: {e}")))?;
+            .map_err(|e: config::SpecError| usage(format!("{flag}: {e}")))?;
         if engines.contains(&kind) {
             return Err(usage(format!("{flag} names {kind} twice")));
         }

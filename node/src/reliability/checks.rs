@@ -4,7 +4,8 @@
 use super::bank::Acked;
 use super::cluster::{Cluster, NODES};
 use chain::{Address, Amount};
-use config::{EngineKind, EngineSpec};
+use config::EngineKind;
+use miner::Reward;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -170,16 +171,15 @@ fn try_snapshot(cluster: &Cluster, i: usize) -> Result<Option<Snapshot>, String>
     }))
 }
 
-/// Base units minted by the blocks above genesis: PoW and DPoS pay a fixed block reward,
-/// PoA mints nothing, PoS pays for consumed coin age (read from `engine_explain`, which
-/// computes it from the stake proof the block was checked against).
+/// Base units minted by the blocks above genesis: what the engine says a block mints
+/// ([`miner::Reward`]): a fixed amount per block (PoW's subsidy, DPoS's pay, PoA's zero),
+/// or an amount per block that `engine_explain` reports (PoS pays for the coin age it
+/// consumed, computed from the stake proof the block was checked against).
 fn minted(cluster: &Cluster, i: usize, blocks: &[BlockInfo]) -> Result<u128, String> {
     let above_genesis = blocks.len().saturating_sub(1) as u128;
-    match &cluster.spec.engine {
-        EngineSpec::Pow(p) => Ok(u128::from(p.block_reward.base_units()) * above_genesis),
-        EngineSpec::Dpos(p) => Ok(u128::from(p.block_reward.base_units()) * above_genesis),
-        EngineSpec::Poa(_) => Ok(0),
-        EngineSpec::Pos(_) => {
+    match cluster.spec.engine.reward() {
+        Reward::Fixed(amount) => Ok(u128::from(amount.base_units()) * above_genesis),
+        Reward::Explained => {
             let mut total = 0u128;
             for block in blocks.iter().skip(1) {
                 let explained = cluster.clients[i]
@@ -359,7 +359,7 @@ pub fn wait_included(cluster: &Cluster, acked: &[Acked], bound: Duration) {
 /// Blocks by the same producer for the same slot (timestamp) with different hashes: what
 /// the double-sign guard must prevent. Empty for proof of work, which signs nothing.
 pub fn double_signs(kind: EngineKind, seen: &[BlockInfo]) -> Vec<String> {
-    if kind == EngineKind::Pow {
+    if !kind.signs_blocks() {
         return Vec::new();
     }
     let mut by_slot: BTreeMap<(&str, u64), BTreeSet<&str>> = BTreeMap::new();

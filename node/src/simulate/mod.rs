@@ -4,7 +4,7 @@
 //!
 //! **Real**: each node's [`chain::Chain`] (every validation layer, state, fork choice and
 //! reorgs, on a memory store), its mempool (the node actor's [`crate::actor::Ledger`]),
-//! the engine and producer built by the node's factory from the chain spec, and the
+//! the engine and producer `miner` builds from the chain spec, and the
 //! producer loop's steps (`next_turn`, template, `prepare`, sign guard, `seal`, import).
 //! PoA, DPoS and PoS sign with their real producers at the times their schedules and
 //! kernels give on the virtual clock.
@@ -55,7 +55,7 @@ use crate::devnet::say;
 use anyhow::Context;
 use chain::SecretKey;
 use chain::dev::{DEV_ACCOUNTS, dev_key};
-use config::{Alloc, ChainSpec, EngineKind, EngineSpec};
+use config::{Alloc, ChainSpec, EngineKind};
 use network::LinkModel;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -190,9 +190,6 @@ fn dev_spec(
             }
         }
     }
-    if let EngineSpec::Dpos(p) = &mut spec.engine {
-        p.producers = p.producers.min(miner::dpos::MAX_PRODUCERS);
-    }
     if let Some(secs) = block_time {
         spec.engine.set_block_time(secs);
     }
@@ -264,7 +261,7 @@ impl Plan {
         let faults = faults::parse_faults(&args.faults, nodes, duration_s)?;
         let selfish = match args.selfish {
             None => None,
-            Some(node) if engines != [EngineKind::Pow] => {
+            Some(node) if engines.len() != 1 || !engines[0].mines() => {
                 return Err(usage(format!(
                     "--selfish {node}: selfish mining withholds proof-of-work blocks; simulate                      --engine pow alone"
                 )));
@@ -325,7 +322,7 @@ fn hash_shares(rates: &[f64], nodes: usize, engines: &[EngineKind]) -> anyhow::R
         .map(f64::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    if !engines.contains(&EngineKind::Pow) {
+    if !engines.iter().any(|k| k.mines()) {
         return Err(usage(format!(
             "--hash-rates {list}: only proof of work has hash power; add pow to --engine"
         )));
@@ -476,9 +473,10 @@ fn share_check(plan: &Plan, kind: EngineKind, metrics: &metrics::EngineMetrics) 
                 miner change who produces"
             .to_owned();
     }
-    let expected: Vec<f64> = match kind {
-        EngineKind::Pow => plan.hash_shares.clone(),
-        _ => vec![1.0 / plan.nodes as f64; plan.nodes],
+    let expected: Vec<f64> = if kind.mines() {
+        plan.hash_shares.clone()
+    } else {
+        vec![1.0 / plan.nodes as f64; plan.nodes]
     };
     let counts: Vec<u64> = plan
         .authors
@@ -492,11 +490,7 @@ fn share_check(plan: &Plan, kind: EngineKind, metrics: &metrics::EngineMetrics) 
         })
         .collect();
     let classes = expected.iter().filter(|s| **s > 0.0).count();
-    let basis = match kind {
-        EngineKind::Pow => "hash power",
-        EngineKind::Pos => "equal stakes",
-        EngineKind::Dpos | EngineKind::Poa => "equal turns",
-    };
+    let basis = kind.share_basis();
     match theory::chi2_critical_1pct(classes.saturating_sub(1)) {
         Some(critical) if counts.iter().sum::<u64>() >= 5 * classes as u64 => {
             let chi2 = theory::chi_square(&counts, &expected);
@@ -672,7 +666,7 @@ mod tests {
         let dpos = dev_spec(EngineKind::Dpos, &authors, &traders, Some(2));
         dpos.validate().expect("a valid spec");
         match &dpos.engine {
-            EngineSpec::Dpos(p) => {
+            config::EngineSpec::Dpos(p) => {
                 assert_eq!(p.producers, miner::dpos::MAX_PRODUCERS);
                 assert_eq!(p.genesis_delegates.len(), 120);
                 assert_eq!(p.slot_secs, 2);

@@ -1,5 +1,5 @@
 //! One simulated node: its own [`Chain`] on a memory store and its own mempool (the
-//! actor's [`Ledger`]), the engine and producer the factory builds from the spec, the
+//! actor's [`Ledger`]), the engine and producer `miner` builds from the spec, the
 //! clock every node shares, and what its network layer would keep: the blocks and
 //! transactions it has seen (gossipsub's seen cache), blocks waiting for their parent,
 //! and the parents it asked a peer for.
@@ -12,7 +12,6 @@
 //! the simulator's solve event.
 
 use crate::actor::Ledger;
-use crate::factory;
 use crate::producer::MAX_BLOCK_TXS;
 use anyhow::Context;
 use chain::store::FastBuildHasher;
@@ -124,10 +123,10 @@ impl SimNode {
         clock: Arc<ManualClock>,
         skew_ms: i64,
     ) -> anyhow::Result<SimNode> {
-        let engines = factory::simulated(&spec.engine, key, pos_window(&spec.engine))?;
+        let engines = spec.engine.simulated(key)?;
         let producer = engines
             .producer
-            .context("the factory builds a producer for every author")?;
+            .context("miner builds a producer for every author")?;
         let chain_id = ChainId(spec.chain_id);
         let clock: Arc<dyn Clock> = if skew_ms == 0 {
             clock
@@ -309,33 +308,10 @@ impl SimNode {
     }
 }
 
-/// Seconds a simulated PoS producer looks ahead for a kernel: four target spacings. A
-/// staker with no kernel in that window is asked again when it has passed (the answer
-/// cannot change sooner on the same head), and every head change asks at once; a longer
-/// window would only scan seconds that the next head makes moot. The node's own producer
-/// looks 60 s ahead.
-pub fn pos_window(spec: &EngineSpec) -> u64 {
-    match spec {
-        EngineSpec::Pos(p) => p.target_spacing.saturating_mul(4).max(p.granularity),
-        _ => miner::pos::DEFAULT_SEARCH_WINDOW,
-    }
-}
-
-/// How long a node without a turn waits before asking again, in ms. Each is as long as the
-/// producer's answer stays valid on an unchanged head, so asking sooner (as the real
-/// loop's one-second wait does) would find nothing new and only cost time:
-/// - PoS: the producer searched [`pos_window`] seconds ahead for a kernel.
-/// - DPoS: it looked two rounds ahead; one round later the next look still starts where
-///   the last one ended.
-/// - PoA: a signer without a turn (not an authority, or signed too recently) gets one only
-///   from a new head; asking once a period is a safety net.
-/// - PoW always has a turn.
+/// How long a node without a turn waits before asking again, in ms: as long as the
+/// producer's answer stays valid on an unchanged head (each engine says how long, see
+/// [`miner::EngineSpec::idle_retry_secs`]), so asking sooner (as the real loop's one-second
+/// wait does) would find nothing new and only cost time.
 pub fn retry_after(spec: &EngineSpec) -> u64 {
-    let secs = match spec {
-        EngineSpec::Pow(_) => 1,
-        EngineSpec::Pos(_) => pos_window(spec),
-        EngineSpec::Dpos(p) => p.slot_secs.saturating_mul(u64::from(p.producers)),
-        EngineSpec::Poa(p) => p.period,
-    };
-    secs.max(1).saturating_mul(1000)
+    spec.idle_retry_secs().max(1).saturating_mul(1000)
 }

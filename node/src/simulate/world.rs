@@ -310,7 +310,11 @@ pub fn simulate(setup: Setup, progress: &mut dyn FnMut(u64)) -> anyhow::Result<O
         &mut topology,
         SimRng::new(setup.seed, Stream::Network),
     );
-    let mining = matches!(setup.spec.engine, config::EngineSpec::Pow(_))
+    let mining = setup
+        .spec
+        .engine
+        .kind()
+        .mines()
         .then(|| Mining::new(&setup.spec, &setup.hash_shares, setup.seed));
     let load = (setup.tx_rate > 0.0 && setup.traders.len() >= 2).then(|| Load {
         rate: setup.tx_rate,
