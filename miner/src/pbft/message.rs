@@ -77,18 +77,14 @@ impl PbftMessage {
         decode_limited(bytes, MAX_MESSAGE_BYTES, "pbft message").map_err(PbftError::Codec)
     }
 
-    /// The vote that authenticates the message (a NEW-VIEW's proposal, or its first view
-    /// change when it has none).
+    /// The vote that names the message's height and view and authenticates its sender
+    /// (a NEW-VIEW's first view change: its proposal is checked on its own).
     pub fn vote(&self) -> Option<&SignedVote> {
         match self {
             PbftMessage::PrePrepare(p) => Some(&p.vote),
             PbftMessage::Prepare(v) | PbftMessage::Commit(v) => Some(v),
             PbftMessage::ViewChange(vc) => Some(&vc.vote),
-            PbftMessage::NewView(nv) => nv
-                .proposal
-                .as_ref()
-                .map(|p| &p.vote)
-                .or_else(|| nv.view_changes.first().map(|vc| &vc.vote)),
+            PbftMessage::NewView(nv) => nv.view_changes.first().map(|vc| &vc.vote),
         }
     }
 

@@ -1,0 +1,1366 @@
+//! PBFT (Castro & Liskov, OSDI 1999) through its voting machine: N replicas, each with a
+//! real chain, driven in virtual time by a deterministic in-memory network that delivers
+//! broadcasts after a fixed delay, fires timers, answers build and validate requests with
+//! the replica's own chain, imports decisions with their certificates, and lets a replica
+//! that fell behind copy certified blocks from a peer it can reach (block sync). Then the
+//! engine's certificate checks and the machine's refusals, one case at a time.
+
+use crate::support::{GENESIS_TIME, engine_chain};
+use chain::dev::dev_key;
+use chain::{
+    Block, BlockHash, BlockProducer, CancelFlag, Chain, ChainView, ConsensusEngine, EngineError,
+    Height, ManualClock, SealedHeader, SecretKey, TimerId, Timestamp, VoteInput, VoteOutput,
+    VotingMachine,
+};
+use miner::pbft::message::{NewView, PbftMessage, Proposal, ViewChange, encode_view};
+use miner::pbft::{PbftEngine, PbftError, PbftMachine, PbftParams, PbftProducer, VIEW_WINDOW};
+use miner::quorum::{Certificate, Phase, QuorumError, SignedVote, VoteBody, VoterSet};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One-way message delay.
+const DELAY_MS: u64 = 50;
+/// How often a replica asks its peers for blocks it is missing.
+const SYNC_EVERY_MS: u64 = 1_000;
+const START_MS: u64 = (GENESIS_TIME + 1) * 1000;
+
+fn params(validators: Vec<chain::Address>) -> PbftParams {
+    PbftParams {
+        validators,
+        block_time: 1,
+        view_timeout_ms: 2_000,
+        max_view_timeout_ms: 16_000,
+    }
+}
+
+/// The first `n` dev keys, sorted by address so that node `i` is validator `i` (the
+/// primary of view `i`).
+fn keys(n: usize) -> Vec<SecretKey> {
+    let mut keys: Vec<SecretKey> = chain::dev::DEV_ACCOUNTS[..n]
+        .iter()
+        .map(|name| dev_key(name).expect("dev account"))
+        .collect();
+    keys.sort_by_key(SecretKey::address);
+    keys
+}
+
+fn outsider() -> SecretKey {
+    dev_key("heidi").expect("dev account")
+}
+
+#[derive(Debug)]
+enum Event {
+    Deliver {
+        to: usize,
+        bytes: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+        id: TimerId,
+        generation: u64,
+    },
+    Sync,
+}
+
+#[derive(Debug)]
+struct Node {
+    key: SecretKey,
+    chain: Chain,
+    clock: Arc<ManualClock>,
+    machine: PbftMachine,
+    persisted: Option<Vec<u8>>,
+    up: bool,
+    /// Heights this replica decided by its own votes (not by sync).
+    decided: Vec<Height>,
+    /// Everything it broadcast.
+    sent: Vec<Vec<u8>>,
+    rejected: Vec<String>,
+}
+
+/// A primary that proposes one block to some replicas and another to `victims`, and
+/// backs the second one with its own PREPARE and COMMIT.
+#[derive(Debug)]
+struct Equivocator {
+    node: usize,
+    victims: Vec<usize>,
+    /// Its real block → the block the victims get.
+    twins: BTreeMap<BlockHash, BlockHash>,
+}
+
+#[derive(Debug)]
+struct Net {
+    now: u64,
+    seq: u64,
+    engine: PbftEngine,
+    params: PbftParams,
+    nodes: Vec<Node>,
+    events: BTreeMap<(u64, u64), Event>,
+    timers: BTreeMap<(usize, TimerId), u64>,
+    /// `links[a][b]`: messages from `a` reach `b`.
+    links: Vec<Vec<bool>>,
+    equivocator: Option<Equivocator>,
+}
+
+impl Net {
+    fn new(n: usize) -> Net {
+        let keys = keys(n);
+        let validators: Vec<_> = keys.iter().map(SecretKey::address).collect();
+        let params = params(validators.clone());
+        let engine = PbftEngine::new(params.clone()).expect("valid params");
+        let nodes = keys
+            .into_iter()
+            .map(|key| {
+                let (chain, clock) =
+                    engine_chain(Arc::new(engine.clone()), &validators, GENESIS_TIME + 1);
+                let machine =
+                    PbftMachine::new(params.clone(), Some(key.clone()), None).expect("machine");
+                Node {
+                    key,
+                    chain,
+                    clock,
+                    machine,
+                    persisted: None,
+                    up: true,
+                    decided: Vec::new(),
+                    sent: Vec::new(),
+                    rejected: Vec::new(),
+                }
+            })
+            .collect();
+        let mut net = Net {
+            now: START_MS,
+            seq: 0,
+            engine,
+            params,
+            nodes,
+            events: BTreeMap::new(),
+            timers: BTreeMap::new(),
+            links: vec![vec![true; n]; n],
+            equivocator: None,
+        };
+        net.schedule(SYNC_EVERY_MS, Event::Sync);
+        for i in 0..n {
+            let head = net.head_input(i);
+            net.feed(i, head);
+        }
+        net
+    }
+
+    fn schedule(&mut self, after: u64, event: Event) {
+        self.seq += 1;
+        self.events.insert((self.now + after, self.seq), event);
+    }
+
+    fn head_input(&self, i: usize) -> VoteInput {
+        let chain = &self.nodes[i].chain;
+        VoteInput::Head {
+            head: chain.head(),
+            voters: self.engine.voters(chain.state()).expect("voters"),
+        }
+    }
+
+    fn feed(&mut self, i: usize, input: VoteInput) {
+        if !self.nodes[i].up {
+            return;
+        }
+        self.nodes[i].clock.set_millis(self.now);
+        match self.nodes[i].machine.handle(self.now, input) {
+            Ok(outputs) => self.apply(i, outputs),
+            Err(e @ EngineError::Rejected { .. }) => self.nodes[i].rejected.push(e.to_string()),
+            Err(EngineError::Ignored { .. }) => {}
+            Err(e) => panic!("node {i}: {e}"),
+        }
+    }
+
+    fn apply(&mut self, i: usize, outputs: Vec<VoteOutput>) {
+        for output in outputs {
+            match output {
+                VoteOutput::Broadcast(bytes) => {
+                    self.nodes[i].sent.push(bytes.clone());
+                    for to in 0..self.nodes.len() {
+                        if to != i && self.links[i][to] {
+                            let bytes = self.tamper(i, to, &bytes);
+                            self.schedule(DELAY_MS, Event::Deliver { to, bytes });
+                        }
+                    }
+                }
+                VoteOutput::SetTimer { id, after_millis } => {
+                    let generation = self.timers.get(&(i, id)).map_or(0, |g| g + 1);
+                    self.timers.insert((i, id), generation);
+                    self.schedule(
+                        after_millis,
+                        Event::Timer {
+                            node: i,
+                            id,
+                            generation,
+                        },
+                    );
+                }
+                VoteOutput::CancelTimer(id) => {
+                    if let Some(g) = self.timers.get_mut(&(i, id)) {
+                        *g += 1;
+                    }
+                }
+                VoteOutput::Build {
+                    parent,
+                    timestamp,
+                    data,
+                } => {
+                    if let Some(block) = self.build(i, parent, timestamp, data) {
+                        self.feed(i, VoteInput::Built(Box::new(block)));
+                    }
+                }
+                VoteOutput::Validate(block) => {
+                    let valid = self.nodes[i].chain.validate_proposal(&block).is_ok();
+                    let hash = block.hash();
+                    self.feed(i, VoteInput::Validated { hash, valid });
+                }
+                VoteOutput::Commit { block, certificate } => {
+                    let height = block.header.height;
+                    self.nodes[i]
+                        .chain
+                        .import_certified(*block, certificate)
+                        .unwrap_or_else(|e| panic!("node {i} cannot import its decision: {e}"));
+                    self.nodes[i].decided.push(height);
+                    let head = self.head_input(i);
+                    self.feed(i, head);
+                }
+                VoteOutput::Persist(bytes) => self.nodes[i].persisted = Some(bytes),
+            }
+        }
+    }
+
+    /// A block on node `i`'s head, as the node's producer loop would make it.
+    fn build(
+        &self,
+        i: usize,
+        parent: BlockHash,
+        timestamp: Timestamp,
+        data: Vec<u8>,
+    ) -> Option<Block> {
+        let node = &self.nodes[i];
+        let head = node.chain.head();
+        if head.hash() != parent {
+            return None;
+        }
+        let producer = PbftProducer::new(node.key.clone());
+        let mut header = node.chain.template(producer.author(), timestamp);
+        producer
+            .prepare(&node.chain, &head, &mut header)
+            .expect("prepare");
+        header.engine.data = data;
+        let built = node
+            .chain
+            .build_block(header, Vec::new(), usize::MAX)
+            .expect("template builds");
+        let header = producer
+            .seal(built.block.header, &CancelFlag::new())
+            .expect("seal")
+            .expect("not cancelled");
+        Some(Block {
+            header,
+            txs: built.block.txs,
+        })
+    }
+
+    /// The equivocating primary's messages to its victims: a twin block with the same
+    /// view, and its votes moved to the twin.
+    fn tamper(&mut self, from: usize, to: usize, bytes: &[u8]) -> Vec<u8> {
+        let Some(eq) = &self.equivocator else {
+            return bytes.to_vec();
+        };
+        if eq.node != from || !eq.victims.contains(&to) {
+            return bytes.to_vec();
+        }
+        let key = self.nodes[from].key.clone();
+        let message = PbftMessage::decode(bytes).expect("own message decodes");
+        let resign = |vote: SignedVote, twin: BlockHash| {
+            SignedVote::sign(
+                "pbft",
+                VoteBody {
+                    block: twin,
+                    ..vote.body
+                },
+                &key,
+            )
+        };
+        let twisted = match message {
+            PbftMessage::PrePrepare(p) => {
+                let twin = match self.twin_of(from, &p.block) {
+                    Some(twin) => twin,
+                    None => return bytes.to_vec(),
+                };
+                let twin_hash = twin.hash();
+                if let Some(eq) = &mut self.equivocator {
+                    eq.twins.insert(p.block.hash(), twin_hash);
+                }
+                PbftMessage::PrePrepare(Proposal {
+                    vote: resign(p.vote, twin_hash),
+                    block: twin,
+                    justification: p.justification,
+                })
+            }
+            PbftMessage::Prepare(v) => match eq.twins.get(&v.body.block) {
+                Some(twin) => PbftMessage::Prepare(resign(v, *twin)),
+                None => PbftMessage::Prepare(v),
+            },
+            PbftMessage::Commit(v) => match eq.twins.get(&v.body.block) {
+                Some(twin) => PbftMessage::Commit(resign(v, *twin)),
+                None => PbftMessage::Commit(v),
+            },
+            other => other,
+        };
+        twisted.encode()
+    }
+
+    /// Another valid block for the same height and view: one second later.
+    fn twin_of(&self, i: usize, block: &Block) -> Option<Block> {
+        self.build(
+            i,
+            block.header.parent,
+            Timestamp(block.header.timestamp.0 + 1),
+            block.header.engine.data.clone(),
+        )
+    }
+
+    fn step(&mut self) -> bool {
+        let Some(((at, _), event)) = self.events.pop_first() else {
+            return false;
+        };
+        self.now = at;
+        match event {
+            Event::Deliver { to, bytes } => self.feed(to, VoteInput::Message(bytes)),
+            Event::Timer {
+                node,
+                id,
+                generation,
+            } => {
+                if self.timers.get(&(node, id)) == Some(&generation) {
+                    self.feed(node, VoteInput::Timeout(id));
+                }
+            }
+            Event::Sync => {
+                self.sync();
+                self.schedule(SYNC_EVERY_MS, Event::Sync);
+            }
+        }
+        true
+    }
+
+    fn run_for(&mut self, millis: u64) {
+        let end = self.now + millis;
+        while self
+            .events
+            .first_key_value()
+            .is_some_and(|((at, _), _)| *at <= end)
+        {
+            self.step();
+        }
+        self.now = end;
+    }
+
+    /// Block sync: a live replica copies the next certified block from a live peer it can
+    /// reach, checking the certificate on import.
+    fn sync(&mut self) {
+        for i in 0..self.nodes.len() {
+            loop {
+                if !self.nodes[i].up {
+                    break;
+                }
+                let next = Height(self.height(i).0 + 1);
+                let source = (0..self.nodes.len()).find(|&j| {
+                    self.nodes[j].up
+                        && self.links[j][i]
+                        && self.links[i][j]
+                        && self.height(j) >= next
+                });
+                let Some(j) = source else { break };
+                let block = self.nodes[j]
+                    .chain
+                    .block_at(next)
+                    .expect("store")
+                    .expect("block below the head");
+                let certificate = self.nodes[j]
+                    .chain
+                    .certificate(&block.hash())
+                    .expect("store")
+                    .expect("every decided block has its certificate");
+                self.nodes[i]
+                    .chain
+                    .import_certified(block, certificate)
+                    .unwrap_or_else(|e| panic!("node {i} cannot sync height {next} from {j}: {e}"));
+                let head = self.head_input(i);
+                self.feed(i, head);
+            }
+        }
+    }
+
+    fn height(&self, i: usize) -> Height {
+        self.nodes[i].chain.head().height()
+    }
+
+    fn heights(&self) -> Vec<u64> {
+        (0..self.nodes.len()).map(|i| self.height(i).0).collect()
+    }
+
+    fn crash(&mut self, i: usize) {
+        self.nodes[i].up = false;
+    }
+
+    /// Restarts node `i` from what it persisted, on the chain it had.
+    fn restart(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.machine = PbftMachine::new(
+            self.params.clone(),
+            Some(node.key.clone()),
+            node.persisted.as_deref(),
+        )
+        .expect("persisted state reads back");
+        node.up = true;
+        let head = self.head_input(i);
+        self.feed(i, head);
+    }
+
+    fn partition(&mut self, groups: &[&[usize]]) {
+        let n = self.nodes.len();
+        for a in 0..n {
+            for b in 0..n {
+                self.links[a][b] = groups.iter().any(|g| g.contains(&a) && g.contains(&b));
+            }
+        }
+    }
+
+    fn heal(&mut self) {
+        let n = self.nodes.len();
+        self.links = vec![vec![true; n]; n];
+    }
+
+    /// Safety: at every height, every replica that has a block has the same one, and
+    /// every stored block's certificate proves it.
+    fn assert_no_fork(&self) {
+        let top = (0..self.nodes.len())
+            .map(|i| self.height(i).0)
+            .max()
+            .unwrap_or(0);
+        for h in 1..=top {
+            let mut seen: Option<BlockHash> = None;
+            for (i, node) in self.nodes.iter().enumerate() {
+                if let Some(block) = node.chain.block_at(Height(h)).expect("store") {
+                    let hash = block.hash();
+                    assert!(
+                        seen.is_none_or(|s| s == hash),
+                        "fork at height {h}: node {i} has {hash}, another has {seen:?}"
+                    );
+                    seen = Some(hash);
+                    let cert = node.chain.certificate(&hash).expect("store").expect("cert");
+                    let cert = Certificate::decode(&cert).expect("certificate decodes");
+                    assert!(
+                        cert.signatures.len() >= 3,
+                        "height {h}: a short certificate"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Node `i`'s view, from its status.
+    fn view(&self, i: usize) -> u64 {
+        self.nodes[i].machine.view()
+    }
+}
+
+// ---- multi-node scenarios ----------------------------------------------------------------
+
+/// §4.2 normal case: PRE-PREPARE, PREPARE, COMMIT decide a block per height; every replica
+/// decides every height by its own votes, in view 0, with no refusal.
+#[test]
+fn n4_happy_path_commits_every_height() {
+    let mut net = Net::new(4);
+    net.run_for(10_500);
+    assert!(net.heights().iter().all(|h| *h >= 8), "{:?}", net.heights());
+    net.assert_no_fork();
+    for (i, node) in net.nodes.iter().enumerate() {
+        assert_eq!(net.view(i), 0, "node {i} left view 0");
+        assert!(node.rejected.is_empty(), "node {i}: {:?}", node.rejected);
+        let all: Vec<Height> = (1..=node.chain.head().height().0).map(Height).collect();
+        assert_eq!(node.decided, all, "node {i} decided every height itself");
+        assert_eq!(
+            node.chain.finalized().expect("finalized"),
+            Some(node.chain.head().id()),
+            "every block is final"
+        );
+    }
+    // The primary of view 0 keeps proposing (the view is kept across heights).
+    let primary = net.nodes[0].key.address();
+    for h in 1..=8 {
+        let block = net.nodes[1]
+            .chain
+            .block_at(Height(h))
+            .expect("store")
+            .expect("block");
+        assert_eq!(block.header.producer, primary, "height {h}");
+    }
+}
+
+/// §4.2 with f = 1 crashed backup: 2f+1 = 3 replicas still decide; §4.4 with the primary
+/// crashed: the view timer expires, the backups move to view 1 and its primary proposes.
+#[test]
+fn n4f1_crash_one_keeps_committing() {
+    // A crashed backup.
+    let mut net = Net::new(4);
+    net.crash(3);
+    net.run_for(8_500);
+    assert!(net.height(0).0 >= 6, "{:?}", net.heights());
+    assert_eq!(net.height(3), Height(0));
+    assert_eq!(net.view(0), 0, "no view change without a failed primary");
+    net.assert_no_fork();
+
+    // A crashed primary (node 0 leads view 0).
+    let mut net = Net::new(4);
+    net.run_for(3_200);
+    let before = net.height(1);
+    assert!(before.0 >= 2, "{:?}", net.heights());
+    net.crash(0);
+    net.run_for(15_000);
+    for i in 1..4 {
+        assert!(
+            net.height(i).0 >= before.0 + 4,
+            "node {i} stopped after the primary crashed: {:?}",
+            net.heights()
+        );
+        assert_eq!(net.view(i), 1, "node {i} moved to exactly view 1");
+    }
+    // Blocks after the crash come from view 1's primary.
+    let last = net.nodes[1].chain.head();
+    assert_eq!(last.producer, net.nodes[1].key.address());
+    net.assert_no_fork();
+}
+
+/// §4.4: with f+1 = 2 of 4 crashed no quorum of 2f+1 forms, so nothing is decided (and
+/// nothing conflicting); when one returns (from its persisted state), the 3 decide again.
+#[test]
+fn n4f2_crash_two_halts_without_forks_then_resumes() {
+    let mut net = Net::new(4);
+    net.run_for(3_200);
+    net.crash(0);
+    net.crash(1);
+    net.run_for(1_000);
+    let stalled = net.heights();
+    net.run_for(30_000);
+    assert_eq!(net.heights(), stalled, "decided without a quorum");
+    net.assert_no_fork();
+    // Views keep failing, and the timeouts back off.
+    assert!(net.view(2) >= 2, "view {}", net.view(2));
+
+    net.restart(1);
+    net.run_for(60_000);
+    let top = stalled.iter().max().copied().unwrap_or(0);
+    for i in 1..4 {
+        assert!(
+            net.height(i).0 >= top + 3,
+            "node {i} did not resume: {:?} from {stalled:?}",
+            net.heights()
+        );
+    }
+    net.assert_no_fork();
+}
+
+/// §4.4 under a 2|2 partition neither side has 2f+1 = 3, so both halt without deciding;
+/// after the partition heals they agree on a view and decide again.
+#[test]
+fn n4_partition_2_2_halts_and_heals() {
+    let mut net = Net::new(4);
+    net.run_for(3_200);
+    net.partition(&[&[0, 1], &[2, 3]]);
+    net.run_for(1_000);
+    let split = net.heights();
+    net.run_for(30_000);
+    assert_eq!(net.heights(), split, "a half decided alone");
+    net.assert_no_fork();
+
+    net.heal();
+    net.run_for(60_000);
+    let top = split.iter().max().copied().unwrap_or(0);
+    for i in 0..4 {
+        assert!(
+            net.height(i).0 >= top + 3,
+            "node {i} did not resume: {:?} from {split:?}",
+            net.heights()
+        );
+    }
+    net.assert_no_fork();
+}
+
+/// §4.2's safety argument: a Byzantine primary sends one block to some replicas and a
+/// twin to the others, voting for both; quorum intersection leaves no two honest replicas
+/// deciding different blocks, and the honest ones keep a single chain.
+#[test]
+fn n4_byzantine_primary_equivocates_no_conflicting_commit() {
+    for victims in [vec![2, 3], vec![3], vec![1, 2, 3]] {
+        let mut net = Net::new(4);
+        net.equivocator = Some(Equivocator {
+            node: 0,
+            victims: victims.clone(),
+            twins: BTreeMap::new(),
+        });
+        net.run_for(20_000);
+        net.assert_no_fork();
+        let twins = net.equivocator.as_ref().map_or(0, |e| e.twins.len());
+        assert!(
+            twins >= 1,
+            "victims {victims:?}: the primary never equivocated"
+        );
+        for i in 1..4 {
+            assert!(
+                net.height(i).0 >= 3,
+                "victims {victims:?}: node {i} stuck: {:?} {:?}",
+                net.heights(),
+                net.nodes
+                    .iter()
+                    .map(|n| (n.rejected.clone(), n.machine.status()))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+/// Crash-recovery (§4.5 keeps the log on stable storage): a replica restarted from its
+/// persisted bytes, shown a second proposal for the view it already voted in, signs no
+/// second PREPARE.
+#[test]
+fn restart_from_persisted_bytes_does_not_double_vote() {
+    let mut net = Net::new(4);
+    // Only node 1 hears the primary: it prepares, but no quorum forms.
+    net.partition(&[&[0, 1], &[2], &[3]]);
+    net.run_for(1_300);
+    let first_prepare = prepares_of(&net.nodes[1].sent);
+    assert_eq!(first_prepare.len(), 1, "node 1 prepared once");
+    let persisted = net.nodes[1]
+        .persisted
+        .clone()
+        .expect("persisted before sending");
+
+    let key1 = net.nodes[1].key.clone();
+    let mut restarted =
+        PbftMachine::new(net.params.clone(), Some(key1), Some(&persisted)).expect("restores");
+    let head = net.nodes[1].chain.head();
+    let voters = net
+        .engine
+        .voters(net.nodes[1].chain.state())
+        .expect("voters");
+    let outputs = restarted
+        .handle(net.now, VoteInput::Head { head, voters })
+        .expect("head");
+    assert!(
+        prepares_of(&broadcasts(&outputs)).is_empty(),
+        "a restart re-sent a vote"
+    );
+    // The primary's twin proposal for view 0 is valid, yet node 1 does not prepare it.
+    let original = net.nodes[1]
+        .sent
+        .iter()
+        .chain(net.nodes[0].sent.iter())
+        .find_map(|b| match PbftMessage::decode(b) {
+            Ok(PbftMessage::PrePrepare(p)) => Some(p),
+            _ => None,
+        })
+        .expect("the primary proposed");
+    let twin = net.twin_of(0, &original.block).expect("twin");
+    let twin_hash = twin.hash();
+    let proposal = PbftMessage::PrePrepare(Proposal {
+        vote: SignedVote::sign(
+            "pbft",
+            VoteBody {
+                block: twin_hash,
+                ..original.vote.body
+            },
+            &net.nodes[0].key,
+        ),
+        block: twin,
+        justification: None,
+    });
+    let mut outputs = restarted
+        .handle(net.now, VoteInput::Message(proposal.encode()))
+        .expect("a first proposal for view 0 in this incarnation");
+    outputs.extend(
+        restarted
+            .handle(
+                net.now,
+                VoteInput::Validated {
+                    hash: twin_hash,
+                    valid: true,
+                },
+            )
+            .expect("validated"),
+    );
+    assert!(
+        prepares_of(&broadcasts(&outputs)).is_empty(),
+        "double vote after restart: {outputs:?}"
+    );
+    // A machine without the persisted bytes would have voted: the bytes are what stop it.
+    let key1 = net.nodes[1].key.clone();
+    let mut amnesiac = PbftMachine::new(net.params.clone(), Some(key1), None).expect("fresh");
+    let head = net.nodes[1].chain.head();
+    let voters = net
+        .engine
+        .voters(net.nodes[1].chain.state())
+        .expect("voters");
+    amnesiac
+        .handle(net.now, VoteInput::Head { head, voters })
+        .expect("head");
+    amnesiac
+        .handle(net.now, VoteInput::Message(proposal.encode()))
+        .expect("proposal");
+    let outputs = amnesiac
+        .handle(
+            net.now,
+            VoteInput::Validated {
+                hash: twin_hash,
+                valid: true,
+            },
+        )
+        .expect("validated");
+    assert_eq!(prepares_of(&broadcasts(&outputs)).len(), 1);
+    assert!(
+        matches!(outputs.first(), Some(VoteOutput::Persist(_))),
+        "persist comes before the broadcast: {outputs:?}"
+    );
+}
+
+fn broadcasts(outputs: &[VoteOutput]) -> Vec<Vec<u8>> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            VoteOutput::Broadcast(b) => Some(b.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn prepares_of(sent: &[Vec<u8>]) -> Vec<SignedVote> {
+    sent.iter()
+        .filter_map(|b| match PbftMessage::decode(b) {
+            Ok(PbftMessage::Prepare(v)) => Some(v),
+            _ => None,
+        })
+        .collect()
+}
+
+// ---- certificates ------------------------------------------------------------------------
+
+/// A decided block, its certificate and a chain at its parent (genesis).
+fn decided_block() -> (Net, Block, Certificate, Chain) {
+    let mut net = Net::new(4);
+    net.run_for(1_500);
+    let block = net.nodes[0]
+        .chain
+        .block_at(Height(1))
+        .expect("store")
+        .expect("height 1 decided");
+    let cert = net.nodes[0]
+        .chain
+        .certificate(&block.hash())
+        .expect("store")
+        .expect("certificate");
+    let cert = Certificate::decode(&cert).expect("decodes");
+    let validators: Vec<_> = net.nodes.iter().map(|n| n.key.address()).collect();
+    let (fresh, _clock) = engine_chain(Arc::new(net.engine.clone()), &validators, GENESIS_TIME + 1);
+    (net, block, cert, fresh)
+}
+
+fn quorum_error(e: EngineError) -> QuorumError {
+    match e.downcast_ref::<PbftError>() {
+        Some(PbftError::Quorum(q)) => q.clone(),
+        other => panic!("expected a quorum error, got {other:?} from {e}"),
+    }
+}
+
+/// The commit certificate (§4.2's committed predicate, 2f+1 COMMITs) checked by a node
+/// that saw none of the votes: the real one passes; each way of breaking it is refused
+/// with its own error.
+#[test]
+fn certificate_checks_refuse_each_forgery() {
+    let (net, block, cert, mut fresh) = decided_block();
+    let engine = &net.engine;
+    let header = SealedHeader::new(block.header.clone());
+    let check =
+        |c: &Certificate, h: &SealedHeader| engine.verify_certificate(&fresh, h, &c.encode());
+    check(&cert, &header).expect("the real certificate");
+    assert!(cert.signatures.len() >= 3);
+
+    // A forged signature.
+    let mut forged = cert.clone();
+    forged.signatures[0].signature.0[10] ^= 1;
+    assert!(matches!(
+        quorum_error(check(&forged, &header).unwrap_err()),
+        QuorumError::BadSignature { .. }
+    ));
+
+    // Too few: 2 of 4, 3 needed.
+    let mut few = cert.clone();
+    few.signatures.truncate(2);
+    assert_eq!(
+        quorum_error(check(&few, &header).unwrap_err()),
+        QuorumError::TooFewSigners {
+            got: 2,
+            needed: 3,
+            voters: 4
+        }
+    );
+
+    // A duplicate signer padding a short certificate.
+    let mut dup = few.clone();
+    dup.signatures.push(dup.signatures[0]);
+    assert_eq!(
+        quorum_error(check(&dup, &header).unwrap_err()),
+        QuorumError::DuplicateSigner {
+            signer: dup.signatures[0].signer()
+        }
+    );
+
+    // A non-validator's valid signature.
+    let mut stranger = few.clone();
+    let eve = outsider();
+    stranger
+        .signatures
+        .push(miner::quorum::VoteSignature::sign("pbft", &cert.body, &eve));
+    assert_eq!(
+        quorum_error(check(&stranger, &header).unwrap_err()),
+        QuorumError::NotAVoter {
+            signer: eve.address()
+        }
+    );
+
+    // The right votes for another block (same height and parent).
+    let other = net.twin_of(0, &block).map(|b| SealedHeader::new(b.header));
+    let other = other.unwrap_or_else(|| {
+        let mut h = block.header.clone();
+        h.timestamp = Timestamp(h.timestamp.0 + 1);
+        SealedHeader::new(h)
+    });
+    assert!(matches!(
+        quorum_error(check(&cert, &other).unwrap_err()),
+        QuorumError::WrongVote { .. }
+    ));
+
+    // PREPAREs are not COMMITs.
+    let prepares = Certificate {
+        body: VoteBody {
+            phase: Phase::Prepare,
+            ..cert.body
+        },
+        signatures: cert.signatures.clone(),
+    };
+    assert!(matches!(
+        quorum_error(check(&prepares, &header).unwrap_err()),
+        QuorumError::WrongVote { .. }
+    ));
+
+    // Malformed bytes.
+    let err = engine
+        .verify_certificate(&fresh, &header, &[1, 2, 3])
+        .unwrap_err();
+    assert!(matches!(quorum_error(err), QuorumError::Codec(_)));
+
+    // The chain imports the block only with the real certificate.
+    assert!(fresh.import_certified(block.clone(), few.encode()).is_err());
+    fresh
+        .import_certified(block, cert.encode())
+        .expect("imports with its certificate");
+}
+
+// ---- message refusals --------------------------------------------------------------------
+
+/// A machine at genesis among 4 validators, and what it needs to make messages.
+struct Bench {
+    net: Net,
+    machine: PbftMachine,
+    head: SealedHeader,
+}
+
+impl Bench {
+    /// Node 1's fresh machine on genesis.
+    fn new() -> Bench {
+        let net = Net::new(4);
+        let head = net.nodes[1].chain.head();
+        let mut machine =
+            PbftMachine::new(net.params.clone(), Some(net.nodes[1].key.clone()), None)
+                .expect("machine");
+        let voters = net
+            .engine
+            .voters(net.nodes[1].chain.state())
+            .expect("voters");
+        machine
+            .handle(
+                START_MS,
+                VoteInput::Head {
+                    head: head.clone(),
+                    voters,
+                },
+            )
+            .expect("head");
+        Bench { net, machine, head }
+    }
+
+    fn body(&self, view: u64, block: BlockHash, phase: Phase) -> VoteBody {
+        VoteBody {
+            height: Height(self.head.height().0 + 1),
+            view,
+            parent: self.head.hash(),
+            block,
+            phase,
+        }
+    }
+
+    fn key(&self, i: usize) -> SecretKey {
+        self.net.nodes[i].key.clone()
+    }
+
+    fn vote(&self, i: usize, body: VoteBody) -> SignedVote {
+        SignedVote::sign("pbft", body, &self.key(i))
+    }
+
+    fn send(&mut self, message: &PbftMessage) -> Result<Vec<VoteOutput>, EngineError> {
+        self.machine
+            .handle(START_MS, VoteInput::Message(message.encode()))
+    }
+
+    /// A block signed by node `i`, naming `view` (valid only if `i` is its primary):
+    /// built for the view's primary, then claimed and sealed by `i` (no transactions or
+    /// rewards, so the state root does not depend on the producer).
+    fn block(&self, i: usize, view: u64, second: u64) -> Block {
+        let voters = VoterSet::new(self.net.nodes.iter().map(|n| n.key.address()));
+        let primary = voters.at_round(view).expect("validators");
+        let mut header = self.net.nodes[i]
+            .chain
+            .template(primary, Timestamp(GENESIS_TIME + second));
+        header.engine.data = encode_view(view);
+        let mut built = self.net.nodes[i]
+            .chain
+            .build_block(header, Vec::new(), usize::MAX)
+            .expect("builds");
+        built.block.header.producer = self.key(i).address();
+        let header = PbftProducer::new(self.key(i))
+            .seal(built.block.header, &CancelFlag::new())
+            .expect("seal")
+            .expect("sealed");
+        Block {
+            header,
+            txs: built.block.txs,
+        }
+    }
+
+    fn proposal(&self, i: usize, view: u64, block: Block) -> PbftMessage {
+        PbftMessage::PrePrepare(Proposal {
+            vote: self.vote(i, self.body(view, block.hash(), Phase::Propose)),
+            block,
+            justification: None,
+        })
+    }
+}
+
+fn rejected(result: Result<Vec<VoteOutput>, EngineError>) -> PbftError {
+    match result {
+        Err(e @ EngineError::Rejected { .. }) => e
+            .downcast_ref::<PbftError>()
+            .cloned()
+            .unwrap_or_else(|| panic!("not a pbft error: {e}")),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+fn is_ignored(result: &Result<Vec<VoteOutput>, EngineError>) -> bool {
+    matches!(result, Err(EngineError::Ignored { .. }))
+}
+
+/// The refusals (Rejected costs the sender its score, Ignored does not), as a table:
+/// forged, stranger, malformed, non-primary and equivocating messages are rejected;
+/// duplicates, stale and far-future ones are ignored.
+#[test]
+fn message_refusals_name_the_reason() {
+    let mut b = Bench::new();
+    let block = b.block(0, 0, 1);
+    let hash = block.hash();
+
+    // A forged signature: bob's prepare with one bit flipped.
+    let mut forged = b.vote(2, b.body(0, hash, Phase::Prepare));
+    forged.signature.signature.0[5] ^= 1;
+    assert!(matches!(
+        rejected(b.send(&PbftMessage::Prepare(forged))),
+        PbftError::Quorum(QuorumError::BadSignature { .. })
+    ));
+
+    // A stranger's valid signature.
+    let stranger = SignedVote::sign("pbft", b.body(0, hash, Phase::Prepare), &outsider());
+    assert_eq!(
+        rejected(b.send(&PbftMessage::Prepare(stranger))),
+        PbftError::Quorum(QuorumError::NotAVoter {
+            signer: outsider().address()
+        })
+    );
+
+    // Malformed bytes.
+    assert!(matches!(
+        rejected(
+            b.machine
+                .handle(START_MS, VoteInput::Message(vec![9, 9, 9]))
+        ),
+        PbftError::Codec(_)
+    ));
+
+    // A pre-prepare from a backup (node 2 is not view 0's primary).
+    let by_backup = b.block(2, 0, 1);
+    assert!(matches!(
+        rejected(b.send(&b.proposal(2, 0, by_backup))),
+        PbftError::NotPrimary { view: 0, .. }
+    ));
+
+    // A prepare claiming the commit phase's message kind.
+    let wrong_phase = b.vote(2, b.body(0, hash, Phase::Commit));
+    assert!(matches!(
+        rejected(b.send(&PbftMessage::Prepare(wrong_phase))),
+        PbftError::Mismatch { what: "phase", .. }
+    ));
+
+    // The primary's proposal is taken and validated; a duplicate is ignored; a twin is an
+    // equivocation.
+    let outputs = b.send(&b.proposal(0, 0, block.clone())).expect("proposal");
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, VoteOutput::Validate(v) if v.hash() == hash))
+    );
+    assert!(is_ignored(&b.send(&b.proposal(0, 0, block.clone()))));
+    let twin = b.block(0, 0, 2);
+    assert!(matches!(
+        rejected(b.send(&b.proposal(0, 0, twin))),
+        PbftError::Equivocation {
+            phase: Phase::Propose,
+            ..
+        }
+    ));
+
+    // A prepare once, then again (ignored), then for another block (rejected).
+    let prepare = PbftMessage::Prepare(b.vote(2, b.body(0, hash, Phase::Prepare)));
+    b.send(&prepare).expect("first prepare");
+    assert!(is_ignored(&b.send(&prepare)));
+    let other = PbftMessage::Prepare(b.vote(2, b.body(0, BlockHash([7; 32]), Phase::Prepare)));
+    assert!(matches!(
+        rejected(b.send(&other)),
+        PbftError::Equivocation {
+            phase: Phase::Prepare,
+            ..
+        }
+    ));
+
+    // Far-future views and heights are ignored, not kept.
+    let far_view = b.vote(3, b.body(VIEW_WINDOW + 1, hash, Phase::Prepare));
+    assert!(is_ignored(&b.send(&PbftMessage::Prepare(far_view))));
+    let far_height = b.vote(
+        3,
+        VoteBody {
+            height: Height(3),
+            ..b.body(0, hash, Phase::Prepare)
+        },
+    );
+    assert!(is_ignored(&b.send(&PbftMessage::Prepare(far_height))));
+    // A stale height (the parent's).
+    let stale = b.vote(
+        3,
+        VoteBody {
+            height: Height(0),
+            ..b.body(0, hash, Phase::Prepare)
+        },
+    );
+    assert!(is_ignored(&b.send(&PbftMessage::Prepare(stale))));
+    // A vote on another chain's parent is refused.
+    let other_chain = b.vote(
+        3,
+        VoteBody {
+            parent: BlockHash([5; 32]),
+            ..b.body(0, hash, Phase::Prepare)
+        },
+    );
+    assert!(matches!(
+        rejected(b.send(&PbftMessage::Prepare(other_chain))),
+        PbftError::Mismatch { what: "parent", .. }
+    ));
+}
+
+/// Messages for the next height are kept (a few per sender) and applied once the head
+/// moves; more than the cap are ignored, so a sender cannot fill memory.
+#[test]
+fn next_height_messages_are_buffered_and_bounded() {
+    let mut b = Bench::new();
+    let mut kept = 0;
+    let mut dropped = 0;
+    for i in 0..40u8 {
+        let vote = b.vote(
+            3,
+            VoteBody {
+                height: Height(2),
+                ..b.body(0, BlockHash([i; 32]), Phase::Commit)
+            },
+        );
+        match b.send(&PbftMessage::Commit(vote)) {
+            Ok(_) => kept += 1,
+            Err(EngineError::Ignored { .. }) => dropped += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((kept, dropped), (16, 24));
+}
+
+// ---- view change tables (§4.4) ----------------------------------------------------------
+
+/// A prepared certificate for `block` in `view` from nodes `signers`.
+fn prepared_cert(b: &Bench, view: u64, block: BlockHash, signers: &[usize]) -> Certificate {
+    let body = b.body(view, block, Phase::Prepare);
+    Certificate::new(
+        body,
+        signers.iter().map(|i| b.vote(*i, body).signature).collect(),
+    )
+}
+
+fn view_change(b: &Bench, from: usize, view: u64, prepared: Option<(&Block, u64)>) -> ViewChange {
+    match prepared {
+        None => ViewChange {
+            vote: b.vote(from, b.body(view, BlockHash::ZERO, Phase::ViewChange)),
+            prepared: None,
+            block: None,
+        },
+        Some((block, pv)) => ViewChange {
+            vote: b.vote(from, b.body(view, block.hash(), Phase::ViewChange)),
+            prepared: Some(prepared_cert(b, pv, block.hash(), &[0, 2, 3])),
+            block: Some(block.clone()),
+        },
+    }
+}
+
+/// §4.4's NEW-VIEW rules, as Besu's QBFT round-change tests pin them: a NEW-VIEW with
+/// 2f+1 view changes and no prepared block opens the view; one carrying a prepared block
+/// must re-propose it (the highest-view prepared block wins); fewer than 2f+1, a proposal
+/// by a non-primary, or a view change with a bad prepared certificate are refused.
+#[test]
+fn new_view_must_carry_a_quorum_and_repropose_the_prepared_block() {
+    // View 1's primary is node 1 (the bench replica); view 2's is node 2.
+    let view = 2;
+    struct Case {
+        name: &'static str,
+        senders: Vec<usize>,
+        /// (sender index in `senders`, prepared view) of the view changes with a prepared
+        /// block, which is block `x` (prepared in view 0) or `y` (view 1).
+        prepared: Vec<(usize, char)>,
+        /// Which block the NEW-VIEW proposes: 'x', 'y', 'z' (fresh) or ' ' (none).
+        proposes: char,
+        proposer: usize,
+        ok: bool,
+    }
+    let cases = vec![
+        Case {
+            name: "no prepared block, no proposal",
+            senders: vec![0, 2, 3],
+            prepared: vec![],
+            proposes: ' ',
+            proposer: 2,
+            ok: true,
+        },
+        Case {
+            name: "no prepared block, a fresh proposal",
+            senders: vec![0, 2, 3],
+            prepared: vec![],
+            proposes: 'z',
+            proposer: 2,
+            ok: true,
+        },
+        Case {
+            name: "re-proposes the prepared block",
+            senders: vec![0, 2, 3],
+            prepared: vec![(1, 'x')],
+            proposes: 'x',
+            proposer: 2,
+            ok: true,
+        },
+        Case {
+            name: "drops the prepared block",
+            senders: vec![0, 2, 3],
+            prepared: vec![(1, 'x')],
+            proposes: 'z',
+            proposer: 2,
+            ok: false,
+        },
+        Case {
+            name: "proposes nothing over a prepared block",
+            senders: vec![0, 2, 3],
+            prepared: vec![(0, 'x')],
+            proposes: ' ',
+            proposer: 2,
+            ok: false,
+        },
+        Case {
+            name: "the highest prepared view wins",
+            senders: vec![0, 2, 3],
+            prepared: vec![(0, 'x'), (2, 'y')],
+            proposes: 'y',
+            proposer: 2,
+            ok: true,
+        },
+        Case {
+            name: "a lower prepared view loses",
+            senders: vec![0, 2, 3],
+            prepared: vec![(0, 'x'), (2, 'y')],
+            proposes: 'x',
+            proposer: 2,
+            ok: false,
+        },
+        Case {
+            name: "two view changes are not 2f+1",
+            senders: vec![0, 2],
+            prepared: vec![],
+            proposes: ' ',
+            proposer: 2,
+            ok: false,
+        },
+        Case {
+            name: "a proposal by another than the primary",
+            senders: vec![0, 2, 3],
+            prepared: vec![],
+            proposes: 'z',
+            proposer: 3,
+            ok: false,
+        },
+    ];
+    for case in cases {
+        let mut b = Bench::new();
+        let x = b.block(0, 0, 1);
+        let y = b.block(1, 1, 2);
+        let z = b.block(2, view, 3);
+        let vcs: Vec<ViewChange> = case
+            .senders
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                let prepared = case
+                    .prepared
+                    .iter()
+                    .find(|(i, _)| *i == k)
+                    .map(|(_, which)| if *which == 'x' { (&x, 0) } else { (&y, 1) });
+                ViewChange {
+                    block: None,
+                    ..view_change(&b, *s, view, prepared)
+                }
+            })
+            .collect();
+        let proposal = match case.proposes {
+            'x' => Some(x.clone()),
+            'y' => Some(y.clone()),
+            'z' => Some(z.clone()),
+            _ => None,
+        }
+        .map(|block| Proposal {
+            vote: b.vote(case.proposer, b.body(view, block.hash(), Phase::Propose)),
+            block,
+            justification: None,
+        });
+        let result = b.send(&PbftMessage::NewView(NewView {
+            view_changes: vcs,
+            proposal,
+        }));
+        assert_eq!(result.is_ok(), case.ok, "{}: {result:?}", case.name);
+        if case.ok {
+            assert_eq!(b.machine.view(), view, "{}", case.name);
+        } else {
+            assert!(
+                matches!(result, Err(EngineError::Rejected { .. })),
+                "{}: {result:?}",
+                case.name
+            );
+        }
+    }
+}
+
+/// §4.4: a view change naming a prepared block must prove it with 2f+1 PREPAREs from an
+/// earlier view (QBFT's "round change with an invalid prepared certificate" case).
+#[test]
+fn view_change_with_a_bad_prepared_certificate_is_refused() {
+    let mut b = Bench::new();
+    let x = b.block(0, 0, 1);
+    // Two prepares only.
+    let short = ViewChange {
+        vote: b.vote(2, b.body(1, x.hash(), Phase::ViewChange)),
+        prepared: Some(prepared_cert(&b, 0, x.hash(), &[0, 2])),
+        block: Some(x.clone()),
+    };
+    assert!(matches!(
+        rejected(b.send(&PbftMessage::ViewChange(short))),
+        PbftError::BadPrepared { .. }
+    ));
+    // Prepared in the very view asked for.
+    let same_view = ViewChange {
+        vote: b.vote(2, b.body(1, x.hash(), Phase::ViewChange)),
+        prepared: Some(prepared_cert(&b, 1, x.hash(), &[0, 2, 3])),
+        block: Some(x.clone()),
+    };
+    assert!(matches!(
+        rejected(b.send(&PbftMessage::ViewChange(same_view))),
+        PbftError::BadPrepared { .. }
+    ));
+    // A valid one is kept; a stale view is ignored.
+    b.send(&PbftMessage::ViewChange(view_change(
+        &b,
+        2,
+        1,
+        Some((&x, 0)),
+    )))
+    .expect("valid view change");
+    let stale = view_change(&b, 3, 0, None);
+    assert!(is_ignored(&b.send(&PbftMessage::ViewChange(stale))));
+}
+
+/// §4.5.2: f+1 view changes for a later view make a replica join it before its own timer
+/// expires (one replica alone cannot drag the others along).
+#[test]
+fn f_plus_one_view_changes_pull_a_replica_along() {
+    let mut b = Bench::new();
+    b.send(&PbftMessage::ViewChange(view_change(&b, 2, 1, None)))
+        .expect("first");
+    assert_eq!(b.machine.view(), 0, "one view change is not enough");
+    let outputs = b
+        .send(&PbftMessage::ViewChange(view_change(&b, 3, 1, None)))
+        .expect("second");
+    assert_eq!(b.machine.view(), 1);
+    // Node 1 is view 1's primary: its own view change makes 2f+1, so it opens the view.
+    let sent: Vec<PbftMessage> = broadcasts(&outputs)
+        .iter()
+        .map(|bytes| PbftMessage::decode(bytes).expect("decodes"))
+        .collect();
+    assert!(
+        matches!(sent.first(), Some(PbftMessage::ViewChange(_))),
+        "{sent:?}"
+    );
+    assert!(
+        matches!(sent.get(1), Some(PbftMessage::NewView(_))),
+        "{sent:?}"
+    );
+}
+
+/// Each validator set's quorums, and the engine's header rules: only the view's primary
+/// may produce a block.
+#[test]
+fn only_the_views_primary_produces_a_valid_block() {
+    let b = Bench::new();
+    let chain = &b.net.nodes[1].chain;
+    let good = b.block(0, 0, 1);
+    chain.validate_proposal(&good).expect("view 0's primary");
+    let by_backup = b.block(2, 0, 1);
+    let err = chain
+        .validate_proposal(&by_backup)
+        .expect_err("not the primary");
+    assert!(err.to_string().contains("not the primary"), "{err}");
+    let view_two = b.block(2, 2, 1);
+    chain
+        .validate_proposal(&view_two)
+        .expect("view 2's primary");
+    let set = VoterSet::new(b.net.nodes.iter().map(|n| n.key.address()));
+    assert_eq!((set.max_faulty(), set.bft_quorum()), (1, 3));
+}
