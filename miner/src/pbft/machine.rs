@@ -261,6 +261,8 @@ pub struct PbftMachine {
     key: Option<SecretKey>,
     view: u64,
     status: Status,
+    /// The last view this replica was in normally (not asking for the next one).
+    normal_view: u64,
     /// Views failed in a row since the last decision: the timeout's exponent.
     failed_views: u32,
     round: Option<Round>,
@@ -293,6 +295,7 @@ impl PbftMachine {
             key,
             view: restored.as_ref().map_or(0, |p| p.view),
             status: Status::Normal,
+            normal_view: restored.as_ref().map_or(0, |p| p.view),
             failed_views: restored.as_ref().map_or(0, |p| p.failed_views),
             round: None,
             restored,
@@ -404,9 +407,7 @@ impl PbftMachine {
                     self.parent_certificate = Some(cert.clone());
                 }
                 _ => {
-                    if self.status == Status::ViewChanging {
-                        self.view = self.view.saturating_sub(1);
-                    }
+                    self.view = self.normal_view;
                     self.parent_certificate = None;
                 }
             }
@@ -436,8 +437,10 @@ impl PbftMachine {
                 self.restored = Some(restored);
             }
         }
+        if self.status == Status::Normal {
+            self.normal_view = self.view;
+        }
         self.round = Some(round);
-        // Buffered messages for other heights are of no use now; the next height's replay.
         out.push(self.view_timer(now, self.status == Status::Normal));
         if self.status == Status::Normal && self.is_primary(self.view) {
             self.resend_or_schedule_proposal(now, out);
@@ -702,6 +705,7 @@ impl PbftMachine {
             && round.proposals.keys().all(|v| *v < view);
         if justified && view != self.view {
             self.view = view;
+            self.normal_view = view;
             self.status = Status::Normal;
             out.push(self.view_timer(now, true));
         } else {
@@ -940,6 +944,7 @@ impl PbftMachine {
 
     fn enter_view(&mut self, now: u64, view: u64, out: &mut Vec<VoteOutput>) {
         self.view = view;
+        self.normal_view = view;
         self.status = Status::Normal;
         out.push(self.view_timer(now, false));
     }
@@ -1038,6 +1043,7 @@ impl PbftMachine {
             }
         }
         self.status = Status::Normal;
+        self.normal_view = view;
         self.send(&message, out);
         out.push(self.view_timer(now, false));
         match proposal {
