@@ -4,18 +4,20 @@
 use crate::engine_state;
 use crate::pbft::error::PbftError;
 use crate::pbft::machine::PbftMachine;
+use crate::pbft::membership::{Membership, MembershipOutcome};
 use crate::pbft::message::decode_view;
 use crate::pbft::params::PbftParams;
 use crate::quorum::{Certificate, Phase, VoteBody, VoterSet};
 use crate::seal::verify_signed_seal;
 use chain::{
     Address, BlockId, ChainView, ConsensusEngine, EngineError, Header, SealedHeader, SecretKey,
-    StateOverlay, StateRead, StoreError, VotingMachine, Weight,
+    StateOverlay, StateRead, StoreError, Transaction, TxKind, VotingMachine, Weight,
 };
+use tracing::info;
 
 /// The engine's name and state namespace.
 pub const ENGINE_NAME: &str = "pbft";
-const VALIDATORS_KEY: &[u8] = b"validators";
+const MEMBERSHIP_KEY: &[u8] = b"membership";
 
 pub(crate) fn reject(e: impl Into<PbftError>) -> EngineError {
     EngineError::rejected(ENGINE_NAME, e.into())
@@ -37,10 +39,14 @@ impl PbftEngine {
         &self.params
     }
 
-    /// The validator set in `state` (after the block `state` belongs to).
+    /// The validator set and pending votes in `state` (after the block `state` belongs to).
+    pub fn membership(&self, state: &dyn StateRead) -> Result<Membership, StoreError> {
+        engine_state::require(state, ENGINE_NAME, MEMBERSHIP_KEY)
+    }
+
+    /// The validators in `state`: they vote on the block after the one `state` belongs to.
     pub fn validator_set(&self, state: &dyn StateRead) -> Result<VoterSet, StoreError> {
-        let validators: Vec<Address> = engine_state::require(state, ENGINE_NAME, VALIDATORS_KEY)?;
-        Ok(VoterSet::new(validators))
+        Ok(self.membership(state)?.voter_set())
     }
 
     /// The primary of `view` over `voters`: `voters[view mod N]` (PBFT §4.1).
@@ -74,8 +80,8 @@ impl ConsensusEngine for PbftEngine {
     }
 
     fn init_genesis(&self, state: &mut StateOverlay<'_>) -> Result<(), EngineError> {
-        let set = VoterSet::new(self.params.validators.iter().copied());
-        engine_state::put(state, ENGINE_NAME, VALIDATORS_KEY, &set.as_slice().to_vec());
+        let membership = Membership::new(self.params.validators.iter().copied());
+        engine_state::put(state, ENGINE_NAME, MEMBERSHIP_KEY, &membership);
         Ok(())
     }
 
@@ -136,6 +142,35 @@ impl ConsensusEngine for PbftEngine {
         Ok(())
     }
 
+    /// `propose-authority`: a validator's vote to add or remove a validator; 2f+1 of them
+    /// change the set in this block's state, so from the next height.
+    fn apply_tx(
+        &self,
+        state: &mut StateOverlay<'_>,
+        sender: &Address,
+        tx: &Transaction,
+        header: &Header,
+    ) -> Result<(), EngineError> {
+        let TxKind::ProposeAuthority { address, add } = tx.kind else {
+            return Err(EngineError::UnsupportedTx {
+                kind: tx.kind.name(),
+                engine: ENGINE_NAME,
+            });
+        };
+        let mut membership = self.membership(state)?;
+        match membership.vote(*sender, address, add).map_err(reject)? {
+            MembershipOutcome::Added => {
+                info!(%address, height = header.height.0, "validator added");
+            }
+            MembershipOutcome::Removed => {
+                info!(%address, height = header.height.0, "validator removed");
+            }
+            MembershipOutcome::Counted { .. } => {}
+        }
+        engine_state::put(state, ENGINE_NAME, MEMBERSHIP_KEY, &membership);
+        Ok(())
+    }
+
     /// Every stored block was decided with a certificate: the head is final.
     fn finalized(&self, chain: &dyn ChainView) -> Result<Option<BlockId>, EngineError> {
         Ok(Some(chain.head().id()))
@@ -174,8 +209,20 @@ impl ConsensusEngine for PbftEngine {
         state: &dyn StateRead,
         address: &Address,
     ) -> Result<Vec<(&'static str, String)>, EngineError> {
-        let voters = self.validator_set(state)?;
-        Ok(vec![("validator", voters.contains(address).to_string())])
+        let membership = self.membership(state)?;
+        let votes: Vec<String> = membership
+            .pending
+            .iter()
+            .filter(|(_, voters)| voters.contains(address))
+            .map(|((target, add), _)| format!("{}{target}", if *add { "+" } else { "-" }))
+            .collect();
+        Ok(vec![
+            (
+                "validator",
+                membership.validators.contains(address).to_string(),
+            ),
+            ("pending_votes", votes.join(",")),
+        ])
     }
 
     fn header_fields(&self, header: &Header) -> Vec<(&'static str, String)> {

@@ -76,6 +76,14 @@ pub enum PbftError {
         prepared_view: u64,
         proposed: Option<BlockHash>,
     },
+    #[error("{sender} is not a validator, so it cannot vote on validators")]
+    NotAValidator { sender: Address },
+    #[error("a vote to {} {target} changes nothing", if *add { "add" } else { "remove" })]
+    PointlessVote { target: Address, add: bool },
+    #[error("removing {target}, the last validator, would leave no one to decide")]
+    WouldEmptySet { target: Address },
+    #[error("the validator set is full ({max})")]
+    TooManyValidators { max: usize },
     #[error("invalid pbft parameter {field}: {reason}")]
     InvalidParams { field: &'static str, reason: String },
     #[error("persisted pbft state: {0}")]

@@ -13,12 +13,16 @@
 //! never replaced. View timeouts double per failed view up to a cap and reset after a
 //! decision (§4.5.2).
 //!
+//! The validators are the chain spec's at genesis and change by votes of 2f+1 of them,
+//! taking effect at the next height ([`membership`]).
+//!
 //! The protocol runs in [`PbftMachine`], a pure [`chain::VotingMachine`]; [`PbftEngine`]
 //! checks blocks and certificates on every node.
 
 mod engine;
 mod error;
 mod machine;
+pub mod membership;
 pub mod message;
 mod params;
 mod producer;

@@ -1372,3 +1372,115 @@ fn only_the_views_primary_produces_a_valid_block() {
     let set = VoterSet::new(b.net.nodes.iter().map(|n| n.key.address()));
     assert_eq!((set.max_faulty(), set.bft_quorum()), (1, 3));
 }
+
+// ---- validator votes ---------------------------------------------------------------------
+
+/// Block `height`'s commit certificate signed by `signers`.
+fn certify(block: &Block, view: u64, signers: &[&SecretKey]) -> Vec<u8> {
+    let body = VoteBody {
+        height: block.header.height,
+        view,
+        parent: block.header.parent,
+        block: block.hash(),
+        phase: Phase::Commit,
+    };
+    Certificate::new(
+        body,
+        signers
+            .iter()
+            .map(|k| miner::quorum::VoteSignature::sign("pbft", &body, k))
+            .collect(),
+    )
+    .encode()
+}
+
+/// The next block by view 0's primary with `txs`, all of which must apply.
+fn propose_block(chain: &Chain, primary: &SecretKey, txs: Vec<chain::Transaction>) -> Block {
+    let head = chain.head();
+    let mut header = chain.template(primary.address(), Timestamp(head.timestamp.0 + 1));
+    header.engine.data = encode_view(0);
+    let count = txs.len();
+    let built = chain
+        .build_block(header, txs, usize::MAX)
+        .expect("template builds");
+    assert!(built.skipped.is_empty(), "skipped {:?}", built.skipped);
+    assert_eq!(built.block.txs.len(), count);
+    let header = PbftProducer::new(primary.clone())
+        .seal(built.block.header, &CancelFlag::new())
+        .expect("seal")
+        .expect("sealed");
+    Block {
+        header,
+        txs: built.block.txs,
+    }
+}
+
+fn propose(from: &SecretKey, nonce: u64, target: chain::Address, add: bool) -> chain::Transaction {
+    chain::Transaction::signed(
+        from,
+        chain::test_utils::TEST_CHAIN_ID,
+        nonce,
+        chain::Amount::from_base_units(1_000),
+        chain::TxKind::ProposeAuthority {
+            address: target,
+            add,
+        },
+    )
+}
+
+/// On-chain membership: 2f+1 = 3 of 4 validators vote a fifth in; the change is in the
+/// deciding block's state, so the next height is voted on by 5 and needs
+/// ⌈(5+1+1)/2⌉ = 4 COMMITs. A non-validator's vote is refused.
+#[test]
+fn validator_votes_take_effect_at_the_next_height() {
+    let keys = keys(4);
+    let eve = outsider();
+    let validators: Vec<_> = keys.iter().map(SecretKey::address).collect();
+    let engine = PbftEngine::new(params(validators.clone())).expect("params");
+    let mut funded = validators.clone();
+    funded.push(eve.address());
+    let (mut chain, _clock) = engine_chain(Arc::new(engine.clone()), &funded, GENESIS_TIME + 100);
+
+    // A stranger cannot vote.
+    assert!(
+        chain
+            .check_tx_kind(&propose(&eve, 0, eve.address(), true))
+            .is_err()
+    );
+
+    let votes: Vec<_> = keys[..3]
+        .iter()
+        .map(|k| propose(k, 0, eve.address(), true))
+        .collect();
+    let block = propose_block(&chain, &keys[0], votes);
+    assert_eq!(engine.voters(chain.state()).expect("voters").len(), 4);
+    chain
+        .import_certified(
+            block.clone(),
+            certify(&block, 0, &[&keys[0], &keys[1], &keys[2]]),
+        )
+        .expect("3 of 4 commit height 1");
+    let voters = engine.voters(chain.state()).expect("voters");
+    assert_eq!(voters.len(), 5);
+    assert!(voters.contains(&eve.address()));
+
+    // Height 2: 3 COMMITs no longer suffice.
+    let next = propose_block(&chain, &keys[0], Vec::new());
+    let err = chain
+        .import_certified(
+            next.clone(),
+            certify(&next, 0, &[&keys[0], &keys[1], &keys[2]]),
+        )
+        .expect_err("3 of 5");
+    assert!(
+        err.to_string()
+            .contains("3 distinct signers of 5 validators, 4 needed"),
+        "{err}"
+    );
+    chain
+        .import_certified(
+            next.clone(),
+            certify(&next, 0, &[&keys[0], &keys[1], &keys[2], &eve]),
+        )
+        .expect("4 of 5, the new validator among them");
+}
