@@ -4,8 +4,8 @@
 //! When the votes for one change reach the BFT quorum of the current set,
 //! `⌈(N+f+1)/2⌉` (2f+1), the change is made in that block's state, so it takes effect at
 //! the next height: the set that votes on block `h+1` is the one in block `h`'s state.
-//! A validator's new vote on a target replaces its vote the other way; a removed
-//! validator's pending votes are dropped. A tally that reaches the quorum only because
+//! Only a change is counted (adding a non-validator, removing a validator), so the votes
+//! on a target all point one way; a removed validator's pending votes are dropped. A tally that reaches the quorum only because
 //! the set shrank executes when its target is voted on again (as Clique does).
 
 use crate::pbft::error::PbftError;
@@ -22,7 +22,8 @@ pub const MAX_VALIDATORS: usize = 255;
 pub struct Membership {
     /// Sorted, each once.
     pub validators: Vec<Address>,
-    /// (target, add?) → the validators voting for that change.
+    /// (target, add?) → the validators voting for that change; `add` is always the one
+    /// direction that changes the set, since pointless votes are refused.
     pub pending: BTreeMap<(Address, bool), BTreeSet<Address>>,
 }
 
@@ -72,13 +73,6 @@ impl Membership {
             return Err(PbftError::TooManyValidators {
                 max: MAX_VALIDATORS,
             });
-        }
-        // The vote the other way, if any, is withdrawn.
-        if let Some(other) = self.pending.get_mut(&(target, !add)) {
-            other.remove(&voter);
-            if other.is_empty() {
-                self.pending.remove(&(target, !add));
-            }
         }
         let votes = self.pending.entry((target, add)).or_default();
         votes.insert(voter);
@@ -166,18 +160,22 @@ mod tests {
     }
 
     #[test]
-    fn a_vote_the_other_way_replaces_the_first_and_removed_voters_votes_go() {
+    fn a_removed_validators_votes_go_and_the_quorum_follows_the_smaller_set() {
         let mut m = Membership::new([a(1), a(2), a(3), a(4)]);
+        m.vote(a(3), a(9), true).expect("counted");
         m.vote(a(4), a(9), true).expect("counted");
         m.vote(a(1), a(3), false).expect("counted");
         m.vote(a(2), a(3), false).expect("counted");
-        m.vote(a(4), a(3), false).expect("removed");
-        assert!(!m.validators.contains(&a(3)));
-        // a(4)'s vote to add a(9) stands; nothing of a(3) is pending.
-        assert_eq!(m.pending.len(), 1);
-        m.vote(a(1), a(9), true).expect("counted");
-        m.vote(a(1), a(9), false).ok();
-        // a(9) is not a validator, so removing it is pointless: a(1)'s add vote stays.
-        assert_eq!(m.pending.get(&(a(9), true)).map(BTreeSet::len), Some(2));
+        assert_eq!(m.vote(a(4), a(3), false), Ok(MembershipOutcome::Removed));
+        // a(3)'s vote to add a(9) went with it; a(4)'s stands.
+        assert_eq!(
+            m.pending
+                .get(&(a(9), true))
+                .map(|v| v.iter().copied().collect::<Vec<_>>()),
+            Some(vec![a(4)])
+        );
+        // Three validators: f = 0, quorum 2; one more vote adds a(9).
+        assert_eq!(m.vote(a(1), a(9), true), Ok(MembershipOutcome::Added));
+        assert_eq!(m.validators, vec![a(1), a(2), a(4), a(9)]);
     }
 }

@@ -1484,3 +1484,222 @@ fn validator_votes_take_effect_at_the_next_height() {
         )
         .expect("4 of 5, the new validator among them");
 }
+
+// ---- the normal case, step by step ------------------------------------------------------
+
+/// Outputs as short words: what a step table compares.
+fn words(outputs: &[VoteOutput]) -> Vec<String> {
+    outputs
+        .iter()
+        .map(|o| match o {
+            VoteOutput::Broadcast(bytes) => match PbftMessage::decode(bytes) {
+                Ok(PbftMessage::PrePrepare(_)) => "send pre-prepare".into(),
+                Ok(PbftMessage::Prepare(_)) => "send prepare".into(),
+                Ok(PbftMessage::Commit(_)) => "send commit".into(),
+                Ok(PbftMessage::ViewChange(_)) => "send view-change".into(),
+                Ok(PbftMessage::NewView(_)) => "send new-view".into(),
+                Err(e) => format!("send garbage: {e}"),
+            },
+            VoteOutput::SetTimer { id, after_millis } => {
+                let name = if *id == miner::pbft::TIMER_VIEW {
+                    "view"
+                } else {
+                    "build"
+                };
+                format!("timer {name} {after_millis}")
+            }
+            VoteOutput::CancelTimer(id) => {
+                let name = if *id == miner::pbft::TIMER_VIEW {
+                    "view"
+                } else {
+                    "build"
+                };
+                format!("cancel {name}")
+            }
+            VoteOutput::Build { .. } => "build".into(),
+            VoteOutput::Validate(_) => "validate".into(),
+            VoteOutput::Commit { .. } => "decide".into(),
+            VoteOutput::Persist(_) => "persist".into(),
+        })
+        .collect()
+}
+
+/// §4.2 normal case at the primary (node 0) and at a backup (node 1), one input at a time,
+/// with the exact outputs expected (malachite's driver tests in shape). The parent is at
+/// genesis + 0 s and the clock at genesis + 1 s, so the block time has passed.
+#[test]
+fn normal_case_steps_at_the_primary_and_a_backup() {
+    let net = Net::new(4);
+    let head = net.nodes[0].chain.head();
+    let voters = net
+        .engine
+        .voters(net.nodes[0].chain.state())
+        .expect("voters");
+    let key = |i: usize| net.nodes[i].key.clone();
+    let body = |view, block, phase| VoteBody {
+        height: Height(1),
+        view,
+        parent: head.hash(),
+        block,
+        phase,
+    };
+    let t = START_MS;
+
+    // The primary.
+    let mut primary = PbftMachine::new(net.params.clone(), Some(key(0)), None).expect("machine");
+    let step = |m: &mut PbftMachine, input| words(&m.handle(t, input).expect("step"));
+    assert_eq!(
+        step(
+            &mut primary,
+            VoteInput::Head {
+                head: head.clone(),
+                voters: voters.clone()
+            }
+        ),
+        ["timer view 2000", "timer build 0"],
+        "the block time has passed: build at once; the view timer is the timeout"
+    );
+    assert_eq!(
+        step(&mut primary, VoteInput::Timeout(miner::pbft::TIMER_BUILD)),
+        ["build"]
+    );
+    let block = net
+        .build(0, head.hash(), Timestamp(GENESIS_TIME + 1), encode_view(0))
+        .expect("builds");
+    let hash = block.hash();
+    assert_eq!(
+        step(&mut primary, VoteInput::Built(Box::new(block.clone()))),
+        ["persist", "send pre-prepare", "persist", "send prepare"],
+        "the primary proposes and prepares its own block, each persisted first"
+    );
+    let prepare = |i| {
+        PbftMessage::Prepare(SignedVote::sign(
+            "pbft",
+            body(0, hash, Phase::Prepare),
+            &key(i),
+        ))
+        .encode()
+    };
+    let commit = |i| {
+        PbftMessage::Commit(SignedVote::sign(
+            "pbft",
+            body(0, hash, Phase::Commit),
+            &key(i),
+        ))
+        .encode()
+    };
+    assert!(
+        step(&mut primary, VoteInput::Message(prepare(1))).is_empty(),
+        "2 of 3 prepares"
+    );
+    assert_eq!(
+        step(&mut primary, VoteInput::Message(prepare(2))),
+        ["persist", "send commit"],
+        "prepared with 2f+1 = 3"
+    );
+    assert!(
+        step(&mut primary, VoteInput::Message(commit(1))).is_empty(),
+        "2 of 3 commits"
+    );
+    assert_eq!(
+        step(&mut primary, VoteInput::Message(commit(3))),
+        ["cancel view", "cancel build", "decide"],
+        "committed with 2f+1 = 3"
+    );
+    let status: BTreeMap<_, _> = primary.status().into_iter().collect();
+    assert_eq!(status.get("phase").map(String::as_str), Some("committed"));
+    assert_eq!(status.get("role").map(String::as_str), Some("primary"));
+
+    // A backup: it validates before it prepares, and may hear the votes first.
+    let mut backup = PbftMachine::new(net.params.clone(), Some(key(1)), None).expect("machine");
+    assert_eq!(
+        step(
+            &mut backup,
+            VoteInput::Head {
+                head: head.clone(),
+                voters
+            }
+        ),
+        ["timer view 2000"]
+    );
+    assert!(step(&mut backup, VoteInput::Message(commit(0))).is_empty());
+    assert!(step(&mut backup, VoteInput::Message(commit(2))).is_empty());
+    let proposal = PbftMessage::PrePrepare(Proposal {
+        vote: SignedVote::sign("pbft", body(0, hash, Phase::Propose), &key(0)),
+        block,
+        justification: None,
+    });
+    assert_eq!(
+        step(&mut backup, VoteInput::Message(proposal.encode())),
+        ["validate"]
+    );
+    assert_eq!(
+        step(&mut backup, VoteInput::Validated { hash, valid: true }),
+        ["persist", "send prepare"]
+    );
+    assert!(step(&mut backup, VoteInput::Message(prepare(0))).is_empty());
+    assert_eq!(
+        step(&mut backup, VoteInput::Message(prepare(2))),
+        [
+            "persist",
+            "send commit",
+            "cancel view",
+            "cancel build",
+            "decide"
+        ],
+        "prepared, and its own COMMIT completes the 2f+1 it had heard"
+    );
+}
+
+/// §4.4: a view timer that fires without a decision sends VIEW-CHANGE to the next view
+/// (carrying the prepared block when there is one) and doubles the next timeout; an
+/// invalid proposal gets no PREPARE.
+#[test]
+fn view_timer_asks_for_the_next_view_and_backs_off() {
+    let mut b = Bench::new();
+    let block = b.block(0, 0, 1);
+    let hash = block.hash();
+    b.send(&b.proposal(0, 0, block)).expect("proposal");
+    let outputs = b
+        .machine
+        .handle(START_MS, VoteInput::Validated { hash, valid: false })
+        .expect("validated");
+    assert!(
+        words(&outputs).is_empty(),
+        "no prepare for an invalid block"
+    );
+    let outputs = b
+        .machine
+        .handle(
+            START_MS + 2_000,
+            VoteInput::Timeout(miner::pbft::TIMER_VIEW),
+        )
+        .expect("timeout");
+    assert_eq!(
+        words(&outputs),
+        [
+            "cancel build",
+            "timer view 4000",
+            "persist",
+            "send view-change"
+        ]
+    );
+    assert_eq!(b.machine.view(), 1);
+    let outputs = b
+        .machine
+        .handle(
+            START_MS + 6_000,
+            VoteInput::Timeout(miner::pbft::TIMER_VIEW),
+        )
+        .expect("timeout");
+    assert_eq!(
+        words(&outputs),
+        [
+            "cancel build",
+            "timer view 8000",
+            "persist",
+            "send view-change"
+        ]
+    );
+    assert_eq!(b.machine.view(), 2);
+}
