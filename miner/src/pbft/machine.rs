@@ -28,7 +28,7 @@ use crate::pbft::engine::{ENGINE_NAME, PbftEngine, reject};
 use crate::pbft::error::PbftError;
 use crate::pbft::message::{NewView, PbftMessage, Proposal, ViewChange, decode_view, encode_view};
 use crate::pbft::params::PbftParams;
-use crate::quorum::{Certificate, Phase, SignedVote, VoteBody, VoterSet};
+use crate::quorum::{Certificate, Phase, QuorumError, SignedVote, VoteBody, VoterSet};
 use borsh::{BorshDeserialize, BorshSerialize};
 use chain::codec::decode_limited;
 use chain::{
@@ -393,6 +393,7 @@ impl PbftMachine {
         out: &mut Vec<VoteOutput>,
     ) {
         let mut round = Round::new(head, VoterSet::new(voters));
+        let mut resend = false;
         if let Some(current) = &self.round {
             if round.height <= current.height {
                 return;
@@ -433,6 +434,7 @@ impl PbftMachine {
                 }
                 round.sent = restored.sent;
                 round.prepared = restored.prepared;
+                resend = true;
             } else if restored.height > round.height {
                 self.restored = Some(restored);
             }
@@ -442,9 +444,51 @@ impl PbftMachine {
         }
         self.round = Some(round);
         out.push(self.view_timer(now, self.status == Status::Normal));
+        if resend {
+            self.resend_votes(out);
+        }
         if self.status == Status::Normal && self.is_primary(self.view) {
             self.resend_or_schedule_proposal(now, out);
         }
+    }
+
+    /// After a restart: the PREPARE, COMMIT or VIEW-CHANGE of the current view that was
+    /// persisted may not have reached the wire before the crash. Signing is deterministic
+    /// (RFC 6979), so the same bytes go out again, never a different vote.
+    fn resend_votes(&self, out: &mut Vec<VoteOutput>) {
+        let Some(round) = &self.round else { return };
+        let view = self.view;
+        let mut messages = Vec::new();
+        if let Some((v, hash)) = round.sent.prepare
+            && v == view
+            && let Some(vote) = self.sign(round.body(v, hash, Phase::Prepare))
+        {
+            messages.push(PbftMessage::Prepare(vote));
+        }
+        if let Some((v, hash)) = round.sent.commit
+            && v == view
+            && let Some(vote) = self.sign(round.body(v, hash, Phase::Commit))
+        {
+            messages.push(PbftMessage::Commit(vote));
+        }
+        if self.status == Status::ViewChanging && round.sent.view_change == Some(view) {
+            let (prepared, block, hash) = match &round.prepared {
+                Some(p) => (
+                    Some(p.certificate.clone()),
+                    Some(p.block.clone()),
+                    p.block.hash(),
+                ),
+                None => (None, None, BlockHash::ZERO),
+            };
+            if let Some(vote) = self.sign(round.body(view, hash, Phase::ViewChange)) {
+                messages.push(PbftMessage::ViewChange(ViewChange {
+                    vote,
+                    prepared,
+                    block,
+                }));
+            }
+        }
+        out.extend(messages.iter().map(|m| VoteOutput::Broadcast(m.encode())));
     }
 
     /// As primary in a normal view: re-send the proposal already signed in this view
@@ -583,9 +627,8 @@ impl PbftMachine {
         if body.phase != message.phase() {
             return Err(reject(mismatch("phase", message.phase(), body.phase)));
         }
-        // Who sent it decides everything else: a stranger or a forger is refused before
-        // anything is kept.
-        let sender = vote.verify(ENGINE_NAME, &round.voters).map_err(reject)?;
+        // A forgery is refused before anything is kept.
+        let sender = vote.signature.verify(ENGINE_NAME, &body).map_err(reject)?;
         if body.height < round.height {
             return Err(ignored(format!(
                 "{} for height {} below the current {}",
@@ -599,7 +642,13 @@ impl PbftMachine {
             )));
         }
         if body.height > round.height {
-            return self.buffer(sender, bytes);
+            // The next height's validators may include one this height's lack: its
+            // message waits (a bounded few from such senders) and is judged then.
+            let known = round.voters.contains(&sender);
+            return self.buffer(sender, bytes, known);
+        }
+        if !round.voters.contains(&sender) {
+            return Err(reject(QuorumError::NotAVoter { signer: sender }));
         }
         if body.parent != round.head.hash() {
             return Err(reject(mismatch("parent", round.head.hash(), body.parent)));
@@ -615,7 +664,23 @@ impl PbftMachine {
         }
     }
 
-    fn buffer(&mut self, sender: Address, bytes: &[u8]) -> Result<(), EngineError> {
+    /// Keeps a message for later: at most [`MAX_BUFFERED_PER_SENDER`] per validator, and as
+    /// many in all from senders that are not validators now (`known` false).
+    fn buffer(&mut self, sender: Address, bytes: &[u8], known: bool) -> Result<(), EngineError> {
+        if !known {
+            let voters = self.round.as_ref().map(|r| &r.voters);
+            let strangers: usize = self
+                .buffered
+                .iter()
+                .filter(|(s, _)| voters.is_none_or(|v| !v.contains(s)))
+                .map(|(_, q)| q.len())
+                .sum();
+            if strangers >= MAX_BUFFERED_PER_SENDER {
+                return Err(ignored(format!(
+                    "{sender} is not a validator at this height and {strangers} messages from such senders wait already"
+                )));
+            }
+        }
         let queue = self.buffered.entry(sender).or_default();
         if queue.iter().any(|b| b == bytes) {
             return Err(ignored(format!(
@@ -718,7 +783,7 @@ impl PbftMachine {
             self.check_window(view, Phase::Propose)?;
             if view > self.view || self.status == Status::ViewChanging {
                 // Its NEW-VIEW has not arrived yet.
-                return self.buffer(sender, bytes);
+                return self.buffer(sender, bytes, true);
             }
         }
         self.accept_proposal(now, view, proposal.block, out);
