@@ -45,10 +45,12 @@ impl VoterSet {
         self.voters.len()
     }
 
+    /// True when there is no validator (nothing can be decided).
     pub fn is_empty(&self) -> bool {
         self.voters.is_empty()
     }
 
+    /// Whether `address` is a validator.
     pub fn contains(&self, address: &Address) -> bool {
         self.voters.binary_search(address).is_ok()
     }
@@ -68,6 +70,7 @@ impl VoterSet {
         self.voters.get(i).copied()
     }
 
+    /// The validators in address order.
     pub fn as_slice(&self) -> &[Address] {
         &self.voters
     }
@@ -185,6 +188,7 @@ pub struct SignedVote {
 }
 
 impl SignedVote {
+    /// Signs `body` for `engine` with `key`.
     pub fn sign(engine: &str, body: VoteBody, key: &SecretKey) -> SignedVote {
         SignedVote {
             body,

@@ -30,11 +30,13 @@ pub struct PbftEngine {
 }
 
 impl PbftEngine {
+    /// The engine for `params`, refused when they are invalid.
     pub fn new(params: PbftParams) -> Result<PbftEngine, PbftError> {
         params.validate()?;
         Ok(PbftEngine { params })
     }
 
+    /// The chain spec's parameters.
     pub fn params(&self) -> &PbftParams {
         &self.params
     }

@@ -48,6 +48,7 @@ impl Membership {
         }
     }
 
+    /// The validators as a [`VoterSet`] with its quorums.
     pub fn voter_set(&self) -> VoterSet {
         VoterSet::new(self.validators.iter().copied())
     }

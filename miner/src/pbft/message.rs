@@ -68,6 +68,7 @@ pub enum PbftMessage {
 }
 
 impl PbftMessage {
+    /// The canonical wire bytes.
     pub fn encode(&self) -> Vec<u8> {
         borsh::to_vec(self).expect("borsh writes to a Vec without failing")
     }

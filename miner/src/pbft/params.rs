@@ -32,6 +32,7 @@ impl PbftParams {
         }
     }
 
+    /// Checks every field; the error names the first bad one.
     pub fn validate(&self) -> Result<(), PbftError> {
         let invalid = |field, reason: String| PbftError::InvalidParams { field, reason };
         if self.validators.is_empty() {

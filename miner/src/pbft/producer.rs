@@ -15,6 +15,7 @@ pub struct PbftProducer {
 }
 
 impl PbftProducer {
+    /// A producer sealing with the validator key `key`.
     pub fn new(key: SecretKey) -> PbftProducer {
         PbftProducer { key }
     }

@@ -536,6 +536,42 @@ fn n4f1_crash_one_keeps_committing() {
     net.assert_no_fork();
 }
 
+/// A replica that was down from the start catches up by block sync, checking every
+/// block's commit certificate against the validators of its parent's state (it saw none
+/// of the votes), then votes again itself.
+#[test]
+fn late_joiner_syncs_checks_every_certificate_then_votes() {
+    let mut net = Net::new(4);
+    net.crash(3);
+    net.run_for(6_500);
+    let behind = net.height(0);
+    assert!(behind.0 >= 4, "{:?}", net.heights());
+    assert_eq!(net.height(3), Height(0));
+    net.restart(3);
+    net.run_for(6_000);
+    let heights = net.heights();
+    assert!(
+        heights[3] + 1 >= heights[0],
+        "node 3 still behind: {heights:?}"
+    );
+    let node = &net.nodes[3];
+    for h in 1..=behind.0 {
+        let block = node
+            .chain
+            .block_at(Height(h))
+            .expect("store")
+            .expect("synced");
+        let cert = node.chain.certificate(&block.hash()).expect("store");
+        assert!(cert.is_some(), "height {h} stored without its certificate");
+    }
+    assert!(
+        node.decided.iter().any(|h| *h > behind),
+        "node 3 never voted after catching up: {:?}",
+        node.decided
+    );
+    net.assert_no_fork();
+}
+
 /// §4.4: with f+1 = 2 of 4 crashed no quorum of 2f+1 forms, so nothing is decided (and
 /// nothing conflicting); when one returns (from its persisted state), the 3 decide again.
 #[test]
