@@ -41,6 +41,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub const TIMER_BUILD: TimerId = 1;
 /// The view timer: when it fires before a decision, the replica asks for the next view.
 pub const TIMER_VIEW: TimerId = 2;
+/// The resend timer: when it fires before a decision, the replica sends again what it
+/// signed in the current view, since a lost message is otherwise lost for good.
+pub const TIMER_RESEND: TimerId = 3;
 /// Views ahead of (or behind) the current one whose messages are kept; further ones are
 /// ignored, which bounds memory per sender.
 pub const VIEW_WINDOW: u64 = 8;
@@ -131,6 +134,8 @@ struct Round {
     view_changes: BTreeMap<(u64, Address), ViewChange>,
     prepared: Option<Prepared>,
     sent: Sent,
+    /// The NEW-VIEW this replica sent as primary, for replicas that missed it.
+    new_view_message: Option<Vec<u8>>,
     /// The view whose COMMITs decided the height, once decided.
     decided: Option<Certificate>,
 }
@@ -152,6 +157,7 @@ impl Round {
             view_changes: BTreeMap::new(),
             prepared: None,
             sent: Sent::default(),
+            new_view_message: None,
             decided: None,
         }
     }
@@ -371,16 +377,23 @@ impl PbftMachine {
         })
     }
 
-    fn view_timer(&self, now: u64, with_build_wait: bool) -> VoteOutput {
+    /// The view timer (after the block time too when `with_build_wait`), and the resend
+    /// timer at half the view timeout.
+    fn arm_timers(&self, now: u64, with_build_wait: bool, out: &mut Vec<VoteOutput>) {
         let wait = if with_build_wait {
             self.build_at_millis().saturating_sub(now)
         } else {
             0
         };
-        VoteOutput::SetTimer {
+        let timeout = self.params.view_timeout(self.failed_views);
+        out.push(VoteOutput::SetTimer {
             id: TIMER_VIEW,
-            after_millis: wait.saturating_add(self.params.view_timeout(self.failed_views)),
-        }
+            after_millis: wait.saturating_add(timeout),
+        });
+        out.push(VoteOutput::SetTimer {
+            id: TIMER_RESEND,
+            after_millis: wait.saturating_add(timeout / 2),
+        });
     }
 
     // ---- inputs -------------------------------------------------------------------------
@@ -443,7 +456,7 @@ impl PbftMachine {
             self.normal_view = self.view;
         }
         self.round = Some(round);
-        out.push(self.view_timer(now, self.status == Status::Normal));
+        self.arm_timers(now, self.status == Status::Normal, out);
         if resend {
             self.resend_votes(out);
         }
@@ -452,9 +465,32 @@ impl PbftMachine {
         }
     }
 
-    /// After a restart: the PREPARE, COMMIT or VIEW-CHANGE of the current view that was
-    /// persisted may not have reached the wire before the crash. Signing is deterministic
-    /// (RFC 6979), so the same bytes go out again, never a different vote.
+    /// Sends again the PRE-PREPARE this primary signed in the current view, if any.
+    fn resend_proposal(&self, out: &mut Vec<VoteOutput>) -> bool {
+        let Some(round) = &self.round else {
+            return false;
+        };
+        let Some((view, block)) = &round.sent.proposal else {
+            return false;
+        };
+        if *view != self.view {
+            return false;
+        }
+        if let Some(vote) = self.sign(round.body(*view, block.hash(), Phase::Propose)) {
+            let message = PbftMessage::PrePrepare(Proposal {
+                vote,
+                block: block.clone(),
+                justification: self.parent_certificate.clone(),
+            });
+            out.push(VoteOutput::Broadcast(message.encode()));
+        }
+        true
+    }
+
+    /// Sends again the PREPARE, COMMIT or VIEW-CHANGE this replica signed in the current
+    /// view: after a restart (what was persisted may not have reached the wire before the
+    /// crash) and on the resend timer (a message may have been lost). Signing is
+    /// deterministic (RFC 6979), so the same bytes go out again, never a different vote.
     fn resend_votes(&self, out: &mut Vec<VoteOutput>) {
         let Some(round) = &self.round else { return };
         let view = self.view;
@@ -494,18 +530,7 @@ impl PbftMachine {
     /// As primary in a normal view: re-send the proposal already signed in this view
     /// (after a restart), or set the block-time timer.
     fn resend_or_schedule_proposal(&mut self, now: u64, out: &mut Vec<VoteOutput>) {
-        let Some(round) = &self.round else { return };
-        if let Some((view, block)) = &round.sent.proposal
-            && *view == self.view
-        {
-            if let Some(vote) = self.sign(round.body(*view, block.hash(), Phase::Propose)) {
-                let message = PbftMessage::PrePrepare(Proposal {
-                    vote,
-                    block: block.clone(),
-                    justification: self.parent_certificate.clone(),
-                });
-                out.push(VoteOutput::Broadcast(message.encode()));
-            }
+        if self.resend_proposal(out) {
             return;
         }
         out.push(VoteOutput::SetTimer {
@@ -546,7 +571,35 @@ impl PbftMachine {
                     data: encode_view(self.view),
                 });
             }
+            TIMER_RESEND => {
+                // PBFT retransmits until a message is received; signatures are
+                // deterministic, so the copies are the same bytes and cost the receivers a
+                // duplicate check.
+                self.resend_votes(out);
+                if let Some(new_view) = &round.new_view_message
+                    && self.status == Status::Normal
+                    && round.sent.new_view == Some(self.view)
+                {
+                    out.push(VoteOutput::Broadcast(new_view.clone()));
+                } else if self.status == Status::Normal && self.is_primary(self.view) {
+                    self.resend_proposal(out);
+                }
+                out.push(VoteOutput::SetTimer {
+                    id: TIMER_RESEND,
+                    after_millis: self.params.view_timeout(self.failed_views) / 2,
+                });
+            }
             TIMER_VIEW => {
+                // §4.5.2: a replica asking for a view moves on to the next one only once
+                // 2f+1 replicas asked for it too, so one that missed a NEW-VIEW does not run
+                // ahead of the others for good; until then it repeats its request (its
+                // VIEW-CHANGE may have been lost) and waits as long again.
+                let gathered = round.view_changes_for(self.view).len();
+                if self.status == Status::ViewChanging && gathered < round.voters.bft_quorum() {
+                    self.resend_votes(out);
+                    self.arm_timers(now, false, out);
+                    return;
+                }
                 let next = self.view.saturating_add(1);
                 self.start_view_change(now, next, out);
             }
@@ -772,7 +825,7 @@ impl PbftMachine {
             self.view = view;
             self.normal_view = view;
             self.status = Status::Normal;
-            out.push(self.view_timer(now, true));
+            self.arm_timers(now, true, out);
         } else {
             if view < self.view {
                 return Err(ignored(format!(
@@ -859,6 +912,15 @@ impl PbftMachine {
         };
         let view = vc.vote.body.view;
         let stale = view < self.view || (view == self.view && self.status == Status::Normal);
+        if stale
+            && view == self.view
+            && let Some(new_view) = &round.new_view_message
+        {
+            // A replica still asking for the view this primary opened missed the NEW-VIEW:
+            // it gets it again (PBFT retransmits until received).
+            out.push(VoteOutput::Broadcast(new_view.clone()));
+            return Ok(());
+        }
         if stale {
             return Err(ignored(format!(
                 "view change to view {view}, not above the current {}",
@@ -1011,7 +1073,7 @@ impl PbftMachine {
         self.view = view;
         self.normal_view = view;
         self.status = Status::Normal;
-        out.push(self.view_timer(now, false));
+        self.arm_timers(now, false, out);
     }
 
     /// Moves to `view` and asks for it with this replica's prepared certificate.
@@ -1023,7 +1085,7 @@ impl PbftMachine {
         self.status = Status::ViewChanging;
         self.failed_views = self.failed_views.saturating_add(1).min(MAX_FAILED_VIEWS);
         out.push(VoteOutput::CancelTimer(TIMER_BUILD));
-        out.push(self.view_timer(now, false));
+        self.arm_timers(now, false, out);
         let me = self.me();
         let Some(round) = &self.round else { return };
         let (prepared, block, hash) = match &round.prepared {
@@ -1103,6 +1165,7 @@ impl PbftMachine {
         });
         if let Some(round) = &mut self.round {
             round.sent.new_view = Some(view);
+            round.new_view_message = Some(message.encode());
             if let Some(p) = &proposal {
                 round.sent.proposal = Some((view, p.block.clone()));
             }
@@ -1110,7 +1173,7 @@ impl PbftMachine {
         self.status = Status::Normal;
         self.normal_view = view;
         self.send(&message, out);
-        out.push(self.view_timer(now, false));
+        self.arm_timers(now, false, out);
         match proposal {
             Some(p) => self.accept_proposal(now, view, p.block, out),
             None => self.resend_or_schedule_proposal(now, out),
@@ -1198,6 +1261,7 @@ impl PbftMachine {
                 round.decided = Some(certificate.clone());
                 out.push(VoteOutput::CancelTimer(TIMER_VIEW));
                 out.push(VoteOutput::CancelTimer(TIMER_BUILD));
+                out.push(VoteOutput::CancelTimer(TIMER_RESEND));
                 out.push(VoteOutput::Commit {
                     block: Box::new(block),
                     certificate: certificate.encode(),

@@ -29,6 +29,6 @@ mod producer;
 
 pub use engine::{ENGINE_NAME, PbftEngine};
 pub use error::PbftError;
-pub use machine::{PbftMachine, TIMER_BUILD, TIMER_VIEW, VIEW_WINDOW};
+pub use machine::{PbftMachine, TIMER_BUILD, TIMER_RESEND, TIMER_VIEW, VIEW_WINDOW};
 pub use params::PbftParams;
 pub use producer::PbftProducer;
