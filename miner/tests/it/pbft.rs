@@ -72,6 +72,10 @@ struct Node {
     up: bool,
     /// Heights this replica decided by its own votes (not by sync).
     decided: Vec<Height>,
+    /// When (virtual ms) it decided each height by its own votes.
+    decided_at: BTreeMap<Height, u64>,
+    /// When it, as primary, got each height's block built and proposed it.
+    proposed_at: BTreeMap<Height, u64>,
     /// Everything it broadcast.
     sent: Vec<Vec<u8>>,
     rejected: Vec<String>,
@@ -125,6 +129,8 @@ impl Net {
                     persisted: None,
                     up: true,
                     decided: Vec::new(),
+                    decided_at: BTreeMap::new(),
+                    proposed_at: BTreeMap::new(),
                     sent: Vec::new(),
                     rejected: Vec::new(),
                 }
@@ -215,6 +221,8 @@ impl Net {
                     data,
                 } => {
                     if let Some(block) = self.build(i, parent, timestamp, data) {
+                        let now = self.now;
+                        self.nodes[i].proposed_at.insert(block.header.height, now);
                         self.feed(i, VoteInput::Built(Box::new(block)));
                     }
                 }
@@ -230,6 +238,8 @@ impl Net {
                         .import_certified(*block, certificate)
                         .unwrap_or_else(|e| panic!("node {i} cannot import its decision: {e}"));
                     self.nodes[i].decided.push(height);
+                    let now = self.now;
+                    self.nodes[i].decided_at.insert(height, now);
                     let head = self.head_input(i);
                     self.feed(i, head);
                 }
@@ -519,6 +529,42 @@ fn n4_happy_path_commits_every_height() {
             .expect("store")
             .expect("block");
         assert_eq!(block.header.producer, primary, "height {h}");
+    }
+}
+
+/// §4.2's costs, which the lab checks against theory: every replica decides three
+/// one-way delays after the primary proposes (PRE-PREPARE, PREPARE, COMMIT), and a block
+/// costs 2N+1 broadcasts (one PRE-PREPARE, N PREPAREs, N COMMITs), (2N+1)(N−1) deliveries:
+/// quadratic in N.
+#[test]
+fn normal_case_takes_three_delays_and_2n_plus_1_broadcasts_per_block() {
+    for n in [4usize, 7] {
+        let mut net = Net::new(n);
+        net.run_for(5_500);
+        let top = net.height(0).0;
+        assert!(top >= 4, "n {n}: {:?}", net.heights());
+        for h in 1..=top {
+            let h = Height(h);
+            let proposed = net.nodes[0].proposed_at.get(&h).copied().expect("proposed");
+            for (i, node) in net.nodes.iter().enumerate() {
+                assert_eq!(
+                    node.decided_at.get(&h).map(|t| t - proposed),
+                    Some(3 * DELAY_MS),
+                    "n {n} node {i} height {h}"
+                );
+            }
+        }
+        // Broadcasts for the decided heights: exactly 2N+1 each.
+        let sent = net
+            .nodes
+            .iter()
+            .flat_map(|node| node.sent.iter())
+            .filter(|bytes| {
+                let message = PbftMessage::decode(bytes).expect("decodes");
+                message.vote().is_some_and(|v| v.body.height.0 <= top)
+            })
+            .count();
+        assert_eq!(sent, (2 * n + 1) * top as usize, "n {n}, {top} blocks");
     }
 }
 
