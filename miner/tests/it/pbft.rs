@@ -1317,10 +1317,12 @@ fn view_change(b: &Bench, from: usize, view: u64, prepared: Option<(&Block, u64)
     }
 }
 
-/// §4.4's NEW-VIEW rules, as Besu's QBFT round-change tests pin them: a NEW-VIEW with
-/// 2f+1 view changes and no prepared block opens the view; one carrying a prepared block
-/// must re-propose it (the highest-view prepared block wins); fewer than 2f+1, a proposal
-/// by a non-primary, or a view change with a bad prepared certificate are refused.
+/// §4.4's NEW-VIEW rules, with the cases of Besu's QBFT `ProposalValidatorTest` that
+/// apply to PBFT: a NEW-VIEW with 2f+1 view changes and no prepared block opens the view
+/// (`validationPassesAtNonRoundZeroIfSufficientEmptyRoundChangesMatchTargetRound`); one
+/// carrying a prepared block must re-propose it, the highest-view prepared block winning;
+/// fewer than 2f+1 (`validationFailsAtNonRoundZeroIfInsufficientRoundChangesExist`) or a
+/// proposal by another than the view's primary are refused.
 #[test]
 fn new_view_must_carry_a_quorum_and_repropose_the_prepared_block() {
     // View 1's primary is node 1 (the bench replica); view 2's is node 2.
@@ -1456,6 +1458,57 @@ fn new_view_must_carry_a_quorum_and_repropose_the_prepared_block() {
                 case.name
             );
         }
+    }
+}
+
+/// Each view change a NEW-VIEW carries is checked, as in Besu's QBFT
+/// `ProposalValidatorTest`: one from a non-validator
+/// (`validationFailsIfPiggybackedRoundChangePayloadIsFromNonValidation`), the same author
+/// twice (`…HasDuplicatedAuthors`), one for another view (`…TargetADifferentRoundToProposal`)
+/// or another height (`…TargetADifferentHeightToProposal`): each refused.
+#[test]
+fn new_view_refuses_view_changes_that_do_not_count() {
+    let view = 2;
+    let cases: [(&str, fn(&Bench) -> ViewChange); 4] = [
+        ("from a non-validator", |b| ViewChange {
+            vote: SignedVote::sign(
+                "pbft",
+                b.body(2, BlockHash::ZERO, Phase::ViewChange),
+                &outsider(),
+            ),
+            prepared: None,
+            block: None,
+        }),
+        ("a duplicate author", |b| view_change(b, 0, 2, None)),
+        ("for another view", |b| view_change(b, 3, 3, None)),
+        ("for another height", |b| ViewChange {
+            vote: b.vote(
+                3,
+                VoteBody {
+                    height: Height(2),
+                    ..b.body(2, BlockHash::ZERO, Phase::ViewChange)
+                },
+            ),
+            prepared: None,
+            block: None,
+        }),
+    ];
+    for (name, third) in cases {
+        let mut b = Bench::new();
+        let view_changes = vec![
+            view_change(&b, 0, view, None),
+            view_change(&b, 2, view, None),
+            third(&b),
+        ];
+        let result = b.send(&PbftMessage::NewView(NewView {
+            view_changes,
+            proposal: None,
+        }));
+        assert!(
+            matches!(result, Err(EngineError::Rejected { .. })),
+            "{name}: {result:?}"
+        );
+        assert_eq!(b.machine.view(), 0, "{name}");
     }
 }
 
