@@ -1469,7 +1469,8 @@ fn new_view_must_carry_a_quorum_and_repropose_the_prepared_block() {
 #[test]
 fn new_view_refuses_view_changes_that_do_not_count() {
     let view = 2;
-    let cases: [(&str, fn(&Bench) -> ViewChange); 4] = [
+    type MakeThird = fn(&Bench) -> ViewChange;
+    let cases: [(&str, MakeThird); 4] = [
         ("from a non-validator", |b| ViewChange {
             vote: SignedVote::sign(
                 "pbft",
