@@ -607,7 +607,7 @@ impl PbftMachine {
         }
     }
 
-    fn on_built(&mut self, now: u64, block: Block, out: &mut Vec<VoteOutput>) {
+    fn on_built(&mut self, block: Block, out: &mut Vec<VoteOutput>) {
         let view = self.view;
         let Some(round) = &self.round else { return };
         let hash = block.hash();
@@ -637,10 +637,10 @@ impl PbftMachine {
             round.blocks.insert(hash, block);
         }
         self.send(&message, out);
-        self.send_prepare(now, view, hash, out);
+        self.send_prepare(view, hash, out);
     }
 
-    fn on_validated(&mut self, now: u64, hash: BlockHash, valid: bool, out: &mut Vec<VoteOutput>) {
+    fn on_validated(&mut self, hash: BlockHash, valid: bool, out: &mut Vec<VoteOutput>) {
         let view = self.view;
         let Some(round) = &mut self.round else { return };
         if !round.asked.remove(&hash) {
@@ -652,9 +652,9 @@ impl PbftMachine {
         }
         round.validated.insert(hash);
         if self.status == Status::Normal && round.proposals.get(&view) == Some(&hash) {
-            self.send_prepare(now, view, hash, out);
+            self.send_prepare(view, hash, out);
         }
-        self.progress(now, out);
+        self.progress(out);
     }
 
     // ---- messages -----------------------------------------------------------------------
@@ -710,8 +710,8 @@ impl PbftMachine {
             PbftMessage::PrePrepare(proposal) => {
                 self.on_pre_prepare(now, sender, bytes, proposal, out)
             }
-            PbftMessage::Prepare(vote) => self.on_vote(now, sender, vote, out),
-            PbftMessage::Commit(vote) => self.on_vote(now, sender, vote, out),
+            PbftMessage::Prepare(vote) => self.on_vote(sender, vote, out),
+            PbftMessage::Commit(vote) => self.on_vote(sender, vote, out),
             PbftMessage::ViewChange(vc) => self.on_view_change(now, sender, vc, out),
             PbftMessage::NewView(nv) => self.on_new_view(now, nv, out),
         }
@@ -839,29 +839,28 @@ impl PbftMachine {
                 return self.buffer(sender, bytes, true);
             }
         }
-        self.accept_proposal(now, view, proposal.block, out);
+        self.accept_proposal(view, proposal.block, out);
         Ok(())
     }
 
     /// Keeps the view's proposal and votes for it once the node finds it valid.
-    fn accept_proposal(&mut self, now: u64, view: u64, block: Block, out: &mut Vec<VoteOutput>) {
+    fn accept_proposal(&mut self, view: u64, block: Block, out: &mut Vec<VoteOutput>) {
         let Some(round) = &mut self.round else { return };
         let hash = block.hash();
         round.proposals.insert(view, hash);
         round.blocks.entry(hash).or_insert_with(|| block.clone());
         if round.validated.contains(&hash) {
-            self.send_prepare(now, view, hash, out);
+            self.send_prepare(view, hash, out);
         } else if !round.invalid.contains(&hash) && round.asked.insert(hash) {
             out.push(VoteOutput::Validate(Box::new(block)));
         }
-        self.progress(now, out);
+        self.progress(out);
     }
 
     /// PREPAREs and COMMITs: one per sender, view and phase; counted in any view near the
     /// current one (a COMMIT quorum decides in whatever view it formed).
     fn on_vote(
         &mut self,
-        now: u64,
         sender: Address,
         vote: SignedVote,
         out: &mut Vec<VoteOutput>,
@@ -894,7 +893,7 @@ impl PbftMachine {
             };
         }
         votes.insert((body.view, sender), vote);
-        self.progress(now, out);
+        self.progress(out);
         Ok(())
     }
 
@@ -1060,7 +1059,7 @@ impl PbftMachine {
         }
         self.enter_view(now, view, out);
         if let Some(p) = nv.proposal {
-            self.accept_proposal(now, view, p.block, out);
+            self.accept_proposal(view, p.block, out);
         } else if self.is_primary(view) {
             self.resend_or_schedule_proposal(now, out);
         }
@@ -1175,14 +1174,14 @@ impl PbftMachine {
         self.send(&message, out);
         self.arm_timers(now, false, out);
         match proposal {
-            Some(p) => self.accept_proposal(now, view, p.block, out),
+            Some(p) => self.accept_proposal(view, p.block, out),
             None => self.resend_or_schedule_proposal(now, out),
         }
     }
 
     /// Sends PREPARE for `hash` in `view` unless this replica signed another one in this
     /// view or a later one.
-    fn send_prepare(&mut self, now: u64, view: u64, hash: BlockHash, out: &mut Vec<VoteOutput>) {
+    fn send_prepare(&mut self, view: u64, hash: BlockHash, out: &mut Vec<VoteOutput>) {
         let Some(me) = self.me() else { return };
         let Some(round) = &self.round else { return };
         if round.decided.is_some() || round.sent.prepare.is_some_and(|(v, _)| v >= view) {
@@ -1196,11 +1195,11 @@ impl PbftMachine {
             round.prepares.insert((view, me), vote);
         }
         self.send(&PbftMessage::Prepare(vote), out);
-        self.progress(now, out);
+        self.progress(out);
     }
 
     /// Prepared → COMMIT; committed → decision.
-    fn progress(&mut self, _now: u64, out: &mut Vec<VoteOutput>) {
+    fn progress(&mut self, out: &mut Vec<VoteOutput>) {
         let view = self.view;
         let me = self.me();
         let Some(round) = &mut self.round else { return };
@@ -1317,9 +1316,9 @@ impl VotingMachine for PbftMachine {
             VoteInput::Head { head, voters } => self.on_head(now_millis, head, voters, &mut out),
             VoteInput::Message(bytes) => self.on_message(now_millis, &bytes, &mut out)?,
             VoteInput::Timeout(id) => self.on_timeout(now_millis, id, &mut out),
-            VoteInput::Built(block) => self.on_built(now_millis, *block, &mut out),
+            VoteInput::Built(block) => self.on_built(*block, &mut out),
             VoteInput::Validated { hash, valid } => {
-                self.on_validated(now_millis, hash, valid, &mut out);
+                self.on_validated(hash, valid, &mut out);
             }
         }
         // A new height or view may make buffered messages apply; a few passes settle it.
