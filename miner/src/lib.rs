@@ -9,6 +9,8 @@
 //! - [`dpos`]: delegated proof of stake: voted delegates, a shuffled schedule of slots per
 //!   round, and a last irreversible block.
 //! - [`pos`]: Peercoin's coin-age proof of stake.
+//! - [`pbft`]: Castro and Liskov's practical Byzantine fault tolerance, one instance per
+//!   height, blocks final by a certificate of 2f+1 COMMITs ([`quorum`] counts them).
 //!
 //! [`spec`] is the engine choice: the tagged enum a chain spec names, the factory that
 //! builds an engine and its producer from it, and the facts the node and the lab need.
@@ -18,9 +20,11 @@
 
 pub mod dpos;
 pub mod engine_state;
+pub mod pbft;
 pub mod poa;
 pub mod pos;
 pub mod pow;
+pub mod quorum;
 pub mod seal;
 pub mod spec;
 
