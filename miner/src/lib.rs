@@ -9,6 +9,8 @@
 //! - [`dpos`]: delegated proof of stake: voted delegates, a shuffled schedule of slots per
 //!   round, and a last irreversible block.
 //! - [`pos`]: Peercoin's coin-age proof of stake.
+//! - [`raft`]: Raft's elected leader and replicated log, with pre-vote and check-quorum;
+//!   blocks are committed by a majority's certificate.
 //!
 //! The signed engines share [`seal`] (a producer's signature over the seal hash) and keep
 //! their own records in the chain state through [`engine_state`].
@@ -18,4 +20,5 @@ pub mod engine_state;
 pub mod poa;
 pub mod pos;
 pub mod pow;
+pub mod raft;
 pub mod seal;
