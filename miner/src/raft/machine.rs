@@ -225,12 +225,6 @@ impl RaftMachine {
         }
     }
 
-    /// Appends an entry (for conformance tests that set up a log directly, as etcd's
-    /// `raft_paper_test.go` does through its storage).
-    pub fn append_entry_for_test(&mut self, entry: Entry) {
-        self.log.push(entry);
-    }
-
     fn send(&self, body: Body, out: &mut Vec<VoteOutput>) {
         if let Some(key) = &self.key {
             out.push(VoteOutput::Broadcast(Envelope::seal(body, key).encode()));
@@ -745,7 +739,9 @@ impl RaftMachine {
         out: &mut Vec<VoteOutput>,
     ) -> Result<(), EngineError> {
         let campaigning = if pre_vote {
-            self.role == Role::PreCandidate && term == self.term + 1
+            // A grant carries the proposed term, a refusal the voter's (etcd).
+            self.role == Role::PreCandidate
+                && (term == self.term + 1 || (!granted && term == self.term))
         } else {
             self.role == Role::Candidate && term == self.term
         };
@@ -1063,7 +1059,14 @@ impl RaftMachine {
                     },
                 );
             }
+            let committed = self.commit_index;
             self.advance_commit(out);
+            if self.commit_index > committed {
+                // Tell every follower at once, with the certificates, rather than at the
+                // next heartbeat.
+                self.broadcast_append(out);
+                return Ok(());
+            }
         } else {
             // §5.3: back off nextIndex and retry; the follower's last index skips the
             // entries it cannot hold.

@@ -10,6 +10,7 @@ mod engine;
 mod poa;
 mod pos;
 mod producer;
+mod raft;
 mod stability;
 mod support;
 mod vectors;
