@@ -1215,10 +1215,18 @@ impl RaftMachine {
             index += 1;
         }
         let mut certificates = Vec::new();
-        for (i, certificate) in self
-            .certificates
-            .range(progress.commit_index + 1..=self.commit_index.min(index))
-        {
+        // A follower reports its own commit index; one ahead of ours needs nothing (and
+        // must not make an inverted range).
+        let (from, through) = (
+            progress.commit_index.saturating_add(1),
+            self.commit_index.min(index),
+        );
+        let wanted = if from <= through {
+            self.certificates.range(from..=through)
+        } else {
+            self.certificates.range(0..0)
+        };
+        for (i, certificate) in wanted {
             if certificate.len() > budget {
                 break;
             }

@@ -118,7 +118,10 @@ fn commits(outputs: &[VoteOutput]) -> Vec<(Block, Vec<u8>)> {
 
 fn timer(outputs: &[VoteOutput], id: chain::TimerId) -> Option<u64> {
     outputs.iter().rev().find_map(|o| match o {
-        VoteOutput::SetTimer { id: i, after_millis } if *i == id => Some(*after_millis),
+        VoteOutput::SetTimer {
+            id: i,
+            after_millis,
+        } if *i == id => Some(*after_millis),
         _ => None,
     })
 }
@@ -135,8 +138,7 @@ struct Server {
 impl Server {
     fn new(n: usize, me: usize, persisted: Option<PersistedState>) -> Server {
         let keys = keys(n);
-        let mut machine =
-            RaftMachine::new(params(&keys), Some(keys[me].clone()), persisted);
+        let mut machine = RaftMachine::new(params(&keys), Some(keys[me].clone()), persisted);
         machine
             .handle(
                 0,
@@ -404,8 +406,16 @@ fn section_5_2_election_in_one_round_by_vote_table() {
         (5, &[(1, true), (2, true), (3, true)], Leader),
         (5, &[(1, true), (2, true)], Leader),
         (3, &[(1, false), (2, false)], Follower),
-        (5, &[(1, false), (2, false), (3, false), (4, false)], Follower),
-        (5, &[(1, true), (2, false), (3, false), (4, false)], Follower),
+        (
+            5,
+            &[(1, false), (2, false), (3, false), (4, false)],
+            Follower,
+        ),
+        (
+            5,
+            &[(1, true), (2, false), (3, false), (4, false)],
+            Follower,
+        ),
         (3, &[], Candidate),
         (5, &[(1, true)], Candidate),
         (5, &[(1, false), (2, false)], Candidate),
@@ -465,7 +475,9 @@ fn section_5_2_a_server_votes_at_most_once_per_term() {
             matches!(b, Body::VoteResponse { granted: true, pre_vote: false, to, .. } if *to == ks[*candidate].address())
         });
         assert_eq!(granted, *want, "voted {voted:?}, candidate {candidate}");
-        let vote = voted.or(want.then_some(*candidate)).map(|v| ks[v].address());
+        let vote = voted
+            .or(want.then_some(*candidate))
+            .map(|v| ks[v].address());
         assert_eq!(s.machine.voted_for(), vote);
         if voted.is_none() {
             let Some(VoteOutput::Persist(bytes)) = out.first() else {
@@ -524,10 +536,17 @@ fn section_5_2_election_timeouts_are_randomized_in_range() {
             seen.insert(after);
         }
     }
-    assert!(drawn[0].len() > 50, "timeouts spread: {} distinct", drawn[0].len());
+    assert!(
+        drawn[0].len() > 50,
+        "timeouts spread: {} distinct",
+        drawn[0].len()
+    );
     assert_ne!(drawn[0], drawn[1]);
     let p = params(&keys(3));
-    assert_eq!((p.election_timeout_min_ms, p.election_timeout_max_ms), (150, 300));
+    assert_eq!(
+        (p.election_timeout_min_ms, p.election_timeout_max_ms),
+        (150, 300)
+    );
 }
 
 /// The leader's Build → Built round: the block the machine asked for, at the position
@@ -576,7 +595,11 @@ fn section_5_3_the_leader_commits_a_block_a_majority_holds() {
             out.extend(o);
         }
         let committed = commits(&out);
-        assert_eq!(!committed.is_empty(), *want, "n={n} acceptors={acceptors:?}");
+        assert_eq!(
+            !committed.is_empty(),
+            *want,
+            "n={n} acceptors={acceptors:?}"
+        );
         assert_eq!(s.machine.commit_index() == index, *want);
         if let [(b, certificate)] = committed.as_slice() {
             assert_eq!(b.hash(), block.hash());
@@ -589,7 +612,10 @@ fn section_5_3_the_leader_commits_a_block_a_majority_holds() {
             let hb = bodies(&s.timeout(TIMER_HEARTBEAT));
             assert!(hb.iter().all(|b| matches!(
                 b,
-                Body::AppendEntries { leader_commit: 2, .. }
+                Body::AppendEntries {
+                    leader_commit: 2,
+                    ..
+                }
             )));
         }
     }
@@ -601,7 +627,12 @@ fn section_5_3_the_leader_commits_a_block_a_majority_holds() {
 fn section_5_3_a_follower_commits_up_to_the_leader_commit_with_certificates() {
     let ks = keys(3);
     let leader = &ks[1];
-    let b = block(leader, genesis().hash(), 1, LogPosition { term: 1, index: 2 });
+    let b = block(
+        leader,
+        genesis().hash(),
+        1,
+        LogPosition { term: 1, index: 2 },
+    );
     let acks = [&ks[1], &ks[2]]
         .iter()
         .map(|k| SignedAck {
@@ -647,7 +678,11 @@ fn section_5_3_a_follower_commits_up_to_the_leader_commit_with_certificates() {
             assert_eq!(s.machine.commit_index(), 2);
         } else {
             assert!(committed.is_empty());
-            assert_eq!(s.machine.commit_index(), 1, "the no-op needs no certificate");
+            assert_eq!(
+                s.machine.commit_index(),
+                1,
+                "the no-op needs no certificate"
+            );
         }
         // The follower acks the block it holds (its log ends in the leader's term).
         let reply = bodies(&out);
@@ -691,11 +726,13 @@ fn section_5_3_the_follower_checks_the_previous_entry() {
             )
             .expect("answered");
         let got = match bodies(&out).as_slice() {
-            [Body::AppendResponse {
-                success,
-                match_index,
-                ..
-            }] => (*success, *match_index),
+            [
+                Body::AppendResponse {
+                    success,
+                    match_index,
+                    ..
+                },
+            ] => (*success, *match_index),
             other => panic!("one answer: {other:?}"),
         };
         assert_eq!(got, (want, index), "prev ({prev_term}, {prev_index})");
@@ -844,12 +881,21 @@ fn figure_8_a_leader_commits_only_entries_of_its_own_term() {
         s.elect();
         assert_eq!((s.machine.term(), s.machine.last_index()), (3, 3));
         s.accept(1, acked, &[], 3);
-        assert_eq!(s.machine.commit_index(), want_commit, "acked through {acked}");
+        assert_eq!(
+            s.machine.commit_index(),
+            want_commit,
+            "acked through {acked}"
+        );
     }
     // The same with a block of term 2 at index 2: replicas of it do not commit it, the
     // no-op of term 3 on a majority does, and the certificate is of term 3.
     let ks = keys(3);
-    let old = block(&ks[2], genesis().hash(), 1, LogPosition { term: 2, index: 2 });
+    let old = block(
+        &ks[2],
+        genesis().hash(),
+        1,
+        LogPosition { term: 2, index: 2 },
+    );
     let mut persisted = state(2, None, &[1]);
     persisted.entries.push(Entry {
         term: 2,
@@ -864,8 +910,8 @@ fn figure_8_a_leader_commits_only_entries_of_its_own_term() {
     let committed = commits(&out);
     assert_eq!(committed.len(), 1);
     let servers: Vec<Address> = ks.iter().map(SecretKey::address).collect();
-    let cert = check_certificate(&servers, Height(1), &old.hash(), 2, &committed[0].1)
-        .expect("certified");
+    let cert =
+        check_certificate(&servers, Height(1), &old.hash(), 2, &committed[0].1).expect("certified");
     assert_eq!(cert.term, 3);
     assert_eq!(s.machine.commit_index(), 3);
 }
@@ -990,7 +1036,10 @@ fn forged_foreign_malformed_and_oversized_messages_are_rejected() {
     let mut forged = Envelope::seal(body.clone(), &s.keys[2]);
     forged.sender = s.keys[1].public_key();
     let err = raft_error(s.input(VoteInput::Message(forged.encode())));
-    assert!(matches!(err, RaftError::BadMessageSignature { .. }), "{err}");
+    assert!(
+        matches!(err, RaftError::BadMessageSignature { .. }),
+        "{err}"
+    );
 
     let outsider = SecretKey::from_seed("not a raft server");
     let err = raft_error(s.input(VoteInput::Message(
@@ -1015,7 +1064,12 @@ fn forged_foreign_malformed_and_oversized_messages_are_rejected() {
     );
 
     // An entry whose block claims another place in the log is malformed.
-    let misplaced = block(&s.keys[1], genesis().hash(), 1, LogPosition { term: 1, index: 5 });
+    let misplaced = block(
+        &s.keys[1],
+        genesis().hash(),
+        1,
+        LogPosition { term: 1, index: 5 },
+    );
     let err = raft_error(s.from(
         1,
         Body::AppendEntries {
@@ -1042,10 +1096,7 @@ fn params_are_validated_naming_the_field() {
     assert_eq!(ok.validate(), Ok(()));
     let cases: Vec<(RaftParams, &str)> = vec![
         (RaftParams::devnet(Vec::new()), "servers"),
-        (
-            RaftParams::devnet(vec![servers[0], servers[0]]),
-            "servers",
-        ),
+        (RaftParams::devnet(vec![servers[0], servers[0]]), "servers"),
         (
             RaftParams {
                 block_time: 0,
@@ -1083,4 +1134,601 @@ fn params_are_validated_naming_the_field() {
     }
     let json = r#"{"servers":[],"block_time":1,"election_timeout_min_ms":150,"election_timeout_max_ms":300,"heartbeat_ms":50,"extra":1}"#;
     assert!(serde_json::from_str::<RaftParams>(json).is_err());
+}
+
+// ---------------------------------------------------------------------------------------
+// A deterministic in-memory cluster: each server a real chain and its machine, virtual
+// time, links that drop, crashes and restarts from the persisted bytes.
+// ---------------------------------------------------------------------------------------
+
+/// One-way delay of every link.
+const LATENCY_MS: u64 = 5;
+/// Virtual time at start, a little after the chains' genesis.
+const START_MS: u64 = (GENESIS_TIME + 10) * 1000;
+
+#[derive(Debug)]
+enum Event {
+    Deliver {
+        from: usize,
+        to: usize,
+        bytes: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+        id: chain::TimerId,
+        generation: u64,
+    },
+}
+
+struct Node {
+    key: SecretKey,
+    producer: RaftProducer,
+    chain: Chain,
+    /// `None` while crashed.
+    machine: Option<Box<dyn VotingMachine>>,
+    persisted: Option<Vec<u8>>,
+    /// The generation of each pending timer: a fired timer counts only if not moved since.
+    timers: BTreeMap<chain::TimerId, u64>,
+}
+
+struct Cluster {
+    engine: Arc<RaftEngine>,
+    nodes: Vec<Node>,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    events: BTreeMap<u64, Event>,
+    blocked: BTreeSet<(usize, usize)>,
+    /// Every block committed by any server, by height: a second hash at one height would
+    /// be a safety violation, and the harness fails on it at once.
+    decided: BTreeMap<Height, BlockHash>,
+}
+
+impl Cluster {
+    fn new(n: usize) -> Cluster {
+        let keys = keys(n);
+        let engine = Arc::new(RaftEngine::new(params(&keys)).expect("valid params"));
+        let nodes = keys
+            .into_iter()
+            .map(|key| {
+                let (chain, _clock) = engine_chain(engine.clone(), &[], GENESIS_TIME + 1_000_000);
+                Node {
+                    producer: RaftProducer::new(key.clone()),
+                    key,
+                    chain,
+                    machine: None,
+                    persisted: None,
+                    timers: BTreeMap::new(),
+                }
+            })
+            .collect();
+        let mut cluster = Cluster {
+            engine,
+            nodes,
+            now: START_MS,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            blocked: BTreeSet::new(),
+            decided: BTreeMap::new(),
+        };
+        for i in 0..n {
+            cluster.restart(i);
+        }
+        cluster
+    }
+
+    fn schedule(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq)));
+        self.events.insert(self.seq, event);
+    }
+
+    fn head_input(&self, i: usize) -> VoteInput {
+        let chain = &self.nodes[i].chain;
+        VoteInput::Head {
+            head: chain.head(),
+            voters: self.engine.voters(chain.state()).expect("voters"),
+        }
+    }
+
+    /// Starts (or restarts) server `i` from the bytes it last persisted.
+    fn restart(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.timers.clear();
+        node.machine = self
+            .engine
+            .voting_machine(Some(&node.key), node.persisted.as_deref())
+            .expect("restores")
+            .map(Some)
+            .expect("raft has a machine");
+        let head = self.head_input(i);
+        self.feed(i, head);
+    }
+
+    fn crash(&mut self, i: usize) {
+        self.nodes[i].machine = None;
+        self.nodes[i].timers.clear();
+    }
+
+    /// Cuts every link between the groups (both ways).
+    fn partition(&mut self, groups: &[&[usize]]) {
+        for (a, ga) in groups.iter().enumerate() {
+            for (b, gb) in groups.iter().enumerate() {
+                if a != b {
+                    for &x in *ga {
+                        for &y in *gb {
+                            self.blocked.insert((x, y));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn isolate(&mut self, i: usize) {
+        let others: Vec<usize> = (0..self.nodes.len()).filter(|j| *j != i).collect();
+        self.partition(&[&[i], &others]);
+    }
+
+    fn heal(&mut self) {
+        self.blocked.clear();
+    }
+
+    fn build(
+        &self,
+        i: usize,
+        parent: BlockHash,
+        timestamp: Timestamp,
+        data: Vec<u8>,
+    ) -> Option<Block> {
+        let node = &self.nodes[i];
+        let head = node.chain.head();
+        if head.hash() != parent {
+            return None;
+        }
+        let mut header = node.chain.template(node.key.address(), timestamp);
+        header.engine.data = data;
+        node.producer
+            .prepare(&node.chain, &head, &mut header)
+            .expect("prepare");
+        let built = node
+            .chain
+            .build_block(header, Vec::new(), usize::MAX)
+            .expect("builds")
+            .block;
+        let header = node
+            .producer
+            .seal(built.header, &chain::CancelFlag::new())
+            .expect("seals")
+            .expect("not cancelled");
+        Some(Block {
+            header,
+            txs: built.txs,
+        })
+    }
+
+    /// Gives server `i` an input and carries out everything it asks, in order.
+    fn feed(&mut self, i: usize, input: VoteInput) {
+        let mut inputs = std::collections::VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            let now = self.now;
+            let Some(machine) = self.nodes[i].machine.as_mut() else {
+                return;
+            };
+            let outputs = match machine.handle(now, input) {
+                Ok(outputs) => outputs,
+                Err(EngineError::Ignored { .. }) => continue,
+                Err(e) => panic!("server {i} refused an honest input: {e}"),
+            };
+            for output in outputs {
+                match output {
+                    VoteOutput::Persist(bytes) => self.nodes[i].persisted = Some(bytes),
+                    VoteOutput::Broadcast(bytes) => {
+                        for j in 0..self.nodes.len() {
+                            if j != i && !self.blocked.contains(&(i, j)) {
+                                let event = Event::Deliver {
+                                    from: i,
+                                    to: j,
+                                    bytes: bytes.clone(),
+                                };
+                                self.schedule(now + LATENCY_MS, event);
+                            }
+                        }
+                    }
+                    VoteOutput::SetTimer { id, after_millis } => {
+                        self.seq += 1;
+                        let generation = self.seq;
+                        self.nodes[i].timers.insert(id, generation);
+                        let event = Event::Timer {
+                            node: i,
+                            id,
+                            generation,
+                        };
+                        self.schedule(now + after_millis, event);
+                    }
+                    VoteOutput::CancelTimer(id) => {
+                        self.nodes[i].timers.remove(&id);
+                    }
+                    VoteOutput::Build {
+                        parent,
+                        timestamp,
+                        data,
+                    } => {
+                        if let Some(block) = self.build(i, parent, timestamp, data) {
+                            inputs.push_back(VoteInput::Built(Box::new(block)));
+                        }
+                    }
+                    VoteOutput::Commit { block, certificate } => {
+                        let (height, hash) = (block.header.height, block.hash());
+                        let outcome = self.nodes[i]
+                            .chain
+                            .import_certified(*block, certificate)
+                            .unwrap_or_else(|e| panic!("server {i} cannot import {hash}: {e}"));
+                        assert!(
+                            matches!(outcome, chain::ImportOutcome::NewHead(_)),
+                            "server {i}: {outcome:?}"
+                        );
+                        let decided = *self.decided.entry(height).or_insert(hash);
+                        assert_eq!(decided, hash, "two blocks decided at height {height}");
+                        inputs.push_back(self.head_input(i));
+                    }
+                    VoteOutput::Validate(_) => panic!("raft asks for no validation"),
+                }
+            }
+        }
+    }
+
+    /// Runs the next event; false when none is due by `until`.
+    fn step(&mut self, until: u64) -> bool {
+        let Some(Reverse((at, seq))) = self.queue.peek().copied() else {
+            return false;
+        };
+        if at > until {
+            return false;
+        }
+        self.queue.pop();
+        self.now = at;
+        match self.events.remove(&seq) {
+            Some(Event::Deliver { from, to, bytes }) => {
+                if self.nodes[to].machine.is_some() && !self.blocked.contains(&(from, to)) {
+                    self.feed(to, VoteInput::Message(bytes));
+                }
+            }
+            Some(Event::Timer {
+                node,
+                id,
+                generation,
+            }) => {
+                if self.nodes[node].timers.get(&id) == Some(&generation) {
+                    self.nodes[node].timers.remove(&id);
+                    self.feed(node, VoteInput::Timeout(id));
+                }
+            }
+            None => {}
+        }
+        true
+    }
+
+    fn run_for(&mut self, millis: u64) {
+        let until = self.now + millis;
+        while self.step(until) {}
+        self.now = until;
+    }
+
+    /// Runs until `done` holds (checked after each event); returns the time, or fails
+    /// after `limit` ms.
+    fn run_until(&mut self, limit: u64, done: impl Fn(&Cluster) -> bool) -> u64 {
+        let until = self.now + limit;
+        while !done(self) {
+            assert!(self.step(until), "not reached within {limit} ms");
+        }
+        self.now
+    }
+
+    fn status(&self, i: usize, field: &str) -> Option<String> {
+        let machine = self.nodes[i].machine.as_ref()?;
+        machine
+            .status()
+            .into_iter()
+            .find(|(name, _)| *name == field)
+            .map(|(_, value)| value)
+    }
+
+    fn term(&self, i: usize) -> u64 {
+        self.status(i, "term")
+            .and_then(|t| t.parse().ok())
+            .expect("a running server has a term")
+    }
+
+    /// The running servers that lead, with their terms.
+    fn leaders(&self) -> Vec<(usize, u64)> {
+        (0..self.nodes.len())
+            .filter(|i| self.status(*i, "role").as_deref() == Some("leader"))
+            .map(|i| (i, self.term(i)))
+            .collect()
+    }
+
+    /// The one leader among the running servers.
+    fn sole_leader(&self) -> (usize, u64) {
+        match self.leaders().as_slice() {
+            [one] => *one,
+            other => panic!("expected one leader, got {other:?}"),
+        }
+    }
+
+    fn height(&self, i: usize) -> u64 {
+        self.nodes[i].chain.head().height().0
+    }
+
+    /// Every block on server `i`'s chain is the one decided at its height.
+    fn assert_chain_is_decided(&self, i: usize) {
+        let chain = &self.nodes[i].chain;
+        for h in 1..=chain.head().height().0 {
+            let hash = chain
+                .best_hash_at(Height(h))
+                .expect("store")
+                .expect("on the chain");
+            assert_eq!(
+                self.decided.get(&Height(h)),
+                Some(&hash),
+                "server {i} height {h}"
+            );
+        }
+    }
+}
+
+#[test]
+fn n3_leader_crash_reelects_and_keeps_committing() {
+    let mut c = Cluster::new(3);
+    c.run_for(3_000);
+    let (old, term) = c.sole_leader();
+    let height = c.height(old);
+    assert!(height >= 2, "a block a second: {height}");
+    c.crash(old);
+    let crashed_at = c.now;
+    let elected_at = c.run_until(2_000, |c| !c.leaders().is_empty());
+    let (new, new_term) = c.sole_leader();
+    assert_ne!(new, old);
+    assert!(new_term > term);
+    // The followers heard a heartbeat at most 50 ms before the crash, stood after
+    // [150, 300) ms of silence, and a pre-vote and a vote round trip later one led.
+    let took = elected_at - crashed_at;
+    assert!(
+        (150 - 50..300 + 4 * LATENCY_MS).contains(&took),
+        "re-elected after {took} ms"
+    );
+    c.run_for(4_000);
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    for &i in &survivors {
+        assert!(
+            c.height(i) >= height + 3,
+            "server {i} at {} after {height}",
+            c.height(i)
+        );
+        c.assert_chain_is_decided(i);
+    }
+    assert_eq!(
+        c.nodes[survivors[0]].chain.head().hash(),
+        c.nodes[survivors[1]].chain.head().hash()
+    );
+    assert_eq!(c.sole_leader(), (new, new_term), "no further election");
+}
+
+/// Splits `c` (5 servers) into the leader with one follower, and the other three.
+fn split_2_3(c: &mut Cluster) -> (Vec<usize>, Vec<usize>) {
+    let (old, _) = c.sole_leader();
+    let minority = vec![old, (old + 1) % 5];
+    let majority: Vec<usize> = (0..5).filter(|i| !minority.contains(i)).collect();
+    c.partition(&[&minority, &majority]);
+    (minority, majority)
+}
+
+#[test]
+fn n5_minority_partition_old_leader_cannot_commit() {
+    let mut c = Cluster::new(5);
+    c.run_for(3_000);
+    let (old, term) = c.sole_leader();
+    let frozen = c.height(old);
+    let (minority, majority) = split_2_3(&mut c);
+    c.run_for(5_000);
+    // The old leader asked for blocks but could gather no majority: nothing it built
+    // after the split was committed, by it or anyone.
+    assert_eq!(c.height(old), frozen);
+    for &i in &minority {
+        assert!(c.height(i) <= frozen, "server {i} at {}", c.height(i));
+    }
+    // Check-quorum deposed it; pre-vote kept the minority from raising its terms.
+    assert_ne!(c.status(old, "role").as_deref(), Some("leader"));
+    for &i in &minority {
+        assert_eq!(c.term(i), term, "server {i}");
+    }
+    let (new, new_term) = c.sole_leader();
+    assert!(majority.contains(&new) && new_term > term);
+    for &i in &majority {
+        assert!(c.height(i) >= frozen + 3, "server {i} at {}", c.height(i));
+        c.assert_chain_is_decided(i);
+    }
+}
+
+#[test]
+fn n5_partition_heals_without_lost_commits() {
+    let mut c = Cluster::new(5);
+    c.run_for(3_000);
+    let (minority, majority) = split_2_3(&mut c);
+    c.run_for(5_000);
+    let before_heal = majority.iter().map(|i| c.height(*i)).max().expect("three");
+    c.heal();
+    c.run_for(4_000);
+    let (leader, _) = c.sole_leader();
+    assert!(majority.contains(&leader), "the majority's leader stays");
+    let head = c.nodes[leader].chain.head().hash();
+    for i in 0..5 {
+        // Every block committed anywhere is on every chain, at its height, and the
+        // minority's uncommitted blocks are gone.
+        c.assert_chain_is_decided(i);
+        assert!(c.height(i) > before_heal, "server {i} at {}", c.height(i));
+    }
+    for &i in &minority {
+        assert_eq!(c.nodes[i].chain.head().hash(), head, "server {i} caught up");
+    }
+    let top = c.decided.keys().next_back().expect("decided").0;
+    assert_eq!(c.height(leader), top);
+}
+
+#[test]
+fn n3_restart_follower_catches_up_from_log() {
+    let mut c = Cluster::new(3);
+    c.run_for(3_000);
+    let (leader, term) = c.sole_leader();
+    let follower = (leader + 1) % 3;
+    let persisted = c.nodes[follower].persisted.clone().expect("persisted");
+    let state = PersistedState::decode(&persisted).expect("decodes");
+    assert_eq!(state.term, term);
+    let height = c.height(follower);
+    c.crash(follower);
+    c.run_for(3_000);
+    assert!(c.height(leader) >= height + 2, "the other two commit");
+    assert_eq!(c.height(follower), height);
+    c.restart(follower);
+    assert_eq!(
+        c.term(follower),
+        term,
+        "term restored from the persisted bytes"
+    );
+    c.run_for(2_000);
+    assert_eq!(
+        c.nodes[follower].chain.head().hash(),
+        c.nodes[leader].chain.head().hash(),
+        "repaired from the leader's log"
+    );
+    c.assert_chain_is_decided(follower);
+    assert_eq!(
+        c.sole_leader(),
+        (leader, term),
+        "the restart disrupts nothing"
+    );
+}
+
+#[test]
+fn n4_prevote_rejoining_node_does_not_disrupt() {
+    let mut c = Cluster::new(4);
+    c.run_for(3_000);
+    let (leader, term) = c.sole_leader();
+    let rejoining = (leader + 1) % 4;
+    c.isolate(rejoining);
+    c.run_for(5_000);
+    // Alone it timed out again and again, but pre-votes never raised its term.
+    assert_eq!(c.term(rejoining), term);
+    assert_eq!(c.sole_leader(), (leader, term));
+    let stale = c.height(rejoining);
+    assert!(
+        c.height(leader) >= stale + 3,
+        "three of four keep committing"
+    );
+    c.heal();
+    c.run_for(2_000);
+    assert_eq!(
+        c.sole_leader(),
+        (leader, term),
+        "the leader was not deposed"
+    );
+    assert_eq!(c.term(rejoining), term);
+    assert_eq!(
+        c.nodes[rejoining].chain.head().hash(),
+        c.nodes[leader].chain.head().hash()
+    );
+}
+
+fn certificate_error(chain: &mut Chain, block: &Block, certificate: Vec<u8>) -> RaftError {
+    match chain.import_certified(block.clone(), certificate) {
+        Err(BlockError::Engine(e)) => e
+            .downcast_ref::<RaftError>()
+            .cloned()
+            .unwrap_or_else(|| panic!("not a raft refusal: {e}")),
+        other => panic!("expected a raft refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn certificates_forged_short_duplicated_foreign_or_for_another_block_are_refused() {
+    let mut c = Cluster::new(3);
+    c.run_for(3_000);
+    let (leader, _) = c.sole_leader();
+    let source = &c.nodes[leader].chain;
+    let at = |h: u64| {
+        let hash = source
+            .best_hash_at(Height(h))
+            .expect("store")
+            .expect("decided");
+        let block = source.block(&hash).expect("store").expect("stored");
+        let certificate = source.certificate(&hash).expect("store").expect("stored");
+        (block, Certificate::decode(&certificate).expect("decodes"))
+    };
+    let (first, good) = at(1);
+    let (_, second) = at(2);
+    assert_eq!(good.acks.len(), 2, "two of three");
+    let (mut fresh, _clock) = engine_chain(c.engine.clone(), &[], GENESIS_TIME + 1_000_000);
+
+    let mut forged = good.clone();
+    forged.acks[1].signature.0[10] ^= 1;
+    let err = certificate_error(&mut fresh, &first, forged.encode());
+    assert!(matches!(err, RaftError::BadAck { .. }), "{err}");
+
+    let mut short = good.clone();
+    short.acks.pop();
+    let err = certificate_error(&mut fresh, &first, short.encode());
+    assert!(
+        matches!(
+            err,
+            RaftError::TooFewAcks {
+                got: 1,
+                needed: 2,
+                servers: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let mut duplicated = short.clone();
+    duplicated.acks.push(duplicated.acks[0]);
+    let err = certificate_error(&mut fresh, &first, duplicated.encode());
+    assert!(matches!(err, RaftError::DuplicateAck { .. }), "{err}");
+
+    let outsider = SecretKey::from_seed("not a raft server");
+    let mut foreign = short.clone();
+    foreign.acks.push(SignedAck {
+        key: outsider.public_key(),
+        signature: outsider.sign(&ack_digest(good.term, Height(1), &first.hash())),
+    });
+    let err = certificate_error(&mut fresh, &first, foreign.encode());
+    assert_eq!(
+        err,
+        RaftError::AckNotServer {
+            hash: first.hash(),
+            signer: outsider.address()
+        }
+    );
+
+    // The acks of block 2 prove nothing about block 1.
+    let err = certificate_error(&mut fresh, &first, second.encode());
+    assert!(matches!(err, RaftError::BadAck { .. }), "{err}");
+
+    let block_term = LogPosition::of_header(&first.header)
+        .expect("position")
+        .term;
+    if block_term > 0 {
+        let early = Certificate {
+            term: block_term - 1,
+            acks: good.acks.clone(),
+        };
+        let err = certificate_error(&mut fresh, &first, early.encode());
+        assert!(matches!(err, RaftError::CertificateTerm { .. }), "{err}");
+    }
+    assert_eq!(fresh.head().height().0, 0, "nothing was imported");
+    assert!(matches!(
+        fresh.import_certified(first, good.encode()),
+        Ok(chain::ImportOutcome::NewHead(_))
+    ));
 }
