@@ -13,8 +13,9 @@ use crate::raft::wire::{
     check_certificate,
 };
 use crate::raft::{
-    APPEND_BUDGET_BYTES, COMMITTED_WINDOW, ENGINE_NAME, MAX_ENTRIES_PER_APPEND,
-    MAX_UNCOMMITTED_ENTRIES, TIMER_BUILD, TIMER_CHECK_QUORUM, TIMER_ELECTION, TIMER_HEARTBEAT,
+    APPEND_BUDGET_BYTES, COMMITTED_WINDOW, ENGINE_NAME, MAX_ACKS_PER_RESPONSE,
+    MAX_CERTIFICATES_PER_APPEND, MAX_ENTRIES_PER_APPEND, MAX_UNCOMMITTED_ENTRIES, TIMER_BUILD,
+    TIMER_CHECK_QUORUM, TIMER_ELECTION, TIMER_HEARTBEAT,
 };
 use crate::seal::verify_signed_seal;
 use chain::crypto::sha256d_parts;
@@ -779,12 +780,18 @@ impl RaftMachine {
         prev_index: u64,
         prev_term: u64,
         entries: &[Entry],
+        certificates: usize,
     ) -> Result<(), RaftError> {
         let malformed = |reason: String| RaftError::MalformedMessage {
             sender,
             what: "append entries",
             reason,
         };
+        if certificates > MAX_CERTIFICATES_PER_APPEND {
+            return Err(malformed(format!(
+                "{certificates} certificates, at most {MAX_CERTIFICATES_PER_APPEND}"
+            )));
+        }
         if entries.len() > MAX_ENTRIES_PER_APPEND {
             return Err(malformed(format!(
                 "{} entries, at most {MAX_ENTRIES_PER_APPEND}",
@@ -841,8 +848,15 @@ impl RaftMachine {
                 reason: format!("a second leader in term {term}"),
             }));
         }
-        self.check_entries(leader, term, prev_index, prev_term, &entries)
-            .map_err(reject)?;
+        self.check_entries(
+            leader,
+            term,
+            prev_index,
+            prev_term,
+            &entries,
+            certificates.len(),
+        )
+        .map_err(reject)?;
         // §5.1 and §5.2: a current leader makes us (even a candidate of its term) follow it.
         self.become_follower(term, Some(leader), out);
         self.last_leader_contact = Some(now);
@@ -975,9 +989,12 @@ impl RaftMachine {
         })
     }
 
+    /// Acks of the blocks held in `(after, through]`, the earliest first and at most
+    /// [`MAX_ACKS_PER_RESPONSE`]: the leader commits in order, and asks again.
     fn sign_acks(&mut self, after: u64, through: u64) -> Vec<Ack> {
-        (after + 1..=through)
+        (after.max(self.base_index) + 1..=through)
             .filter_map(|i| self.sign_ack(i))
+            .take(MAX_ACKS_PER_RESPONSE)
             .collect()
     }
 
@@ -1004,6 +1021,13 @@ impl RaftMachine {
             return Err(ignored(format!(
                 "append response from {follower}, not a follower"
             )));
+        }
+        if acks.len() > MAX_ACKS_PER_RESPONSE {
+            return Err(reject(RaftError::MalformedMessage {
+                sender: follower,
+                what: "append response",
+                reason: format!("{} acks, at most {MAX_ACKS_PER_RESPONSE}", acks.len()),
+            }));
         }
         if success && match_index > self.last_index() {
             return Err(reject(RaftError::MalformedMessage {
@@ -1226,7 +1250,7 @@ impl RaftMachine {
         } else {
             self.certificates.range(0..0)
         };
-        for (i, certificate) in wanted {
+        for (i, certificate) in wanted.take(MAX_CERTIFICATES_PER_APPEND) {
             if certificate.len() > budget {
                 break;
             }

@@ -55,6 +55,10 @@ pub const MAX_UNCOMMITTED_ENTRIES: usize = 64;
 pub const COMMITTED_WINDOW: usize = 64;
 /// Most entries in one AppendEntries.
 pub const MAX_ENTRIES_PER_APPEND: usize = 32;
+/// Most certificates in one AppendEntries: the repair window and the entries sent.
+pub const MAX_CERTIFICATES_PER_APPEND: usize = COMMITTED_WINDOW + MAX_ENTRIES_PER_APPEND;
+/// Most acks in one AppendResponse: one per uncommitted block.
+pub const MAX_ACKS_PER_RESPONSE: usize = MAX_UNCOMMITTED_ENTRIES;
 /// Largest Raft message on the wire: an AppendEntries carrying at least one full block
 /// (`MAX_BLOCK_BYTES`) with certificates, so the engine gossip topic must accept messages
 /// this large. Larger messages are refused as malformed before anything else is read.

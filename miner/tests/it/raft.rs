@@ -398,7 +398,9 @@ fn section_5_1_stale_term_messages_change_nothing() {
 #[test]
 fn section_5_2_election_in_one_round_by_vote_table() {
     use Role::{Candidate, Follower, Leader};
-    let table: &[(usize, &[(usize, bool)], Role)] = &[
+    /// (servers, votes by peer, the candidate's role after them)
+    type Case = (usize, &'static [(usize, bool)], Role);
+    let table: &[Case] = &[
         (1, &[], Leader),
         (3, &[(1, true), (2, true)], Leader),
         (3, &[(1, true)], Leader),
@@ -1390,22 +1392,22 @@ impl Cluster {
         self.queue.pop();
         self.now = at;
         match self.events.remove(&seq) {
-            Some(Event::Deliver { from, to, bytes }) => {
-                if self.nodes[to].machine.is_some() && !self.blocked.contains(&(from, to)) {
-                    self.feed(to, VoteInput::Message(bytes));
-                }
+            Some(Event::Deliver { from, to, bytes })
+                if self.nodes[to].machine.is_some() && !self.blocked.contains(&(from, to)) =>
+            {
+                self.feed(to, VoteInput::Message(bytes));
             }
             Some(Event::Timer {
                 node,
                 id,
                 generation,
-            }) => {
-                if self.nodes[node].timers.get(&id) == Some(&generation) {
-                    self.nodes[node].timers.remove(&id);
-                    self.feed(node, VoteInput::Timeout(id));
-                }
+            }) if self.nodes[node].timers.get(&id) == Some(&generation) => {
+                self.nodes[node].timers.remove(&id);
+                self.feed(node, VoteInput::Timeout(id));
             }
-            None => {}
+            // Dropped on the way (the link is cut or the server is down), or a timer that
+            // was moved or cancelled since.
+            _ => {}
         }
         true
     }
@@ -1731,4 +1733,56 @@ fn certificates_forged_short_duplicated_foreign_or_for_another_block_are_refused
         fresh.import_certified(first, good.encode()),
         Ok(chain::ImportOutcome::NewHead(_))
     ));
+}
+
+/// Every single-byte corruption of a valid append (with a block and a certificate) is
+/// either refused or harmless: no panic, and a refusal never blames a missing store.
+#[test]
+fn corrupted_appends_are_refused_without_panicking() {
+    let ks = keys(3);
+    let b = block(
+        &ks[1],
+        genesis().hash(),
+        1,
+        LogPosition { term: 1, index: 1 },
+    );
+    let acks = [&ks[1], &ks[2]]
+        .iter()
+        .map(|k| SignedAck {
+            key: k.public_key(),
+            signature: k.sign(&ack_digest(1, Height(1), &b.hash())),
+        })
+        .collect();
+    let body = Body::AppendEntries {
+        to: ks[0].address(),
+        term: 1,
+        prev_index: 0,
+        prev_term: 0,
+        entries: vec![Entry {
+            term: 1,
+            block: Some(b),
+        }],
+        leader_commit: 1,
+        certificates: vec![(1, Certificate { term: 1, acks }.encode())],
+    };
+    let good = Envelope::seal(body, &ks[1]).encode();
+    let mut refused = 0;
+    for at in 0..good.len() {
+        let mut bytes = good.clone();
+        bytes[at] ^= 0x5a;
+        let mut s = Server::new(3, 0, None);
+        match s.input(VoteInput::Message(bytes)) {
+            Ok(_) => {}
+            Err(e) => {
+                assert!(
+                    e.is_bad_data() || matches!(e, EngineError::Ignored { .. }),
+                    "{e}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    // Only the bytes of the recipient field can change without a refusal (the message
+    // is then someone else's).
+    assert!(refused >= good.len() - 20, "{refused} of {}", good.len());
 }
