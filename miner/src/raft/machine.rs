@@ -1100,11 +1100,15 @@ impl RaftMachine {
                 .min(last_index.saturating_add(1));
             progress.next_index = backed.max(progress.match_index + 1).max(1);
         }
-        let behind = self
+        // Retry at once while the log can serve the follower; one that needs entries
+        // compacted away gets heartbeats only, until its node syncs the certified blocks
+        // (retrying at once would bounce refusals back and forth at network speed).
+        let base = self.base_index;
+        let retry = self
             .progress
             .get(&follower)
-            .is_some_and(|p| p.next_index <= last || (!success));
-        if behind {
+            .is_some_and(|p| p.next_index > base && (p.next_index <= last || !success));
+        if retry {
             self.send_append(follower, out);
         }
         Ok(())
@@ -1229,7 +1233,9 @@ impl RaftMachine {
         let mut budget = APPEND_BUDGET_BYTES;
         let mut entries = Vec::new();
         let mut index = prev_index;
-        while let Some(entry) = self.entry(index + 1) {
+        // A follower behind the base could not use the entries: a heartbeat will do.
+        let serveable = progress.next_index > self.base_index;
+        while let Some(entry) = self.entry(index + 1).filter(|_| serveable) {
             let size = borsh::object_length(entry).unwrap_or(usize::MAX);
             if (!entries.is_empty() && size > budget) || entries.len() >= MAX_ENTRIES_PER_APPEND {
                 break;

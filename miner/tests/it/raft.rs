@@ -15,8 +15,8 @@ use miner::raft::wire::{
     check_certificate,
 };
 use miner::raft::{
-    MAX_MESSAGE_BYTES, RaftEngine, RaftError, RaftMachine, RaftParams, RaftProducer, Role,
-    TIMER_BUILD, TIMER_CHECK_QUORUM, TIMER_ELECTION, TIMER_HEARTBEAT,
+    COMMITTED_WINDOW, MAX_MESSAGE_BYTES, RaftEngine, RaftError, RaftMachine, RaftParams,
+    RaftProducer, Role, TIMER_BUILD, TIMER_CHECK_QUORUM, TIMER_ELECTION, TIMER_HEARTBEAT,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
@@ -1184,6 +1184,8 @@ struct Cluster {
     /// Every block committed by any server, by height: a second hash at one height would
     /// be a safety violation, and the harness fails on it at once.
     decided: BTreeMap<Height, BlockHash>,
+    /// Messages sent so far (each broadcast once, however many receive it).
+    sent: u64,
 }
 
 impl Cluster {
@@ -1213,6 +1215,7 @@ impl Cluster {
             events: BTreeMap::new(),
             blocked: BTreeSet::new(),
             decided: BTreeMap::new(),
+            sent: 0,
         };
         for i in 0..n {
             cluster.restart(i);
@@ -1244,6 +1247,30 @@ impl Cluster {
             .expect("restores")
             .map(Some)
             .expect("raft has a machine");
+        let head = self.head_input(i);
+        self.feed(i, head);
+    }
+
+    /// What a node's range sync does: imports the certified blocks `from` has above
+    /// `i`'s head, then tells `i`'s machine the new head.
+    fn sync(&mut self, i: usize, from: usize) {
+        let start = self.height(i) + 1;
+        for h in start..=self.height(from) {
+            let source = &self.nodes[from].chain;
+            let hash = source
+                .best_hash_at(Height(h))
+                .expect("store")
+                .expect("on the chain");
+            let block = source.block(&hash).expect("store").expect("stored");
+            let certificate = source
+                .certificate(&hash)
+                .expect("store")
+                .expect("certified");
+            self.nodes[i]
+                .chain
+                .import_certified(block, certificate)
+                .expect("a synced block imports with its certificate");
+        }
         let head = self.head_input(i);
         self.feed(i, head);
     }
@@ -1327,6 +1354,7 @@ impl Cluster {
                 match output {
                     VoteOutput::Persist(bytes) => self.nodes[i].persisted = Some(bytes),
                     VoteOutput::Broadcast(bytes) => {
+                        self.sent += 1;
                         for j in 0..self.nodes.len() {
                             if j != i && !self.blocked.contains(&(i, j)) {
                                 let event = Event::Deliver {
@@ -1785,4 +1813,35 @@ fn corrupted_appends_are_refused_without_panicking() {
     // Only the bytes of the recipient field can change without a refusal (the message
     // is then someone else's).
     assert!(refused >= good.len() - 20, "{refused} of {}", good.len());
+}
+
+#[test]
+fn n3_follower_past_the_repair_window_catches_up_by_syncing_certified_blocks() {
+    let mut c = Cluster::new(3);
+    c.run_for(2_000);
+    let (leader, term) = c.sole_leader();
+    let follower = (leader + 1) % 3;
+    c.crash(follower);
+    // More blocks (and so log entries) than the leader keeps after committing them.
+    c.run_for((COMMITTED_WINDOW as u64 + 10) * 1000);
+    c.restart(follower);
+    let sent = c.sent;
+    c.run_for(1_000);
+    // The leader cannot repair it from its log: heartbeats only, no storm of refusals
+    // (20 heartbeats a second to each of two followers, their answers, one block's round).
+    assert!(
+        c.sent - sent < 100,
+        "{} messages in a second",
+        c.sent - sent
+    );
+    let behind = c.height(follower);
+    assert!(c.height(leader) > behind + COMMITTED_WINDOW as u64 / 2);
+    c.sync(follower, leader);
+    c.run_for(2_000);
+    assert_eq!(
+        c.nodes[follower].chain.head().hash(),
+        c.nodes[leader].chain.head().hash()
+    );
+    c.assert_chain_is_decided(follower);
+    assert_eq!(c.sole_leader(), (leader, term));
 }
