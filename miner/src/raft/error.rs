@@ -62,6 +62,8 @@ pub enum RaftError {
         what: &'static str,
         reason: String,
     },
+    #[error("membership change in block {height} refused: {reason}")]
+    MembershipChange { height: Height, reason: String },
     #[error("persisted raft state is unreadable: {reason}")]
     Persisted { reason: String },
 }

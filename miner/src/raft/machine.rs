@@ -9,7 +9,7 @@ use crate::raft::engine::reject;
 use crate::raft::error::RaftError;
 use crate::raft::params::{RaftParams, majority};
 use crate::raft::wire::{
-    Ack, Body, Certificate, Entry, Envelope, LogPosition, PersistedState, SignedAck, ack_digest,
+    Ack, Body, Certificate, Entry, EntryData, Envelope, PersistedState, SignedAck, ack_digest,
     check_certificate,
 };
 use crate::raft::{
@@ -58,6 +58,8 @@ struct Progress {
     commit_index: u64,
     /// Heard from since the last check-quorum.
     recent_active: bool,
+    /// When last heard from.
+    heard_at: Option<u64>,
 }
 
 /// See the module documentation.
@@ -398,16 +400,9 @@ impl RaftMachine {
         voters: Vec<Address>,
         out: &mut Vec<VoteOutput>,
     ) -> Result<(), EngineError> {
-        let position = LogPosition::of_header(&head).map_err(reject)?;
+        let position = EntryData::of_header(&head).map_err(reject)?;
         if !voters.is_empty() {
-            let mut voters = voters;
-            voters.sort();
-            voters.dedup();
-            self.servers = voters;
-            if self.role == Role::Observer && self.key.is_some() && self.servers.contains(&self.me)
-            {
-                self.role = Role::Follower;
-            }
+            self.set_servers(voters, out);
         }
         if position.index > self.commit_index {
             // Committed elsewhere and synced, or imported before a restart: when the log
@@ -438,6 +433,52 @@ impl RaftMachine {
             }
         }
         Ok(())
+    }
+
+    /// The membership at the node's head (thesis §4.1, single-server changes, adopted as
+    /// each block carrying one is committed): a server removed stops voting and leading;
+    /// a server added starts following; a leader starts or stops replicating.
+    fn set_servers(&mut self, mut servers: Vec<Address>, out: &mut Vec<VoteOutput>) {
+        servers.sort();
+        servers.dedup();
+        if servers == self.servers {
+            return;
+        }
+        self.servers = servers;
+        let member = self.key.is_some() && self.servers.contains(&self.me);
+        match (self.role, member) {
+            (Role::Observer, true) => {
+                self.role = Role::Follower;
+                if self.started {
+                    self.reset_election_timer(out);
+                }
+            }
+            (Role::Observer, false) => {}
+            (role, false) => {
+                if role == Role::Leader {
+                    out.push(VoteOutput::CancelTimer(TIMER_HEARTBEAT));
+                    out.push(VoteOutput::CancelTimer(TIMER_BUILD));
+                    out.push(VoteOutput::CancelTimer(TIMER_CHECK_QUORUM));
+                }
+                out.push(VoteOutput::CancelTimer(TIMER_ELECTION));
+                self.role = Role::Observer;
+                self.leader = None;
+                self.votes.clear();
+                self.progress.clear();
+            }
+            (Role::Leader, true) => {
+                let next_index = self.last_index() + 1;
+                let servers = self.servers.clone();
+                self.progress.retain(|s, _| servers.contains(s));
+                for server in servers.into_iter().filter(|s| *s != self.me) {
+                    self.progress.entry(server).or_insert(Progress {
+                        next_index,
+                        ..Progress::default()
+                    });
+                }
+            }
+            (_, true) => {}
+        }
     }
 
     fn on_timeout(&mut self, now: u64, id: TimerId, out: &mut Vec<VoteOutput>) {
@@ -484,9 +525,14 @@ impl RaftMachine {
     }
 
     /// The node builds on its chain head, whose state it needs, so a leader asks for the
-    /// next block only once every block in its log is committed and imported.
+    /// next block only once every block in its log is committed and imported, and once it
+    /// has committed an entry of its own term (its no-op): the thesis's §4.1 condition
+    /// before a leader may change the membership, kept for every block.
     fn maybe_build(&mut self, now: u64, out: &mut Vec<VoteOutput>) {
         if self.build_pending || self.uncommitted() >= MAX_UNCOMMITTED_ENTRIES as u64 {
+            return;
+        }
+        if self.term_at(self.commit_index) != Some(self.term) {
             return;
         }
         let Some(head) = &self.head else { return };
@@ -499,9 +545,10 @@ impl RaftMachine {
             return;
         }
         let timestamp = Timestamp((now / 1000).max(head.timestamp.0.saturating_add(1)));
-        let data = LogPosition {
+        let data = EntryData {
             term: self.term,
             index: self.last_index() + 1,
+            live: self.live_servers(now),
         }
         .encode();
         out.push(VoteOutput::Build {
@@ -512,17 +559,34 @@ impl RaftMachine {
         self.build_pending = true;
     }
 
+    /// The servers (as [`EntryData::live`] bits) a leader heard from within the minimum
+    /// election timeout, itself included.
+    fn live_servers(&self, now: u64) -> u64 {
+        let window = self.params.election_timeout_min_ms;
+        self.servers
+            .iter()
+            .enumerate()
+            .take(64)
+            .filter(|(_, s)| {
+                **s == self.me
+                    || self
+                        .progress
+                        .get(*s)
+                        .and_then(|p| p.heard_at)
+                        .is_some_and(|t| now < t.saturating_add(window))
+            })
+            .fold(0u64, |mask, (i, _)| mask | (1 << i))
+    }
+
     fn on_built(&mut self, block: Block, out: &mut Vec<VoteOutput>) -> Result<(), EngineError> {
         if self.role != Role::Leader {
             return Err(ignored(
                 "built block arrived after this server stopped leading",
             ));
         }
-        let position = LogPosition::of_header(&block.header).map_err(reject)?;
-        let expected = LogPosition {
-            term: self.term,
-            index: self.last_index() + 1,
-        };
+        let data = EntryData::of_header(&block.header).map_err(reject)?;
+        let position = (data.term, data.index);
+        let expected = (self.term, self.last_index() + 1);
         let on_head = self
             .head
             .as_ref()
@@ -642,6 +706,7 @@ impl RaftMachine {
                     )));
                 }
                 self.on_append_response(
+                    now,
                     sender,
                     envelope.sender,
                     success,
@@ -809,7 +874,7 @@ impl RaftMachine {
             }
             last_term = entry.term;
             if let Some(block) = &entry.block {
-                let position = LogPosition::of_header(&block.header)?;
+                let position = EntryData::of_header(&block.header)?;
                 if position.index != index || position.term != entry.term {
                     return Err(malformed(format!(
                         "entry {index} of term {} holds a block placed at {} of term {}",
@@ -1001,6 +1066,7 @@ impl RaftMachine {
     #[allow(clippy::too_many_arguments)]
     fn on_append_response(
         &mut self,
+        now: u64,
         follower: Address,
         follower_key: chain::PublicKey,
         success: bool,
@@ -1070,6 +1136,7 @@ impl RaftMachine {
             return Ok(());
         };
         progress.recent_active = true;
+        progress.heard_at = Some(now);
         progress.commit_index = commit_index;
         if success {
             progress.match_index = progress.match_index.max(match_index);

@@ -11,6 +11,10 @@
 //!   (consistency check on the previous entry, truncation of conflicts, nextIndex backoff)
 //!   and commits an entry of its own term once ⌊N/2⌋+1 servers hold it, with everything
 //!   before it. A new leader appends a no-op so earlier terms' entries commit with it.
+//! - Membership changes one server at a time (thesis §4.1) by `propose-authority`
+//!   transactions from servers, one per block, each taking effect as its block commits,
+//!   and only when the servers the leader hears from are a majority of the new
+//!   configuration; a removed server stops voting and leading.
 //! - A committed block is imported with its certificate: ⌊N/2⌋+1 servers' signed acks of
 //!   its hash at its height in one term (see [`wire::Certificate`]), so a chain of Raft
 //!   blocks has no branches and its head is final.
@@ -27,7 +31,7 @@ mod machine;
 mod params;
 pub mod wire;
 
-pub use engine::{ENGINE_NAME, RaftEngine, RaftProducer};
+pub use engine::{ENGINE_NAME, Membership, RaftEngine, RaftProducer};
 pub use error::RaftError;
 pub use machine::{RaftMachine, Role};
 pub use params::{RaftParams, majority};

@@ -14,35 +14,45 @@ use std::collections::BTreeSet;
 const ACK_DOMAIN: &[u8] = b"toychain/raft/ack";
 const MESSAGE_DOMAIN: &[u8] = b"toychain/raft/message";
 
-/// A block's place in the Raft log, carried in `header.engine.data`: the term of the
-/// leader that appended it and its log index. Log indexes run ahead of heights, because a
-/// new leader's no-op entry (the thesis's §6.4 fix for Figure 8) takes an index but is no
-/// block.
+/// What a block says of itself in `header.engine.data`: its place in the Raft log (the
+/// term of the leader that appended it and its log index) and which servers that leader
+/// had just heard from. Log indexes run ahead of heights, because a new leader's no-op
+/// entry (the thesis's §6.4 fix for Figure 8) takes an index but is no block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
-pub struct LogPosition {
+pub struct EntryData {
     pub term: u64,
     pub index: u64,
+    /// Bit `i` set: the leader heard from the `i`-th server (in address order, itself
+    /// included) within the minimum election timeout when it asked for this block. A
+    /// membership change is accepted only in a block whose live servers are a majority of
+    /// the new configuration, so a change never costs the cluster its availability.
+    pub live: u64,
 }
 
-impl LogPosition {
+impl EntryData {
     /// The genesis block's place: index 0 of term 0, before any entry.
-    pub const GENESIS: LogPosition = LogPosition { term: 0, index: 0 };
+    pub const GENESIS: EntryData = EntryData {
+        term: 0,
+        index: 0,
+        live: 0,
+    };
 
     pub fn encode(&self) -> Vec<u8> {
         borsh::to_vec(self).expect("borsh writes to a Vec without failing")
     }
 
-    /// The position in `header`; the genesis block (height 0) has none and sits at
-    /// [`LogPosition::GENESIS`].
-    pub fn of_header(header: &Header) -> Result<LogPosition, RaftError> {
+    /// The data in `header`; the genesis block (height 0) has none and sits at
+    /// [`EntryData::GENESIS`].
+    pub fn of_header(header: &Header) -> Result<EntryData, RaftError> {
         if header.height == Height::GENESIS {
-            return Ok(LogPosition::GENESIS);
+            return Ok(EntryData::GENESIS);
         }
-        Ok(decode_limited(
-            &header.engine.data,
-            16,
-            "raft log position",
-        )?)
+        Ok(decode_limited(&header.engine.data, 24, "raft entry data")?)
+    }
+
+    /// True when the server at `position` (address order) was heard from.
+    pub fn is_live(&self, position: usize) -> bool {
+        position < 64 && self.live & (1 << position) != 0
     }
 }
 

@@ -11,7 +11,7 @@ use chain::{
     VoteInput, VoteOutput, VotingMachine,
 };
 use miner::raft::wire::{
-    Ack, Body, Certificate, Entry, Envelope, LogPosition, PersistedState, SignedAck, ack_digest,
+    Ack, Body, Certificate, Entry, EntryData, Envelope, PersistedState, SignedAck, ack_digest,
     check_certificate,
 };
 use miner::raft::{
@@ -74,7 +74,7 @@ fn state(term: u64, voted_for: Option<Address>, terms: &[u64]) -> PersistedState
 }
 
 /// A block sealed by `key` at `height` on `parent`, placed at `position` in the log.
-fn block(key: &SecretKey, parent: BlockHash, height: u64, position: LogPosition) -> Block {
+fn block(key: &SecretKey, parent: BlockHash, height: u64, position: EntryData) -> Block {
     let header = Header {
         version: HEADER_VERSION,
         parent,
@@ -563,7 +563,7 @@ fn build_block(s: &mut Server) -> (Block, Vec<VoteOutput>) {
     else {
         panic!("the leader asks for a block: {out:?}");
     };
-    let position: LogPosition = borsh::from_slice(data).expect("position");
+    let position: EntryData = borsh::from_slice(data).expect("position");
     let block = block(&s.keys[s.me], *parent, 1, position);
     let out = s
         .input(VoteInput::Built(Box::new(block.clone())))
@@ -589,6 +589,11 @@ fn section_5_3_the_leader_commits_a_block_a_majority_holds() {
     for (n, acceptors, want) in table {
         let mut s = Server::new(*n, 0, None);
         s.elect();
+        // The leader builds only after committing its no-op (thesis §4.1's condition).
+        for peer in 1..=*n / 2 {
+            s.accept(peer, 1, &[], 1);
+        }
+        assert_eq!(s.machine.commit_index(), 1);
         let (block, mut out) = build_block(&mut s);
         let index = s.machine.last_index();
         assert_eq!(index, 2, "the no-op of term 1, then the block");
@@ -633,7 +638,11 @@ fn section_5_3_a_follower_commits_up_to_the_leader_commit_with_certificates() {
         leader,
         genesis().hash(),
         1,
-        LogPosition { term: 1, index: 2 },
+        EntryData {
+            term: 1,
+            index: 2,
+            live: 0,
+        },
     );
     let acks = [&ks[1], &ks[2]]
         .iter()
@@ -896,7 +905,11 @@ fn figure_8_a_leader_commits_only_entries_of_its_own_term() {
         &ks[2],
         genesis().hash(),
         1,
-        LogPosition { term: 2, index: 2 },
+        EntryData {
+            term: 2,
+            index: 2,
+            live: 0,
+        },
     );
     let mut persisted = state(2, None, &[1]);
     persisted.entries.push(Entry {
@@ -1070,7 +1083,11 @@ fn forged_foreign_malformed_and_oversized_messages_are_rejected() {
         &s.keys[1],
         genesis().hash(),
         1,
-        LogPosition { term: 1, index: 5 },
+        EntryData {
+            term: 1,
+            index: 5,
+            live: 0,
+        },
     );
     let err = raft_error(s.from(
         1,
@@ -1745,9 +1762,7 @@ fn certificates_forged_short_duplicated_foreign_or_for_another_block_are_refused
     let err = certificate_error(&mut fresh, &first, second.encode());
     assert!(matches!(err, RaftError::BadAck { .. }), "{err}");
 
-    let block_term = LogPosition::of_header(&first.header)
-        .expect("position")
-        .term;
+    let block_term = EntryData::of_header(&first.header).expect("position").term;
     if block_term > 0 {
         let early = Certificate {
             term: block_term - 1,
@@ -1772,7 +1787,11 @@ fn corrupted_appends_are_refused_without_panicking() {
         &ks[1],
         genesis().hash(),
         1,
-        LogPosition { term: 1, index: 1 },
+        EntryData {
+            term: 1,
+            index: 1,
+            live: 0,
+        },
     );
     let acks = [&ks[1], &ks[2]]
         .iter()
