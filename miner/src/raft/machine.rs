@@ -23,7 +23,7 @@ use chain::{
     Address, Block, BlockHash, EngineError, SealedHeader, SecretKey, Signature, TimerId, Timestamp,
     VoteInput, VoteOutput, VotingMachine,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A server's part at the moment (Raft §5.1, plus etcd's pre-candidate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +98,9 @@ pub struct RaftMachine {
     build_pending: bool,
     started: bool,
     dirty: bool,
+    /// Servers this machine saw removed: their last messages may still be on the way, which
+    /// is no fault of theirs.
+    former: BTreeSet<Address>,
 }
 
 impl std::fmt::Debug for RaftMachine {
@@ -169,6 +172,7 @@ impl RaftMachine {
             build_pending: false,
             started: false,
             dirty: false,
+            former: BTreeSet::new(),
         }
     }
 
@@ -444,6 +448,15 @@ impl RaftMachine {
         if servers == self.servers {
             return;
         }
+        if self.former.len() > crate::raft::MAX_SERVERS {
+            self.former.clear();
+        }
+        for removed in self.servers.iter().filter(|s| !servers.contains(s)) {
+            self.former.insert(*removed);
+        }
+        for added in &servers {
+            self.former.remove(added);
+        }
         self.servers = servers;
         let member = self.key.is_some() && self.servers.contains(&self.me);
         match (self.role, member) {
@@ -628,6 +641,11 @@ impl RaftMachine {
         }
         let sender = envelope.verify().map_err(reject)?;
         if !self.servers.contains(&sender) {
+            if self.former.contains(&sender) {
+                return Err(ignored(format!(
+                    "a message from {sender}, a removed server"
+                )));
+            }
             return Err(reject(RaftError::SenderNotServer { sender }));
         }
         if self.role == Role::Observer {

@@ -1203,16 +1203,27 @@ struct Cluster {
     decided: BTreeMap<Height, BlockHash>,
     /// Messages sent so far (each broadcast once, however many receive it).
     sent: u64,
+    /// Transactions offered to every block a leader builds (the mempool's part).
+    pending: Vec<chain::Transaction>,
 }
 
 impl Cluster {
     fn new(n: usize) -> Cluster {
+        Cluster::with_spares(n, 0)
+    }
+
+    /// `servers` servers and `spares` more nodes with keys that are not servers (yet), all
+    /// funded so they can pay for transactions.
+    fn with_spares(servers: usize, spares: usize) -> Cluster {
+        let n = servers + spares;
         let keys = keys(n);
-        let engine = Arc::new(RaftEngine::new(params(&keys)).expect("valid params"));
+        let engine = Arc::new(RaftEngine::new(params(&keys[..servers])).expect("valid params"));
+        let funded: Vec<Address> = keys.iter().map(SecretKey::address).collect();
         let nodes = keys
             .into_iter()
             .map(|key| {
-                let (chain, _clock) = engine_chain(engine.clone(), &[], GENESIS_TIME + 1_000_000);
+                let (chain, _clock) =
+                    engine_chain(engine.clone(), &funded, GENESIS_TIME + 1_000_000);
                 Node {
                     producer: RaftProducer::new(key.clone()),
                     key,
@@ -1233,6 +1244,7 @@ impl Cluster {
             blocked: BTreeSet::new(),
             decided: BTreeMap::new(),
             sent: 0,
+            pending: Vec::new(),
         };
         for i in 0..n {
             cluster.restart(i);
@@ -1340,7 +1352,7 @@ impl Cluster {
             .expect("prepare");
         let built = node
             .chain
-            .build_block(header, Vec::new(), usize::MAX)
+            .build_block(header, self.pending.clone(), usize::MAX)
             .expect("builds")
             .block;
         let header = node
@@ -1715,7 +1727,10 @@ fn certificates_forged_short_duplicated_foreign_or_for_another_block_are_refused
     let (first, good) = at(1);
     let (_, second) = at(2);
     assert_eq!(good.acks.len(), 2, "two of three");
-    let (mut fresh, _clock) = engine_chain(c.engine.clone(), &[], GENESIS_TIME + 1_000_000);
+    // A new node of the same chain (same genesis), at block 1's parent.
+    let funded: Vec<Address> = c.nodes.iter().map(|n| n.key.address()).collect();
+    let (mut fresh, _clock) = engine_chain(c.engine.clone(), &funded, GENESIS_TIME + 1_000_000);
+    assert_eq!(fresh.genesis().hash(), c.nodes[0].chain.genesis().hash());
 
     let mut forged = good.clone();
     forged.acks[1].signature.0[10] ^= 1;
@@ -1863,4 +1878,117 @@ fn n3_follower_past_the_repair_window_catches_up_by_syncing_certified_blocks() {
     );
     c.assert_chain_is_decided(follower);
     assert_eq!(c.sole_leader(), (leader, term));
+}
+
+fn propose(from: &SecretKey, nonce: u64, address: Address, add: bool) -> chain::Transaction {
+    chain::Transaction::signed(
+        from,
+        chain::test_utils::TEST_CHAIN_ID,
+        nonce,
+        chain::Amount::from_base_units(1_000),
+        chain::TxKind::ProposeAuthority { address, add },
+    )
+}
+
+impl Cluster {
+    fn servers(&self, i: usize) -> Vec<Address> {
+        self.engine
+            .voters(self.nodes[i].chain.state())
+            .expect("membership")
+    }
+
+    fn role(&self, i: usize) -> Option<String> {
+        self.status(i, "role")
+    }
+}
+
+/// Thesis §4.1: one server added by transaction, then one removed; the added server's acks
+/// count toward the new majority, and the removed one stops taking part.
+#[test]
+fn n3_membership_adds_a_server_then_removes_one() {
+    let mut c = Cluster::with_spares(3, 1);
+    let spare = 3;
+    let spare_address = c.nodes[spare].key.address();
+    c.run_for(3_000);
+    let (leader, _) = c.sole_leader();
+    assert_eq!(c.role(spare).as_deref(), Some("observer"));
+    let leader_key = c.nodes[leader].key.clone();
+    c.pending.push(propose(&leader_key, 0, spare_address, true));
+    c.run_for(2_000);
+    assert_eq!(c.servers(leader).len(), 4);
+    assert!(c.servers(leader).contains(&spare_address));
+    // The new server learns it was added by syncing the chain, then follows.
+    c.sync(spare, leader);
+    assert_eq!(c.role(spare).as_deref(), Some("follower"));
+    c.run_for(2_000);
+    assert_eq!(
+        c.nodes[spare].chain.head().hash(),
+        c.nodes[leader].chain.head().hash()
+    );
+    // Of four servers a majority is three: with an old follower down, the new server's
+    // acks are needed for every block.
+    let down = (0..3).find(|i| *i != leader).expect("a follower");
+    c.crash(down);
+    let height = c.height(leader);
+    c.run_for(3_000);
+    assert!(
+        c.height(leader) >= height + 2,
+        "the leader, a follower and the new server commit"
+    );
+    let head = c.nodes[leader].chain.head();
+    let certificate = c.nodes[leader]
+        .chain
+        .certificate(&head.hash())
+        .expect("store")
+        .expect("certified");
+    let signers = Certificate::decode(&certificate)
+        .expect("decodes")
+        .signers();
+    assert_eq!(signers.len(), 3);
+    assert!(signers.contains(&spare_address));
+    c.restart(down);
+    c.run_for(2_000);
+    // Now the spare goes again, while it is live.
+    c.pending
+        .push(propose(&leader_key, 1, spare_address, false));
+    c.run_for(2_000);
+    assert_eq!(c.servers(leader).len(), 3);
+    assert_eq!(
+        c.role(spare).as_deref(),
+        Some("observer"),
+        "a removed server stops"
+    );
+    let stopped = c.height(spare);
+    let height = c.height(leader);
+    c.run_for(3_000);
+    assert_eq!(c.height(spare), stopped, "it no longer receives entries");
+    for i in 0..3 {
+        assert!(c.height(i) >= height + 2, "server {i} at {}", c.height(i));
+        c.assert_chain_is_decided(i);
+    }
+}
+
+/// A change waits until the servers the leader hears from are a majority of the new
+/// configuration: adding a fourth server while one of three is down would leave two of
+/// four, so the transaction stays out of blocks until the third returns.
+#[test]
+fn n3_membership_change_waits_for_a_live_majority_of_the_new_configuration() {
+    let mut c = Cluster::with_spares(3, 1);
+    let spare_address = c.nodes[3].key.address();
+    c.run_for(3_000);
+    let (leader, _) = c.sole_leader();
+    let down = (0..3).find(|i| *i != leader).expect("a follower");
+    c.crash(down);
+    let leader_key = c.nodes[leader].key.clone();
+    c.pending.push(propose(&leader_key, 0, spare_address, true));
+    let height = c.height(leader);
+    c.run_for(3_000);
+    assert!(
+        c.height(leader) >= height + 2,
+        "blocks go on without the change"
+    );
+    assert_eq!(c.servers(leader).len(), 3);
+    c.restart(down);
+    c.run_for(3_000);
+    assert_eq!(c.servers(leader).len(), 4, "made once the cluster is whole");
 }
