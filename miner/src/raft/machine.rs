@@ -855,7 +855,9 @@ impl RaftMachine {
     }
 
     /// Checks that `entries`, to follow `prev_index`, are blocks where they say they are,
-    /// sealed by servers, in terms that never decrease and never pass `term`.
+    /// sealed by servers, in terms that never decrease and never pass `term`, and that
+    /// none contradicts an entry this server committed (Leader Completeness: an honest
+    /// leader holds every committed entry).
     fn check_entries(
         &self,
         sender: Address,
@@ -884,6 +886,15 @@ impl RaftMachine {
         let mut last_term = prev_term;
         for (k, entry) in entries.iter().enumerate() {
             let index = prev_index + 1 + k as u64;
+            if index <= self.commit_index
+                && self.term_at(index).is_some_and(|held| held != entry.term)
+            {
+                return Err(malformed(format!(
+                    "entry {index} of term {} conflicts with the committed entry of term {}",
+                    entry.term,
+                    self.term_at(index).unwrap_or_default()
+                )));
+            }
             if entry.term < last_term || entry.term > term {
                 return Err(malformed(format!(
                     "entry {index} of term {} after term {last_term}, in term {term}",
@@ -975,11 +986,8 @@ impl RaftMachine {
                     continue;
                 }
                 if next <= self.commit_index {
-                    return Err(reject(RaftError::MalformedMessage {
-                        sender: leader,
-                        what: "append entries",
-                        reason: format!("entry {next} conflicts with a committed one"),
-                    }));
+                    // Refused before anything changed (see `check_entries`).
+                    break;
                 }
                 // §5.3: a conflicting entry and all that follow it go.
                 let keep = usize::try_from(next - self.base_index - 1).unwrap_or(usize::MAX);

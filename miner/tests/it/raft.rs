@@ -1108,6 +1108,39 @@ fn forged_foreign_malformed_and_oversized_messages_are_rejected() {
     assert_eq!((s.machine.term(), s.machine.last_index()), (0, 0));
 }
 
+/// §5.4 (Leader Completeness): every leader holds the committed entries, so an append
+/// that contradicts one is refused before it changes anything (term, leader, log).
+#[test]
+fn an_append_contradicting_a_committed_entry_is_refused_and_changes_nothing() {
+    let mut s = Server::new(3, 0, Some(state(1, None, &[1, 1])));
+    let heartbeat = Body::AppendEntries {
+        to: s.addr(0),
+        term: 1,
+        prev_index: 2,
+        prev_term: 1,
+        entries: Vec::new(),
+        leader_commit: 2,
+        certificates: Vec::new(),
+    };
+    s.from(1, heartbeat).expect("heartbeat");
+    assert_eq!(s.machine.commit_index(), 2);
+    let rewrite = Body::AppendEntries {
+        to: s.addr(0),
+        term: 2,
+        prev_index: 0,
+        prev_term: 0,
+        entries: log(&[2]),
+        leader_commit: 0,
+        certificates: Vec::new(),
+    };
+    let err = raft_error(s.from(2, rewrite));
+    assert!(matches!(err, RaftError::MalformedMessage { .. }), "{err}");
+    assert_eq!(
+        (s.machine.term(), s.machine.leader(), s.terms()),
+        (1, Some(s.addr(1)), vec![1, 1])
+    );
+}
+
 #[test]
 fn params_are_validated_naming_the_field() {
     let servers = keys(3).iter().map(SecretKey::address).collect::<Vec<_>>();
