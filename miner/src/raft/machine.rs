@@ -955,20 +955,12 @@ impl RaftMachine {
         self.become_follower(term, Some(leader), out);
         self.last_leader_contact = Some(now);
 
-        // What is at or before our base is committed here and matches.
-        let (mut prev_index, mut prev_term, mut entries) = (prev_index, prev_term, entries);
-        if prev_index < self.base_index {
-            let skip = usize::try_from(self.base_index - prev_index).unwrap_or(usize::MAX);
-            if skip > entries.len() {
-                let matched = prev_index + entries.len() as u64;
-                self.reply_append(leader, true, matched, Vec::new(), out);
-                return Ok(());
-            }
-            prev_term = entries
-                .get(skip.wrapping_sub(1))
-                .map_or(prev_term, |e| e.term);
-            prev_index = self.base_index;
-            entries.drain(..skip);
+        // What this server committed matches every leader's log (Leader Completeness):
+        // say so, as etcd does, and the leader sends what follows.
+        if prev_index < self.commit_index {
+            let committed = self.commit_index;
+            self.reply_append(leader, true, committed, Vec::new(), out);
+            return Ok(());
         }
         // §5.3: the consistency check on the entry before the new ones.
         if self.term_at(prev_index) != Some(prev_term) {

@@ -709,19 +709,31 @@ fn section_5_3_a_follower_commits_up_to_the_leader_commit_with_certificates() {
 }
 
 /// §5.3 (etcd TestFollowerCheckMsgApp): the consistency check on the entry before the new
-/// ones; a refusal carries a hint for the leader's backoff.
+/// ones; a refusal carries a hint for the leader's backoff. The follower holds entries of
+/// terms 1 and 2 and has committed the first.
 #[test]
 fn section_5_3_the_follower_checks_the_previous_entry() {
     // (prev_term, prev_index, success, match or hint)
     let table = [
-        (0, 0, true, 0),
+        // Matches committed entries.
+        (0, 0, true, 1),
         (1, 1, true, 1),
+        // Matches an uncommitted entry.
         (2, 2, true, 2),
+        // Differs from the entry held; an entry not held.
         (1, 2, false, 1),
         (3, 3, false, 2),
     ];
     for (prev_term, prev_index, want, index) in table {
-        let mut s = Server::new(3, 0, Some(state(2, None, &[1, 2])));
+        let committed = PersistedState {
+            term: 2,
+            voted_for: None,
+            base_index: 1,
+            base_term: 1,
+            entries: log(&[2]),
+        };
+        let mut s = Server::new(3, 0, Some(committed));
+        assert_eq!(s.machine.commit_index(), 1);
         let out = s
             .from(
                 1,
@@ -820,6 +832,7 @@ fn figure_7_the_leader_repairs_every_divergent_follower_log() {
     let followers: &[(&str, &[u64])] = &[
         ("a", &[1, 1, 1, 4, 4, 5, 5, 6, 6]),
         ("b", &[1, 1, 1, 4]),
+        ("b as etcd has it", &[1, 1, 1, 4, 4]),
         ("c", &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6]),
         ("d", &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7]),
         ("e", &[1, 1, 1, 4, 4, 4, 4]),
@@ -856,7 +869,8 @@ fn section_5_4_1_votes_only_for_logs_at_least_as_up_to_date() {
         // The voter's last term is later.
         (&[2], 1, 1, false),
         (&[2], 1, 2, false),
-        (&[2, 1], 1, 1, false),
+        (&[2, 2], 1, 1, false),
+        (&[1, 1], 1, 1, false),
     ];
     for (voter_log, last_term, last_index, want) in table {
         let mut s = Server::new(3, 0, Some(state(2, None, voter_log)));
