@@ -284,8 +284,9 @@ fn server_as(start: Start) -> Server {
     s
 }
 
-/// §5.1 (etcd TestFollowerUpdateTermFromMessage, TestCandidate…, TestLeader…): a message
-/// of a later term makes any server adopt that term and follow.
+/// §5.1 (etcd TestFollowerUpdateTermFromMessage and its candidate and leader twins; raft-rs
+/// test_follower_update_term_from_message, …): a message of a later term makes any server
+/// adopt that term and follow.
 #[test]
 fn section_5_1_a_later_term_in_any_message_updates_the_term_and_demotes() {
     for start in [Start::Follower, Start::Candidate, Start::Leader] {
@@ -393,7 +394,8 @@ fn section_5_1_stale_term_messages_change_nothing() {
     );
 }
 
-/// §5.2 (etcd TestLeaderElectionInOneRound): the candidate wins with a majority of votes,
+/// §5.2 (etcd TestLeaderElectionInOneRoundRPC, raft-rs
+/// test_leader_election_in_one_round_rpc): the candidate wins with a majority of votes,
 /// returns to follower on a majority of refusals, and stays a candidate otherwise.
 #[test]
 fn section_5_2_election_in_one_round_by_vote_table() {
@@ -447,8 +449,8 @@ fn section_5_2_election_in_one_round_by_vote_table() {
     }
 }
 
-/// §5.2 (etcd TestFollowerVote): one vote per term, first come first served; the vote is
-/// persisted before the answer goes out.
+/// §5.2 (etcd TestFollowerVote, raft-rs test_follower_vote): one vote per term, first come
+/// first served; the vote is persisted before the answer goes out.
 #[test]
 fn section_5_2_a_server_votes_at_most_once_per_term() {
     let table: &[(Option<usize>, usize, bool)] = &[
@@ -491,8 +493,8 @@ fn section_5_2_a_server_votes_at_most_once_per_term() {
     }
 }
 
-/// §5.2 (etcd TestCandidateFallback): a candidate that hears AppendEntries from a leader
-/// of its own term or a later one becomes its follower.
+/// §5.2 (etcd TestCandidateFallback, raft-rs test_candidate_fallback): a candidate that
+/// hears AppendEntries from a leader of its own term or a later one becomes its follower.
 #[test]
 fn section_5_2_a_candidate_falls_back_on_append_entries_of_its_term() {
     for later in [0, 1] {
@@ -514,7 +516,8 @@ fn section_5_2_a_candidate_falls_back_on_append_entries_of_its_term() {
     }
 }
 
-/// §5.2 (etcd TestFollowerElectionTimeoutRandomized, …Nonconflict): every election
+/// §5.2 (etcd TestFollowerElectionTimeoutRandomized, …Nonconflict; raft-rs
+/// test_follower_election_timeout_randomized, …_nonconflict): every election
 /// timeout is in [min, max), they spread over the range, and two servers draw apart.
 #[test]
 fn section_5_2_election_timeouts_are_randomized_in_range() {
@@ -571,7 +574,8 @@ fn build_block(s: &mut Server) -> (Block, Vec<VoteOutput>) {
     (block, out)
 }
 
-/// §5.3 (etcd TestLeaderAcknowledgeCommit, TestLeaderCommitEntry): the leader commits a
+/// §5.3 (etcd TestLeaderAcknowledgeCommit, TestLeaderCommitEntry; raft-rs
+/// test_leader_acknowledge_commit, test_leader_commit_entry): the leader commits a
 /// block once a majority of the servers hold it, with their acks as its certificate.
 #[test]
 fn section_5_3_the_leader_commits_a_block_a_majority_holds() {
@@ -628,8 +632,9 @@ fn section_5_3_the_leader_commits_a_block_a_majority_holds() {
     }
 }
 
-/// §5.3 (etcd TestFollowerCommitEntry): a follower commits what the leader committed, in
-/// order, each block with the certificate the leader sent; without it, it waits.
+/// §5.3 (etcd TestFollowerCommitEntry, raft-rs test_follower_commit_entry): a follower
+/// commits what the leader committed, in order, each block with the certificate the leader
+/// sent; without it, it waits.
 #[test]
 fn section_5_3_a_follower_commits_up_to_the_leader_commit_with_certificates() {
     let ks = keys(3);
@@ -708,9 +713,10 @@ fn section_5_3_a_follower_commits_up_to_the_leader_commit_with_certificates() {
     }
 }
 
-/// §5.3 (etcd TestFollowerCheckMsgApp): the consistency check on the entry before the new
-/// ones; a refusal carries a hint for the leader's backoff. The follower holds entries of
-/// terms 1 and 2 and has committed the first.
+/// §5.3 (etcd TestFollowerCheckMsgApp, raft-rs test_follower_check_msg_append): the
+/// consistency check on the entry before the new ones; a refusal carries a hint for the
+/// leader's backoff. The follower holds entries of terms 1 and 2 and has committed the
+/// first.
 #[test]
 fn section_5_3_the_follower_checks_the_previous_entry() {
     // (prev_term, prev_index, success, match or hint)
@@ -762,8 +768,9 @@ fn section_5_3_the_follower_checks_the_previous_entry() {
     }
 }
 
-/// §5.3 (etcd TestFollowerAppendEntries): new entries are appended; a conflicting entry
-/// and all that follow it are deleted first; entries already held stay.
+/// §5.3 (etcd TestFollowerAppendEntries, raft-rs test_follower_append_entries): new entries
+/// are appended; a conflicting entry and all that follow it are deleted first; entries
+/// already held stay.
 #[test]
 fn section_5_3_the_follower_appends_and_truncates_conflicts() {
     let table: &[(u64, u64, &[u64], &[u64])] = &[
@@ -822,10 +829,11 @@ fn broadcasts(outputs: &[VoteOutput]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// §5.3, Figure 7 (etcd TestLeaderSyncFollowerLog): the leader of term 8 brings each of
-/// the figure's followers (a)–(f) — missing entries, extra uncommitted entries, both — to
-/// its own log by backing off nextIndex; committing its no-op commits all before it
-/// (etcd TestLeaderCommitPrecedingEntries).
+/// §5.3, Figure 7 (etcd TestLeaderSyncFollowerLog, raft-rs test_leader_sync_follower_log):
+/// the leader of term 8 brings each of the figure's followers (a)–(f) — missing entries,
+/// extra uncommitted entries, both — to its own log by backing off nextIndex; committing
+/// its no-op commits all before it (etcd TestLeaderCommitPrecedingEntries, raft-rs
+/// test_leader_commit_preceding_entries).
 #[test]
 fn figure_7_the_leader_repairs_every_divergent_follower_log() {
     let leader_log = [1, 1, 1, 4, 4, 5, 5, 6, 6, 6];
@@ -853,8 +861,8 @@ fn figure_7_the_leader_repairs_every_divergent_follower_log() {
     }
 }
 
-/// §5.4.1 (etcd TestVoter): a vote only for a log at least as up to date: a later last
-/// term, or the same last term and at least as long.
+/// §5.4.1 (etcd TestVoter, raft-rs test_voter): a vote only for a log at least as up to
+/// date: a later last term, or the same last term and at least as long.
 #[test]
 fn section_5_4_1_votes_only_for_logs_at_least_as_up_to_date() {
     let table: &[(&[u64], u64, u64, bool)] = &[
@@ -896,7 +904,8 @@ fn section_5_4_1_votes_only_for_logs_at_least_as_up_to_date() {
     }
 }
 
-/// §5.4.2, Figure 8 (etcd TestLeaderOnlyCommitsLogFromCurrentTerm): a leader counts
+/// §5.4.2, Figure 8 (etcd TestLeaderOnlyCommitsLogFromCurrentTerm,
+/// raft-rs test_leader_only_commits_log_from_current_term): a leader counts
 /// replicas only of its own term's entries; an earlier term's block commits with the
 /// leader's no-op, certified in the leader's term.
 #[test]
@@ -2178,4 +2187,83 @@ fn randomized_partitions_and_crashes_never_decide_two_blocks_at_one_height() {
             "n={n} seed={seed}: the healed cluster commits again"
         );
     }
+}
+
+/// A block on `chain`'s head built and sealed by `key` with `data`.
+fn build_on(chain: &Chain, key: &SecretKey, data: EntryData) -> Block {
+    let head = chain.head();
+    let mut header = chain.template(key.address(), Timestamp(head.timestamp.0 + 1));
+    header.engine.data = data.encode();
+    let built = chain
+        .build_block(header, Vec::new(), usize::MAX)
+        .expect("builds")
+        .block;
+    Block {
+        header: miner::seal::sign_header(built.header, key),
+        txs: built.txs,
+    }
+}
+
+/// A certificate any two of `servers` would sign for `block` in `term`.
+fn acked(servers: &[SecretKey], block: &Block, term: u64) -> Vec<u8> {
+    let digest = ack_digest(term, block.header.height, &block.hash());
+    Certificate {
+        term,
+        acks: servers
+            .iter()
+            .take(2)
+            .map(|k| SignedAck {
+                key: k.public_key(),
+                signature: k.sign(&digest),
+            })
+            .collect(),
+    }
+    .encode()
+}
+
+/// Even with a certificate, a block must be sealed by a server of its parent's membership,
+/// in a log position after its parent's, without PoW fields.
+#[test]
+fn blocks_by_outsiders_out_of_log_order_or_with_pow_fields_are_refused() {
+    let servers = keys(3);
+    let engine = Arc::new(RaftEngine::new(params(&servers)).expect("valid params"));
+    let (mut chain, _clock) = engine_chain(engine, &[], GENESIS_TIME + 1_000_000);
+    let data = EntryData {
+        term: 1,
+        index: 2,
+        live: 0b111,
+    };
+    let outsider = SecretKey::from_seed("not a raft server");
+    // Built as a server would (the builder refuses outsiders), then claimed by one.
+    let mut by_outsider = build_on(&chain, &servers[0], data);
+    by_outsider.header.producer = outsider.address();
+    by_outsider.header = miner::seal::sign_header(by_outsider.header, &outsider);
+    let err = certificate_error(&mut chain, &by_outsider, acked(&servers, &by_outsider, 1));
+    assert_eq!(
+        err,
+        RaftError::NotServer {
+            height: Height(1),
+            producer: outsider.address()
+        }
+    );
+    let at_genesis = build_on(&chain, &servers[0], EntryData { index: 0, ..data });
+    let err = certificate_error(&mut chain, &at_genesis, acked(&servers, &at_genesis, 1));
+    assert!(matches!(err, RaftError::LogOrder { index: 0, .. }), "{err}");
+    let mut mined = build_on(&chain, &servers[0], data);
+    mined.header.engine.nonce = 7;
+    mined.header = miner::seal::sign_header(mined.header, &servers[0]);
+    let err = certificate_error(&mut chain, &mined, acked(&servers, &mined, 1));
+    assert_eq!(err, RaftError::UnexpectedFields { bits: 0, nonce: 7 });
+
+    let good = build_on(&chain, &servers[0], data);
+    assert!(matches!(
+        chain.import_certified(good, Vec::new()),
+        Err(BlockError::Engine(_))
+    ));
+    let good = build_on(&chain, &servers[0], data);
+    let certificate = acked(&servers, &good, 1);
+    assert!(matches!(
+        chain.import_certified(good, certificate),
+        Ok(chain::ImportOutcome::NewHead(_))
+    ));
 }
