@@ -549,7 +549,9 @@ impl RaftMachine {
             return;
         }
         let Some(head) = &self.head else { return };
-        if self.head_index > self.commit_index {
+        // The head must be committed, and no older than the log: entries the log no
+        // longer holds may be blocks the node has not imported yet.
+        if self.head_index > self.commit_index || self.head_index < self.base_index {
             return;
         }
         let block_after_head = (self.head_index + 1..=self.last_index())
