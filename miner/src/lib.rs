@@ -11,6 +11,8 @@
 //! - [`pos`]: Peercoin's coin-age proof of stake.
 //! - [`pbft`]: Castro and Liskov's practical Byzantine fault tolerance, one instance per
 //!   height, blocks final by a certificate of 2f+1 COMMITs ([`quorum`] counts them).
+//! - [`raft`]: Raft's elected leader and replicated log, with pre-vote and check-quorum;
+//!   blocks are committed by a majority's certificate.
 //!
 //! [`spec`] is the engine choice: the tagged enum a chain spec names, the factory that
 //! builds an engine and its producer from it, and the facts the node and the lab need.
@@ -25,6 +27,7 @@ pub mod poa;
 pub mod pos;
 pub mod pow;
 pub mod quorum;
+pub mod raft;
 pub mod seal;
 pub mod spec;
 

@@ -11,6 +11,7 @@ mod pbft;
 mod poa;
 mod pos;
 mod producer;
+mod raft;
 mod stability;
 mod support;
 mod vectors;
