@@ -352,16 +352,13 @@ mod tests {
         let a = ChainSpec::dev(EngineKind::Pow);
         let mut b = a.clone();
         b.engine.set_block_time(a.engine.block_time() + 1);
-        let engine = |s: &ChainSpec| match &s.engine {
-            EngineSpec::Pow(p) => miner::pow::PowEngine::new(p.clone()).expect("valid params"),
-            other => panic!("a pow spec, not {other:?}"),
-        };
-        let (ga, _, _) = a.genesis().build(&engine(&a)).expect("builds");
-        let (gb, _, _) = b.genesis().build(&engine(&b)).expect("builds");
+        let engine = |s: &ChainSpec| s.engine.engines(None, 1).expect("valid params").engine;
+        let (ga, _, _) = a.genesis().build(&*engine(&a)).expect("builds");
+        let (gb, _, _) = b.genesis().build(&*engine(&b)).expect("builds");
         assert_ne!(ga.hash(), gb.hash());
         let mut c = a.clone();
         c.chain_id += 1;
-        let (gc, _, _) = c.genesis().build(&engine(&c)).expect("builds");
+        let (gc, _, _) = c.genesis().build(&*engine(&c)).expect("builds");
         assert_ne!(ga.hash(), gc.hash());
     }
 

@@ -520,7 +520,7 @@ fn mempool_error(e: MempoolError) -> RpcError {
 }
 
 /// The error code of a mempool refusal.
-pub(crate) fn mempool_error_code(e: &MempoolError) -> i64 {
+pub fn mempool_error_code(e: &MempoolError) -> i64 {
     match e {
         MempoolError::Invalid(TxError::NonceTooLow { .. } | TxError::NonceTooHigh { .. }) => {
             codes::TX_NONCE

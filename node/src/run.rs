@@ -2,7 +2,7 @@
 //! network, JSON-RPC and — with `--author` — the producer; shuts down cleanly on Ctrl-C,
 //! SIGTERM or when its devnet launcher dies, flushing the store.
 
-use crate::cli::NodeArgs;
+use crate::args::NodeArgs;
 use crate::metrics::Metrics;
 use crate::producer::{ProducerControl, ProducerLoop};
 use crate::rpc::{NetView, RpcState};
@@ -426,77 +426,4 @@ async fn wait_for_shutdown(parent: Option<u32>) {
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
         _ = orphaned => {}
     }
-}
-
-/// `toychain spec`: writes a chain spec.
-pub fn write_spec(args: crate::cli::SpecArgs) -> anyhow::Result<()> {
-    let kind: EngineKind = args
-        .engine
-        .parse()
-        .map_err(|e: config::SpecError| usage(e.to_string()))?;
-    let spec_authorities = if args.authorities.is_empty() {
-        config::dev_authorities(1)
-    } else if !kind.has_authorities() {
-        return Err(usage(format!(
-            "--authorities is for poa and dpos; the {kind} engine has none"
-        )));
-    } else {
-        let keystore = wallet::Keystore::open(
-            args.wallet_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_WALLET_DIR)),
-        )
-        .map_err(|e| usage(e.to_string()))?;
-        args.authorities
-            .iter()
-            .map(|name| {
-                wallet::resolve_address(name, &keystore)
-                    .map_err(|e| usage(format!("--authorities: {e}")))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?
-    };
-    let mut spec = ChainSpec::dev_with(kind, &spec_authorities);
-    if let Some(ts) = args.timestamp {
-        spec.genesis.timestamp = ts;
-    }
-    spec.validate()
-        .map_err(|(key, reason)| usage(format!("invalid spec: {key}: {reason}")))?;
-    let text = spec.to_toml();
-    match args.out {
-        Some(path) => {
-            std::fs::write(&path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            println!(
-                "wrote {} ({} chain, engine {kind})",
-                path.display(),
-                spec.name
-            );
-        }
-        None => print!("{text}"),
-    }
-    Ok(())
-}
-
-/// `toychain bench pow`.
-pub fn bench(args: crate::cli::BenchArgs) -> anyhow::Result<()> {
-    if args.what == "sync" {
-        return crate::bench_sync::run(args.blocks, usize::try_from(args.txs).unwrap_or(0));
-    }
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if threads == 0 {
-        return Err(usage("--threads must be at least 1".into()));
-    }
-    println!(
-        "measuring pow hash rate on {threads} thread(s) for {} s…",
-        args.seconds
-    );
-    let report = miner::pow::bench::hashrate(threads, Duration::from_secs(args.seconds))
-        .map_err(|e| anyhow::anyhow!("benchmark failed: {e}"))?;
-    for (i, rate) in report.per_thread_hashes_per_sec().iter().enumerate() {
-        println!("thread {i}: {:.2} MH/s", rate / 1e6);
-    }
-    println!("total: {:.2} MH/s", report.hashes_per_sec() / 1e6);
-    Ok(())
 }
