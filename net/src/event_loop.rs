@@ -22,9 +22,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, info, warn};
 
 use crate::behaviour::{Behaviour, BehaviourEvent, Topics, build_swarm};
-use crate::client::{
-    BanReason, Client, Command, Event, EventStream, NetStats, ResponseHandle, Verdict,
-};
+use crate::client::{Client, Command, Event, EventStream, NetStats, ResponseHandle, Verdict};
 use crate::config::{COMMAND_QUEUE, EVENT_QUEUE, MAX_PENDING_REQUESTS, NetworkConfig};
 use crate::peers::{KnownPeer, Redial, without_p2p};
 use crate::scoring::Rejects;
@@ -108,9 +106,9 @@ pub(crate) struct PendingDial {
 
 /// The network task. Run it with `tokio::spawn(event_loop.run())`; it ends on
 /// [`Client::shutdown`] or when every [`Client`] is dropped.
-///
-/// Its fields are crate-visible so that [`crate::scoring`] and [`crate::peers`] can keep
-/// their part of the state; nothing outside the task's own methods touches them.
+//
+// The fields are crate-visible because `scoring` and `peers` implement their part of the
+// loop as methods on it; nothing but the loop's own methods touches them.
 pub struct EventLoop {
     pub(crate) swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
@@ -520,12 +518,7 @@ impl EventLoop {
                 verdict,
                 reply,
             } => {
-                let held = self.validate(&id, &source, verdict);
-                // Count only messages still held, so one message cannot count twice.
-                if held && verdict == Verdict::Reject {
-                    self.count_reject(source);
-                }
-                let _ = reply.send(Ok(held));
+                let _ = reply.send(Ok(self.report(&id, source, verdict)));
             }
             Command::Request {
                 peer,
@@ -545,13 +538,7 @@ impl EventLoop {
                 duration,
                 reply,
             } => {
-                let result = if &peer == self.swarm.local_peer_id() {
-                    Err(NetError::BanSelf { peer })
-                } else {
-                    self.ban(peer, duration, BanReason::Requested);
-                    Ok(())
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(self.ban_requested(peer, duration));
             }
             Command::SetBlocked { peers, reply } => {
                 let _ = reply.send(self.set_admin_blocked(peers));

@@ -79,6 +79,30 @@ impl EventLoop {
             .report_message_validation_result(id, source, acceptance)
     }
 
+    /// The node's verdict on a held message ([`crate::Client::report`]); true if it was
+    /// still held. Only a held message counts towards a ban, so none counts twice.
+    pub(crate) fn report(&mut self, id: &MessageId, source: PeerId, verdict: Verdict) -> bool {
+        let held = self.validate(id, &source, verdict);
+        if held && verdict == Verdict::Reject {
+            self.count_reject(source);
+        }
+        held
+    }
+
+    /// Bans `peer` for [`crate::Client::ban`]; the local peer is refused.
+    pub(crate) fn ban_requested(
+        &mut self,
+        peer: PeerId,
+        duration: Duration,
+    ) -> Result<(), NetError> {
+        if &peer == self.swarm.local_peer_id() {
+            return Err(NetError::BanSelf { peer });
+        }
+        self.ban(peer, duration, BanReason::Requested);
+        Ok(())
+    }
+
+    /// Counts a rejected message from `peer` and bans it at the reject limit.
     pub(crate) fn count_reject(&mut self, peer: PeerId) {
         let now = Instant::now();
         let window = self.policy.reject_window;
@@ -104,7 +128,8 @@ impl EventLoop {
         }
     }
 
-    pub(crate) fn ban(&mut self, peer: PeerId, duration: Duration, reason: BanReason) {
+    /// Bans `peer` for `duration` (at most [`MAX_BAN`]) and reports it.
+    fn ban(&mut self, peer: PeerId, duration: Duration, reason: BanReason) {
         let duration = duration.min(MAX_BAN);
         self.rejects.remove(&peer);
         self.block(peer, duration);
