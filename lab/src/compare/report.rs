@@ -200,6 +200,21 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
     let _ = writeln!(out, "# {title}\n");
     let _ = writeln!(out, "{intro}");
 
+    section_block_interval(&mut out, rows);
+    section_forks_and_orphans(&mut out, rows);
+    section_reorgs(&mut out, rows);
+    section_time_to_finality(&mut out, rows);
+    section_transaction_inclusion(&mut out, rows);
+    section_throughput(&mut out, rows);
+    section_resources(&mut out, rows);
+    section_producers(&mut out, rows);
+    section_block_propagation(&mut out, rows);
+    section_charts(&mut out);
+    out
+}
+
+/// The report's "Block interval (s)" section.
+fn section_block_interval(out: &mut String, rows: &[&EngineMetrics]) {
     let _ = writeln!(out, "## Block interval (s)\n");
     let rows_interval: Vec<Vec<String>> = rows
         .iter()
@@ -217,7 +232,7 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
         })
         .collect();
     table(
-        &mut out,
+        out,
         &[
             "engine",
             "target",
@@ -237,7 +252,10 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
          second, so its intervals spread as well.\n",
         extremes(rows, " s stdev", |m| m.block_interval_s.map(|s| s.stdev))
     );
+}
 
+/// The report's "Forks and orphans" section.
+fn section_forks_and_orphans(out: &mut String, rows: &[&EngineMetrics]) {
     let _ = writeln!(out, "## Forks and orphans\n");
     let rows_forks: Vec<Vec<String>> = rows
         .iter()
@@ -252,7 +270,7 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
         })
         .collect();
     table(
-        &mut out,
+        out,
         &[
             "engine",
             "produced",
@@ -271,7 +289,10 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
          counts; the final chain is node 0's at the end.\n",
         extremes(rows, "", |m| m.orphan_rate)
     );
+}
 
+/// The report's "Reorgs" section.
+fn section_reorgs(out: &mut String, rows: &[&EngineMetrics]) {
     let _ = writeln!(out, "## Reorgs\n");
     let rows_reorgs: Vec<Vec<String>> = rows
         .iter()
@@ -286,7 +307,7 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
         })
         .collect();
     table(
-        &mut out,
+        out,
         &[
             "engine",
             "reorgs seen",
@@ -302,7 +323,10 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
          every lost race that a node had already adopted costs it one.\n",
         extremes(rows, "", |m| Some(m.reorgs as f64))
     );
+}
 
+/// The report's "Time to finality (s)" section.
+fn section_time_to_finality(out: &mut String, rows: &[&EngineMetrics]) {
     let _ = writeln!(out, "## Time to finality (s)\n");
     let rows_finality: Vec<Vec<String>> = rows
         .iter()
@@ -321,7 +345,7 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
         })
         .collect();
     table(
-        &mut out,
+        out,
         &[
             "engine",
             "final when",
@@ -343,7 +367,10 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
          until ⌊N/2⌋+1 distinct signers have: a number of turns, not of lottery wins.\n",
         extremes(rows, " s p50", |m| m.finality_s.map(|s| s.p50))
     );
+}
 
+/// The report's "Transaction inclusion (s)" section.
+fn section_transaction_inclusion(out: &mut String, rows: &[&EngineMetrics]) {
     let _ = writeln!(out, "## Transaction inclusion (s)\n");
     let rows_tx: Vec<Vec<String>> = rows
         .iter()
@@ -359,7 +386,7 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
         })
         .collect();
     table(
-        &mut out,
+        out,
         &["engine", "submitted", "refused", "included", "p50", "p99"],
         &rows_tx,
     );
@@ -369,7 +396,10 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
          propagation, longer when intervals are irregular (a long gap holds many transfers).\n",
         extremes(rows, " s p50", |m| m.tx_latency_s.map(|s| s.p50))
     );
+}
 
+/// The report's "Throughput" section.
+fn section_throughput(out: &mut String, rows: &[&EngineMetrics]) {
     let _ = writeln!(out, "## Throughput\n");
     let rows_tps: Vec<Vec<String>> = rows
         .iter()
@@ -383,7 +413,7 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
         })
         .collect();
     table(
-        &mut out,
+        out,
         &["engine", "offered tx/s", "confirmed txs", "confirmed tx/s"],
         &rows_tps,
     );
@@ -394,7 +424,10 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
          end, which grows with the interval.\n",
         extremes(rows, " tx/s", |m| Some(m.confirmed_tps))
     );
+}
 
+/// The report's "Resources" section.
+fn section_resources(out: &mut String, rows: &[&EngineMetrics]) {
     // Left out when nothing was measured (a simulation runs no processes).
     if rows.iter().any(|m| m.cpu_seconds.is_some()) {
         let _ = writeln!(out, "## CPU per block (energy proxy)\n");
@@ -409,7 +442,7 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
             })
             .collect();
         table(
-            &mut out,
+            out,
             &["engine", "CPU s, all nodes", "CPU s per final block"],
             &rows_cpu,
         );
@@ -421,7 +454,10 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
             extremes(rows, " s", |m| m.cpu_seconds_per_block)
         );
     }
+}
 
+/// The report's "Producers" section.
+fn section_producers(out: &mut String, rows: &[&EngineMetrics]) {
     let _ = writeln!(out, "## Producers\n");
     let names: Vec<String> = rows
         .iter()
@@ -449,7 +485,7 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
     let mut headers: Vec<&str> = vec!["engine"];
     headers.extend(names.iter().map(String::as_str));
     headers.push("Gini");
-    table(&mut out, &headers, &rows_producers);
+    table(out, &headers, &rows_producers);
     let _ = writeln!(
         out,
         "{}Blocks of the final chain per producer (node i authors as dev account i). Gini 0 \
@@ -458,8 +494,11 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
         extremes(rows, "", |m| Some(m.gini))
     );
 
-    faults_section(&mut out, rows);
+    faults_section(out, rows);
+}
 
+/// The report's "Block propagation (s)" section.
+fn section_block_propagation(out: &mut String, rows: &[&EngineMetrics]) {
     let _ = writeln!(out, "## Block propagation (s)\n");
     let rows_prop: Vec<Vec<String>> = rows
         .iter()
@@ -469,18 +508,20 @@ fn markdown(title: &str, intro: &str, rows: &[&EngineMetrics]) -> String {
             row
         })
         .collect();
-    table(&mut out, &["engine", "p50", "p95"], &rows_prop);
+    table(out, &["engine", "p50", "p95"], &rows_prop);
     let _ = writeln!(
         out,
         "From a block's first sighting to when the last node had it on its best chain: gossip \
          and import, much the same for every engine.\n"
     );
+}
 
+/// The report's "Charts" section.
+fn section_charts(out: &mut String) {
     let _ = writeln!(out, "## Charts\n");
     for (file, title) in super::charts::FILES {
         let _ = writeln!(out, "![{title}]({file})\n");
     }
-    out
 }
 
 /// Liveness around each fault and safety for every engine.
