@@ -13,6 +13,7 @@ pub mod rpc;
 pub mod rpc_client;
 pub mod run;
 pub mod sign_guard;
+pub mod testnet;
 pub mod tx_journal;
 
 pub use args::NodeArgs;

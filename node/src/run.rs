@@ -34,7 +34,7 @@ pub const MAX_CLOCK_SKEW_SECS: i64 = 86_400;
 
 /// The node's settings after the config file and the flags are merged.
 #[derive(Debug)]
-struct Settings {
+pub(crate) struct Settings {
     spec: ChainSpec,
     data_dir: PathBuf,
     rpc_addr: SocketAddr,
@@ -52,7 +52,7 @@ fn usage(message: String) -> anyhow::Error {
     UsageError(message).into()
 }
 
-fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
+pub(crate) fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
     let file = match &args.config {
         Some(path) => NodeConfig::load(path).map_err(|e| usage(e.to_string()))?,
         None => NodeConfig::default(),
@@ -191,10 +191,43 @@ pub fn run_node(args: NodeArgs) -> anyhow::Result<()> {
         .thread_name("toychain-rt")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(settings, args))
+    let parent = args.parent_pid;
+    runtime.block_on(serve(settings, args, Shutdown::Process { parent }, None))
 }
 
-async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
+/// How a running node learns that it must stop.
+pub(crate) enum Shutdown {
+    /// Ctrl-C, SIGTERM, or the launcher process `parent` gone (`toychain node`).
+    Process { parent: Option<u32> },
+    /// A word from the [`crate::testnet::NodeHandle`] that started it in this process.
+    Handle(tokio::sync::oneshot::Receiver<Stop>),
+}
+
+/// How an in-process node stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The orderly shutdown `toychain node` does on SIGTERM: production stops, the network
+    /// says goodbye, in-flight work finishes, the store is flushed.
+    Graceful,
+    /// No shutdown sequence: production is halted and every task is dropped where it
+    /// stands (gossip half sent, sync requests unanswered, the network never closed). The
+    /// store keeps what its atomic batches committed, as after a power cut between them.
+    Crash,
+}
+
+/// What an in-process node reports once it serves.
+#[derive(Debug, Clone)]
+pub(crate) struct Ready {
+    pub rpc_addr: SocketAddr,
+    pub peer_id: net::PeerId,
+}
+
+pub(crate) async fn serve(
+    settings: Settings,
+    args: NodeArgs,
+    shutdown: Shutdown,
+    ready: Option<std::sync::mpsc::Sender<Ready>>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
     let spec = &settings.spec;
@@ -289,6 +322,9 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.rpc_addr)
         .await
         .with_context(|| format!("cannot listen for RPC on {} (in use?)", settings.rpc_addr))?;
+    let rpc_addr = listener
+        .local_addr()
+        .context("the RPC listener has no address")?;
     let control = ProducerControl::default();
     let rpc_state = RpcState {
         chain: handle.clone(),
@@ -350,7 +386,24 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
         None => None,
     };
 
-    wait_for_shutdown(args.parent_pid).await;
+    if let Some(ready) = ready {
+        let _ = ready.send(Ready {
+            rpc_addr,
+            peer_id: client.local_peer_id(),
+        });
+    }
+    let stop = match shutdown {
+        Shutdown::Process { parent } => {
+            wait_for_shutdown(parent).await;
+            Stop::Graceful
+        }
+        Shutdown::Handle(word) => word.await.unwrap_or(Stop::Graceful),
+    };
+    if stop == Stop::Crash {
+        warn!("crashing: no shutdown sequence");
+        control.stop();
+        return Ok(());
+    }
     info!("shutting down");
     control.stop();
     let _ = shutdown_tx.send(true);

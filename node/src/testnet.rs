@@ -1,0 +1,431 @@
+//! Nodes in this process, for multi-node tests: [`launch`] starts one node from its command
+//! line on threads of its own and answers with a [`NodeHandle`]; [`TestBuilder`] starts a
+//! whole network of them on one dev chain (malachite's `TestBuilder` is the model):
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! use node::testnet::TestBuilder;
+//! use std::time::Duration;
+//! let dir = std::env::temp_dir().join("toychain-doc-testnet");
+//! let mut net = TestBuilder::new(&dir, config::EngineKind::Poa)
+//!     .add_node()
+//!     .add_node()
+//!     .add_node()
+//!     .block_time(1)
+//!     .start()?;
+//! net.wait_until(5, Duration::from_secs(60))?;
+//! net.crash(2)?;
+//! net.wait_until(8, Duration::from_secs(60))?;
+//! net.restart_after(2, Duration::from_secs(1))?;
+//! net.partition(&[0])?;
+//! net.heal()?;
+//! # Ok(()) }
+//! ```
+//!
+//! Every node listens on 127.0.0.1 only, on ports the system gives out, and keeps its data
+//! under the builder's folder; dropping the [`TestNet`] stops them all. The process-level
+//! tests of the binary (`toychain/tests/it/`) remain the way to test signals, exit codes and
+//! a kill -9.
+
+use crate::args::NodeArgs;
+use crate::rpc_client::RpcClient;
+use crate::run::{Ready, Shutdown, Stop, serve, settings};
+use anyhow::{Context, anyhow};
+use clap::Parser;
+use config::{ChainSpec, EngineKind};
+use serde_json::{Value, json};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a node may take to serve RPC after [`launch`].
+const START_DEADLINE: Duration = Duration::from_secs(60);
+/// Time allowed for one RPC call.
+const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often conditions are polled.
+const POLL: Duration = Duration::from_millis(100);
+
+/// `toychain node`'s flags, parsed as the binary parses them.
+#[derive(Debug, Parser)]
+struct NodeCommand {
+    #[command(flatten)]
+    args: NodeArgs,
+}
+
+/// One node running in this process.
+#[derive(Debug)]
+pub struct NodeHandle {
+    rpc_addr: SocketAddr,
+    peer_id: net::PeerId,
+    stop: Option<tokio::sync::oneshot::Sender<Stop>>,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Starts a node from `toychain node`'s flags (without the command name) on a runtime of
+/// its own, and returns once it serves RPC.
+pub fn launch(flags: &[String]) -> anyhow::Result<NodeHandle> {
+    let args =
+        NodeCommand::try_parse_from(std::iter::once("node".to_owned()).chain(flags.to_vec()))
+            .map_err(|e| anyhow!("bad node flags {flags:?}: {e}"))?
+            .args;
+    let settings = settings(&args)?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Ready>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("testnet-node".into())
+        .spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .thread_name("testnet-rt")
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(serve(
+                settings,
+                args,
+                Shutdown::Handle(stop_rx),
+                Some(ready_tx),
+            ))
+        })
+        .context("cannot start a node thread")?;
+    match ready_rx.recv_timeout(START_DEADLINE) {
+        Ok(ready) => Ok(NodeHandle {
+            rpc_addr: ready.rpc_addr,
+            peer_id: ready.peer_id,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }),
+        Err(_) => {
+            // The node failed before serving (its error is the thread's result), or hangs.
+            let _ = stop_tx.send(Stop::Crash);
+            match thread.join() {
+                Ok(Err(e)) => Err(e.context("the node did not start")),
+                _ => Err(anyhow!(
+                    "the node did not serve RPC within {} s",
+                    START_DEADLINE.as_secs()
+                )),
+            }
+        }
+    }
+}
+
+impl NodeHandle {
+    pub fn rpc_url(&self) -> String {
+        format!("http://{}", self.rpc_addr)
+    }
+
+    pub fn peer_id(&self) -> net::PeerId {
+        self.peer_id
+    }
+
+    pub fn client(&self) -> RpcClient {
+        RpcClient::new(&self.rpc_url(), RPC_TIMEOUT)
+    }
+
+    /// Stops the node (see [`Stop`]) and waits for its threads; the node's own error, if it
+    /// failed while running, comes back here.
+    pub fn stop(mut self, how: Stop) -> anyhow::Result<()> {
+        self.halt(how)
+    }
+
+    fn halt(&mut self, how: Stop) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(how);
+        }
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(anyhow!("the node thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        let _ = self.halt(Stop::Graceful);
+    }
+}
+
+/// A network of in-process nodes on one dev chain; see the module documentation.
+#[derive(Debug)]
+pub struct TestBuilder {
+    root: PathBuf,
+    kind: EngineKind,
+    nodes: usize,
+    block_time: Option<u64>,
+}
+
+impl TestBuilder {
+    /// A network of `kind` whose nodes keep their data under `root` (wiped first).
+    pub fn new(root: &Path, kind: EngineKind) -> TestBuilder {
+        TestBuilder {
+            root: root.to_owned(),
+            kind,
+            nodes: 0,
+            block_time: None,
+        }
+    }
+
+    /// One more node, producing as the next dev account (alice, bob, …).
+    pub fn add_node(mut self) -> TestBuilder {
+        self.nodes += 1;
+        self
+    }
+
+    /// Overrides the engine's seconds between blocks.
+    pub fn block_time(mut self, secs: u64) -> TestBuilder {
+        self.block_time = Some(secs);
+        self
+    }
+
+    /// Writes the chain spec and starts every node, each dialling the nodes before it.
+    pub fn start(self) -> anyhow::Result<TestNet> {
+        let accounts = chain::dev::DEV_ACCOUNTS;
+        if self.nodes == 0 || self.nodes > accounts.len() {
+            return Err(anyhow!(
+                "a test network has 1 to {} nodes, not {}",
+                accounts.len(),
+                self.nodes
+            ));
+        }
+        if self.root.exists() {
+            std::fs::remove_dir_all(&self.root)
+                .with_context(|| format!("cannot wipe {}", self.root.display()))?;
+        }
+        std::fs::create_dir_all(&self.root)
+            .with_context(|| format!("cannot create {}", self.root.display()))?;
+        let authors: Vec<chain::Address> = (0..self.nodes)
+            .map(|i| chain::dev::dev_address(accounts[i]))
+            .collect::<Option<_>>()
+            .ok_or_else(|| anyhow!("a dev account name does not make a key"))?;
+        let mut spec = ChainSpec::dev_with(self.kind, &authors);
+        if let Some(secs) = self.block_time {
+            spec.set_block_time(secs)?;
+        }
+        // A genesis just behind the clock, so the first blocks are not all at once.
+        spec.genesis.timestamp = chain::Clock::now(&chain::SystemClock).0.saturating_sub(1);
+        let spec_path = self.root.join("spec.toml");
+        std::fs::write(&spec_path, spec.to_toml())
+            .with_context(|| format!("cannot write {}", spec_path.display()))?;
+        let mut net = TestNet {
+            root: self.root,
+            spec_path,
+            slots: Vec::new(),
+        };
+        for (i, author) in accounts.iter().take(self.nodes).enumerate() {
+            let p2p_port = free_port()?;
+            net.slots.push(Slot {
+                author,
+                p2p_port,
+                node: None,
+            });
+            net.start_node(i)?;
+        }
+        Ok(net)
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    author: &'static str,
+    p2p_port: u16,
+    node: Option<NodeHandle>,
+}
+
+/// Running nodes started by a [`TestBuilder`]; dropping it stops them.
+#[derive(Debug)]
+pub struct TestNet {
+    root: PathBuf,
+    spec_path: PathBuf,
+    slots: Vec<Slot>,
+}
+
+impl TestNet {
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Node `i`, if it runs.
+    pub fn node(&self, i: usize) -> Option<&NodeHandle> {
+        self.slots.get(i).and_then(|s| s.node.as_ref())
+    }
+
+    fn p2p_addr(&self, i: usize) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}", self.slots[i].p2p_port)
+    }
+
+    fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let mut flags: Vec<String> = [
+            "--chain",
+            &self.spec_path.display().to_string(),
+            "--data-dir",
+            &self.root.join(format!("node{i}")).display().to_string(),
+            "--rpc-addr",
+            "127.0.0.1:0",
+            "--p2p-listen",
+            &self.p2p_addr(i),
+            "--author",
+            self.slots[i].author,
+            "--rpc-admin",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        for j in (0..self.slots.len()).filter(|&j| j != i) {
+            if self.slots[j].node.is_some() {
+                flags.push("--bootnode".into());
+                flags.push(self.p2p_addr(j));
+            }
+        }
+        let node = launch(&flags).with_context(|| format!("node {i}"))?;
+        self.slots[i].node = Some(node);
+        Ok(())
+    }
+
+    /// The best-chain heights of the running nodes (`None` for a stopped one).
+    pub fn heights(&self) -> Vec<Option<u64>> {
+        self.slots
+            .iter()
+            .map(|s| {
+                let info = s
+                    .node
+                    .as_ref()?
+                    .client()
+                    .call("chain_info", json!([]))
+                    .ok()?;
+                info["height"].as_u64()
+            })
+            .collect()
+    }
+
+    /// Waits until every running node's head is at `height` or above.
+    pub fn wait_until(&self, height: u64, deadline: Duration) -> anyhow::Result<()> {
+        let running: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].node.is_some())
+            .collect();
+        self.wait_nodes(&running, height, deadline)
+    }
+
+    /// Waits until the heads of `nodes` are at `height` or above.
+    pub fn wait_nodes(
+        &self,
+        nodes: &[usize],
+        height: u64,
+        deadline: Duration,
+    ) -> anyhow::Result<()> {
+        let until = Instant::now() + deadline;
+        loop {
+            let heights = self.heights();
+            let there = nodes
+                .iter()
+                .filter(|&&i| {
+                    heights
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .is_some_and(|h| h >= height)
+                })
+                .count();
+            if !nodes.is_empty() && there == nodes.len() {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                return Err(anyhow!(
+                    "height {height} not reached within {} s: heights {heights:?}",
+                    deadline.as_secs()
+                ));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The hash of the block at `height` on node `i`'s best chain.
+    pub fn hash_at(&self, i: usize, height: u64) -> anyhow::Result<Option<String>> {
+        let node = self
+            .node(i)
+            .ok_or_else(|| anyhow!("node {i} is not running"))?;
+        let block: Value = node
+            .client()
+            .call("chain_getBlock", json!([height]))
+            .map_err(|e| anyhow!("node {i} chain_getBlock {height}: {e}"))?;
+        Ok(block["hash"].as_str().map(str::to_owned))
+    }
+
+    /// Stops node `i` with no shutdown sequence ([`Stop::Crash`]).
+    pub fn crash(&mut self, i: usize) -> anyhow::Result<()> {
+        self.halt(i, Stop::Crash)
+    }
+
+    /// Stops node `i` in order ([`Stop::Graceful`]).
+    pub fn stop(&mut self, i: usize) -> anyhow::Result<()> {
+        self.halt(i, Stop::Graceful)
+    }
+
+    fn halt(&mut self, i: usize, how: Stop) -> anyhow::Result<()> {
+        let slot = self
+            .slots
+            .get_mut(i)
+            .ok_or_else(|| anyhow!("there is no node {i}"))?;
+        match slot.node.take() {
+            Some(node) => node.stop(how),
+            None => Err(anyhow!("node {i} is not running")),
+        }
+    }
+
+    /// Starts stopped node `i` again on its data after `delay`.
+    pub fn restart_after(&mut self, i: usize, delay: Duration) -> anyhow::Result<()> {
+        if self.node(i).is_some() {
+            return Err(anyhow!("node {i} is running"));
+        }
+        std::thread::sleep(delay);
+        self.start_node(i)
+    }
+
+    /// Cuts the nodes in `side` off from the rest (each side blocks the other's peer ids).
+    pub fn partition(&self, side: &[usize]) -> anyhow::Result<()> {
+        let ids = |inside: bool| -> Vec<String> {
+            self.slots
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| side.contains(j) == inside)
+                .filter_map(|(_, s)| s.node.as_ref().map(|n| n.peer_id().to_string()))
+                .collect()
+        };
+        let (ours, theirs) = (ids(true), ids(false));
+        for (i, slot) in self.slots.iter().enumerate() {
+            if let Some(node) = &slot.node {
+                let block = if side.contains(&i) { &theirs } else { &ours };
+                self.block(i, node, block)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets every node reach every other again.
+    pub fn heal(&self) -> anyhow::Result<()> {
+        for (i, slot) in self.slots.iter().enumerate() {
+            if let Some(node) = &slot.node {
+                self.block(i, node, &[])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn block(&self, i: usize, node: &NodeHandle, peers: &[String]) -> anyhow::Result<()> {
+        node.client()
+            .call("admin_blockPeers", json!([peers]))
+            .map(|_| ())
+            .map_err(|e| anyhow!("node {i} admin_blockPeers: {e}"))
+    }
+}
+
+/// A port of 127.0.0.1 that was free a moment ago.
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).context("cannot bind 127.0.0.1:0")?;
+    Ok(listener.local_addr().context("no local address")?.port())
+}
