@@ -27,6 +27,10 @@ const META_GENESIS: &[u8] = b"genesis";
 const META_FORMAT: &[u8] = b"format";
 /// Version of the store's layout.
 pub const STORE_FORMAT: u8 = 1;
+/// Most blocks [`ChainView::state_at`] reverts and replays to reach a block's state: a
+/// branch that forks deeper than this below the head cannot be judged (its blocks are
+/// refused as [`EngineError::StateUnavailable`], which is not the sender's fault).
+pub const MAX_STATE_DEPTH: u64 = 64;
 
 /// The parameters the core itself needs.
 #[derive(Clone, Debug)]
@@ -559,15 +563,7 @@ impl Chain {
                     what: "height index",
                     reason: format!("no block at height {height}"),
                 })?;
-            let undo: UndoRecord = self
-                .store
-                .get(Column::Undo, &hash.0)?
-                .map(|b| decode_value(&b, "undo record"))
-                .transpose()?
-                .ok_or_else(|| StoreError::Corrupt {
-                    what: "undo record",
-                    reason: format!("missing for {hash}"),
-                })?;
+            let undo = self.undo_record(&hash)?;
             if undo.parent_lthash.is_empty() {
                 // The parent's state hash is this one minus what the block wrote plus what
                 // it overwrote (records before this change carry it whole instead).
@@ -717,6 +713,103 @@ impl Chain {
         self.head_meta = new_head_meta;
         self.head_lthash = lthash;
         Ok(change)
+    }
+
+    /// The undo record of a block on the best chain.
+    fn undo_record(&self, hash: &BlockHash) -> Result<UndoRecord, StoreError> {
+        self.store
+            .get(Column::Undo, &hash.0)?
+            .map(|b| decode_value(&b, "undo record"))
+            .transpose()?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "undo record",
+                reason: format!("missing for {hash}"),
+            })
+    }
+
+    /// The state after `hash`: the head's state with the best chain reverted down to where
+    /// `hash`'s branch leaves it (by undo records) and the branch's blocks up to `hash`
+    /// executed on top, at most [`MAX_STATE_DEPTH`] blocks in all.
+    fn state_after(&self, hash: &BlockHash) -> Result<StateOverlay<'_>, EngineError> {
+        let unavailable = |reason: String| EngineError::StateUnavailable {
+            block: *hash,
+            reason,
+        };
+        let mut current = self
+            .header(hash)?
+            .ok_or_else(|| unavailable("the block is not stored".to_owned()))?;
+        // The branch from `hash` down to the best chain, newest first.
+        let mut branch = Vec::new();
+        while self.best_hash_at(current.height())? != Some(current.hash()) {
+            if branch.len() as u64 >= MAX_STATE_DEPTH {
+                return Err(unavailable(format!(
+                    "its branch leaves the best chain more than {MAX_STATE_DEPTH} blocks below it"
+                )));
+            }
+            if self.meta(&current.hash())?.is_some_and(|m| m.invalid) {
+                return Err(unavailable(format!(
+                    "it descends from invalid block {}",
+                    current.hash()
+                )));
+            }
+            let parent = self.header_required(&current.parent)?;
+            branch.push(current);
+            current = parent;
+        }
+        let fork = current;
+        let reverted = self.head.height().0 - fork.height().0;
+        let depth = reverted + branch.len() as u64;
+        if depth > MAX_STATE_DEPTH {
+            return Err(unavailable(format!(
+                "reaching it reverts {reverted} and replays {} blocks, more than {MAX_STATE_DEPTH}",
+                branch.len()
+            )));
+        }
+        let mut overlay = StateOverlay::new(&self.reader.state);
+        let mut height = self.head.height();
+        while height > fork.height() {
+            let best = self
+                .best_hash_at(height)?
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: "height index",
+                    reason: format!("no block at height {height}"),
+                })?;
+            for (key, old) in self.undo_record(&best)?.entries {
+                match old {
+                    Some(v) => overlay.put(key, v),
+                    None => overlay.delete(key),
+                }
+            }
+            height = Height(height.0 - 1);
+        }
+        let mut parent = fork;
+        for header in branch.into_iter().rev() {
+            let block = self
+                .block(&header.hash())?
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: "block",
+                    reason: format!("missing branch block {}", header.hash()),
+                })?;
+            let tx_hashes: Vec<TxHash> = block.txs.iter().map(Transaction::hash).collect();
+            let mut child = StateOverlay::new(&overlay);
+            execute_block(
+                self.engine.as_ref(),
+                &mut child,
+                &parent,
+                &block,
+                &tx_hashes,
+            )
+            .map_err(|e| {
+                unavailable(format!(
+                    "its ancestor {} does not execute: {e}",
+                    header.hash()
+                ))
+            })?;
+            let changes = child.into_changes();
+            overlay.apply(changes);
+            parent = header;
+        }
+        Ok(overlay)
     }
 
     /// Records that `path[failed]` broke its state transition: it and every later block of
@@ -893,6 +986,15 @@ impl ChainView for Chain {
 
     fn state(&self) -> &dyn StateRead {
         &self.reader.state
+    }
+
+    /// The head's state, or a recent block's worked out from undo records and replayed
+    /// blocks (at most [`MAX_STATE_DEPTH`] of them).
+    fn state_at(&self, hash: &BlockHash) -> Result<StateOverlay<'_>, EngineError> {
+        if *hash == self.head.hash() {
+            return Ok(StateOverlay::new(&self.reader.state));
+        }
+        self.state_after(hash)
     }
 
     fn certificate(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {

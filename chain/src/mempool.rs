@@ -112,9 +112,7 @@ pub enum MempoolError {
         fee: Amount,
         minimum: Amount,
     },
-    #[error(
-        "mempool is full and fee rate {offered} does not beat the lowest pooled rate {lowest}"
-    )]
+    #[error("mempool is full and fee rate {offered} does not beat the lowest pooled rate {lowest}")]
     Full { offered: FeeRate, lowest: FeeRate },
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -326,6 +326,22 @@ pub fn execute_block(
     Ok(())
 }
 
+/// Runs the engine's `begin_block` for `header` on its parent's state and keeps nothing:
+/// the producer's entitlement (signer set, slot owner, stake kernel) judged before the
+/// block is stored or weighed, as geth's Clique `verifySeal` judges a seal against the
+/// parent's snapshot. Engines whose blocks are signed call it from `verify_header`; the
+/// parent's state comes from [`ChainView::state_at`].
+pub fn check_begin_block_on_parent(
+    engine: &dyn ConsensusEngine,
+    chain: &dyn ChainView,
+    header: &Header,
+    parent: &SealedHeader,
+) -> Result<(), EngineError> {
+    let parent_state = chain.state_at(&parent.hash())?;
+    let mut scratch = StateOverlay::new(&parent_state);
+    engine.begin_block(&mut scratch, header, parent)
+}
+
 /// A state view that reads nothing: for executing on an empty state (genesis).
 #[derive(Debug, Default)]
 pub struct EmptyState;

@@ -554,15 +554,21 @@ mod tests {
         assert_eq!(spec.policy.min_relay_fee, Amount(1_000));
         assert_eq!(spec.mempool_config().min_relay_fee, Amount(1_000));
         assert!(
-            spec.to_toml().contains("[policy]\nmin_relay_fee = \"0.00001\""),
+            spec.to_toml()
+                .contains("[policy]\nmin_relay_fee = \"0.00001\""),
             "{}",
             spec.to_toml()
         );
         // A spec written before `[policy]` existed takes the dev minimum.
-        let text = spec.to_toml().replace("[policy]\nmin_relay_fee = \"0.00001\"\n", "");
+        let text = spec
+            .to_toml()
+            .replace("[policy]\nmin_relay_fee = \"0.00001\"\n", "");
         assert!(!text.contains("policy"), "{text}");
         let (_dir, path) = write(&text);
-        assert_eq!(ChainSpec::load(&path).expect("loads").policy, PolicySpec::default());
+        assert_eq!(
+            ChainSpec::load(&path).expect("loads").policy,
+            PolicySpec::default()
+        );
         // Another minimum, in TOY; zero turns the minimum off.
         for (written, units) in [("0.5", 50_000_000), ("0", 0)] {
             let text = spec.to_toml().replace(
@@ -580,8 +586,10 @@ mod tests {
         // Bad amounts and unknown policy keys are refused, naming them.
         for (text, needle) in [
             (
-                spec.to_toml()
-                    .replace("min_relay_fee = \"0.00001\"", "min_relay_fee = \"0.000000001\""),
+                spec.to_toml().replace(
+                    "min_relay_fee = \"0.00001\"",
+                    "min_relay_fee = \"0.000000001\"",
+                ),
                 "0.000000001",
             ),
             (

@@ -12,6 +12,7 @@ use crate::pos::retarget::peercoin_next_bits;
 use crate::pow::{CompactTarget, Target};
 use crate::seal::verify_signed_seal;
 use borsh::{BorshDeserialize, BorshSerialize};
+use chain::validation::check_begin_block_on_parent;
 use chain::{
     Account, Address, Amount, ChainView, ConsensusEngine, EngineError, Header, Height,
     SealedHeader, StateKey, StateOverlay, StateRead, StoreError, Timestamp, Weight,
@@ -280,8 +281,9 @@ impl ConsensusEngine for PosEngine {
     }
 
     /// The stateless rules, cheapest first: the timestamp's granularity and order, the
-    /// bits (valid, within the limit, the retarget's), then the producer's signature. The
-    /// kernel needs the parent state and is checked in `begin_block`.
+    /// bits (valid, within the limit, the retarget's), the producer's signature; then, on
+    /// the parent's state and before the block is stored or weighed, the stake kernel and
+    /// the header's stake proof ([`ConsensusEngine::begin_block`]'s checks).
     fn verify_header(
         &self,
         chain: &dyn ChainView,
@@ -309,9 +311,8 @@ impl ConsensusEngine for PosEngine {
         if got != expected {
             return Err(reject(PosError::WrongBits { expected, got }));
         }
-        verify_signed_seal(header)
-            .map_err(|e| reject(PosError::Seal(e)))
-            .map(|_| ())
+        verify_signed_seal(header).map_err(|e| reject(PosError::Seal(e)))?;
+        check_begin_block_on_parent(self, chain, header, parent)
     }
 
     /// Peercoin's chain trust: `2^256 / (target + 1)` of the block's target per coin-day;
