@@ -25,6 +25,8 @@ use tracing::{debug, info, warn};
 const META_HEAD_LTHASH: &[u8] = b"head_lthash";
 const META_GENESIS: &[u8] = b"genesis";
 const META_FORMAT: &[u8] = b"format";
+/// The newest block the chain has held final: it only ever rises.
+const META_FINALIZED: &[u8] = b"finalized";
 /// Version of the store's layout.
 pub const STORE_FORMAT: u8 = 1;
 /// Most blocks [`ChainView::state_at`] reverts and replays to reach a block's state: a
@@ -175,6 +177,9 @@ pub struct Chain {
     head: SealedHeader,
     head_meta: BlockMeta,
     head_lthash: LtHash,
+    /// The highest finalized block seen so far, persisted: what [`Chain::finalized`] never
+    /// goes below.
+    finalized: Option<BlockId>,
 }
 
 impl fmt::Debug for Chain {
@@ -273,7 +278,14 @@ impl Chain {
                 invalid: false,
             },
             head_lthash,
+            finalized: None,
         };
+        chain.finalized = chain
+            .reader
+            .store
+            .get(Column::Meta, META_FINALIZED)?
+            .map(|b| decode_value::<BlockId>(&b, "finalized block"))
+            .transpose()?;
         chain.head = chain.header_required(&head_hash)?;
         chain.head_meta = chain.meta_required(&head_hash)?;
         if chain.head_lthash.root() != chain.head.state_root {
@@ -316,9 +328,39 @@ impl Chain {
         self.head_meta.total_weight
     }
 
-    /// The newest irreversible block, as the engine reports it.
+    /// The newest irreversible block: the engine's report on the head, or the highest
+    /// one held before when that is higher. It never goes down (EOSIO's LIB only rises),
+    /// across reorganisations and restarts alike, and no branch forking below it is taken.
     pub fn finalized(&self) -> Result<Option<BlockId>, EngineError> {
-        self.engine.finalized(self)
+        let reported = self.engine.finalized(self)?;
+        Ok(match (self.finalized, reported) {
+            (Some(kept), Some(now)) if now.height <= kept.height => Some(kept),
+            (Some(kept), None) => Some(kept),
+            (_, now) => now,
+        })
+    }
+
+    /// Persists a finalized block higher than the one held (after the head moved).
+    fn raise_finalized(&mut self) {
+        let finalized = match self.finalized() {
+            Ok(finalized) => finalized,
+            Err(e) => {
+                warn!(error = %e, "cannot read the finalized block");
+                return;
+            }
+        };
+        if finalized.is_none() || finalized == self.finalized {
+            return;
+        }
+        self.finalized = finalized;
+        let mut batch = WriteBatch::default();
+        if let Some(id) = &finalized {
+            batch.put(Column::Meta, META_FINALIZED, encode_value(id));
+        }
+        // On a failed write it is held in memory until a later rise is written.
+        if let Err(e) = self.reader.store.write(batch) {
+            warn!(error = %e, "cannot record the finalized block");
+        }
     }
 
     /// Recomputes the state hash from every stored entry and compares it with the head's
@@ -520,6 +562,7 @@ impl Chain {
             certificate,
         };
         let change = self.switch_to(fork_point, &path, Some(new_block))?;
+        self.raise_finalized();
         Ok(ImportOutcome::NewHead(change))
     }
 

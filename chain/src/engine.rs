@@ -359,6 +359,12 @@ impl EngineError {
         }
     }
 
+    /// True when our own store failed: the data may be fine, and asking again once the
+    /// fault clears may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, EngineError::Store(_))
+    }
+
     /// True when the data broke a rule (as opposed to our store failing or our view
     /// lacking the state to judge it).
     pub fn is_bad_data(&self) -> bool {
