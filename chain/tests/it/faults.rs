@@ -3,7 +3,7 @@
 
 use crate::{addr, transfer};
 use chain::store::{Column, WriteBatch};
-use chain::test_utils::{TestEngine, build_on_head, build_on_path, memory_chain, open_test_chain};
+use chain::test_utils::{TestEngine, build_on_head, build_on_path, open_test_chain};
 use chain::{BlockError, ImportOutcome, MemoryStore, Store, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
