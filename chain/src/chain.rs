@@ -29,10 +29,12 @@ const META_FORMAT: &[u8] = b"format";
 const META_FINALIZED: &[u8] = b"finalized";
 /// Version of the store's layout.
 pub const STORE_FORMAT: u8 = 1;
-/// Most blocks [`ChainView::state_at`] reverts and replays to reach a block's state: a
-/// branch that forks deeper than this below the head cannot be judged (its blocks are
-/// refused as [`EngineError::StateUnavailable`], which is not the sender's fault).
-pub const MAX_STATE_DEPTH: u64 = 64;
+/// Most blocks [`ChainView::state_at`] reverts and replays in one call to reach a block's
+/// state. The state it reached last is kept, so a side branch imported block by block
+/// replays one block each time however long it grows; a block further than this from both
+/// the head and that state cannot be judged (it is refused as
+/// [`EngineError::StateUnavailable`], which is not the sender's fault).
+pub const MAX_STATE_DEPTH: u64 = 256;
 
 /// The parameters the core itself needs.
 #[derive(Clone, Debug)]
@@ -169,7 +171,19 @@ pub struct BuiltBlock {
     pub skipped: Vec<(TxHash, TxError)>,
 }
 
+/// The state after a side block, kept as changes over the state of `anchor`, a block of
+/// the best chain (the head when it was worked out).
+#[derive(Debug)]
+struct SideState {
+    anchor: BlockId,
+    block: BlockHash,
+    changes: StateChanges,
+}
+
 pub struct Chain {
+    /// The state [`ChainView::state_at`] worked out last: the next child on that branch
+    /// replays only itself.
+    side_state: std::sync::Mutex<Option<SideState>>,
     reader: ChainReader,
     engine: Arc<dyn ConsensusEngine>,
     clock: Arc<dyn Clock>,
@@ -266,6 +280,7 @@ impl Chain {
                 reason: "missing or wrong length".into(),
             })?;
         let mut chain = Chain {
+            side_state: std::sync::Mutex::new(None),
             reader,
             engine,
             clock,
@@ -770,20 +785,36 @@ impl Chain {
             })
     }
 
-    /// The state after `hash`: the head's state with the best chain reverted down to where
-    /// `hash`'s branch leaves it (by undo records) and the branch's blocks up to `hash`
-    /// executed on top, at most [`MAX_STATE_DEPTH`] blocks in all.
+    /// The state after `hash`: the head's state with the best chain reverted (by undo
+    /// records) down to where `hash`'s branch leaves it, or to the anchor of the side state
+    /// kept from the last call when the branch reaches that, and the branch's blocks up to
+    /// `hash` executed on top; at most [`MAX_STATE_DEPTH`] blocks in all.
     fn state_after(&self, hash: &BlockHash) -> Result<StateOverlay<'_>, EngineError> {
         let unavailable = |reason: String| EngineError::StateUnavailable {
             block: *hash,
             reason,
         };
+        let mut kept = self
+            .side_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .filter(|s| {
+                self.best_hash_at(s.anchor.height)
+                    .is_ok_and(|h| h == Some(s.anchor.hash))
+            });
         let mut current = self
             .header(hash)?
             .ok_or_else(|| unavailable("the block is not stored".to_owned()))?;
-        // The branch from `hash` down to the best chain, newest first.
+        // The branch from `hash` down to the best chain or the kept state, newest first.
         let mut branch = Vec::new();
-        while self.best_hash_at(current.height())? != Some(current.hash()) {
+        let from_kept = loop {
+            if kept.as_ref().is_some_and(|s| s.block == current.hash()) {
+                break true;
+            }
+            if self.best_hash_at(current.height())? == Some(current.hash()) {
+                break false;
+            }
             if branch.len() as u64 >= MAX_STATE_DEPTH {
                 return Err(unavailable(format!(
                     "its branch leaves the best chain more than {MAX_STATE_DEPTH} blocks below it"
@@ -798,11 +829,14 @@ impl Chain {
             let parent = self.header_required(&current.parent)?;
             branch.push(current);
             current = parent;
-        }
-        let fork = current;
-        let reverted = self.head.height().0 - fork.height().0;
-        let depth = reverted + branch.len() as u64;
-        if depth > MAX_STATE_DEPTH {
+        };
+        // Revert the best chain down to the fork point, or to the kept state's anchor.
+        let base = match &kept {
+            Some(s) if from_kept => s.anchor.height,
+            _ => current.height(),
+        };
+        let reverted = self.head.height().0.saturating_sub(base.0);
+        if reverted + branch.len() as u64 > MAX_STATE_DEPTH {
             return Err(unavailable(format!(
                 "reaching it reverts {reverted} and replays {} blocks, more than {MAX_STATE_DEPTH}",
                 branch.len()
@@ -810,7 +844,7 @@ impl Chain {
         }
         let mut overlay = StateOverlay::new(&self.reader.state);
         let mut height = self.head.height();
-        while height > fork.height() {
+        while height > base {
             let best = self
                 .best_hash_at(height)?
                 .ok_or_else(|| StoreError::Corrupt {
@@ -825,7 +859,10 @@ impl Chain {
             }
             height = Height(height.0 - 1);
         }
-        let mut parent = fork;
+        if from_kept && let Some(s) = kept.take() {
+            overlay.apply(s.changes);
+        }
+        let mut parent = current;
         for header in branch.into_iter().rev() {
             let block = self
                 .block(&header.hash())?
@@ -852,7 +889,15 @@ impl Chain {
             overlay.apply(changes);
             parent = header;
         }
-        Ok(overlay)
+        let changes = overlay.into_changes();
+        *self.side_state.lock().unwrap_or_else(|p| p.into_inner()) = Some(SideState {
+            anchor: self.head.id(),
+            block: *hash,
+            changes: changes.clone(),
+        });
+        let mut out = StateOverlay::new(&self.reader.state);
+        out.apply(changes);
+        Ok(out)
     }
 
     /// Records that `path[failed]` broke its state transition: it and every later block of

@@ -285,7 +285,7 @@ fn state_at_reaches_ancestors_and_side_branches_within_the_depth_limit() {
         "the head's state is untouched"
     );
     // Past the limit, the state is unavailable (not the block's fault).
-    for _ in 0..MAX_STATE_DEPTH {
+    for _ in 0..=MAX_STATE_DEPTH {
         let block = build_on_head(&chain, 1, addr("carol"), Vec::new());
         chain.import_block(block).expect("imports");
     }
@@ -299,4 +299,53 @@ fn state_at_reaches_ancestors_and_side_branches_within_the_depth_limit() {
         }
     }
     assert!(chain.state_at(&chain.head_id().hash).is_ok());
+}
+
+#[test]
+fn a_side_branch_longer_than_the_depth_limit_is_judged_block_by_block() {
+    use chain::StateRead;
+    use chain::chain::MAX_STATE_DEPTH;
+    let engine = TestEngine::default();
+    let mut chain = memory_chain(engine.clone());
+    let mut follower = memory_chain(engine);
+    let dave0 = chain.account(&addr("dave")).expect("read").balance.0;
+    for _ in 0..2 {
+        let block = build_on_head(&chain, 1, addr("carol"), Vec::new());
+        chain.import_block(block.clone()).expect("imports");
+        follower.import_block(block).expect("imports");
+    }
+    // The best chain moves on with heavy blocks, so the side branch stays a side branch.
+    for _ in 0..3 {
+        let block = build_on_head(&chain, 1_000, addr("carol"), Vec::new());
+        chain.import_block(block).expect("imports");
+    }
+    let head = chain.head_id();
+    let mut last = None;
+    for i in 0..MAX_STATE_DEPTH + 50 {
+        let txs = if i == 0 {
+            vec![transfer("alice", "dave", 0, 7, 10)]
+        } else {
+            Vec::new()
+        };
+        let block = build_on_head(&follower, 1, addr("dave"), txs);
+        follower.import_block(block.clone()).expect("imports");
+        // What a signed engine asks before it judges the block: its parent's state.
+        let state = chain.state_at(&block.header.parent);
+        assert!(state.is_ok(), "side block {i}: {:?}", state.err());
+        assert!(matches!(
+            chain.import_block(block.clone()),
+            Ok(ImportOutcome::SideChain(_))
+        ));
+        last = Some(block.hash());
+    }
+    let last = last.expect("blocks were made");
+    let state = chain.state_at(&last).expect("reachable");
+    let dave = state.account(&addr("dave")).expect("read").balance.0;
+    // dave got 7 from alice and the fees and rewards of every side block he made.
+    assert_eq!(
+        dave,
+        follower.account(&addr("dave")).expect("read").balance.0
+    );
+    assert!(dave > dave0 + 7);
+    assert_eq!(chain.head_id(), head);
 }
