@@ -188,12 +188,10 @@ pub trait ConsensusEngine: Send + Sync + Debug {
         Ok(Vec::new())
     }
 
-    /// Engine-specific header fields for block listings (PoW: bits, nonce).
-    fn header_fields(&self, header: &Header) -> Vec<(&'static str, String)> {
-        vec![
-            ("bits", format!("{:#010x}", header.engine.bits)),
-            ("nonce", header.engine.nonce.to_string()),
-        ]
+    /// Engine-specific header fields for block listings (PoW: bits, nonce; PoA: in-turn).
+    /// None by default.
+    fn header_fields(&self, _header: &Header) -> Vec<(&'static str, String)> {
+        Vec::new()
     }
 
     /// True for engines whose blocks are final by a certificate of votes: the chain imports

@@ -3,9 +3,8 @@
 //! sockets, no threads.
 //!
 //! The engine is a serde-tagged enum (`[engine] kind = "pow"` with its parameters beside
-//! it), so choosing an engine is data and there is one place that maps a kind to code (the
-//! node's factory). Engine parameter types live with their engines (in `miner`), because
-//! they carry validation and conversions that belong to the engine; this crate composes them.
+//! it), so choosing an engine is data. The enum, its parameter types and the factory live in
+//! `miner` ([`miner::spec`]), which owns the choice; this crate composes them into a spec.
 //! Unknown keys are refused everywhere, and every error names the file, the key and why.
 
 mod policy;
@@ -14,14 +13,9 @@ pub use policy::{DEV_MIN_RELAY_FEE, PolicySpec};
 
 use chain::dev::{DEV_ACCOUNTS, dev_address};
 use chain::{Address, Amount, ChainId, Genesis, MempoolConfig, Timestamp};
-use miner::dpos::DposParams;
-use miner::poa::PoaParams;
-use miner::pos::PosParams;
-use miner::pow::PowParams;
+pub use miner::{EngineKind, EngineSpec, SpecError};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 /// Chain id of the built-in dev chains.
 pub const DEV_CHAIN_ID: u64 = 1337;
@@ -37,153 +31,6 @@ pub fn dev_authorities(n: usize) -> Vec<Address> {
         .take(n)
         .map(|name| dev_address(name).expect("dev account names are valid"))
         .collect()
-}
-
-/// The engines this build can run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineKind {
-    Pow,
-    Pos,
-    Dpos,
-    Poa,
-}
-
-impl EngineKind {
-    pub const ALL: [EngineKind; 4] = [
-        EngineKind::Pow,
-        EngineKind::Pos,
-        EngineKind::Dpos,
-        EngineKind::Poa,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            EngineKind::Pow => "pow",
-            EngineKind::Pos => "pos",
-            EngineKind::Dpos => "dpos",
-            EngineKind::Poa => "poa",
-        }
-    }
-
-    /// Whether the engine's producers are a listed set of accounts (PoA authorities, DPoS
-    /// genesis delegates), so a spec must name them.
-    pub fn has_authorities(self) -> bool {
-        matches!(self, EngineKind::Dpos | EngineKind::Poa)
-    }
-}
-
-impl fmt::Display for EngineKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for EngineKind {
-    type Err = ConfigError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EngineKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| ConfigError::UnknownEngine {
-                value: s.to_owned(),
-                known: EngineKind::ALL
-                    .iter()
-                    .map(|k| k.name())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
-    }
-}
-
-/// The engine and its parameters.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum EngineSpec {
-    Pow(PowParams),
-    Pos(PosParams),
-    Dpos(DposParams),
-    Poa(PoaParams),
-}
-
-impl EngineSpec {
-    pub fn kind(&self) -> EngineKind {
-        match self {
-            EngineSpec::Pow(_) => EngineKind::Pow,
-            EngineSpec::Pos(_) => EngineKind::Pos,
-            EngineSpec::Dpos(_) => EngineKind::Dpos,
-            EngineSpec::Poa(_) => EngineKind::Poa,
-        }
-    }
-
-    /// The dev parameters of an engine; `authorities` become the PoA signers or the DPoS
-    /// genesis delegates (the other engines ignore them).
-    pub fn dev(kind: EngineKind, authorities: &[Address]) -> EngineSpec {
-        match kind {
-            EngineKind::Pow => EngineSpec::Pow(PowParams::devnet()),
-            EngineKind::Pos => EngineSpec::Pos(PosParams::devnet()),
-            EngineKind::Dpos => EngineSpec::Dpos(DposParams::devnet(authorities.to_vec())),
-            EngineKind::Poa => EngineSpec::Poa(PoaParams::devnet(authorities.to_vec())),
-        }
-    }
-
-    /// Seconds between blocks the engine aims for.
-    pub fn block_time(&self) -> u64 {
-        match self {
-            EngineSpec::Pow(p) => p.target_block_time,
-            EngineSpec::Pos(p) => p.target_spacing,
-            EngineSpec::Dpos(p) => p.slot_secs,
-            EngineSpec::Poa(p) => p.period,
-        }
-    }
-
-    /// Sets the seconds between blocks (PoW also scales its ASERT half-life to 20 blocks;
-    /// PoS scales its ages, modifier times and retarget window with the spacing as the
-    /// devnet's 5 s values do, and its retarget finds the target).
-    pub fn set_block_time(&mut self, secs: u64) {
-        match self {
-            EngineSpec::Pow(p) => {
-                p.target_block_time = secs;
-                if let miner::pow::Retarget::Asert { half_life } = &mut p.retarget {
-                    *half_life = secs * 20;
-                }
-            }
-            EngineSpec::Pos(p) => {
-                p.target_spacing = secs;
-                p.target_timespan = 24 * secs;
-                p.stake_min_age = 2 * secs;
-                p.stake_max_age = 6 * secs;
-                p.modifier_interval = 6 * secs;
-                p.modifier_selection = 12 * secs;
-            }
-            EngineSpec::Dpos(p) => p.slot_secs = secs,
-            EngineSpec::Poa(p) => p.period = secs,
-        }
-    }
-
-    /// Bytes the genesis hash commits to: the JSON of the typed, normalised parameters
-    /// (structs serialize their fields in declaration order, so this is deterministic).
-    pub fn commitment(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("engine parameters serialize to JSON")
-    }
-
-    /// The genesis block's difficulty bits (0 for engines without a target).
-    pub fn genesis_bits(&self) -> u32 {
-        match self {
-            EngineSpec::Pow(p) => p.genesis_bits.to_consensus(),
-            EngineSpec::Pos(p) => p.genesis_bits.to_consensus(),
-            EngineSpec::Dpos(_) | EngineSpec::Poa(_) => 0,
-        }
-    }
-
-    fn validate(&self) -> Result<(), String> {
-        match self {
-            EngineSpec::Pow(p) => p.validate().map_err(|e| e.to_string()),
-            EngineSpec::Pos(p) => p.validate().map_err(|e| e.to_string()),
-            EngineSpec::Dpos(p) => p.validate().map_err(|e| e.to_string()),
-            EngineSpec::Poa(p) => p.validate().map_err(|e| e.to_string()),
-        }
-    }
 }
 
 /// One genesis allocation; the balance is written in decimal TOY.
@@ -217,7 +64,22 @@ pub struct ChainSpec {
     pub policy: PolicySpec,
 }
 
+/// Longest `--block-time` accepted, seconds (a day): longer only makes a devnet look dead.
+pub const MAX_BLOCK_TIME_SECS: u64 = 86_400;
+
 impl ChainSpec {
+    /// Overrides the seconds between blocks of the engine (`--block-time`), refusing 0 and
+    /// anything above [`MAX_BLOCK_TIME_SECS`] with the value named.
+    pub fn set_block_time(&mut self, secs: u64) -> Result<(), UsageError> {
+        if !(1..=MAX_BLOCK_TIME_SECS).contains(&secs) {
+            return Err(UsageError(format!(
+                "--block-time {secs}: must be 1 to {MAX_BLOCK_TIME_SECS} seconds"
+            )));
+        }
+        self.engine.set_block_time(secs);
+        Ok(())
+    }
+
     /// The built-in dev chain of an engine: chain id 1337, a fixed genesis time, and every
     /// dev account (alice … heidi) prefunded with 1,000,000 TOY. PoA and DPoS chains are
     /// signed by alice alone (as geth's `--dev` is); [`ChainSpec::dev_with`] names others.
@@ -295,7 +157,7 @@ impl ChainSpec {
         }
         self.engine
             .validate()
-            .map_err(|reason| ("engine".to_string(), reason))
+            .map_err(|e| ("engine".to_string(), e.to_string()))
     }
 
     /// The mempool settings of this chain's relay policy (its minimum relay fee), with
@@ -381,9 +243,15 @@ pub enum ConfigError {
         key: String,
         reason: String,
     },
-    #[error("unknown engine {value:?}: this build has {known}")]
-    UnknownEngine { value: String, known: String },
+    #[error(transparent)]
+    Engine(#[from] SpecError),
 }
+
+/// A mistake in how toychain was called or configured (a bad flag value, a bad address, a
+/// file that does not parse): the commands exit with code 2 for it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 /// Amounts written as decimal TOY strings in TOML (`balance = "1000000"`).
 pub(crate) mod toy_string {
@@ -409,6 +277,22 @@ mod tests {
         let path = dir.path().join("spec.toml");
         std::fs::write(&path, text).expect("write");
         (dir, path)
+    }
+
+    #[test]
+    fn block_time_overrides_refuse_zero_and_absurd_values_and_keep_the_spec() {
+        for &kind in EngineKind::ALL {
+            let mut spec = ChainSpec::dev(kind);
+            let before = spec.clone();
+            for bad in [0, MAX_BLOCK_TIME_SECS + 1, u64::MAX] {
+                let err = spec.set_block_time(bad).expect_err("refused");
+                assert!(err.to_string().contains(&bad.to_string()), "{err}");
+                assert_eq!(spec, before, "a refused value changes nothing");
+            }
+            spec.set_block_time(7).expect("7 s is fine");
+            assert_eq!(spec.engine.block_time(), 7, "{kind}");
+            spec.validate().expect("still a valid spec");
+        }
     }
 
     #[test]
@@ -482,22 +366,19 @@ mod tests {
         let a = ChainSpec::dev(EngineKind::Pow);
         let mut b = a.clone();
         b.engine.set_block_time(a.engine.block_time() + 1);
-        let engine = |s: &ChainSpec| match &s.engine {
-            EngineSpec::Pow(p) => miner::pow::PowEngine::new(p.clone()).expect("valid params"),
-            other => panic!("a pow spec, not {other:?}"),
-        };
-        let (ga, _, _) = a.genesis().build(&engine(&a)).expect("builds");
-        let (gb, _, _) = b.genesis().build(&engine(&b)).expect("builds");
+        let engine = |s: &ChainSpec| s.engine.engines(None, 1).expect("valid params").engine;
+        let (ga, _, _) = a.genesis().build(&*engine(&a)).expect("builds");
+        let (gb, _, _) = b.genesis().build(&*engine(&b)).expect("builds");
         assert_ne!(ga.hash(), gb.hash());
         let mut c = a.clone();
         c.chain_id += 1;
-        let (gc, _, _) = c.genesis().build(&engine(&c)).expect("builds");
+        let (gc, _, _) = c.genesis().build(&*engine(&c)).expect("builds");
         assert_ne!(ga.hash(), gc.hash());
     }
 
     #[test]
     fn every_engine_has_a_dev_spec_that_round_trips_and_validates() {
-        for kind in EngineKind::ALL {
+        for &kind in EngineKind::ALL {
             let spec = ChainSpec::dev_with(kind, &dev_authorities(3));
             let (_dir, path) = write(&spec.to_toml());
             let back = ChainSpec::load(&path).unwrap_or_else(|e| panic!("{kind}: {e}"));

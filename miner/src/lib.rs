@@ -9,13 +9,28 @@
 //! - [`dpos`]: delegated proof of stake: voted delegates, a shuffled schedule of slots per
 //!   round, and a last irreversible block.
 //! - [`pos`]: Peercoin's coin-age proof of stake.
+//! - [`pbft`]: Castro and Liskov's practical Byzantine fault tolerance, one instance per
+//!   height, blocks final by a certificate of 2f+1 COMMITs ([`quorum`] counts them).
+//! - [`raft`]: Raft's elected leader and replicated log, with pre-vote and check-quorum;
+//!   blocks are committed by a majority's certificate.
+//!
+//! [`spec`] is the engine choice: the tagged enum a chain spec names, the factory that
+//! builds an engine and its producer from it, and the facts the node and the lab need.
 //!
 //! The signed engines share [`seal`] (a producer's signature over the seal hash) and keep
 //! their own records in the chain state through [`engine_state`].
 
 pub mod dpos;
 pub mod engine_state;
+pub mod pbft;
 pub mod poa;
 pub mod pos;
 pub mod pow;
+pub mod quorum;
+pub mod raft;
 pub mod seal;
+pub mod spec;
+
+pub use spec::{
+    CONFIRMATIONS, EngineKind, EngineParams, EngineSpec, Engines, Finality, Mode, Reward, SpecError,
+};

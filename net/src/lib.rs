@@ -47,9 +47,12 @@
 
 pub mod config;
 
+mod behaviour;
 mod client;
 mod error;
 mod event_loop;
+mod peers;
+mod scoring;
 mod sync;
 mod topic;
 

@@ -16,7 +16,7 @@ use tokio::runtime::Handle;
 use tracing::{debug, info, warn};
 
 /// Transactions put in one produced block at most.
-pub(crate) const MAX_BLOCK_TXS: usize = 5_000;
+pub const MAX_BLOCK_TXS: usize = 5_000;
 
 /// Steers the loop from outside: stop it (and any seal in progress), or ask for blocks now
 /// (`dev_mine`), which overrides `--on-demand`'s wait for transactions.
@@ -73,6 +73,14 @@ pub struct ProducerLoop {
     /// With bootnodes to join, wait this long at most for a first peer before producing,
     /// so a node starting with others does not open the chain with a fork of its own.
     pub wait_for_peer: Option<Duration>,
+}
+
+impl std::fmt::Debug for ProducerLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProducerLoop")
+            .field("author", &self.producer.author())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProducerLoop {

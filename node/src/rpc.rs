@@ -274,7 +274,33 @@ fn param_tx_hash(v: &Value) -> Result<TxHash, RpcError> {
     TxHash::from_hex(s).map_err(|e| RpcError::params(e.to_string()))
 }
 
+/// Routes a call to its namespace's handler.
 async fn dispatch(state: &RpcState, method: &str, params: Vec<Value>) -> Result<Value, RpcError> {
+    match method
+        .split_once('_')
+        .map_or(method, |(namespace, _)| namespace)
+    {
+        "chain" | "state" | "account" => chain_method(state, method, params).await,
+        "tx" => tx_method(state, method, params).await,
+        "net" | "node" | "engine" => node_method(state, method, params).await,
+        "dev" | "admin" => control_method(state, method, params).await,
+        _ => Err(unknown_method(method)),
+    }
+}
+
+fn unknown_method(method: &str) -> RpcError {
+    RpcError::new(
+        codes::METHOD_NOT_FOUND,
+        format!("unknown method {method:?}"),
+    )
+}
+
+/// `chain_*`, `state_*` and `account_*`: what the chain holds.
+async fn chain_method(
+    state: &RpcState,
+    method: &str,
+    params: Vec<Value>,
+) -> Result<Value, RpcError> {
     let reader = state.chain.reader();
     match method {
         "chain_info" => {
@@ -318,6 +344,26 @@ async fn dispatch(state: &RpcState, method: &str, params: Vec<Value>) -> Result<
                 "engine": engine,
             }))
         }
+        "account_history" => {
+            arity(method, &params, 1, 2)?;
+            let address = param_address(&params[0])?;
+            let limit = match params.get(1) {
+                None => 50,
+                Some(v) => v
+                    .as_u64()
+                    .ok_or_else(|| RpcError::params(format!("limit must be a number, got {v}")))?
+                    .min(1_000) as usize,
+            };
+            account_history(state, address, limit)
+        }
+        other => Err(unknown_method(other)),
+    }
+}
+
+/// `tx_*`: submitting and finding transactions.
+async fn tx_method(state: &RpcState, method: &str, params: Vec<Value>) -> Result<Value, RpcError> {
+    let reader = state.chain.reader();
+    match method {
         "tx_submit" => {
             arity(method, &params, 1, 1)?;
             let text = params[0]
@@ -367,6 +413,18 @@ async fn dispatch(state: &RpcState, method: &str, params: Vec<Value>) -> Result<
             };
             Ok(json!({"status": status, "block_hash": null, "height": null, "confirmations": 0}))
         }
+        other => Err(unknown_method(other)),
+    }
+}
+
+/// `net_*`, `node_*` and `engine_*`: this node, its peers and its engine.
+async fn node_method(
+    state: &RpcState,
+    method: &str,
+    params: Vec<Value>,
+) -> Result<Value, RpcError> {
+    let reader = state.chain.reader();
+    match method {
         "net_peers" => {
             arity(method, &params, 0, 0)?;
             let Some(client) = &state.net.client else {
@@ -423,6 +481,35 @@ async fn dispatch(state: &RpcState, method: &str, params: Vec<Value>) -> Result<
                 "side_blocks": state.metrics.side_blocks.load(Ordering::Relaxed),
             }))
         }
+        "engine_explain" => {
+            arity(method, &params, 1, 1)?;
+            let block = find_block(state, &params[0])?;
+            let sealed = block.header.clone().seal();
+            let fields = state
+                .chain
+                .engine()
+                .explain(reader, &sealed)
+                .map_err(RpcError::internal)?;
+            let mut out = serde_json::Map::new();
+            out.insert("hash".into(), json!(sealed.hash().to_hex()));
+            out.insert("height".into(), json!(sealed.height().0));
+            out.insert("producer".into(), json!(sealed.producer.to_string()));
+            for (k, v) in fields {
+                out.insert(k.into(), json!(v));
+            }
+            Ok(Value::Object(out))
+        }
+        other => Err(unknown_method(other)),
+    }
+}
+
+/// `dev_*` and `admin_*`: steering this node (dev chains, fault injection).
+async fn control_method(
+    state: &RpcState,
+    method: &str,
+    params: Vec<Value>,
+) -> Result<Value, RpcError> {
+    match method {
         "dev_mine" => {
             arity(method, &params, 1, 1)?;
             let n = params[0]
@@ -448,36 +535,6 @@ async fn dispatch(state: &RpcState, method: &str, params: Vec<Value>) -> Result<
                 "pending_requests": control.requested(),
             }))
         }
-        "engine_explain" => {
-            arity(method, &params, 1, 1)?;
-            let block = find_block(state, &params[0])?;
-            let sealed = block.header.clone().seal();
-            let fields = state
-                .chain
-                .engine()
-                .explain(reader, &sealed)
-                .map_err(RpcError::internal)?;
-            let mut out = serde_json::Map::new();
-            out.insert("hash".into(), json!(sealed.hash().to_hex()));
-            out.insert("height".into(), json!(sealed.height().0));
-            out.insert("producer".into(), json!(sealed.producer.to_string()));
-            for (k, v) in fields {
-                out.insert(k.into(), json!(v));
-            }
-            Ok(Value::Object(out))
-        }
-        "account_history" => {
-            arity(method, &params, 1, 2)?;
-            let address = param_address(&params[0])?;
-            let limit = match params.get(1) {
-                None => 50,
-                Some(v) => v
-                    .as_u64()
-                    .ok_or_else(|| RpcError::params(format!("limit must be a number, got {v}")))?
-                    .min(1_000) as usize,
-            };
-            account_history(state, address, limit)
-        }
         "admin_blockPeers" if state.admin => {
             arity(method, &params, 1, 1)?;
             let peers = param_peer_ids(&params[0])?;
@@ -492,10 +549,7 @@ async fn dispatch(state: &RpcState, method: &str, params: Vec<Value>) -> Result<
             })?;
             Ok(json!({"blocked": blocked}))
         }
-        other => Err(RpcError::new(
-            codes::METHOD_NOT_FOUND,
-            format!("unknown method {other:?}"),
-        )),
+        other => Err(unknown_method(other)),
     }
 }
 
@@ -520,7 +574,7 @@ fn mempool_error(e: MempoolError) -> RpcError {
 }
 
 /// The error code of a mempool refusal.
-pub(crate) fn mempool_error_code(e: &MempoolError) -> i64 {
+pub fn mempool_error_code(e: &MempoolError) -> i64 {
     match e {
         MempoolError::Invalid(TxError::NonceTooLow { .. } | TxError::NonceTooHigh { .. }) => {
             codes::TX_NONCE

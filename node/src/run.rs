@@ -2,13 +2,13 @@
 //! network, JSON-RPC and — with `--author` — the producer; shuts down cleanly on Ctrl-C,
 //! SIGTERM or when its devnet launcher dies, flushing the store.
 
-use crate::cli::NodeArgs;
+use crate::args::NodeArgs;
 use crate::metrics::Metrics;
 use crate::producer::{ProducerControl, ProducerLoop};
 use crate::rpc::{NetView, RpcState};
 use crate::sign_guard::SignGuard;
 use crate::tx_journal::{self, TxJournal};
-use crate::{UsageError, actor, factory, network, rpc};
+use crate::{UsageError, actor, network, rpc};
 use anyhow::Context;
 use chain::{
     Chain, ChainConfig, ChainView, Clock, Mempool, MempoolConfig, RocksStore, SkewedClock,
@@ -79,7 +79,7 @@ fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
         }
     };
     if let Some(secs) = args.block_time {
-        set_block_time(&mut spec, secs)?;
+        spec.set_block_time(secs)?;
     }
     let data_dir = args
         .data_dir
@@ -164,15 +164,6 @@ fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
     })
 }
 
-/// Overrides the seconds between blocks of a spec's engine.
-pub fn set_block_time(spec: &mut ChainSpec, secs: u64) -> anyhow::Result<()> {
-    if secs == 0 {
-        return Err(usage("--block-time must be at least 1 second".into()));
-    }
-    spec.engine.set_block_time(secs);
-    Ok(())
-}
-
 /// The node's libp2p identity, created once and kept in the data dir.
 fn node_key(data_dir: &Path) -> anyhow::Result<net::Keypair> {
     let path = data_dir.join("node.key");
@@ -207,8 +198,9 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
     let spec = &settings.spec;
-    let factory::Engines { engine, producer } =
-        factory::engines(&spec.engine, settings.author.as_ref(), args.mining_threads)?;
+    let miner::Engines { engine, producer } = spec
+        .engine
+        .engines(settings.author.as_ref(), args.mining_threads)?;
     let store = Arc::new(
         RocksStore::open(settings.data_dir.join("db")).with_context(|| {
             format!(
@@ -434,77 +426,4 @@ async fn wait_for_shutdown(parent: Option<u32>) {
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
         _ = orphaned => {}
     }
-}
-
-/// `toychain spec`: writes a chain spec.
-pub fn write_spec(args: crate::cli::SpecArgs) -> anyhow::Result<()> {
-    let kind: EngineKind = args
-        .engine
-        .parse()
-        .map_err(|e: config::ConfigError| usage(e.to_string()))?;
-    let spec_authorities = if args.authorities.is_empty() {
-        config::dev_authorities(1)
-    } else if !kind.has_authorities() {
-        return Err(usage(format!(
-            "--authorities is for poa and dpos; the {kind} engine has none"
-        )));
-    } else {
-        let keystore = wallet::Keystore::open(
-            args.wallet_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_WALLET_DIR)),
-        )
-        .map_err(|e| usage(e.to_string()))?;
-        args.authorities
-            .iter()
-            .map(|name| {
-                wallet::resolve_address(name, &keystore)
-                    .map_err(|e| usage(format!("--authorities: {e}")))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?
-    };
-    let mut spec = ChainSpec::dev_with(kind, &spec_authorities);
-    if let Some(ts) = args.timestamp {
-        spec.genesis.timestamp = ts;
-    }
-    spec.validate()
-        .map_err(|(key, reason)| usage(format!("invalid spec: {key}: {reason}")))?;
-    let text = spec.to_toml();
-    match args.out {
-        Some(path) => {
-            std::fs::write(&path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            println!(
-                "wrote {} ({} chain, engine {kind})",
-                path.display(),
-                spec.name
-            );
-        }
-        None => print!("{text}"),
-    }
-    Ok(())
-}
-
-/// `toychain bench pow`.
-pub fn bench(args: crate::cli::BenchArgs) -> anyhow::Result<()> {
-    if args.what == "sync" {
-        return crate::bench_sync::run(args.blocks, usize::try_from(args.txs).unwrap_or(0));
-    }
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if threads == 0 {
-        return Err(usage("--threads must be at least 1".into()));
-    }
-    println!(
-        "measuring pow hash rate on {threads} thread(s) for {} s…",
-        args.seconds
-    );
-    let report = miner::pow::bench::hashrate(threads, Duration::from_secs(args.seconds))
-        .map_err(|e| anyhow::anyhow!("benchmark failed: {e}"))?;
-    for (i, rate) in report.per_thread_hashes_per_sec().iter().enumerate() {
-        println!("thread {i}: {:.2} MH/s", rate / 1e6);
-    }
-    println!("total: {:.2} MH/s", report.hashes_per_sec() / 1e6);
-    Ok(())
 }

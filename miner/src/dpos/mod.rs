@@ -28,6 +28,7 @@ mod error;
 mod evidence;
 mod params;
 mod producer;
+mod spec;
 
 pub use book::{Delegate, DelegateBook, RoundState, shuffle, shuffle_seed, slot_owner};
 pub use engine::{DposEngine, ENGINE_NAME};

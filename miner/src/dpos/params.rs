@@ -34,7 +34,9 @@ impl DposParams {
     pub fn devnet(genesis_delegates: Vec<Address>) -> DposParams {
         DposParams {
             slot_secs: 5,
-            producers: u32::try_from(genesis_delegates.len()).unwrap_or(MAX_PRODUCERS),
+            producers: u32::try_from(genesis_delegates.len())
+                .unwrap_or(MAX_PRODUCERS)
+                .min(MAX_PRODUCERS),
             max_votes: default_max_votes(),
             genesis_delegates,
             block_reward: Amount::from_base_units(chain::COIN),

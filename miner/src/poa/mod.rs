@@ -21,6 +21,7 @@ mod error;
 mod params;
 mod producer;
 pub mod snapshot;
+mod spec;
 
 pub use engine::{ENGINE_NAME, PoaEngine};
 pub use error::PoaError;

@@ -43,6 +43,7 @@ mod kernel;
 mod params;
 mod producer;
 mod retarget;
+mod spec;
 
 pub use age::{AgeBucket, CoinAge, MAX_AGE_BUCKETS};
 pub use engine::{ENGINE_NAME, ModifierRecord, PosEngine};

@@ -28,6 +28,7 @@ mod params;
 mod producer;
 mod retarget;
 mod search;
+mod spec;
 mod target;
 
 pub use engine::{ENGINE_NAME, PowEngine};

@@ -1,0 +1,224 @@
+//! Tests of the command line, the plans and the report of `toychain simulate`.
+
+use super::*;
+
+fn args(engines: &[&str]) -> SimulateArgs {
+    SimulateArgs {
+        engine: engines.iter().map(|s| (*s).to_owned()).collect(),
+        chain: None,
+        nodes: 4,
+        duration: "10m".into(),
+        latency: 100.0,
+        jitter: None,
+        bandwidth: 1e6,
+        loss: 0.0,
+        hash_rates: Vec::new(),
+        seed: 1,
+        tx_rate: 0.0,
+        block_time: None,
+        peers: 8,
+        selfish: None,
+        sweep: None,
+        sweep_blocks: 20_000,
+        faults: Vec::new(),
+        out: PathBuf::from("simulate-out"),
+    }
+}
+
+#[test]
+fn durations_take_units() {
+    let cases = [
+        ("600", Some(600)),
+        ("90s", Some(90)),
+        ("10m", Some(600)),
+        ("2h", Some(7_200)),
+        ("1.5h", Some(5_400)),
+        ("3d", Some(259_200)),
+        (" 5 m ", Some(300)),
+        ("0", None),
+        ("0.4", None),
+        ("", None),
+        ("h", None),
+        ("10x", None),
+        ("-5m", None),
+        ("400d", None),
+        ("1e3", None),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(parse_duration(text), expected, "{text:?}");
+    }
+}
+
+#[test]
+fn nodes_past_the_dev_accounts_get_derived_funded_keys_and_dpos_caps_its_set() {
+    let authors = author_keys(120);
+    assert_eq!(authors[0].0, "alice");
+    assert_eq!(authors[7].0, "heidi");
+    assert_eq!(authors[8].0, "node8");
+    assert_eq!(
+        authors[8].1.address(),
+        SecretKey::from_seed("toychain/sim/8").address()
+    );
+    let traders = traders(120, true);
+    assert_eq!(traders[0].0, "trader0");
+    let pos = dev_spec(EngineKind::Pos, &authors, &traders, None);
+    assert_eq!(pos.genesis.alloc.len(), 128);
+    pos.validate().expect("a valid spec");
+    let dpos = dev_spec(EngineKind::Dpos, &authors, &traders, Some(2));
+    dpos.validate().expect("a valid spec");
+    let engine = serde_json::to_value(&dpos.engine).expect("serializes");
+    assert_eq!(engine["kind"], "dpos");
+    assert_eq!(engine["producers"], miner::dpos::MAX_PRODUCERS);
+    assert_eq!(
+        engine["genesis_delegates"].as_array().map(Vec::len),
+        Some(120)
+    );
+    assert_eq!(dpos.engine.block_time(), 2);
+}
+
+#[test]
+fn the_load_never_touches_a_producer_on_a_dev_spec() {
+    let names =
+        |nodes, dev| -> Vec<String> { traders(nodes, dev).into_iter().map(|(n, _)| n).collect() };
+    assert_eq!(names(4, true), ["eve", "ferdie", "grace", "heidi"]);
+    assert_eq!(names(4, false), names(4, true), "as compare, while it can");
+    assert_eq!(names(16, true).len(), OWN_TRADERS);
+    assert!(names(7, true).iter().all(|n| n.starts_with("trader")));
+    assert_eq!(
+        names(16, false).len(),
+        DEV_ACCOUNTS.len(),
+        "a spec file funds no others"
+    );
+}
+
+#[test]
+fn bad_arguments_are_usage_errors_naming_the_value() {
+    let cases: Vec<(SimulateArgs, &str)> = vec![
+        (args(&["pow", "proof-of-vibes"]), "proof-of-vibes"),
+        (args(&["pow", "pow"]), "twice"),
+        (args(&[]), "--engine"),
+        (
+            SimulateArgs {
+                nodes: 0,
+                ..args(&["poa"])
+            },
+            "--nodes 0",
+        ),
+        (
+            SimulateArgs {
+                nodes: 1001,
+                ..args(&["poa"])
+            },
+            "--nodes 1001",
+        ),
+        (
+            SimulateArgs {
+                duration: "10x".into(),
+                ..args(&["poa"])
+            },
+            "--duration 10x",
+        ),
+        (
+            SimulateArgs {
+                latency: -1.0,
+                ..args(&["poa"])
+            },
+            "--latency -1",
+        ),
+        (
+            SimulateArgs {
+                latency: f64::NAN,
+                ..args(&["poa"])
+            },
+            "--latency NaN",
+        ),
+        (
+            SimulateArgs {
+                jitter: Some(-2.0),
+                ..args(&["poa"])
+            },
+            "--jitter -2",
+        ),
+        (
+            SimulateArgs {
+                bandwidth: 0.0,
+                ..args(&["poa"])
+            },
+            "--bandwidth 0",
+        ),
+        (
+            SimulateArgs {
+                loss: 1.0,
+                ..args(&["poa"])
+            },
+            "--loss 1",
+        ),
+        (
+            SimulateArgs {
+                tx_rate: -3.0,
+                ..args(&["poa"])
+            },
+            "--tx-rate -3",
+        ),
+        (
+            SimulateArgs {
+                block_time: Some(0),
+                ..args(&["poa"])
+            },
+            "--block-time 0",
+        ),
+        (
+            SimulateArgs {
+                hash_rates: vec![1.0, 2.0],
+                ..args(&["pow"])
+            },
+            "--hash-rates 1,2",
+        ),
+        (
+            SimulateArgs {
+                hash_rates: vec![1.0, -1.0, 1.0, 1.0],
+                ..args(&["pow"])
+            },
+            "--hash-rates 1,-1,1,1",
+        ),
+        (
+            SimulateArgs {
+                hash_rates: vec![0.0; 4],
+                ..args(&["pow"])
+            },
+            "--hash-rates 0,0,0,0",
+        ),
+        (
+            SimulateArgs {
+                hash_rates: vec![1.0; 4],
+                ..args(&["poa"])
+            },
+            "only proof of work",
+        ),
+        (
+            SimulateArgs {
+                chain: Some(PathBuf::from("/nonexistent/spec.toml")),
+                ..args(&[])
+            },
+            "/nonexistent/spec.toml",
+        ),
+    ];
+    crate::assert_usage_errors(cases, Plan::from_args);
+}
+
+#[test]
+fn hash_rates_become_shares_and_default_to_equal() {
+    let plan = Plan::from_args(SimulateArgs {
+        hash_rates: vec![1.0, 1.0, 2.0, 0.0],
+        ..args(&["pow", "poa"])
+    })
+    .expect("valid");
+    assert_eq!(plan.hash_shares, vec![0.25, 0.25, 0.5, 0.0]);
+    assert_eq!(plan.engines, vec![EngineKind::Pow, EngineKind::Poa]);
+    let plan = Plan::from_args(args(&["pow"])).expect("valid");
+    assert_eq!(plan.hash_shares, vec![0.25; 4]);
+    assert_eq!(
+        plan.link.jitter_ms, 20.0,
+        "a fifth of the latency by default"
+    );
+}

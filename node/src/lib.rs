@@ -1,0 +1,19 @@
+//! One toychain node as a library: the chain actor that owns the chain and the mempool, the
+//! network glue (gossip and range sync over `net`), the block producer loop, the JSON-RPC
+//! server and its client, metrics, the transaction journal and the double-sign guard.
+//! [`run::run_node`] runs one from its command line ([`NodeArgs`]); the `toychain` binary,
+//! the devnet launcher and the lab build on it.
+
+pub mod actor;
+pub mod args;
+pub mod metrics;
+pub mod network;
+pub mod producer;
+pub mod rpc;
+pub mod rpc_client;
+pub mod run;
+pub mod sign_guard;
+pub mod tx_journal;
+
+pub use args::NodeArgs;
+pub use config::UsageError;

@@ -1,0 +1,46 @@
+//! `toychain`: parse the command line, run the command, report errors in one line.
+//! Exit codes: 0 success, 1 runtime failure, 2 usage error.
+
+mod cli;
+mod dev_cmd;
+mod spec_cmd;
+mod wallet_cmd;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// A mistake in how toychain was called (bad flag value, bad address, …): exit code 2.
+pub use config::UsageError;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        cli::Command::Node(args) => node::run::run_node(*args),
+        cli::Command::Devnet(args) => devnet::run(args),
+        cli::Command::Spec(args) => spec_cmd::write_spec(args),
+        cli::Command::Wallet(args) => wallet_cmd::run(args),
+        cli::Command::Bench(args) => lab::bench::bench(args),
+        cli::Command::Dev(args) => dev_cmd::run(args),
+        cli::Command::Compare(args) => lab::compare::run(args),
+        cli::Command::Simulate(args) => lab::simulate::run(args),
+        cli::Command::Reliability(args) => lab::reliability::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
