@@ -25,8 +25,16 @@ use tracing::{debug, info, warn};
 const META_HEAD_LTHASH: &[u8] = b"head_lthash";
 const META_GENESIS: &[u8] = b"genesis";
 const META_FORMAT: &[u8] = b"format";
+/// The newest block the chain has held final: it only ever rises.
+const META_FINALIZED: &[u8] = b"finalized";
 /// Version of the store's layout.
 pub const STORE_FORMAT: u8 = 1;
+/// Most blocks [`ChainView::state_at`] reverts and replays in one call to reach a block's
+/// state. The state it reached last is kept, so a side branch imported block by block
+/// replays one block each time however long it grows; a block further than this from both
+/// the head and that state cannot be judged (it is refused as
+/// [`EngineError::StateUnavailable`], which is not the sender's fault).
+pub const MAX_STATE_DEPTH: u64 = 256;
 
 /// The parameters the core itself needs.
 #[derive(Clone, Debug)]
@@ -163,7 +171,19 @@ pub struct BuiltBlock {
     pub skipped: Vec<(TxHash, TxError)>,
 }
 
+/// The state after a side block, kept as changes over the state of `anchor`, a block of
+/// the best chain (the head when it was worked out).
+#[derive(Debug)]
+struct SideState {
+    anchor: BlockId,
+    block: BlockHash,
+    changes: StateChanges,
+}
+
 pub struct Chain {
+    /// The state [`ChainView::state_at`] worked out last: the next child on that branch
+    /// replays only itself.
+    side_state: std::sync::Mutex<Option<SideState>>,
     reader: ChainReader,
     engine: Arc<dyn ConsensusEngine>,
     clock: Arc<dyn Clock>,
@@ -171,6 +191,9 @@ pub struct Chain {
     head: SealedHeader,
     head_meta: BlockMeta,
     head_lthash: LtHash,
+    /// The highest finalized block seen so far, persisted: what [`Chain::finalized`] never
+    /// goes below.
+    finalized: Option<BlockId>,
 }
 
 impl fmt::Debug for Chain {
@@ -257,6 +280,7 @@ impl Chain {
                 reason: "missing or wrong length".into(),
             })?;
         let mut chain = Chain {
+            side_state: std::sync::Mutex::new(None),
             reader,
             engine,
             clock,
@@ -269,7 +293,14 @@ impl Chain {
                 invalid: false,
             },
             head_lthash,
+            finalized: None,
         };
+        chain.finalized = chain
+            .reader
+            .store
+            .get(Column::Meta, META_FINALIZED)?
+            .map(|b| decode_value::<BlockId>(&b, "finalized block"))
+            .transpose()?;
         chain.head = chain.header_required(&head_hash)?;
         chain.head_meta = chain.meta_required(&head_hash)?;
         if chain.head_lthash.root() != chain.head.state_root {
@@ -312,9 +343,39 @@ impl Chain {
         self.head_meta.total_weight
     }
 
-    /// The newest irreversible block, as the engine reports it.
+    /// The newest irreversible block: the engine's report on the head, or the highest
+    /// one held before when that is higher. It never goes down (EOSIO's LIB only rises),
+    /// across reorganisations and restarts alike, and no branch forking below it is taken.
     pub fn finalized(&self) -> Result<Option<BlockId>, EngineError> {
-        self.engine.finalized(self)
+        let reported = self.engine.finalized(self)?;
+        Ok(match (self.finalized, reported) {
+            (Some(kept), Some(now)) if now.height <= kept.height => Some(kept),
+            (Some(kept), None) => Some(kept),
+            (_, now) => now,
+        })
+    }
+
+    /// Persists a finalized block higher than the one held (after the head moved).
+    fn raise_finalized(&mut self) {
+        let finalized = match self.finalized() {
+            Ok(finalized) => finalized,
+            Err(e) => {
+                warn!(error = %e, "cannot read the finalized block");
+                return;
+            }
+        };
+        if finalized.is_none() || finalized == self.finalized {
+            return;
+        }
+        self.finalized = finalized;
+        let mut batch = WriteBatch::default();
+        if let Some(id) = &finalized {
+            batch.put(Column::Meta, META_FINALIZED, encode_value(id));
+        }
+        // On a failed write it is held in memory until a later rise is written.
+        if let Err(e) = self.reader.store.write(batch) {
+            warn!(error = %e, "cannot record the finalized block");
+        }
     }
 
     /// Recomputes the state hash from every stored entry and compares it with the head's
@@ -516,6 +577,7 @@ impl Chain {
             certificate,
         };
         let change = self.switch_to(fork_point, &path, Some(new_block))?;
+        self.raise_finalized();
         Ok(ImportOutcome::NewHead(change))
     }
 
@@ -559,15 +621,7 @@ impl Chain {
                     what: "height index",
                     reason: format!("no block at height {height}"),
                 })?;
-            let undo: UndoRecord = self
-                .store
-                .get(Column::Undo, &hash.0)?
-                .map(|b| decode_value(&b, "undo record"))
-                .transpose()?
-                .ok_or_else(|| StoreError::Corrupt {
-                    what: "undo record",
-                    reason: format!("missing for {hash}"),
-                })?;
+            let undo = self.undo_record(&hash)?;
             if undo.parent_lthash.is_empty() {
                 // The parent's state hash is this one minus what the block wrote plus what
                 // it overwrote (records before this change carry it whole instead).
@@ -717,6 +771,133 @@ impl Chain {
         self.head_meta = new_head_meta;
         self.head_lthash = lthash;
         Ok(change)
+    }
+
+    /// The undo record of a block on the best chain.
+    fn undo_record(&self, hash: &BlockHash) -> Result<UndoRecord, StoreError> {
+        self.store
+            .get(Column::Undo, &hash.0)?
+            .map(|b| decode_value(&b, "undo record"))
+            .transpose()?
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "undo record",
+                reason: format!("missing for {hash}"),
+            })
+    }
+
+    /// The state after `hash`: the head's state with the best chain reverted (by undo
+    /// records) down to where `hash`'s branch leaves it, or to the anchor of the side state
+    /// kept from the last call when the branch reaches that, and the branch's blocks up to
+    /// `hash` executed on top; at most [`MAX_STATE_DEPTH`] blocks in all.
+    fn state_after(&self, hash: &BlockHash) -> Result<StateOverlay<'_>, EngineError> {
+        let unavailable = |reason: String| EngineError::StateUnavailable {
+            block: *hash,
+            reason,
+        };
+        let mut kept = self
+            .side_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .filter(|s| {
+                self.best_hash_at(s.anchor.height)
+                    .is_ok_and(|h| h == Some(s.anchor.hash))
+            });
+        let mut current = self
+            .header(hash)?
+            .ok_or_else(|| unavailable("the block is not stored".to_owned()))?;
+        // The branch from `hash` down to the best chain or the kept state, newest first.
+        let mut branch = Vec::new();
+        let from_kept = loop {
+            if kept.as_ref().is_some_and(|s| s.block == current.hash()) {
+                break true;
+            }
+            if self.best_hash_at(current.height())? == Some(current.hash()) {
+                break false;
+            }
+            if branch.len() as u64 >= MAX_STATE_DEPTH {
+                return Err(unavailable(format!(
+                    "its branch leaves the best chain more than {MAX_STATE_DEPTH} blocks below it"
+                )));
+            }
+            if self.meta(&current.hash())?.is_some_and(|m| m.invalid) {
+                return Err(unavailable(format!(
+                    "it descends from invalid block {}",
+                    current.hash()
+                )));
+            }
+            let parent = self.header_required(&current.parent)?;
+            branch.push(current);
+            current = parent;
+        };
+        // Revert the best chain down to the fork point, or to the kept state's anchor.
+        let base = match &kept {
+            Some(s) if from_kept => s.anchor.height,
+            _ => current.height(),
+        };
+        let reverted = self.head.height().0.saturating_sub(base.0);
+        if reverted + branch.len() as u64 > MAX_STATE_DEPTH {
+            return Err(unavailable(format!(
+                "reaching it reverts {reverted} and replays {} blocks, more than {MAX_STATE_DEPTH}",
+                branch.len()
+            )));
+        }
+        let mut overlay = StateOverlay::new(&self.reader.state);
+        let mut height = self.head.height();
+        while height > base {
+            let best = self
+                .best_hash_at(height)?
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: "height index",
+                    reason: format!("no block at height {height}"),
+                })?;
+            for (key, old) in self.undo_record(&best)?.entries {
+                match old {
+                    Some(v) => overlay.put(key, v),
+                    None => overlay.delete(key),
+                }
+            }
+            height = Height(height.0 - 1);
+        }
+        if from_kept && let Some(s) = kept.take() {
+            overlay.apply(s.changes);
+        }
+        let mut parent = current;
+        for header in branch.into_iter().rev() {
+            let block = self
+                .block(&header.hash())?
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: "block",
+                    reason: format!("missing branch block {}", header.hash()),
+                })?;
+            let tx_hashes: Vec<TxHash> = block.txs.iter().map(Transaction::hash).collect();
+            let mut child = StateOverlay::new(&overlay);
+            execute_block(
+                self.engine.as_ref(),
+                &mut child,
+                &parent,
+                &block,
+                &tx_hashes,
+            )
+            .map_err(|e| {
+                unavailable(format!(
+                    "its ancestor {} does not execute: {e}",
+                    header.hash()
+                ))
+            })?;
+            let changes = child.into_changes();
+            overlay.apply(changes);
+            parent = header;
+        }
+        let changes = overlay.into_changes();
+        *self.side_state.lock().unwrap_or_else(|p| p.into_inner()) = Some(SideState {
+            anchor: self.head.id(),
+            block: *hash,
+            changes: changes.clone(),
+        });
+        let mut out = StateOverlay::new(&self.reader.state);
+        out.apply(changes);
+        Ok(out)
     }
 
     /// Records that `path[failed]` broke its state transition: it and every later block of
@@ -893,6 +1074,15 @@ impl ChainView for Chain {
 
     fn state(&self) -> &dyn StateRead {
         &self.reader.state
+    }
+
+    /// The head's state, or a recent block's worked out from undo records and replayed
+    /// blocks (at most [`MAX_STATE_DEPTH`] of them).
+    fn state_at(&self, hash: &BlockHash) -> Result<StateOverlay<'_>, EngineError> {
+        if *hash == self.head.hash() {
+            return Ok(StateOverlay::new(&self.reader.state));
+        }
+        self.state_after(hash)
     }
 
     fn certificate(&self, hash: &BlockHash) -> Result<Option<Vec<u8>>, StoreError> {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Read access to the chain an engine needs: headers by hash (any branch), the best chain,
-/// and the state at the head.
+/// the state at the head, and the state after any recent block ([`ChainView::state_at`]).
 pub trait ChainView {
     fn header(&self, hash: &BlockHash) -> Result<Option<SealedHeader>, StoreError>;
 
@@ -40,6 +40,21 @@ pub trait ChainView {
 
     /// The state at the head.
     fn state(&self) -> &dyn StateRead;
+
+    /// The state after block `hash`, for checks that need the parent's state before a
+    /// block is stored (who may sign it, whose slot it is, the stake behind it), as geth's
+    /// Clique checks a seal against its snapshot. A store-backed chain reaches any valid
+    /// stored block within a bounded number of reverted and replayed blocks of its head;
+    /// this default only the head. Anything else is [`EngineError::StateUnavailable`].
+    fn state_at(&self, hash: &BlockHash) -> Result<StateOverlay<'_>, EngineError> {
+        if *hash == self.head().hash() {
+            return Ok(StateOverlay::new(self.state()));
+        }
+        Err(EngineError::StateUnavailable {
+            block: *hash,
+            reason: "this view holds only the head's state".to_owned(),
+        })
+    }
 
     /// A block's timestamp and parent: what walking back through time needs, without the
     /// rest of the header.
@@ -314,6 +329,11 @@ pub enum EngineError {
         engine: &'static str,
         reason: String,
     },
+    /// The state an engine needed to judge a block cannot be had here (the block's parent
+    /// is too far from our head, or this view keeps no past states): our limit, not the
+    /// sender's fault.
+    #[error("the state after block {block} is unavailable: {reason}")]
+    StateUnavailable { block: BlockHash, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -337,8 +357,20 @@ impl EngineError {
         }
     }
 
-    /// True when the data broke a rule (as opposed to our store failing).
+    /// True when our own store failed: the data may be fine, and asking again once the
+    /// fault clears may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, EngineError::Store(_))
+    }
+
+    /// True when the data broke a rule (as opposed to our store failing or our view
+    /// lacking the state to judge it).
     pub fn is_bad_data(&self) -> bool {
-        !matches!(self, EngineError::Store(_) | EngineError::Ignored { .. })
+        !matches!(
+            self,
+            EngineError::Store(_)
+                | EngineError::Ignored { .. }
+                | EngineError::StateUnavailable { .. }
+        )
     }
 }

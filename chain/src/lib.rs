@@ -32,7 +32,7 @@ pub use clock::{Clock, ManualClock, SkewedClock, SystemClock};
 pub use codec::{Canonical, CodecError};
 pub use crypto::{Address, PublicKey, SecretKey, Signature};
 pub use engine::{BlockProducer, CancelFlag, ChainView, ConsensusEngine, EngineError, Turn};
-pub use mempool::{Mempool, MempoolConfig, MempoolError};
+pub use mempool::{FeeRate, Mempool, MempoolConfig, MempoolError};
 pub use primitives::{
     BlockHash, BlockId, ChainId, Hash256, Height, Timestamp, TxHash, U256, Weight,
 };

@@ -1,12 +1,16 @@
 //! The transaction pool: transactions checked against the head state, waiting for a block.
 //!
 //! Per sender the pool holds a gapless run of nonces starting at the account's nonce, all
-//! of which the balance covers together. Blocks take the highest fee first while keeping
-//! each sender's nonce order. The pool is bounded in count and bytes; when full, a new
-//! transaction evicts the lowest-fee one only if it pays more. A transaction with the same
-//! sender and nonce as a pooled one replaces it only with a higher fee. After every head
-//! change the pool is re-validated against the new state, and the transactions of
-//! reverted blocks are offered again.
+//! of which the balance covers together. A transaction paying less than the minimum relay
+//! fee (policy, as Bitcoin Core's `-minrelaytxfee`; the node takes it from the chain spec)
+//! is refused before its signature is checked, so spam costs its sender something. Blocks
+//! take the highest fee rate (fee per encoded byte) first while keeping each sender's nonce
+//! order. The pool is bounded in count and bytes; when full, a new transaction evicts the
+//! lowest-rate one only if its own rate is higher. A transaction with the same sender and
+//! nonce as a pooled one replaces it only with a higher fee. After every head change the
+//! pool is re-validated against the new state, and the transactions of reverted blocks are
+//! offered again (without the minimum: they were mined once, as Bitcoin Core re-adds a
+//! disconnected block's transactions).
 
 use crate::amount::Amount;
 use crate::chain::HeadChange;
@@ -16,22 +20,77 @@ use crate::primitives::{ChainId, TxHash};
 use crate::state::StateRead;
 use crate::store::StoreError;
 use crate::tx::{Transaction, TxError};
-use std::cmp::Reverse;
+use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::fmt;
 
-/// Bounds of the pool.
+/// Bounds and policy of the pool.
 #[derive(Clone, Copy, Debug)]
 pub struct MempoolConfig {
     pub max_txs: usize,
     pub max_bytes: usize,
+    /// The least fee a transaction must pay to enter the pool (policy, not consensus: a
+    /// block may still include cheaper ones).
+    pub min_relay_fee: Amount,
 }
 
 impl Default for MempoolConfig {
+    /// 20,000 transactions, 16 MiB, and no minimum fee: a node takes its minimum from its
+    /// chain spec's `[policy]` (`config::ChainSpec::mempool_config`).
     fn default() -> Self {
         MempoolConfig {
             max_txs: 20_000,
             max_bytes: 16 * 1024 * 1024,
+            min_relay_fee: Amount::ZERO,
         }
+    }
+}
+
+/// A fee per encoded byte, compared exactly (`fee₁ × bytes₂` against `fee₂ × bytes₁`).
+#[derive(Clone, Copy, Debug)]
+pub struct FeeRate {
+    pub fee: Amount,
+    pub bytes: usize,
+}
+
+impl FeeRate {
+    pub fn new(fee: Amount, bytes: usize) -> FeeRate {
+        FeeRate { fee, bytes }
+    }
+
+    /// The rate of nothing (what an empty pool's lowest rate reads as).
+    pub const ZERO: FeeRate = FeeRate {
+        fee: Amount::ZERO,
+        bytes: 1,
+    };
+}
+
+impl Ord for FeeRate {
+    fn cmp(&self, other: &FeeRate) -> Ordering {
+        // A zero-byte rate is never built (every transaction encodes to some bytes);
+        // read it as one byte so the order stays total.
+        let (a, b) = (self.bytes.max(1) as u128, other.bytes.max(1) as u128);
+        (u128::from(self.fee.0) * b).cmp(&(u128::from(other.fee.0) * a))
+    }
+}
+
+impl PartialOrd for FeeRate {
+    fn partial_cmp(&self, other: &FeeRate) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for FeeRate {
+    fn eq(&self, other: &FeeRate) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for FeeRate {}
+
+impl fmt::Display for FeeRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} for {} bytes", self.fee, self.bytes)
     }
 }
 
@@ -47,14 +106,21 @@ pub enum MempoolError {
         existing: Amount,
         offered: Amount,
     },
-    #[error("mempool is full and fee {offered} does not beat the lowest pooled fee {lowest}")]
-    Full { offered: Amount, lowest: Amount },
+    #[error("transaction {hash} pays a fee of {fee}, below the minimum relay fee of {minimum}")]
+    FeeBelowMinimum {
+        hash: TxHash,
+        fee: Amount,
+        minimum: Amount,
+    },
+    #[error("mempool is full and fee rate {offered} does not beat the lowest pooled rate {lowest}")]
+    Full { offered: FeeRate, lowest: FeeRate },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl MempoolError {
-    /// True when the transaction can never be valid (so its sender misbehaved).
+    /// True when the transaction can never be valid (so its sender misbehaved). A fee
+    /// below our minimum is our policy, not the sender's fault: peers may ask less.
     pub fn is_bad_data(&self) -> bool {
         matches!(self, MempoolError::Invalid(e) if e.is_bad_data())
     }
@@ -73,8 +139,8 @@ pub struct Mempool {
     chain_id: ChainId,
     txs: HashMap<TxHash, PoolTx>,
     by_sender: HashMap<Address, BTreeMap<u64, TxHash>>,
-    /// (fee, hash), lowest first: the eviction order.
-    by_fee: BTreeSet<(Amount, TxHash)>,
+    /// (fee rate, hash), lowest first: the eviction order.
+    by_rate: BTreeSet<(FeeRate, TxHash)>,
     bytes: usize,
 }
 
@@ -85,7 +151,7 @@ impl Mempool {
             chain_id,
             txs: HashMap::new(),
             by_sender: HashMap::new(),
-            by_fee: BTreeSet::new(),
+            by_rate: BTreeSet::new(),
             bytes: 0,
         }
     }
@@ -100,6 +166,11 @@ impl Mempool {
 
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// The bounds and policy the pool was made with.
+    pub fn config(&self) -> &MempoolConfig {
+        &self.config
     }
 
     pub fn contains(&self, hash: &TxHash) -> bool {
@@ -117,7 +188,7 @@ impl Mempool {
         Ok(account.nonce + pending)
     }
 
-    /// Checks `tx` fully (signature included) and adds it.
+    /// Checks `tx` fully (the minimum relay fee first, then its signature) and adds it.
     pub fn insert(
         &mut self,
         tx: Transaction,
@@ -126,6 +197,13 @@ impl Mempool {
         let hash = tx.hash();
         if self.txs.contains_key(&hash) {
             return Err(MempoolError::AlreadyKnown { hash });
+        }
+        if tx.fee < self.config.min_relay_fee {
+            return Err(MempoolError::FeeBelowMinimum {
+                hash,
+                fee: tx.fee,
+                minimum: self.config.min_relay_fee,
+            });
         }
         tx.check_stateless(self.chain_id)?;
         self.insert_verified(tx, hash, state)
@@ -198,13 +276,14 @@ impl Mempool {
             .entry(sender)
             .or_default()
             .insert(tx.nonce, hash);
-        self.by_fee.insert((tx.fee, hash));
+        self.by_rate.insert((FeeRate::new(tx.fee, bytes), hash));
         self.bytes += bytes;
         self.txs.insert(hash, PoolTx { tx, sender, bytes });
         Ok(hash)
     }
 
-    /// Evicts lowest-fee transactions (and their sender's later nonces) until `tx` fits.
+    /// Evicts the lowest-rate transactions (and their sender's later nonces) until `tx`
+    /// fits; refuses `tx` when it does not pay a higher rate than the one to evict.
     fn make_room(
         &mut self,
         tx: &Transaction,
@@ -212,6 +291,7 @@ impl Mempool {
         bytes: usize,
         replaced: Option<TxHash>,
     ) -> Result<(), MempoolError> {
+        let offered = FeeRate::new(tx.fee, bytes);
         loop {
             let freed = replaced
                 .and_then(|h| self.txs.get(&h))
@@ -221,20 +301,20 @@ impl Mempool {
             if count_after <= self.config.max_txs && bytes_after <= self.config.max_bytes {
                 return Ok(());
             }
-            let Some(&(lowest_fee, lowest)) =
-                self.by_fee.iter().find(|(_, h)| Some(*h) != replaced)
+            let Some(&(lowest_rate, lowest)) =
+                self.by_rate.iter().find(|(_, h)| Some(*h) != replaced)
             else {
                 return Err(MempoolError::Full {
-                    offered: tx.fee,
-                    lowest: Amount::ZERO,
+                    offered,
+                    lowest: FeeRate::ZERO,
                 });
             };
             let victim = &self.txs[&lowest];
             let blocks_own_chain = victim.sender == *sender && victim.tx.nonce < tx.nonce;
-            if lowest_fee >= tx.fee || blocks_own_chain {
+            if lowest_rate >= offered || blocks_own_chain {
                 return Err(MempoolError::Full {
-                    offered: tx.fee,
-                    lowest: lowest_fee,
+                    offered,
+                    lowest: lowest_rate,
                 });
             }
             let (victim_sender, victim_nonce) = (victim.sender, victim.tx.nonce);
@@ -251,7 +331,8 @@ impl Mempool {
 
     fn remove_one(&mut self, hash: &TxHash) -> Option<Transaction> {
         let pooled = self.txs.remove(hash)?;
-        self.by_fee.remove(&(pooled.tx.fee, *hash));
+        self.by_rate
+            .remove(&(FeeRate::new(pooled.tx.fee, pooled.bytes), *hash));
         if let Some(m) = self.by_sender.get_mut(&pooled.sender) {
             m.remove(&pooled.tx.nonce);
             if m.is_empty() {
@@ -262,15 +343,20 @@ impl Mempool {
         Some(pooled.tx)
     }
 
-    /// Up to `max` transactions for a block: highest fee first, each sender's in nonce order.
+    /// Up to `max` transactions for a block: highest fee rate first, each sender's in nonce
+    /// order.
     pub fn select(&self, max: usize) -> Vec<Transaction> {
-        let mut heap: BinaryHeap<(Amount, Reverse<TxHash>, Address, u64)> = self
+        let rate = |h: &TxHash| {
+            let p = &self.txs[h];
+            FeeRate::new(p.tx.fee, p.bytes)
+        };
+        let mut heap: BinaryHeap<(FeeRate, Reverse<TxHash>, Address, u64)> = self
             .by_sender
             .iter()
             .filter_map(|(sender, m)| {
                 m.iter()
                     .next()
-                    .map(|(nonce, h)| (self.txs[h].tx.fee, Reverse(*h), *sender, *nonce))
+                    .map(|(nonce, h)| (rate(h), Reverse(*h), *sender, *nonce))
             })
             .collect();
         let mut out = Vec::new();
@@ -284,7 +370,7 @@ impl Mempool {
                 .get(&sender)
                 .and_then(|m| m.range(nonce + 1..).next())
             {
-                heap.push((self.txs[next].tx.fee, Reverse(*next), sender, *next_nonce));
+                heap.push((rate(next), Reverse(*next), sender, *next_nonce));
             }
         }
         out
@@ -318,7 +404,7 @@ impl Mempool {
             .chain(extra.into_iter().map(|tx| (tx.hash(), tx)))
             .collect();
         self.by_sender.clear();
-        self.by_fee.clear();
+        self.by_rate.clear();
         self.bytes = 0;
         // Nonce order first so each sender's run is rebuilt without gaps; higher fee first
         // among equal nonces so the better of two conflicting txs stays.
@@ -329,6 +415,7 @@ impl Mempool {
             match self.insert_verified(tx, hash, state) {
                 Ok(_) | Err(MempoolError::Invalid(_)) => {}
                 Err(MempoolError::AlreadyKnown { .. })
+                | Err(MempoolError::FeeBelowMinimum { .. })
                 | Err(MempoolError::ReplacementUnderpriced { .. })
                 | Err(MempoolError::Full { .. }) => {}
                 Err(MempoolError::Store(e)) => return Err(e),

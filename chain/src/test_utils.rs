@@ -103,7 +103,10 @@ impl ConsensusEngine for TestEngine {
     ) -> Result<(), EngineError> {
         state
             .credit(&header.producer, self.reward)
-            .map_err(|e| EngineError::rejected("test", e))
+            .map_err(|e| match e {
+                crate::state::CreditOverflow::Store(e) => EngineError::Store(e),
+                overflow => EngineError::rejected("test", overflow),
+            })
     }
 
     fn requires_certificate(&self) -> bool {

@@ -7,6 +7,7 @@ use crate::crypto::{
     Address, CryptoError, PublicKey, SecretKey, Signature, sha256d, sha256d_parts,
 };
 use crate::primitives::{ChainId, Hash256, TxHash};
+use crate::store::StoreError;
 use borsh::{BorshDeserialize, BorshSerialize};
 
 /// Domain tag of the signed payload, so a tx signature can never be replayed as anything else.
@@ -192,6 +193,10 @@ pub enum TxError {
     },
     #[error("{kind} transaction refused by the engine: {reason}")]
     EngineRefused { kind: &'static str, reason: String },
+    /// Our store failed while the transaction was applied (disk full, I/O error): says
+    /// nothing about the transaction, which may be tried again.
+    #[error("the state could not be read or written while applying the transaction: {0}")]
+    Store(StoreError),
 }
 
 impl TxError {
@@ -206,6 +211,11 @@ impl TxError {
                 | TxError::Signature(_)
                 | TxError::UnsupportedKind { .. }
         )
+    }
+
+    /// True when our own store failed, not the transaction: trying again may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TxError::Store(_))
     }
 }
 

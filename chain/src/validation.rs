@@ -93,8 +93,12 @@ pub enum BlockError {
 impl BlockError {
     /// True when the block broke a consensus rule, so the peer that sent it is at fault.
     /// Unknown parents, future timestamps, reorgs below finality and our own store errors
-    /// are not the sender's fault (they may be right and we behind or ahead).
+    /// (wherever they surfaced: [`BlockError::is_transient`]) are not the sender's fault
+    /// (they may be right and we behind or ahead, or our disk failing).
     pub fn is_bad_data(&self) -> bool {
+        if self.is_transient() {
+            return false;
+        }
         match self {
             BlockError::UnknownParent { .. }
             | BlockError::TimestampInFuture { .. }
@@ -103,6 +107,19 @@ impl BlockError {
             | BlockError::Store(_) => false,
             BlockError::Engine(e) => e.is_bad_data(),
             _ => true,
+        }
+    }
+
+    /// True when our own store failed while judging the block (reading a header, the
+    /// state under a transaction, an engine's record): the block is neither valid nor
+    /// invalid yet and is not marked; the same block may be imported once the fault clears
+    /// (reth's `is_transient`).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            BlockError::Store(_) => true,
+            BlockError::Engine(e) => e.is_transient(),
+            BlockError::InvalidTx { source, .. } => source.is_transient(),
+            _ => false,
         }
     }
 }
@@ -245,7 +262,7 @@ pub fn apply_tx(
     header: &Header,
 ) -> Result<(), TxError> {
     let sender = tx.sender_address();
-    let mut account = state.account(&sender).map_err(store_tx_error)?;
+    let mut account = state.account(&sender).map_err(TxError::Store)?;
     if tx.nonce < account.nonce {
         return Err(TxError::NonceTooLow {
             expected: account.nonce,
@@ -278,6 +295,7 @@ pub fn apply_tx(
                 EngineError::UnsupportedTx { kind, engine } => {
                     TxError::UnsupportedKind { kind, engine }
                 }
+                EngineError::Store(e) => TxError::Store(e),
                 other => TxError::EngineRefused {
                     kind: tx.kind.name(),
                     reason: other.to_string(),
@@ -294,15 +312,8 @@ fn credit(
 ) -> Result<(), TxError> {
     state.credit(to, amount).map_err(|e| match e {
         CreditOverflow::Overflow { address } => TxError::BalanceOverflow { address },
-        CreditOverflow::Store(e) => store_tx_error(e),
+        CreditOverflow::Store(e) => TxError::Store(e),
     })
-}
-
-fn store_tx_error(e: StoreError) -> TxError {
-    TxError::EngineRefused {
-        kind: "state read",
-        reason: e.to_string(),
-    }
 }
 
 /// The state transition of a block on `state` (the parent's state): the engine's
@@ -324,6 +335,22 @@ pub fn execute_block(
     }
     engine.end_block(state, &block.header, parent)?;
     Ok(())
+}
+
+/// Runs the engine's `begin_block` for `header` on its parent's state and keeps nothing:
+/// the producer's entitlement (signer set, slot owner, stake kernel) judged before the
+/// block is stored or weighed, as geth's Clique `verifySeal` judges a seal against the
+/// parent's snapshot. Engines whose blocks are signed call it from `verify_header`; the
+/// parent's state comes from [`ChainView::state_at`].
+pub fn check_begin_block_on_parent(
+    engine: &dyn ConsensusEngine,
+    chain: &dyn ChainView,
+    header: &Header,
+    parent: &SealedHeader,
+) -> Result<(), EngineError> {
+    let parent_state = chain.state_at(&parent.hash())?;
+    let mut scratch = StateOverlay::new(&parent_state);
+    engine.begin_block(&mut scratch, header, parent)
 }
 
 /// A state view that reads nothing: for executing on an empty state (genesis).

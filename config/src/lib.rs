@@ -7,8 +7,12 @@
 //! `miner` ([`miner::spec`]), which owns the choice; this crate composes them into a spec.
 //! Unknown keys are refused everywhere, and every error names the file, the key and why.
 
+mod policy;
+
+pub use policy::{DEV_MIN_RELAY_FEE, PolicySpec};
+
 use chain::dev::{DEV_ACCOUNTS, dev_address};
-use chain::{Address, Amount, ChainId, Genesis, Timestamp};
+use chain::{Address, Amount, ChainId, Genesis, MempoolConfig, Timestamp};
 pub use miner::{EngineKind, EngineSpec, SpecError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -55,6 +59,9 @@ pub struct ChainSpec {
     pub chain_id: u64,
     pub genesis: GenesisSpec,
     pub engine: EngineSpec,
+    /// Relay policy (`[policy]`); left out, the dev values. Not committed by the genesis.
+    #[serde(default)]
+    pub policy: PolicySpec,
 }
 
 /// Longest `--block-time` accepted, seconds (a day): longer only makes a devnet look dead.
@@ -96,6 +103,7 @@ impl ChainSpec {
                     .collect(),
             },
             engine: EngineSpec::dev(kind, authorities),
+            policy: PolicySpec::default(),
         }
     }
 
@@ -150,6 +158,12 @@ impl ChainSpec {
         self.engine
             .validate()
             .map_err(|e| ("engine".to_string(), e.to_string()))
+    }
+
+    /// The mempool settings of this chain's relay policy (its minimum relay fee), with
+    /// the pool's default bounds; a node may tighten the bounds further.
+    pub fn mempool_config(&self) -> MempoolConfig {
+        self.policy.mempool_config()
     }
 
     /// The core's genesis description. Its hash commits to the chain id and the engine.
@@ -240,7 +254,7 @@ pub enum ConfigError {
 pub struct UsageError(pub String);
 
 /// Amounts written as decimal TOY strings in TOML (`balance = "1000000"`).
-mod toy_string {
+pub(crate) mod toy_string {
     use chain::Amount;
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -413,6 +427,62 @@ mod tests {
             .expect("write");
         let cfg = NodeConfig::load(&path).expect("valid");
         assert_eq!(cfg.author.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn the_relay_policy_defaults_to_the_dev_minimum_and_reads_toy_amounts() {
+        let spec = ChainSpec::dev(EngineKind::Pow);
+        assert_eq!(spec.policy.min_relay_fee, Amount(1_000));
+        assert_eq!(spec.mempool_config().min_relay_fee, Amount(1_000));
+        assert!(
+            spec.to_toml()
+                .contains("[policy]\nmin_relay_fee = \"0.00001\""),
+            "{}",
+            spec.to_toml()
+        );
+        // A spec written before `[policy]` existed takes the dev minimum.
+        let text = spec
+            .to_toml()
+            .replace("[policy]\nmin_relay_fee = \"0.00001\"\n", "");
+        assert!(!text.contains("policy"), "{text}");
+        let (_dir, path) = write(&text);
+        assert_eq!(
+            ChainSpec::load(&path).expect("loads").policy,
+            PolicySpec::default()
+        );
+        // Another minimum, in TOY; zero turns the minimum off.
+        for (written, units) in [("0.5", 50_000_000), ("0", 0)] {
+            let text = spec.to_toml().replace(
+                "min_relay_fee = \"0.00001\"",
+                &format!("min_relay_fee = \"{written}\""),
+            );
+            let (_dir, path) = write(&text);
+            let loaded = ChainSpec::load(&path).expect("loads");
+            assert_eq!(loaded.mempool_config().min_relay_fee, Amount(units));
+        }
+        // The policy is no part of the chain's identity.
+        let mut other = spec.clone();
+        other.policy.min_relay_fee = Amount(7);
+        assert_eq!(other.genesis().engine_params, spec.genesis().engine_params);
+        // Bad amounts and unknown policy keys are refused, naming them.
+        for (text, needle) in [
+            (
+                spec.to_toml().replace(
+                    "min_relay_fee = \"0.00001\"",
+                    "min_relay_fee = \"0.000000001\"",
+                ),
+                "0.000000001",
+            ),
+            (
+                spec.to_toml()
+                    .replace("min_relay_fee = \"0.00001\"", "min_relay_feee = \"1\""),
+                "min_relay_feee",
+            ),
+        ] {
+            let (_dir, path) = write(&text);
+            let err = ChainSpec::load(&path).expect_err(needle).to_string();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
     }
 
     #[test]

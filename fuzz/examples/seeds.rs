@@ -23,7 +23,9 @@ use chain::{
 };
 use miner::dpos::{Delegate, DelegateBook, Equivocation, MAX_EVIDENCE_PER_BLOCK, RoundState};
 use miner::poa::Snapshot;
-use miner::pos::{EntropyEntry, EntropyLog, ModifierRecord, StakeModifier, StakeProof};
+use miner::pos::{
+    CoinAge, EntropyEntry, EntropyLog, ModifierRecord, StakeModifier, StakeProof,
+};
 use miner::seal::sign_header;
 use net::{MAX_SYNC_ERROR_BYTES, MAX_SYNC_ITEMS, SyncRequest, SyncResponse};
 use std::collections::BTreeMap;
@@ -321,10 +323,15 @@ fn poa_snapshot() -> Snapshot<Address> {
     snapshot
 }
 
+/// A staker's proof with coins held since genesis and a young bucket received later.
 fn stake_proof() -> StakeProof {
+    let mut age = CoinAge::single(
+        Amount::from_toy(250_000).expect("fits"),
+        Timestamp(1_700_000_000),
+    );
+    age.received(Amount(1), Timestamp(1_700_000_600));
     StakeProof {
-        age_origin: Timestamp(1_700_000_000),
-        balance: Amount::from_toy(250_000).expect("fits"),
+        age,
         modifier: StakeModifier(Hash256(sha256d(b"toychain fuzz modifier"))),
     }
 }

@@ -3,6 +3,7 @@
 mod certified;
 mod codec;
 mod crash;
+mod faults;
 mod fork_choice;
 mod mempool;
 mod reorg;

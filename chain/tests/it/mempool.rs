@@ -2,11 +2,99 @@
 //! replacement, and re-validation on a new head.
 
 use crate::{addr, transfer};
-use chain::test_utils::{TEST_CHAIN_ID, TestEngine, build_on_head, memory_chain};
-use chain::{ChainView, ImportOutcome, Mempool, MempoolConfig, MempoolError, TxError};
+use chain::dev::dev_key;
+use chain::test_utils::{TEST_CHAIN_ID, TestEngine, build_on_head, build_on_path, memory_chain};
+use chain::{
+    Amount, Canonical, ChainView, FeeRate, ImportOutcome, Mempool, MempoolConfig, MempoolError,
+    Transaction, TxError, TxKind,
+};
 
 fn new_pool(max_txs: usize, max_bytes: usize) -> Mempool {
-    Mempool::new(TEST_CHAIN_ID, MempoolConfig { max_txs, max_bytes })
+    pool_with_minimum(max_txs, max_bytes, Amount::ZERO)
+}
+
+fn pool_with_minimum(max_txs: usize, max_bytes: usize, min_relay_fee: Amount) -> Mempool {
+    Mempool::new(
+        TEST_CHAIN_ID,
+        MempoolConfig {
+            max_txs,
+            max_bytes,
+            min_relay_fee,
+        },
+    )
+}
+
+/// A vote for `n` delegates: a transaction much larger than a transfer.
+fn big_vote(from: &str, nonce: u64, n: u8, fee: u64) -> Transaction {
+    Transaction::signed(
+        &dev_key(from).expect("dev account"),
+        TEST_CHAIN_ID,
+        nonce,
+        Amount(fee),
+        TxKind::Vote {
+            delegates: (0..n).map(|i| chain::Address([i; 20])).collect(),
+        },
+    )
+}
+
+#[test]
+fn a_fee_below_the_minimum_relay_fee_is_refused_naming_fee_and_minimum() {
+    let chain = memory_chain(TestEngine::default());
+    let minimum = Amount(1_000);
+    let mut pool = pool_with_minimum(100, 1 << 20, minimum);
+    for fee in [0, 999] {
+        let tx = transfer("alice", "bob", 0, 1, fee);
+        let err = pool
+            .insert(tx.clone(), chain.state())
+            .expect_err("below the minimum");
+        assert_eq!(
+            err,
+            MempoolError::FeeBelowMinimum {
+                hash: tx.hash(),
+                fee: Amount(fee),
+                minimum,
+            }
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&Amount(fee).to_string()) && text.contains(&minimum.to_string()),
+            "{text}"
+        );
+        assert!(!err.is_bad_data(), "our policy is not the sender's fault");
+    }
+    assert!(pool.is_empty());
+    // The minimum itself is enough; a bad signature under the minimum is refused for its
+    // fee before its signature costs anything.
+    pool.insert(transfer("alice", "bob", 0, 1, 1_000), chain.state())
+        .expect("pays the minimum");
+    let mut forged = transfer("bob", "carol", 0, 1, 5);
+    forged.fee = Amount(6);
+    assert!(matches!(
+        pool.insert(forged, chain.state()),
+        Err(MempoolError::FeeBelowMinimum { .. })
+    ));
+}
+
+#[test]
+fn a_reorg_puts_back_mined_transactions_below_the_minimum() {
+    let engine = TestEngine::default();
+    let mut chain = memory_chain(engine.clone());
+    let mut pool = pool_with_minimum(100, 1 << 20, Amount(1_000));
+    let cheap = transfer("alice", "bob", 0, 1, 0);
+    let mined = build_on_head(&chain, 1, addr("carol"), vec![cheap.clone()]);
+    chain.import_block(mined).expect("imports");
+    // A heavier branch from genesis without the tx takes its block off the best chain.
+    let heavier = build_on_path(&engine, &[], 5, addr("dave"), Vec::new());
+    let ImportOutcome::NewHead(change) = chain.import_block(heavier).expect("imports") else {
+        panic!("the heavier branch becomes the head");
+    };
+    assert!(change.is_reorg());
+    pool.on_head_change(&change, chain.state())
+        .expect("revalidate");
+    assert!(
+        pool.contains(&cheap.hash()),
+        "a mined tx comes back whatever it paid"
+    );
 }
 
 #[test]
@@ -135,6 +223,39 @@ fn a_full_pool_evicts_the_lowest_fee_or_refuses() {
     assert!(!pool.contains(&low_child.hash()));
     assert!(pool.contains(&mid.hash()) && pool.contains(&rich.hash()));
     assert!(pool.len() <= 3);
+}
+
+#[test]
+fn a_full_pool_evicts_the_lowest_fee_rate_not_the_lowest_fee() {
+    let chain = memory_chain(TestEngine::default());
+    let mut pool = new_pool(2, 1 << 20);
+    let small = transfer("alice", "bob", 0, 1, 100);
+    let large = big_vote("bob", 0, 100, 150);
+    let (small_len, large_len) = (small.encode().len(), large.encode().len());
+    assert!(large_len > 10 * small_len, "{large_len} vs {small_len}");
+    pool.insert(small.clone(), chain.state()).expect("fits");
+    pool.insert(large.clone(), chain.state()).expect("fits");
+    // 120 is less than the large tx's 150 but a far higher rate: the large one goes.
+    let cheaper_but_denser = transfer("carol", "dave", 0, 1, 120);
+    pool.insert(cheaper_but_denser.clone(), chain.state())
+        .expect("evicts the lowest rate");
+    assert!(!pool.contains(&large.hash()));
+    assert!(pool.contains(&small.hash()) && pool.contains(&cheaper_but_denser.hash()));
+    // A tx whose rate does not beat the lowest pooled rate is refused, with both rates.
+    let err = pool
+        .insert(transfer("dave", "eve", 0, 1, 100), chain.state())
+        .expect_err("no better than the lowest");
+    assert_eq!(
+        err,
+        MempoolError::Full {
+            offered: FeeRate::new(Amount(100), small_len),
+            lowest: FeeRate::new(Amount(100), small_len),
+        }
+    );
+    assert_eq!(pool.len(), 2);
+    // Blocks take the denser first too.
+    let order: Vec<u64> = pool.select(10).iter().map(|t| t.fee.0).collect();
+    assert_eq!(order, vec![120, 100]);
 }
 
 #[test]

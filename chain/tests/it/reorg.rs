@@ -240,3 +240,112 @@ fn undo_records_with_or_without_the_parents_state_hash_revert_the_same() {
         .verify_state()
         .expect("the state and its hash agree after the revert");
 }
+
+#[test]
+fn state_at_reaches_ancestors_and_side_branches_within_the_depth_limit() {
+    use chain::chain::MAX_STATE_DEPTH;
+    use chain::{EngineError, StateRead};
+    let engine = TestEngine::default();
+    let mut chain = memory_chain(engine.clone());
+    let balance =
+        |state: &dyn StateRead, name: &str| state.account(&addr(name)).expect("read").balance.0;
+    let (bob0, dave0) = (
+        balance(chain.state(), "bob"),
+        balance(chain.state(), "dave"),
+    );
+    let mut path = Vec::new();
+    for nonce in 0..5 {
+        let tx = transfer("alice", "bob", nonce, 1_000, 10);
+        let block = build_on_head(&chain, 1, addr("carol"), vec![tx]);
+        chain.import_block(block.clone()).expect("imports");
+        path.push(block);
+    }
+    // Best-chain ancestors, by undo records.
+    for (k, block) in path.iter().enumerate() {
+        let state = chain.state_at(&block.hash()).expect("reachable");
+        assert_eq!(
+            balance(&state, "bob"),
+            bob0 + 1_000 * (k as u64 + 1),
+            "after block {k}"
+        );
+    }
+    // A side branch's block, by replaying it on its fork point's state.
+    let side_tx = transfer("alice", "dave", 2, 7, 10);
+    let side = build_on_path(&engine, &path[..2], 1, addr("carol"), vec![side_tx]);
+    assert!(matches!(
+        chain.import_block(side.clone()),
+        Ok(ImportOutcome::SideChain(_))
+    ));
+    let state = chain.state_at(&side.hash()).expect("reachable");
+    assert_eq!(balance(&state, "dave"), dave0 + 7);
+    assert_eq!(balance(&state, "bob"), bob0 + 2_000);
+    assert_eq!(
+        balance(chain.state(), "dave"),
+        dave0,
+        "the head's state is untouched"
+    );
+    // Past the limit, the state is unavailable (not the block's fault).
+    for _ in 0..=MAX_STATE_DEPTH {
+        let block = build_on_head(&chain, 1, addr("carol"), Vec::new());
+        chain.import_block(block).expect("imports");
+    }
+    for hash in [path[0].hash(), side.hash()] {
+        match chain.state_at(&hash) {
+            Err(e @ EngineError::StateUnavailable { .. }) => assert!(!e.is_bad_data(), "{e}"),
+            other => panic!(
+                "expected the state to be unavailable, got {:?}",
+                other.map(|_| ())
+            ),
+        }
+    }
+    assert!(chain.state_at(&chain.head_id().hash).is_ok());
+}
+
+#[test]
+fn a_side_branch_longer_than_the_depth_limit_is_judged_block_by_block() {
+    use chain::StateRead;
+    use chain::chain::MAX_STATE_DEPTH;
+    let engine = TestEngine::default();
+    let mut chain = memory_chain(engine.clone());
+    let mut follower = memory_chain(engine);
+    let dave0 = chain.account(&addr("dave")).expect("read").balance.0;
+    for _ in 0..2 {
+        let block = build_on_head(&chain, 1, addr("carol"), Vec::new());
+        chain.import_block(block.clone()).expect("imports");
+        follower.import_block(block).expect("imports");
+    }
+    // The best chain moves on with heavy blocks, so the side branch stays a side branch.
+    for _ in 0..3 {
+        let block = build_on_head(&chain, 1_000, addr("carol"), Vec::new());
+        chain.import_block(block).expect("imports");
+    }
+    let head = chain.head_id();
+    let mut last = None;
+    for i in 0..MAX_STATE_DEPTH + 50 {
+        let txs = if i == 0 {
+            vec![transfer("alice", "dave", 0, 7, 10)]
+        } else {
+            Vec::new()
+        };
+        let block = build_on_head(&follower, 1, addr("dave"), txs);
+        follower.import_block(block.clone()).expect("imports");
+        // What a signed engine asks before it judges the block: its parent's state.
+        let state = chain.state_at(&block.header.parent);
+        assert!(state.is_ok(), "side block {i}: {:?}", state.err());
+        assert!(matches!(
+            chain.import_block(block.clone()),
+            Ok(ImportOutcome::SideChain(_))
+        ));
+        last = Some(block.hash());
+    }
+    let last = last.expect("blocks were made");
+    let state = chain.state_at(&last).expect("reachable");
+    let dave = state.account(&addr("dave")).expect("read").balance.0;
+    // dave got 7 from alice and the fees and rewards of every side block he made.
+    assert_eq!(
+        dave,
+        follower.account(&addr("dave")).expect("read").balance.0
+    );
+    assert!(dave > dave0 + 7);
+    assert_eq!(chain.head_id(), head);
+}

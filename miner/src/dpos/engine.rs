@@ -8,6 +8,7 @@ use crate::dpos::evidence::{Equivocation, EvidencePool, MAX_EVIDENCE_PER_BLOCK};
 use crate::dpos::params::DposParams;
 use crate::engine_state;
 use crate::seal::verify_signed_seal;
+use chain::validation::check_begin_block_on_parent;
 use chain::{
     Address, BlockId, ChainView, ConsensusEngine, EngineError, Header, Height, SealedHeader,
     StateOverlay, StateRead, StoreError, Transaction, TxKind, Weight,
@@ -222,12 +223,13 @@ impl ConsensusEngine for DposEngine {
         Ok(())
     }
 
-    /// Without state: field shapes, slot alignment, a slot after the parent's, and the
-    /// producer's signature. Whether the slot is the producer's needs the schedule, so
-    /// [`ConsensusEngine::begin_block`] checks that.
+    /// Field shapes, slot alignment, a slot after the parent's and the producer's
+    /// signature, then — on the parent's state, before the block is stored or weighed —
+    /// that the slot is the producer's in the schedule ([`ConsensusEngine::begin_block`]'s
+    /// checks, evidence included). Only then is the header remembered for equivocation.
     fn verify_header(
         &self,
-        _chain: &dyn ChainView,
+        chain: &dyn ChainView,
         header: &SealedHeader,
         parent: &SealedHeader,
     ) -> Result<(), EngineError> {
@@ -256,6 +258,7 @@ impl ConsensusEngine for DposEngine {
             }));
         }
         verify_signed_seal(header).map_err(|e| reject(e.into()))?;
+        check_begin_block_on_parent(self, chain, header, parent)?;
         // A valid header: remember it, and notice a second one for the same slot.
         let keep = 4 * u64::from(self.params.producers);
         if let Some(evidence) = self.evidence.observe(header, slot, keep) {

@@ -6,6 +6,7 @@ use crate::poa::params::PoaParams;
 use crate::poa::snapshot::{Snapshot, VoteOutcome};
 use crate::poa::{DIFF_IN_TURN, DIFF_NO_TURN};
 use crate::seal::verify_signed_seal;
+use chain::validation::check_begin_block_on_parent;
 use chain::{
     Address, ChainView, ConsensusEngine, EngineError, Header, SealedHeader, StateOverlay,
     StateRead, StoreError, Transaction, TxKind, Weight,
@@ -62,12 +63,13 @@ impl ConsensusEngine for PoaEngine {
         Ok(())
     }
 
-    /// Without state: the fields' shapes, the period, and the producer's signature.
-    /// Whether the producer is an authority, in turn and not too recent needs the
-    /// snapshot, so [`ConsensusEngine::begin_block`] checks that.
+    /// The fields' shapes, the period and the producer's signature, then — on the
+    /// parent's snapshot, before the block is stored or weighed, as Clique's `verifySeal`
+    /// — whether the producer is an authority, outside the recent-signer window, and
+    /// claims the difficulty of its turn ([`ConsensusEngine::begin_block`]'s checks).
     fn verify_header(
         &self,
-        _chain: &dyn ChainView,
+        chain: &dyn ChainView,
         header: &SealedHeader,
         parent: &SealedHeader,
     ) -> Result<(), EngineError> {
@@ -90,7 +92,7 @@ impl ConsensusEngine for PoaEngine {
             }));
         }
         verify_signed_seal(header).map_err(reject)?;
-        Ok(())
+        check_begin_block_on_parent(self, chain, header, parent)
     }
 
     /// Clique's difficulty: 2 in turn, 1 out of turn.

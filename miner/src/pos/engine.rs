@@ -1,16 +1,18 @@
 //! The verifying half of coin-age proof of stake: every node checks every block with it.
 
 use crate::engine_state;
+use crate::pos::age::CoinAge;
 use crate::pos::error::PosError;
 use crate::pos::kernel::{
-    EntropyEntry, EntropyLog, KernelCheck, StakeInputs, StakeModifier, StakeProof, coin_days,
-    kernel_hash, modifier_epoch, stake_reward, weighted_target,
+    EntropyEntry, EntropyLog, KernelCheck, StakeInputs, StakeModifier, StakeProof, kernel_hash,
+    modifier_epoch, weighted_target,
 };
 use crate::pos::params::PosParams;
 use crate::pos::retarget::peercoin_next_bits;
 use crate::pow::{CompactTarget, Target};
 use crate::seal::verify_signed_seal;
 use borsh::{BorshDeserialize, BorshSerialize};
+use chain::validation::check_begin_block_on_parent;
 use chain::{
     Account, Address, Amount, ChainView, ConsensusEngine, EngineError, Header, Height,
     SealedHeader, StateKey, StateOverlay, StateRead, StoreError, Timestamp, Weight,
@@ -27,11 +29,11 @@ const KEY_GENESIS_TIME: &[u8] = b"genesis_time";
 const KEY_ENTROPY: &[u8] = b"entropy";
 /// The [`ModifierRecord`] of the newest block.
 const KEY_MODIFIER: &[u8] = b"modifier";
-/// Prefix of an account's age origin (a [`Timestamp`]).
-const ORIGIN_PREFIX: &[u8] = b"origin/";
+/// Prefix of an account's coins by age (a [`CoinAge`]).
+const AGE_PREFIX: &[u8] = b"age/";
 
-fn origin_key(account: &Address) -> Vec<u8> {
-    [ORIGIN_PREFIX, account.0.as_slice()].concat()
+fn age_key(account: &Address) -> Vec<u8> {
+    [AGE_PREFIX, account.0.as_slice()].concat()
 }
 
 fn reject(e: PosError) -> EngineError {
@@ -126,16 +128,55 @@ impl PosEngine {
         engine_state::require(state, ENGINE_NAME, KEY_GENESIS_TIME)
     }
 
-    /// When `account`'s coins started aging, as seen by a child of `parent` (`state` is
-    /// the parent's): the time its account last changed or it last staked. Accounts
-    /// untouched since genesis have no record and count from the genesis timestamp.
+    /// `account`'s coins by age, as seen by a child of `parent` (`state` is the
+    /// parent's). Accounts untouched since genesis have no record: their whole balance
+    /// counts from the genesis timestamp.
+    pub fn coin_age(
+        &self,
+        state: &dyn StateRead,
+        parent: &SealedHeader,
+        account: &Address,
+    ) -> Result<CoinAge, StoreError> {
+        let balance = state.account(account)?.balance;
+        self.recorded_age(state, parent, account, balance)
+    }
+
+    /// The coin-age record of `account` in `state`, or for an account without one,
+    /// `parent_balance` aging since genesis. In `end_block` the state already holds the
+    /// block's transfers, so the caller passes the balance before them.
+    fn recorded_age(
+        &self,
+        state: &dyn StateRead,
+        parent: &SealedHeader,
+        account: &Address,
+        parent_balance: Amount,
+    ) -> Result<CoinAge, StoreError> {
+        match engine_state::get::<CoinAge>(state, ENGINE_NAME, &age_key(account))? {
+            Some(age) => {
+                age.check_shape().map_err(|reason| StoreError::Corrupt {
+                    what: ENGINE_NAME,
+                    reason: format!("coin age of {account}: {reason}"),
+                })?;
+                Ok(age)
+            }
+            None => Ok(CoinAge::single(
+                parent_balance,
+                self.genesis_time(state, parent)?,
+            )),
+        }
+    }
+
+    /// When `account`'s oldest coins started aging, as seen by a child of `parent`
+    /// (`state` is the parent's): the time of its own last spend or stake, or of genesis,
+    /// unless all it holds was received since. Coins received later age on their own
+    /// ([`PosEngine::coin_age`]). An account without coins reads the genesis time.
     pub fn age_origin(
         &self,
         state: &dyn StateRead,
         parent: &SealedHeader,
         account: &Address,
     ) -> Result<Timestamp, StoreError> {
-        match engine_state::get(state, ENGINE_NAME, &origin_key(account))? {
+        match self.coin_age(state, parent, account)?.oldest_origin() {
             Some(origin) => Ok(origin),
             None => self.genesis_time(state, parent),
         }
@@ -163,8 +204,7 @@ impl PosEngine {
         entropy.push(EntropyEntry::of_block(parent.timestamp, &parent.hash()));
         Ok(StakeInputs {
             staker,
-            balance: state.account(&staker)?.balance,
-            age_origin: self.age_origin(state, parent, &staker)?,
+            age: self.coin_age(state, parent, &staker)?,
             target,
             entropy,
         })
@@ -204,23 +244,33 @@ impl PosEngine {
             .evaluate(&self.params, time))
     }
 
-    /// The staker's balance before this block: the overlay's base value when the block
-    /// changed the account, else the current one.
-    fn parent_balance(
+    /// An account as it was before this block: the overlay's base value when the block
+    /// changed it, else the current one.
+    fn parent_account(
         state: &StateOverlay<'_>,
         undo: &[(StateKey, Option<Vec<u8>>)],
-        staker: &Address,
-    ) -> Result<Amount, StoreError> {
-        let key = StateKey::account(staker);
+        address: &Address,
+    ) -> Result<Account, StoreError> {
+        let key = StateKey::account(address);
         match undo.iter().find(|(k, _)| *k == key) {
-            None => Ok(state.account(staker)?.balance),
-            Some((_, None)) => Ok(Amount::ZERO),
-            Some((_, Some(bytes))) => borsh::from_slice::<Account>(bytes)
-                .map(|a| a.balance)
-                .map_err(|e| StoreError::Corrupt {
+            None => state.account(address),
+            Some((_, None)) => Ok(Account::default()),
+            Some((_, Some(bytes))) => {
+                borsh::from_slice::<Account>(bytes).map_err(|e| StoreError::Corrupt {
                     what: "account",
                     reason: e.to_string(),
-                }),
+                })
+            }
+        }
+    }
+
+    /// Writes `account`'s coins by age (an account without coins keeps no record).
+    fn put_coin_age(state: &mut StateOverlay<'_>, account: &Address, age: &CoinAge) {
+        let key = age_key(account);
+        if age.is_empty() {
+            state.delete(StateKey::engine(ENGINE_NAME, &key));
+        } else {
+            engine_state::put(state, ENGINE_NAME, &key, age);
         }
     }
 }
@@ -231,8 +281,9 @@ impl ConsensusEngine for PosEngine {
     }
 
     /// The stateless rules, cheapest first: the timestamp's granularity and order, the
-    /// bits (valid, within the limit, the retarget's), then the producer's signature. The
-    /// kernel needs the parent state and is checked in `begin_block`.
+    /// bits (valid, within the limit, the retarget's), the producer's signature; then, on
+    /// the parent's state and before the block is stored or weighed, the stake kernel and
+    /// the header's stake proof ([`ConsensusEngine::begin_block`]'s checks).
     fn verify_header(
         &self,
         chain: &dyn ChainView,
@@ -260,9 +311,8 @@ impl ConsensusEngine for PosEngine {
         if got != expected {
             return Err(reject(PosError::WrongBits { expected, got }));
         }
-        verify_signed_seal(header)
-            .map_err(|e| reject(PosError::Seal(e)))
-            .map(|_| ())
+        verify_signed_seal(header).map_err(|e| reject(PosError::Seal(e)))?;
+        check_begin_block_on_parent(self, chain, header, parent)
     }
 
     /// Peercoin's chain trust: `2^256 / (target + 1)` of the block's target per coin-day;
@@ -298,18 +348,11 @@ impl ConsensusEngine for PosEngine {
                 state,
             })
         };
-        if claimed.age_origin != actual.age_origin {
+        if claimed.age != actual.age {
             return Err(mismatch(
-                "age_origin",
-                claimed.age_origin.to_string(),
-                actual.age_origin.to_string(),
-            ));
-        }
-        if claimed.balance != actual.balance {
-            return Err(mismatch(
-                "balance",
-                claimed.balance.to_string(),
-                actual.balance.to_string(),
+                "age",
+                claimed.age.to_string(),
+                actual.age.to_string(),
             ));
         }
         if claimed.modifier != actual.modifier {
@@ -336,9 +379,10 @@ impl ConsensusEngine for PosEngine {
         Ok(())
     }
 
-    /// Pays the reward for the coin age the stake consumed (on the parent balance), then
-    /// resets the age origin of the producer and of every account whose value this block
-    /// changed to the block's time (an emptied account loses its record).
+    /// Pays the reward for the coin age the stake consumed (every bucket of the parent
+    /// state's), then ages the coins this block moved: the producer's and every sender's
+    /// whole balance restarts at the block's time (staking and spending consume age); an
+    /// account that only received adds a young bucket and keeps the age of what it held.
     fn end_block(
         &self,
         state: &mut StateOverlay<'_>,
@@ -346,19 +390,9 @@ impl ConsensusEngine for PosEngine {
         parent: &SealedHeader,
     ) -> Result<(), EngineError> {
         let producer = header.producer;
+        let time = header.timestamp;
+        // What the block's transactions changed, before the reward adds to it.
         let undo = state.undo()?;
-        let balance = Self::parent_balance(state, &undo, &producer)?;
-        let origin = self.age_origin(state, parent, &producer)?;
-        let age_secs = header.timestamp.0.saturating_sub(origin.0);
-        let reward = stake_reward(&self.params, producer, balance, age_secs).map_err(reject)?;
-        engine_state::pay_reward(state, ENGINE_NAME, &producer, reward, |address| {
-            PosError::RewardOverflow {
-                address,
-                balance,
-                age_secs,
-            }
-        })?;
-
         let mut touched = BTreeSet::from([producer]);
         for (key, old) in &undo {
             if let Some(account) = key.as_account()
@@ -367,13 +401,40 @@ impl ConsensusEngine for PosEngine {
                 touched.insert(account);
             }
         }
-        for account in touched {
-            let key = origin_key(&account);
-            if state.get(&StateKey::account(&account))?.is_some() {
-                engine_state::put(state, ENGINE_NAME, &key, &header.timestamp);
-            } else {
-                state.delete(StateKey::engine(ENGINE_NAME, &key));
+        let before = |state: &StateOverlay<'_>, account: &Address| {
+            Self::parent_account(state, &undo, account)
+        };
+
+        let staked_balance = before(state, &producer)?.balance;
+        let staked = self.recorded_age(state, parent, &producer, staked_balance)?;
+        let reward = staked
+            .reward(&self.params, producer, time)
+            .map_err(reject)?;
+        let age_secs = staked
+            .oldest_origin()
+            .map_or(0, |o| time.0.saturating_sub(o.0));
+        engine_state::pay_reward(state, ENGINE_NAME, &producer, reward, |address| {
+            PosError::RewardOverflow {
+                address,
+                balance: staked_balance,
+                age_secs,
             }
+        })?;
+
+        for account in touched {
+            let was = before(state, &account)?;
+            let now = state.account(&account)?;
+            let spent = account == producer || now.nonce != was.nonce || now.balance < was.balance;
+            let age = if spent {
+                CoinAge::single(now.balance, time)
+            } else {
+                let mut age = self.recorded_age(state, parent, &account, was.balance)?;
+                // Only the received coins are new: they age from this block on.
+                let received = now.balance.checked_sub(was.balance).unwrap_or_default();
+                age.received(received, time);
+                age
+            };
+            Self::put_coin_age(state, &account, &age);
         }
         Ok(())
     }
@@ -397,17 +458,15 @@ impl ConsensusEngine for PosEngine {
         }
         match StakeProof::from_bytes(&header.engine.data) {
             Ok(proof) => {
-                let age_secs = header.timestamp.0.saturating_sub(proof.age_origin.0);
-                let days = coin_days(&self.params, proof.balance, age_secs);
-                let kernel = kernel_hash(
-                    &proof.modifier,
-                    &header.producer,
-                    proof.age_origin,
-                    header.timestamp,
-                );
-                out.push(("age_origin", proof.age_origin.to_string()));
+                let origin = proof.age_origin().unwrap_or(header.timestamp);
+                let age_secs = header.timestamp.0.saturating_sub(origin.0);
+                let days = proof.age.coin_days(&self.params, header.timestamp);
+                let kernel =
+                    kernel_hash(&proof.modifier, &header.producer, origin, header.timestamp);
+                out.push(("age_origin", origin.to_string()));
                 out.push(("age_secs", age_secs.to_string()));
-                out.push(("stake", proof.balance.to_string()));
+                out.push(("stake", proof.balance().to_string()));
+                out.push(("age_buckets", proof.age.to_string()));
                 out.push(("coin_days", days.to_string()));
                 out.push(("modifier", proof.modifier.to_string()));
                 out.push(("kernel", kernel.to_string()));
@@ -425,7 +484,9 @@ impl ConsensusEngine for PosEngine {
                     None => out.push(("target_per_coin_day", "invalid bits".to_owned())),
                 }
                 if let Ok(reward) =
-                    stake_reward(&self.params, header.producer, proof.balance, age_secs)
+                    proof
+                        .age
+                        .reward(&self.params, header.producer, header.timestamp)
                 {
                     out.push(("reward", reward.to_string()));
                 }
@@ -446,11 +507,11 @@ impl ConsensusEngine for PosEngine {
         state: &dyn StateRead,
         address: &Address,
     ) -> Result<Vec<(&'static str, String)>, EngineError> {
-        let origin: Option<Timestamp> =
-            match engine_state::get(state, ENGINE_NAME, &origin_key(address))? {
-                Some(origin) => Some(origin),
-                None => engine_state::get(state, ENGINE_NAME, KEY_GENESIS_TIME)?,
-            };
+        let recorded: Option<CoinAge> = engine_state::get(state, ENGINE_NAME, &age_key(address))?;
+        let origin = match &recorded {
+            Some(age) => age.oldest_origin(),
+            None => engine_state::get(state, ENGINE_NAME, KEY_GENESIS_TIME)?,
+        };
         let Some(origin) = origin else {
             return Ok(vec![("age_origin", "genesis".to_owned())]);
         };
@@ -460,10 +521,15 @@ impl ConsensusEngine for PosEngine {
                 .stake_min_age
                 .saturating_add(self.params.stake_max_age),
         );
+        let buckets = match &recorded {
+            Some(age) => age.to_string(),
+            None => format!("{}@{origin}", state.account(address)?.balance),
+        };
         Ok(vec![
             ("age_origin", origin.to_string()),
             ("stakes_from", stakes_from.to_string()),
             ("full_weight_from", full_weight_from.to_string()),
+            ("age_buckets", buckets),
         ])
     }
 
@@ -474,12 +540,15 @@ impl ConsensusEngine for PosEngine {
             CompactTarget::from_consensus(header.engine.bits).to_string(),
         )];
         if let Ok(proof) = StakeProof::from_bytes(&header.engine.data) {
-            let age_secs = header.timestamp.0.saturating_sub(proof.age_origin.0);
-            fields.push(("age_origin", proof.age_origin.to_string()));
-            fields.push(("stake", proof.balance.to_string()));
+            let origin = proof.age_origin().unwrap_or(header.timestamp);
+            fields.push(("age_origin", origin.to_string()));
+            fields.push(("stake", proof.balance().to_string()));
             fields.push((
                 "coin_days",
-                coin_days(&self.params, proof.balance, age_secs).to_string(),
+                proof
+                    .age
+                    .coin_days(&self.params, header.timestamp)
+                    .to_string(),
             ));
         }
         fields

@@ -2,6 +2,7 @@
 //! log, the reward for consumed coin age, and the stake proof a header carries. Pure
 //! functions of their inputs; the engine reads those inputs from the parent state.
 
+use crate::pos::age::CoinAge;
 use crate::pos::error::PosError;
 use crate::pos::params::{PosParams, SECONDS_PER_YEAR};
 use crate::pow::Target;
@@ -197,12 +198,10 @@ impl EntropyLog {
 
 /// What a header claims about its stake, in `engine.data`: checked against the parent
 /// state in `begin_block`, so `explain` can show a past block's kernel without its state.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
 pub struct StakeProof {
-    /// When the staker's coins started aging.
-    pub age_origin: Timestamp,
-    /// The staker's balance in the parent state.
-    pub balance: Amount,
+    /// The staker's coins by age in the parent state, oldest first.
+    pub age: CoinAge,
     /// The modifier of the block's time.
     pub modifier: StakeModifier,
 }
@@ -212,42 +211,65 @@ impl StakeProof {
         borsh::to_vec(self).expect("borsh writes to a Vec without failing")
     }
 
-    /// Reads the proof from a header's engine data (exactly its bytes, nothing after).
+    /// Reads the proof from a header's engine data (exactly its bytes, nothing after, at
+    /// most [`crate::pos::MAX_AGE_BUCKETS`] non-empty age buckets in time order).
     pub fn from_bytes(bytes: &[u8]) -> Result<StakeProof, PosError> {
-        borsh::from_slice(bytes).map_err(|e| PosError::BadStakeProof {
+        let proof: StakeProof = borsh::from_slice(bytes).map_err(|e| PosError::BadStakeProof {
             reason: format!("{} bytes: {e}", bytes.len()),
-        })
+        })?;
+        proof
+            .age
+            .check_shape()
+            .map_err(|reason| PosError::BadStakeProof { reason })?;
+        Ok(proof)
+    }
+
+    /// When the staker's oldest coins started aging (what the kernel hash binds).
+    pub fn age_origin(&self) -> Option<Timestamp> {
+        self.age.oldest_origin()
+    }
+
+    /// The staker's balance in the parent state.
+    pub fn balance(&self) -> Amount {
+        self.age.balance()
     }
 }
 
 /// What a staker brings to a child of some parent, read once from the parent's state: its
-/// balance, its age origin, the entropy log (with the parent's own entry) and the target.
+/// coins by age, the entropy log (with the parent's own entry) and the target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StakeInputs {
     pub staker: Address,
-    pub balance: Amount,
-    pub age_origin: Timestamp,
+    pub age: CoinAge,
     /// The target per coin-day of the child.
     pub target: Target,
     pub entropy: EntropyLog,
 }
 
 impl StakeInputs {
+    /// The staker's balance (all buckets).
+    pub fn balance(&self) -> Amount {
+        self.age.balance()
+    }
+
     /// The kernel of these inputs at `time`, with everything needed to judge or show it.
+    /// Without coins the origin and age read as `time` and 0.
     pub fn evaluate(&self, params: &PosParams, time: Timestamp) -> KernelCheck {
-        let age_secs = time.0.saturating_sub(self.age_origin.0);
-        let coin_days = coin_days(params, self.balance, age_secs);
+        let age_origin = self.age.oldest_origin().unwrap_or(time);
+        let age_secs = time.0.saturating_sub(age_origin.0);
+        let coin_days = self.age.coin_days(params, time);
         let modifier = self.entropy.modifier(params, time);
         KernelCheck {
             staker: self.staker,
             time,
-            age_origin: self.age_origin,
+            age_origin,
             age_secs,
             min_age: params.stake_min_age,
-            balance: self.balance,
+            balance: self.age.balance(),
+            age: self.age.clone(),
             coin_days,
             modifier,
-            kernel: kernel_hash(&modifier, &self.staker, self.age_origin, time),
+            kernel: kernel_hash(&modifier, &self.staker, age_origin, time),
             target: self.target,
             weighted_target: weighted_target(self.target, coin_days),
         }
@@ -259,10 +281,14 @@ impl StakeInputs {
 pub struct KernelCheck {
     pub staker: Address,
     pub time: Timestamp,
+    /// When the oldest coins started aging.
     pub age_origin: Timestamp,
+    /// The age of the oldest coins.
     pub age_secs: u64,
     pub min_age: u64,
     pub balance: Amount,
+    /// The coins by age the weight was summed over.
+    pub age: CoinAge,
     pub coin_days: u128,
     pub modifier: StakeModifier,
     pub kernel: KernelHash,
@@ -310,8 +336,7 @@ impl KernelCheck {
     /// The proof a header carries for this kernel.
     pub fn proof(&self) -> StakeProof {
         StakeProof {
-            age_origin: self.age_origin,
-            balance: self.balance,
+            age: self.age.clone(),
             modifier: self.modifier,
         }
     }
@@ -470,8 +495,7 @@ mod tests {
         let p = PosParams::devnet();
         let inputs = StakeInputs {
             staker: Address([3; 20]),
-            balance: toy(1_000_000),
-            age_origin: Timestamp(1000),
+            age: CoinAge::single(toy(1_000_000), Timestamp(1000)),
             target: Target::MAX,
             entropy: EntropyLog::default(),
         };
@@ -491,7 +515,7 @@ mod tests {
         assert_eq!(inputs.evaluate(&p, Timestamp(1011)).verdict(), Ok(()));
         let hard = StakeInputs {
             target: Target::ZERO,
-            ..inputs
+            ..inputs.clone()
         };
         assert!(matches!(
             hard.evaluate(&p, Timestamp(1011)).verdict(),
@@ -500,17 +524,53 @@ mod tests {
     }
 
     #[test]
-    fn the_stake_proof_round_trips_and_refuses_trailing_bytes() {
+    fn the_stake_proof_round_trips_and_refuses_trailing_bytes_and_bad_ages() {
+        let mut age = CoinAge::single(Amount(7), Timestamp(5));
+        age.received(Amount(3), Timestamp(9));
         let proof = StakeProof {
-            age_origin: Timestamp(5),
-            balance: Amount(7),
+            age,
             modifier: StakeModifier(Hash256([1; 32])),
         };
         let bytes = proof.to_bytes();
-        assert_eq!(StakeProof::from_bytes(&bytes), Ok(proof));
+        assert_eq!(StakeProof::from_bytes(&bytes), Ok(proof.clone()));
+        assert_eq!(proof.age_origin(), Some(Timestamp(5)));
+        assert_eq!(proof.balance(), Amount(10));
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(StakeProof::from_bytes(&longer).is_err());
         assert!(StakeProof::from_bytes(&bytes[..10]).is_err());
+        let unordered = StakeProof {
+            age: CoinAge {
+                buckets: proof.age.buckets.iter().rev().copied().collect(),
+            },
+            ..proof
+        };
+        assert!(matches!(
+            StakeProof::from_bytes(&unordered.to_bytes()),
+            Err(PosError::BadStakeProof { reason }) if reason.contains("out of order")
+        ));
+    }
+
+    #[test]
+    fn dust_in_a_young_bucket_leaves_the_kernel_and_the_age_check_alone() {
+        let p = PosParams::devnet();
+        let held = StakeInputs {
+            staker: Address([3; 20]),
+            age: CoinAge::single(toy(1_000_000), Timestamp(1000)),
+            target: Target::MAX,
+            entropy: EntropyLog::default(),
+        };
+        let mut dusted = held.clone();
+        dusted.age.received(Amount(1), Timestamp(1015));
+        let (a, b) = (
+            held.evaluate(&p, Timestamp(1020)),
+            dusted.evaluate(&p, Timestamp(1020)),
+        );
+        assert_eq!(
+            (a.kernel, a.age_secs, a.coin_days),
+            (b.kernel, b.age_secs, b.coin_days)
+        );
+        assert_eq!(b.verdict(), Ok(()));
+        assert_eq!(b.balance, Amount(toy(1_000_000).0 + 1));
     }
 }

@@ -6,8 +6,8 @@ use crate::pos::error::PosError;
 use crate::pos::kernel::KernelCheck;
 use crate::seal::sign_header;
 use chain::{
-    Address, Amount, BlockProducer, CancelFlag, ChainView, EngineError, Header, SealedHeader,
-    SecretKey, Timestamp, Turn,
+    Address, BlockProducer, CancelFlag, ChainView, EngineError, Header, SealedHeader, SecretKey,
+    Timestamp, Turn,
 };
 use tracing::debug;
 
@@ -56,13 +56,12 @@ impl PosProducer {
         let inputs = self
             .engine
             .stake_inputs(chain, parent, self.key.address())?;
-        if inputs.balance == Amount::ZERO {
+        let Some(oldest) = inputs.age.oldest_origin() else {
             return Ok(None);
-        }
+        };
         let step = params.granularity;
-        // No second counts until one past the minimum age.
-        let first_weighted = inputs
-            .age_origin
+        // No second counts until one past the minimum age of the oldest coins.
+        let first_weighted = oldest
             .0
             .saturating_add(params.stake_min_age)
             .saturating_add(1);

@@ -13,7 +13,9 @@ use miner::dpos::{
 };
 use miner::engine_state;
 use miner::poa::Snapshot;
-use miner::pos::{EntropyLog, ModifierRecord, StakeModifier, StakeProof};
+use miner::pos::{
+    AgeBucket, CoinAge, EntropyLog, MAX_AGE_BUCKETS, ModifierRecord, StakeModifier, StakeProof,
+};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -66,13 +68,27 @@ fn evidence() -> impl Strategy<Value = Vec<Equivocation>> {
 }
 
 fn stake_proof() -> impl Strategy<Value = StakeProof> {
-    (any::<u64>(), any::<u64>(), any::<[u8; 32]>()).prop_map(|(origin, balance, modifier)| {
-        StakeProof {
-            age_origin: Timestamp(origin),
-            balance: Amount(balance),
-            modifier: StakeModifier(Hash256(modifier)),
-        }
-    })
+    (
+        vec((1..=u64::MAX, any::<u64>()), 0..=MAX_AGE_BUCKETS),
+        any::<[u8; 32]>(),
+    )
+        .prop_map(|(mut buckets, modifier)| {
+            // Strictly increasing origins, as a valid proof has them.
+            buckets.sort_by_key(|&(_, origin)| origin);
+            buckets.dedup_by_key(|&mut (_, origin)| origin);
+            StakeProof {
+                age: CoinAge {
+                    buckets: buckets
+                        .into_iter()
+                        .map(|(amount, origin)| AgeBucket {
+                            amount: Amount(amount),
+                            origin: Timestamp(origin),
+                        })
+                        .collect(),
+                },
+                modifier: StakeModifier(Hash256(modifier)),
+            }
+        })
 }
 
 fn to_vec<T: BorshSerialize>(value: &T) -> Vec<u8> {
@@ -118,6 +134,7 @@ fn every_engine_value_decodes_canonically(bytes: &[u8]) -> Result<(), TestCaseEr
     engine_value_decodes_canonically::<Snapshot<Address>>(bytes)?;
     engine_value_decodes_canonically::<ModifierRecord>(bytes)?;
     engine_value_decodes_canonically::<EntropyLog>(bytes)?;
+    engine_value_decodes_canonically::<CoinAge>(bytes)?;
     engine_value_decodes_canonically::<Timestamp>(bytes)
 }
 

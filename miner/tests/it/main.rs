@@ -7,6 +7,7 @@ mod codec;
 mod conformance;
 mod dpos;
 mod engine;
+mod entitlement;
 mod pbft;
 mod poa;
 mod pos;

@@ -13,8 +13,8 @@ use chain::{
     Timestamp, Transaction, TxKind, U256,
 };
 use miner::pos::{
-    DEFAULT_SEARCH_WINDOW, PosEngine, PosError, PosParams, PosProducer, SECONDS_PER_YEAR,
-    peercoin_next_bits,
+    AgeBucket, CoinAge, DEFAULT_SEARCH_WINDOW, PosEngine, PosError, PosParams, PosProducer,
+    SECONDS_PER_YEAR, peercoin_next_bits,
 };
 use miner::pow::{CompactTarget, Target};
 use miner::seal::{SealError, sign_header};
@@ -357,7 +357,7 @@ fn a_stake_younger_than_the_minimum_age_cannot_stake() {
 }
 
 #[test]
-fn sending_or_receiving_coins_resets_the_age_origin_of_those_accounts_only() {
+fn sending_restarts_the_senders_age_and_received_coins_start_young_beside_the_held_ones() {
     let params = PosParams::devnet();
     let (mut chain, clock, engine) = pos_chain(
         &params,
@@ -382,8 +382,32 @@ fn sending_or_receiving_coins_resets_the_age_origin_of_those_accounts_only() {
             .age_origin(chain.state(), &chain.head(), &addr(name))
             .expect("origin")
     };
+    let age = |chain: &Chain, name: &str| {
+        engine
+            .coin_age(chain.state(), &chain.head(), &addr(name))
+            .expect("coin age")
+    };
     assert_eq!(origin(&chain, "eve"), t1, "the sender's age restarts");
-    assert_eq!(origin(&chain, "ferdie"), t1, "the receiver's age restarts");
+    assert_eq!(age(&chain, "eve").buckets.len(), 1);
+    assert_eq!(
+        origin(&chain, "ferdie"),
+        Timestamp(GENESIS_TIME),
+        "the receiver's held coins keep their age"
+    );
+    assert_eq!(
+        age(&chain, "ferdie").buckets,
+        vec![
+            AgeBucket {
+                amount: toy(1000),
+                origin: Timestamp(GENESIS_TIME)
+            },
+            AgeBucket {
+                amount: toy(10),
+                origin: t1
+            },
+        ],
+        "the received coins start young"
+    );
     assert_eq!(origin(&chain, "alice"), t1, "the staker's age is consumed");
     assert_eq!(origin(&chain, "bob"), Timestamp(GENESIS_TIME));
     // The reward is on alice's balance before the block; the fee comes on top.
@@ -543,6 +567,44 @@ fn win_probabilities(
 
 #[test]
 fn stakers_win_blocks_in_proportion_to_their_coin_age_weight() {
+    stakers_race_for_400_blocks(Dust::None);
+}
+
+#[test]
+fn dust_sent_to_every_staker_in_every_block_leaves_the_shares_on_their_coin_age_weight() {
+    stakers_race_for_400_blocks(Dust::EveryStakerEveryBlock);
+}
+
+/// What an attacker sends the stakers while they race.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Dust {
+    None,
+    /// One base unit from eve to every staker in every block.
+    EveryStakerEveryBlock,
+}
+
+/// Eve's transfers of one base unit to each of `stakers`, from her nonce `nonce` on.
+fn dust_to(stakers: &[PosProducer], nonce: &mut u64) -> Vec<Transaction> {
+    stakers
+        .iter()
+        .map(|s| {
+            let tx = Transaction::signed(
+                &key("eve"),
+                TEST_CHAIN_ID,
+                *nonce,
+                Amount(1),
+                TxKind::Transfer {
+                    to: s.author(),
+                    amount: Amount(1),
+                },
+            );
+            *nonce += 1;
+            tx
+        })
+        .collect()
+}
+
+fn stakers_race_for_400_blocks(dust: Dust) {
     // Four stakers with 10, 20, 30 and 40 % of the coins race for every block; the
     // earliest kernel hit wins. At each height each staker's chance at every second follows
     // from its coin-days (balance × seconds past the minimum age, up to the maximum, with
@@ -564,15 +626,19 @@ fn stakers_win_blocks_in_proportion_to_their_coin_age_weight() {
         ..PosParams::devnet()
     };
     let names = ["alice", "bob", "carol", "dave"];
-    let alloc: Vec<(&str, u64)> = names
+    let mut alloc: Vec<(&str, u64)> = names
         .iter()
         .zip(1..)
         .map(|(&n, share)| (n, share * MILLION))
         .collect();
+    // Eve stakes nothing (she is no producer here) and may only send dust.
+    alloc.push(("eve", 1));
     let (mut chain, clock, engine) = pos_chain(&params, &alloc, GENESIS_TIME);
     let stakers: Vec<PosProducer> = names.iter().map(|n| producer(&engine, n)).collect();
-    // Nobody sends coins here, so an age restarts only when its staker makes a block.
+    // An age restarts only when its staker makes a block: eve's dust starts young
+    // buckets of its own and leaves the staked coins' origin where it was.
     let mut origins = [GENESIS_TIME; 4];
+    let mut eve_nonce = 0;
 
     let mut won = [0u64; 4];
     let mut expected = [0f64; 4];
@@ -605,14 +671,24 @@ fn stakers_win_blocks_in_proportion_to_their_coin_age_weight() {
         let (winner, turn) = earliest(&chain, &clock, &stakers);
         won[winner] += 1;
         origins[winner] = turn.timestamp.0;
-        stake_at(&mut chain, &clock, &stakers[winner], turn, Vec::new());
+        let txs = match dust {
+            Dust::None => Vec::new(),
+            Dust::EveryStakerEveryBlock => dust_to(&stakers, &mut eve_nonce),
+        };
+        let count = txs.len();
+        let block = stake_at(&mut chain, &clock, &stakers[winner], turn, txs);
+        assert_eq!(
+            block.txs.len(),
+            count,
+            "every dust transfer is in the block"
+        );
     }
     let chi2: f64 = won
         .iter()
         .zip(&expected)
         .map(|(&o, &e)| (o as f64 - e).powi(2) / e)
         .sum();
-    println!("pos shares: won {won:?}, expected {expected:.1?}, chi-square {chi2:.2}");
+    println!("pos shares ({dust:?}): won {won:?}, expected {expected:.1?}, chi-square {chi2:.2}");
     assert!(
         (expected.iter().sum::<f64>() - BLOCKS as f64).abs() < 1e-6,
         "{expected:?}"
@@ -622,6 +698,64 @@ fn stakers_win_blocks_in_proportion_to_their_coin_age_weight() {
         "blocks won {won:?} do not follow the coin-age weights (expected {expected:.1?}, \
          chi-square {chi2:.2} ≥ {CHI2_1PCT_3DF})"
     );
+}
+
+#[test]
+fn stakers_dusted_in_every_block_still_reach_the_peercoin_minimum_age_and_stake() {
+    // Peercoin's ages (30 days before staking, 90 more counted) under a target so easy
+    // that any coin-day stakes: only the age decides. Eve sends one base unit to every
+    // staker in every block for two months of virtual time. Before coins aged on their own, her dust
+    // in the first block (day 30) restarted the other stakers' age, and again in every
+    // later block, so only the first staker ever staked.
+    let params = PosParams {
+        pos_limit: CompactTarget::from_consensus(0x207f_ffff),
+        genesis_bits: CompactTarget::from_consensus(0x207f_ffff),
+        ..PosParams::peercoin_like()
+    };
+    let names = ["alice", "bob", "carol", "dave"];
+    let mut alloc: Vec<(&str, u64)> = names.iter().map(|&n| (n, 1000)).collect();
+    alloc.push(("eve", 1));
+    let (mut chain, clock, engine) = pos_chain(&params, &alloc, GENESIS_TIME);
+    // Each staker looks a month and a day ahead, so a turn is found without stepping the
+    // clock through the young days.
+    let stakers: Vec<PosProducer> = names
+        .iter()
+        .map(|n| producer(&engine, n).with_search_window(31 * DAY))
+        .collect();
+    let mut eve_nonce = 0;
+    let mut staked: Vec<(usize, u64)> = Vec::new();
+    for _ in 0..2 * names.len() {
+        let (winner, turn) = earliest(&chain, &clock, &stakers);
+        let gap = turn.timestamp.0 - chain.head().timestamp.0;
+        assert!(gap <= 31 * DAY, "no block for {gap} s: the chain stalled");
+        let txs = dust_to(&stakers, &mut eve_nonce);
+        let block = stake_at(&mut chain, &clock, &stakers[winner], turn, txs);
+        assert_eq!(block.txs.len(), names.len(), "the dust is in the block");
+        staked.push((winner, (turn.timestamp.0 - GENESIS_TIME) / DAY));
+        for s in &stakers {
+            let age = engine
+                .coin_age(chain.state(), &chain.head(), &s.author())
+                .expect("coin age");
+            assert_eq!(
+                age.balance(),
+                chain.account(&s.author()).expect("state").balance
+            );
+        }
+    }
+    // Each staker stakes once at day 30 and once at day 60, when its own stake is 30 days
+    // old, however much dust it received in between.
+    for (i, name) in names.iter().enumerate() {
+        let days: Vec<u64> = staked
+            .iter()
+            .filter(|(w, _)| *w == i)
+            .map(|&(_, d)| d)
+            .collect();
+        assert_eq!(
+            days,
+            vec![30, 60],
+            "{name} staked on days {days:?} ({staked:?})"
+        );
+    }
 }
 
 #[test]
@@ -767,15 +901,15 @@ fn wrong_bits_misaligned_or_early_timestamps_and_false_proofs_are_refused() {
         .expect("kernel");
     let block = unexecuted_block(&chain, staker, turn.timestamp, |h| {
         let mut proof = kernel.proof();
-        proof.balance = toy(2 * MILLION);
+        proof.age = CoinAge::single(toy(2 * MILLION), kernel.age_origin);
         h.engine.data = proof.to_bytes();
     });
     assert_eq!(
         pos_error(chain.import_block(block)),
         PosError::StakeProofMismatch {
-            field: "balance",
-            header: toy(2 * MILLION).to_string(),
-            state: kernel.balance.to_string(),
+            field: "age",
+            header: CoinAge::single(toy(2 * MILLION), kernel.age_origin).to_string(),
+            state: kernel.age.to_string(),
         }
     );
     let block = unexecuted_block(&chain, staker, turn.timestamp, |h| {
@@ -857,6 +991,13 @@ fn explain_and_header_fields_show_the_kernel_inequality() {
             (
                 "full_weight_from",
                 (t + params.stake_min_age + params.stake_max_age).to_string()
+            ),
+            (
+                "age_buckets",
+                format!(
+                    "{}@{t}",
+                    chain.account(&alice.author()).expect("state").balance
+                )
             ),
         ]
     );
