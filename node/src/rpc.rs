@@ -583,6 +583,7 @@ pub fn mempool_error_code(e: &MempoolError) -> i64 {
         MempoolError::Invalid(_) => codes::TX_INVALID,
         MempoolError::AlreadyKnown { .. }
         | MempoolError::ReplacementUnderpriced { .. }
+        | MempoolError::FeeBelowMinimum { .. }
         | MempoolError::Full { .. } => codes::TX_POOL,
         MempoolError::Store(_) => codes::INTERNAL,
     }

@@ -274,7 +274,7 @@ pub(crate) async fn serve(
         chain_id,
         MempoolConfig {
             max_txs: usize::try_from(args.mempool_txs).unwrap_or(usize::MAX),
-            ..MempoolConfig::default()
+            ..spec.mempool_config()
         },
     );
     info!(

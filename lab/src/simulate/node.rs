@@ -15,8 +15,8 @@ use anyhow::Context;
 use chain::store::FastBuildHasher;
 use chain::{
     Block, BlockError, BlockHash, BlockProducer, CancelFlag, Canonical, Chain, ChainConfig,
-    ChainId, ChainView, Clock, Header, ImportOutcome, ManualClock, MemoryStore, Mempool,
-    MempoolConfig, SecretKey, SkewedClock, Transaction, Turn, TxHash,
+    ChainId, ChainView, Clock, Header, ImportOutcome, ManualClock, MemoryStore, Mempool, SecretKey,
+    SkewedClock, Transaction, Turn, TxHash,
 };
 use config::{ChainSpec, EngineSpec};
 use node::actor::Ledger;
@@ -145,7 +145,7 @@ impl SimNode {
             name,
             ledger: Ledger {
                 chain,
-                mempool: Mempool::new(chain_id, MempoolConfig::default()),
+                mempool: Mempool::new(chain_id, spec.mempool_config()),
             },
             producer,
             epoch: 0,
