@@ -17,6 +17,7 @@ mod run;
 mod sign_guard;
 mod simulate;
 mod tx_journal;
+mod voting;
 mod wallet_cmd;
 
 use clap::Parser;

@@ -112,6 +112,8 @@ pub struct RpcState {
     /// Where accepted txs are written before `tx_submit` answers (none in tests that run
     /// the RPC without a data dir).
     pub journal: Option<Arc<crate::tx_journal::TxJournal>>,
+    /// A voting engine's machine status (view or term, leader, role, votes).
+    pub voting: Option<crate::voting::VotingStatus>,
 }
 
 pub fn router(state: RpcState) -> Router {
@@ -409,7 +411,17 @@ async fn dispatch(state: &RpcState, method: &str, params: Vec<Value>) -> Result<
                 ),
                 None => (None, Vec::new(), 0),
             };
+            let voting = state.voting.as_ref().map(|status| {
+                let pairs = status.lock().map(|s| s.clone()).unwrap_or_default();
+                Value::Object(
+                    pairs
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), Value::String(v)))
+                        .collect(),
+                )
+            });
             Ok(json!({
+                "voting": voting,
                 "syncing": state.net.syncing.load(Ordering::Relaxed),
                 "peers": peers,
                 "mempool_size": state.metrics.mempool_size.load(Ordering::Relaxed),
