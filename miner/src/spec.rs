@@ -445,7 +445,9 @@ mod tests {
             assert!(machine.is_some(), "{kind} drives a voting machine");
             let producer = engines.producer.expect("a producer with a key");
             assert!(producer.signs_blocks());
-            let invalid = EngineSpec::dev(*kind, &[]).validate().expect_err("no voters");
+            let invalid = EngineSpec::dev(*kind, &[])
+                .validate()
+                .expect_err("no voters");
             assert!(invalid.to_string().contains(kind.name()), "{invalid}");
         }
     }

@@ -243,36 +243,36 @@ fn after_import(
     head_tx: &watch::Sender<HeadInfo>,
     metrics: &Metrics,
 ) {
-        match result {
-            Ok(ImportOutcome::NewHead(change)) => {
-                metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
-                if change.is_reorg() {
-                    metrics.reorgs.fetch_add(1, Ordering::Relaxed);
-                    metrics
-                        .reorg_depth_max
-                        .fetch_max(change.reverted.len() as u64, Ordering::Relaxed);
-                }
-                let info = head_info(&ledger.chain);
-                metrics.set_head(&info);
+    match result {
+        Ok(ImportOutcome::NewHead(change)) => {
+            metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
+            if change.is_reorg() {
+                metrics.reorgs.fetch_add(1, Ordering::Relaxed);
                 metrics
-                    .mempool_size
-                    .store(ledger.mempool.len() as u64, Ordering::Relaxed);
-                head_tx.send_replace(info);
+                    .reorg_depth_max
+                    .fetch_max(change.reverted.len() as u64, Ordering::Relaxed);
             }
-            Ok(ImportOutcome::SideChain(_)) => {
-                metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
-                metrics.side_blocks.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(ImportOutcome::AlreadyKnown) => {}
-            Err(e) => {
-                if e.is_bad_data() {
-                    metrics.blocks_rejected.fetch_add(1, Ordering::Relaxed);
-                    warn!(block = %hash, error = %e, "rejected block");
-                } else {
-                    debug!(block = %hash, error = %e, "block not imported");
-                }
+            let info = head_info(&ledger.chain);
+            metrics.set_head(&info);
+            metrics
+                .mempool_size
+                .store(ledger.mempool.len() as u64, Ordering::Relaxed);
+            head_tx.send_replace(info);
+        }
+        Ok(ImportOutcome::SideChain(_)) => {
+            metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
+            metrics.side_blocks.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(ImportOutcome::AlreadyKnown) => {}
+        Err(e) => {
+            if e.is_bad_data() {
+                metrics.blocks_rejected.fetch_add(1, Ordering::Relaxed);
+                warn!(block = %hash, error = %e, "rejected block");
+            } else {
+                debug!(block = %hash, error = %e, "block not imported");
             }
         }
+    }
 }
 
 impl ChainHandle {

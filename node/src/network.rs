@@ -211,9 +211,7 @@ impl Ctx {
                     return;
                 }
                 let verdict = match topic {
-                    Topic::Block if self.certified => {
-                        self.on_gossip_certified(&data, source).await
-                    }
+                    Topic::Block if self.certified => self.on_gossip_certified(&data, source).await,
                     Topic::Block => self.on_gossip_block(&data, source).await,
                     Topic::Tx => self.on_gossip_tx(&data).await,
                     Topic::Engine => self.on_engine_message(data).await,

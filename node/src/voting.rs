@@ -186,7 +186,10 @@ impl Driver {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut heads = self.chain.subscribe();
-        info!(engine = self.chain.engine().name(), "voting machine running");
+        info!(
+            engine = self.chain.engine().name(),
+            "voting machine running"
+        );
         if self.on_head().await.is_err() {
             return;
         }
@@ -257,7 +260,10 @@ impl Driver {
             }
             Some(bytes) => match self.feed(VoteInput::Message(bytes.to_vec())).await {
                 Ok(Ok(())) => (Verdict::Accept, Ok(())),
-                Ok(Err(EngineError::Rejected { engine, source: reason })) => {
+                Ok(Err(EngineError::Rejected {
+                    engine,
+                    source: reason,
+                })) => {
                     info!(%source, engine, %reason, "consensus message refused");
                     (Verdict::Reject, Ok(()))
                 }
@@ -324,7 +330,11 @@ impl Driver {
         }
     }
 
-    async fn act(&mut self, output: VoteOutput, queue: &mut VecDeque<VoteInput>) -> Result<(), Stop> {
+    async fn act(
+        &mut self,
+        output: VoteOutput,
+        queue: &mut VecDeque<VoteInput>,
+    ) -> Result<(), Stop> {
         match output {
             VoteOutput::Broadcast(bytes) => {
                 self.seq = self.seq.wrapping_add(1);
@@ -486,7 +496,11 @@ mod tests {
         let framed = frame(7, b"vote");
         assert_eq!(framed.len(), FRAME_HEADER_BYTES + 4);
         assert_eq!(unframe(&framed), Some(&b"vote"[..]));
-        assert_ne!(frame(8, b"vote"), framed, "a repeat is a new gossip message");
+        assert_ne!(
+            frame(8, b"vote"),
+            framed,
+            "a repeat is a new gossip message"
+        );
         assert_eq!(unframe(&[1, 2, 3]), None);
     }
 

@@ -52,12 +52,10 @@ impl EngineParams for PbftParams {
     }
 
     fn build(&self, author: Option<&SecretKey>, _mode: Mode) -> Result<Engines, SpecError> {
-        let engine =
-            PbftEngine::new(self.clone()).map_err(|e| SpecError::invalid("pbft", e))?;
+        let engine = PbftEngine::new(self.clone()).map_err(|e| SpecError::invalid("pbft", e))?;
         Ok(Engines {
-            producer: author.map(|key| -> Arc<dyn BlockProducer> {
-                Arc::new(PbftProducer::new(key.clone()))
-            }),
+            producer: author
+                .map(|key| -> Arc<dyn BlockProducer> { Arc::new(PbftProducer::new(key.clone())) }),
             engine: Arc::new(engine),
         })
     }

@@ -51,12 +51,10 @@ impl EngineParams for RaftParams {
     }
 
     fn build(&self, author: Option<&SecretKey>, _mode: Mode) -> Result<Engines, SpecError> {
-        let engine =
-            RaftEngine::new(self.clone()).map_err(|e| SpecError::invalid("raft", e))?;
+        let engine = RaftEngine::new(self.clone()).map_err(|e| SpecError::invalid("raft", e))?;
         Ok(Engines {
-            producer: author.map(|key| -> Arc<dyn BlockProducer> {
-                Arc::new(RaftProducer::new(key.clone()))
-            }),
+            producer: author
+                .map(|key| -> Arc<dyn BlockProducer> { Arc::new(RaftProducer::new(key.clone())) }),
             engine: Arc::new(engine),
         })
     }

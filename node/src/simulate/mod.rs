@@ -809,8 +809,14 @@ mod tests {
                 },
                 "/nonexistent/spec.toml",
             ),
-            (args(&["pbft"]), "--engine pbft: the simulator does not drive voting"),
-            (args(&["pow", "raft"]), "--engine raft: the simulator does not drive voting"),
+            (
+                args(&["pbft"]),
+                "--engine pbft: the simulator does not drive voting",
+            ),
+            (
+                args(&["pow", "raft"]),
+                "--engine raft: the simulator does not drive voting",
+            ),
         ];
         crate::assert_usage_errors(cases, Plan::from_args);
     }
