@@ -64,9 +64,11 @@ pub struct VotingInbox(mpsc::Sender<EngineMessage>);
 impl VotingInbox {
     /// Queues a message for the driver, which reports its verdict; hands it back when the
     /// queue is full or the driver has stopped.
-    pub fn offer(&self, message: EngineMessage) -> Result<(), EngineMessage> {
+    pub fn offer(&self, message: EngineMessage) -> Result<(), Box<EngineMessage>> {
         self.0.try_send(message).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => m,
+            mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => {
+                Box::new(m)
+            }
         })
     }
 }
