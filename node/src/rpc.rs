@@ -447,10 +447,21 @@ async fn dispatch(state: &RpcState, method: &str, params: Vec<Value>) -> Result<
                     ))
                 })?;
             let control = state.producer.as_ref().ok_or_else(|| {
-                RpcError::new(
-                    codes::NOT_PRODUCING,
-                    "this node does not produce blocks; start it with --author",
-                )
+                if state.voting.is_some() {
+                    RpcError::new(
+                        codes::NOT_PRODUCING,
+                        format!(
+                            "the {} engine makes a block when its validators' votes ask for one; \
+                             dev_mine cannot",
+                            state.chain.engine().name()
+                        ),
+                    )
+                } else {
+                    RpcError::new(
+                        codes::NOT_PRODUCING,
+                        "this node does not produce blocks; start it with --author",
+                    )
+                }
             })?;
             let produced = state.metrics.blocks_produced.load(Ordering::Relaxed);
             control.request_blocks(n);

@@ -337,7 +337,11 @@ async fn serve(settings: Settings, args: NodeArgs) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         net: view,
         author: settings.author.as_ref().map(|k| k.address()),
-        producer: settings.author.as_ref().map(|_| control.clone()),
+        producer: settings
+            .author
+            .as_ref()
+            .filter(|_| !kind.votes())
+            .map(|_| control.clone()),
         admin: args.rpc_admin,
         journal: Some(journal.clone()),
         voting: voting_status,

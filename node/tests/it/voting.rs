@@ -5,7 +5,9 @@
 //! runs both engines. Every wait is a condition polled against a deadline; nodes are killed
 //! when their test ends, passing or not.
 
-use crate::support::{Devnet, free_ports, rpc, stop_child, wait_for};
+use crate::support::{
+    Devnet, connect_fake_peer, free_ports, metrics_counter, rpc, runtime, stop_child, wait_for,
+};
 use config::{ChainSpec, EngineKind, EngineSpec};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -199,6 +201,8 @@ fn pbft_n4_commits_and_every_node_agrees() {
     let status = nodes[1].voting();
     assert_eq!(status["engine"], json!("pbft"), "{status}");
     assert_eq!(status["quorum"], json!("3"), "{status}");
+    let refused = rpc(&nodes[0].rpc, "dev_mine", json!([1])).expect_err("votes decide blocks");
+    assert!(refused.contains("pbft"), "{refused}");
     let explain = rpc(&nodes[2].rpc, "engine_explain", json!([3])).expect("engine_explain");
     let signers = explain["commit_signers"].as_str().expect("commit signers");
     assert!(
@@ -324,4 +328,64 @@ fn devnet_runs_pbft_and_raft() {
         let info = rpc(&devnet.rpc[0], "chain_info", json!([])).expect("chain_info");
         assert_eq!(info["engine"], json!(engine), "{info}");
     }
+}
+
+/// A lone validator commits alone (N = 1, quorum 1). A peer that gossips a plain block
+/// (no certificate) or a consensus message that does not decode is refused and scored for
+/// it, and the plain block is not stored.
+#[test]
+fn plain_blocks_and_malformed_votes_are_refused_on_a_voting_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = voting_spec(dir.path(), EngineKind::Pbft, 7105, 1);
+    let nodes = start_voters(dir.path(), &spec, 1);
+    let node = &nodes[0];
+    agree_at(&[node], 1, "a lone validator to commit height 1");
+    let genesis = node.hash_at(0).expect("genesis");
+    let plain = chain::Block {
+        header: chain::Header {
+            version: chain::block::HEADER_VERSION,
+            parent: chain::BlockHash::from_hex(&genesis).expect("hex"),
+            height: chain::Height(1),
+            timestamp: chain::Timestamp(2_000_000_000),
+            tx_root: chain::Hash256::ZERO,
+            state_root: chain::Hash256::ZERO,
+            producer: chain::dev::dev_address("alice").expect("dev account"),
+            engine: chain::EngineFields::default(),
+        },
+        txs: Vec::new(),
+    };
+    let plain_hash = plain.hash().to_hex();
+    let plain_bytes = chain::Canonical::encode(&plain);
+    runtime().block_on(async {
+        let client = connect_fake_peer(&node.rpc).await;
+        let until = std::time::Instant::now() + DEADLINE;
+        let mut sent = [false, false];
+        while !sent.iter().all(|s| *s) {
+            assert!(std::time::Instant::now() < until, "could not publish");
+            if !sent[0] {
+                sent[0] = client
+                    .publish(net::Topic::Block, plain_bytes.clone())
+                    .await
+                    .is_ok();
+            }
+            if !sent[1] {
+                // A sequence number, then bytes that are no consensus message.
+                let mut junk = 9u64.to_le_bytes().to_vec();
+                junk.extend_from_slice(&[0xff; 40]);
+                sent[1] = client.publish(net::Topic::Engine, junk).await.is_ok();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    wait_for("both refusals counted", DEADLINE, || {
+        (metrics_counter(&node.rpc, "toychain_gossip_rejected_total") >= 2).then_some(())
+    });
+    let top = node.height();
+    agree_at(&[node], top + 1, "the validator to go on committing");
+    assert_ne!(
+        node.hash_at(1),
+        Some(plain_hash),
+        "the plain block is not stored"
+    );
+    assert_finalized_is_head(&[node]);
 }
