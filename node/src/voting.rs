@@ -16,6 +16,9 @@
 //! folder) before any later output is acted on, and given back to the engine at start, so
 //! a restarted node never contradicts what it signed.
 //!
+//! A message the machine ignores (stale, duplicate, not needed here) is still relayed by
+//! gossip; only one it rejects is dropped and scored against its sender.
+//!
 //! Engine-topic frames carry a sequence number ahead of the machine's bytes: gossipsub
 //! names a message by its content, so a Raft heartbeat or a PBFT resend that repeats
 //! byte for byte would otherwise be dropped as already seen.
@@ -269,9 +272,14 @@ impl Driver {
                     info!(%source, engine, %reason, "consensus message refused");
                     (Verdict::Reject, Ok(()))
                 }
+                // Of no use to this node (a stale round, a duplicate, a vote this node
+                // does not need), but not wrong: it is relayed all the same, because in a
+                // partial mesh this node may be the only path to the nodes that need it
+                // (the devnet's nodes all dial node 0; a Raft pre-vote node 0 ignores
+                // while it campaigns itself must still reach the others).
                 Ok(Err(e)) => {
-                    debug!(%source, error = %e, "consensus message ignored");
-                    (Verdict::Ignore, Ok(()))
+                    debug!(%source, error = %e, "consensus message ignored (relayed)");
+                    (Verdict::Accept, Ok(()))
                 }
                 // Our own failure, not the sender's.
                 Err(stop) => (Verdict::Ignore, Err(stop)),
