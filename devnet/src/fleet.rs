@@ -281,8 +281,10 @@ impl Fleet {
                 "--parent-pid".into(),
                 std::process::id().to_string(),
             ];
-            if i > 0 {
-                args.extend(["--bootnode".into(), layout.p2p_addr(0)]);
+            // Every node dials all the nodes before it: a full mesh, so a consensus
+            // message reaches each peer directly instead of through node 0's relay.
+            for j in 0..i {
+                args.extend(["--bootnode".into(), layout.p2p_addr(j)]);
             }
             if on_demand {
                 args.push("--on-demand".into());

@@ -137,6 +137,18 @@ pub trait EngineParams:
     /// How the lab decides finality on a chain of `producers` producers.
     fn finality(producers: usize) -> Finality;
 
+    /// Whether the engine decides by votes: each node runs its
+    /// [`chain::VotingMachine`], driven by the engine gossip topic and timers, and no
+    /// producer has a turn of its own (PBFT, Raft).
+    fn votes() -> bool {
+        false
+    }
+
+    /// Largest message the engine sends on the engine gossip topic (0: it sends none).
+    fn max_message_bytes() -> usize {
+        0
+    }
+
     /// What a block mints.
     fn reward(&self) -> Reward;
 
@@ -224,6 +236,20 @@ macro_rules! engines {
             pub fn finality(self, producers: usize) -> Finality {
                 match self {
                     $(EngineKind::$variant => <$params as EngineParams>::finality(producers),)+
+                }
+            }
+
+            /// Whether the engine decides by votes through a [`chain::VotingMachine`].
+            pub fn votes(self) -> bool {
+                match self {
+                    $(EngineKind::$variant => <$params as EngineParams>::votes(),)+
+                }
+            }
+
+            /// Largest message the engine sends on the engine gossip topic (0: none).
+            pub fn max_message_bytes(self) -> usize {
+                match self {
+                    $(EngineKind::$variant => <$params as EngineParams>::max_message_bytes(),)+
                 }
             }
 
@@ -369,6 +395,8 @@ engines! {
     Pos(crate::pos::PosParams) = "pos",
     Dpos(crate::dpos::DposParams) = "dpos",
     Poa(crate::poa::PoaParams) = "poa",
+    Pbft(crate::pbft::PbftParams) = "pbft",
+    Raft(crate::raft::RaftParams) = "raft",
 }
 
 #[cfg(test)]
@@ -387,6 +415,41 @@ mod tests {
             err.to_string().contains("paxosx") && err.to_string().contains("pow"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn voting_engines_list_their_voters_and_report_finality() {
+        let voters = [
+            chain::dev::dev_address("alice").expect("dev account"),
+            chain::dev::dev_address("bob").expect("dev account"),
+        ];
+        for kind in EngineKind::ALL {
+            let voting = matches!(kind.name(), "pbft" | "raft");
+            assert_eq!(kind.votes(), voting, "{kind}");
+            assert_eq!(kind.max_message_bytes() > 0, voting, "{kind}");
+            if !voting {
+                continue;
+            }
+            assert!(kind.has_authorities() && kind.signs_blocks() && !kind.mines());
+            assert_eq!(kind.finality(4), Finality::Reported);
+            let spec = EngineSpec::dev(*kind, &voters);
+            spec.validate().expect("the dev spec is valid");
+            assert_eq!(spec.reward(), Reward::Fixed(Amount::ZERO));
+            assert_eq!(spec.idle_retry_secs(), spec.block_time());
+            let engines = spec
+                .engines(Some(&chain::dev::dev_key("alice").expect("dev key")), 1)
+                .expect("builds");
+            assert!(engines.engine.requires_certificate(), "{kind}");
+            assert_eq!(engines.engine.name(), kind.name());
+            let machine = engines.engine.voting_machine(None, None).expect("machine");
+            assert!(machine.is_some(), "{kind} drives a voting machine");
+            let producer = engines.producer.expect("a producer with a key");
+            assert!(producer.signs_blocks());
+            let invalid = EngineSpec::dev(*kind, &[])
+                .validate()
+                .expect_err("no voters");
+            assert!(invalid.to_string().contains(kind.name()), "{invalid}");
+        }
     }
 
     #[test]

@@ -5,8 +5,9 @@
 
 use crate::metrics::Metrics;
 use chain::{
-    Address, Block, BlockError, BlockId, Chain, ChainReader, ChainView, ConsensusEngine,
-    ImportOutcome, Mempool, MempoolError, StoreError, Timestamp, Transaction, TxHash, Weight,
+    Address, Block, BlockError, BlockHash, BlockId, CertifiedBlock, Chain, ChainReader, ChainView,
+    ConsensusEngine, EngineError, ImportOutcome, Mempool, MempoolError, SealedHeader, StoreError,
+    Timestamp, Transaction, TxHash, Weight,
 };
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -29,6 +30,17 @@ enum Command {
     Import {
         block: Box<Block>,
         reply: oneshot::Sender<Result<ImportOutcome, BlockError>>,
+    },
+    ImportCertified {
+        block: Box<CertifiedBlock>,
+        reply: oneshot::Sender<Result<ImportOutcome, BlockError>>,
+    },
+    ValidateProposal {
+        block: Box<Block>,
+        reply: oneshot::Sender<Result<(), BlockError>>,
+    },
+    VotingHead {
+        reply: oneshot::Sender<Result<VotingHead, EngineError>>,
     },
     SubmitTx {
         tx: Box<Transaction>,
@@ -74,6 +86,14 @@ fn head_info(chain: &Chain) -> HeadInfo {
     }
 }
 
+/// The head and the accounts that vote on its child, read together by the chain's only
+/// writer, so the voters belong to exactly that head's state.
+#[derive(Clone, Debug)]
+pub struct VotingHead {
+    pub head: SealedHeader,
+    pub voters: Vec<Address>,
+}
+
 /// A node's chain and mempool and the rules that keep them in step: what the actor thread
 /// owns, and what each node of `toychain simulate` owns.
 #[derive(Debug)]
@@ -87,6 +107,19 @@ impl Ledger {
     /// back what a reorg reverted.
     pub fn import(&mut self, block: Block) -> Result<ImportOutcome, BlockError> {
         let result = self.chain.import_block(block);
+        if let Ok(ImportOutcome::NewHead(change)) = &result
+            && let Err(e) = self.mempool.on_head_change(change, self.chain.state())
+        {
+            warn!(error = %e, "mempool re-validation failed");
+        }
+        result
+    }
+
+    /// Imports a block decided by votes with its certificate (see
+    /// [`Chain::import_certified`]); the mempool follows the new head as for
+    /// [`Ledger::import`].
+    pub fn import_certified(&mut self, block: CertifiedBlock) -> Result<ImportOutcome, BlockError> {
+        let result = self.chain.import_certified(block.block, block.certificate);
         if let Ok(ImportOutcome::NewHead(change)) = &result
             && let Err(e) = self.mempool.on_head_change(change, self.chain.state())
         {
@@ -154,37 +187,22 @@ fn run(
             Command::Import { block, reply } => {
                 let hash = block.hash();
                 let result = ledger.import(*block);
-                match &result {
-                    Ok(ImportOutcome::NewHead(change)) => {
-                        metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
-                        if change.is_reorg() {
-                            metrics.reorgs.fetch_add(1, Ordering::Relaxed);
-                            metrics
-                                .reorg_depth_max
-                                .fetch_max(change.reverted.len() as u64, Ordering::Relaxed);
-                        }
-                        let info = head_info(&ledger.chain);
-                        metrics.set_head(&info);
-                        metrics
-                            .mempool_size
-                            .store(ledger.mempool.len() as u64, Ordering::Relaxed);
-                        head_tx.send_replace(info);
-                    }
-                    Ok(ImportOutcome::SideChain(_)) => {
-                        metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
-                        metrics.side_blocks.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(ImportOutcome::AlreadyKnown) => {}
-                    Err(e) => {
-                        if e.is_bad_data() {
-                            metrics.blocks_rejected.fetch_add(1, Ordering::Relaxed);
-                            warn!(block = %hash, error = %e, "rejected block");
-                        } else {
-                            debug!(block = %hash, error = %e, "block not imported");
-                        }
-                    }
-                }
+                after_import(&ledger, &hash, &result, &head_tx, &metrics);
                 let _ = reply.send(result);
+            }
+            Command::ImportCertified { block, reply } => {
+                let hash = block.block.hash();
+                let result = ledger.import_certified(*block);
+                after_import(&ledger, &hash, &result, &head_tx, &metrics);
+                let _ = reply.send(result);
+            }
+            Command::ValidateProposal { block, reply } => {
+                let _ = reply.send(ledger.chain.validate_proposal(&block));
+            }
+            Command::VotingHead { reply } => {
+                let head = ledger.chain.head();
+                let voters = ledger.chain.engine().voters(ledger.chain.state());
+                let _ = reply.send(voters.map(|voters| VotingHead { head, voters }));
             }
             Command::SubmitTx { tx, reply } => {
                 let result = ledger.submit(*tx);
@@ -214,6 +232,46 @@ fn run(
     match ledger.chain.flush() {
         Ok(()) => info!("chain store flushed"),
         Err(e) => warn!(error = %e, "flushing the chain store failed"),
+    }
+}
+
+/// Counts an import in the metrics, logs a refusal, and publishes a new head.
+fn after_import(
+    ledger: &Ledger,
+    hash: &BlockHash,
+    result: &Result<ImportOutcome, BlockError>,
+    head_tx: &watch::Sender<HeadInfo>,
+    metrics: &Metrics,
+) {
+    match result {
+        Ok(ImportOutcome::NewHead(change)) => {
+            metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
+            if change.is_reorg() {
+                metrics.reorgs.fetch_add(1, Ordering::Relaxed);
+                metrics
+                    .reorg_depth_max
+                    .fetch_max(change.reverted.len() as u64, Ordering::Relaxed);
+            }
+            let info = head_info(&ledger.chain);
+            metrics.set_head(&info);
+            metrics
+                .mempool_size
+                .store(ledger.mempool.len() as u64, Ordering::Relaxed);
+            head_tx.send_replace(info);
+        }
+        Ok(ImportOutcome::SideChain(_)) => {
+            metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
+            metrics.side_blocks.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(ImportOutcome::AlreadyKnown) => {}
+        Err(e) => {
+            if e.is_bad_data() {
+                metrics.blocks_rejected.fetch_add(1, Ordering::Relaxed);
+                warn!(block = %hash, error = %e, "rejected block");
+            } else {
+                debug!(block = %hash, error = %e, "block not imported");
+            }
+        }
     }
 }
 
@@ -268,6 +326,50 @@ impl ChainHandle {
     ) -> Result<Result<ImportOutcome, BlockError>, ActorStopped> {
         self.ask(|reply| Command::Import {
             block: Box::new(block),
+            reply,
+        })
+        .await
+    }
+
+    /// Imports a block decided by votes, with its certificate.
+    pub async fn import_certified(
+        &self,
+        block: CertifiedBlock,
+    ) -> Result<Result<ImportOutcome, BlockError>, ActorStopped> {
+        self.ask(|reply| Command::ImportCertified {
+            block: Box::new(block),
+            reply,
+        })
+        .await
+    }
+
+    /// Checks that `block` is a valid child of the head without storing it.
+    pub async fn validate_proposal(
+        &self,
+        block: Block,
+    ) -> Result<Result<(), BlockError>, ActorStopped> {
+        self.ask(|reply| Command::ValidateProposal {
+            block: Box::new(block),
+            reply,
+        })
+        .await
+    }
+
+    /// The head with the voters of its child, read in one step by the actor.
+    pub async fn voting_head(&self) -> Result<Result<VotingHead, EngineError>, ActorStopped> {
+        self.ask(|reply| Command::VotingHead { reply }).await
+    }
+
+    /// Fills `header` (whose engine fields the producer prepared) with mempool txs on the
+    /// head state, from async code.
+    pub async fn build(
+        &self,
+        header: chain::Header,
+        max_txs: usize,
+    ) -> Result<Result<Block, BlockError>, ActorStopped> {
+        self.ask(|reply| Command::Build {
+            header: Box::new(header),
+            max_txs,
             reply,
         })
         .await

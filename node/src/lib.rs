@@ -15,6 +15,7 @@ pub mod run;
 pub mod sign_guard;
 pub mod testnet;
 pub mod tx_journal;
+pub mod voting;
 
 pub use args::NodeArgs;
 pub use config::UsageError;

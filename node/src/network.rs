@@ -11,8 +11,10 @@
 use crate::actor::ChainHandle;
 use crate::metrics::Metrics;
 use crate::rpc::NetView;
+use crate::voting::{EngineMessage, VotingInbox};
 use chain::{
-    Block, BlockError, Canonical, ChainView, EngineError, Height, ImportOutcome, Transaction,
+    Block, BlockError, Canonical, CertifiedBlock, ChainView, EngineError, Height, ImportOutcome,
+    Transaction,
 };
 use net::{Client, Event, EventStream, PeerId, SyncRequest, SyncResponse, Topic, Verdict};
 use std::collections::{HashMap, VecDeque};
@@ -113,19 +115,40 @@ struct Ctx {
     sync_lock: Arc<Mutex<()>>,
     /// `--net-delay`: how long after arrival gossip and sync responses are handled.
     delay: Duration,
+    /// A voting engine's driver, which takes the engine topic's messages.
+    voting: Option<VotingInbox>,
+    /// The engine imports blocks only with their certificates: gossip and sync carry
+    /// [`CertifiedBlock`]s, and a plain block is refused.
+    certified: bool,
+}
+
+/// What the network side of a node is given at start.
+#[derive(Debug)]
+pub struct NetworkTask {
+    pub events: EventStream,
+    pub chain: ChainHandle,
+    pub client: Client,
+    pub view: NetView,
+    pub metrics: Arc<Metrics>,
+    /// `--net-delay`.
+    pub delay: Duration,
+    /// The voting engine's driver, when the engine decides by votes.
+    pub voting: Option<VotingInbox>,
 }
 
 /// Runs until the event stream ends or `shutdown` flips. `delay` (`--net-delay`) holds
 /// every gossip message and sync response back that long; zero handles them at once.
-pub async fn run(
-    mut events: EventStream,
-    chain: ChainHandle,
-    client: Client,
-    view: NetView,
-    metrics: Arc<Metrics>,
-    delay: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(task: NetworkTask, mut shutdown: watch::Receiver<bool>) {
+    let NetworkTask {
+        mut events,
+        chain,
+        client,
+        view,
+        metrics,
+        delay,
+        voting,
+    } = task;
+    let certified = chain.engine().requires_certificate();
     let ctx = Ctx {
         chain,
         client,
@@ -134,6 +157,8 @@ pub async fn run(
         orphans: Arc::new(Mutex::new(OrphanPool::default())),
         sync_lock: Arc::new(Mutex::new(())),
         delay,
+        voting,
+        certified,
     };
     let mut ticker = tokio::time::interval(STATUS_INTERVAL);
     let mut delayed = DelayQueue::default();
@@ -172,7 +197,21 @@ impl Ctx {
                 source,
                 id,
             } => {
+                if topic == Topic::Engine
+                    && let Some(inbox) = &self.voting
+                {
+                    // The driver reports the verdict once the machine has judged it.
+                    if let Err(message) = inbox.offer(EngineMessage { data, source, id }) {
+                        debug!("voting driver busy; consensus message dropped");
+                        let _ = self
+                            .client
+                            .report(message.id, message.source, Verdict::Ignore)
+                            .await;
+                    }
+                    return;
+                }
                 let verdict = match topic {
+                    Topic::Block if self.certified => self.on_gossip_certified(&data, source).await,
                     Topic::Block => self.on_gossip_block(&data, source).await,
                     Topic::Tx => self.on_gossip_tx(&data).await,
                     Topic::Engine => self.on_engine_message(data).await,
@@ -257,6 +296,37 @@ impl Ctx {
         }
     }
 
+    /// A decided block with its certificate (voting engines). Its parent must be our head;
+    /// a node that is behind fetches the blocks in between by range sync, which carries
+    /// certificates too. A plain block does not decode, so it is refused and not stored.
+    async fn on_gossip_certified(&self, data: &[u8], source: PeerId) -> Verdict {
+        let certified = match CertifiedBlock::decode(data) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(%source, error = %e, "block gossip without a valid certificate encoding");
+                return Verdict::Reject;
+            }
+        };
+        match self.chain.import_certified(certified).await {
+            Err(_) => Verdict::Ignore,
+            Ok(Ok(_)) => Verdict::Accept,
+            Ok(Err(BlockError::UnknownParent { parent })) => {
+                debug!(%parent, "certified block ahead of our head; syncing");
+                let ctx = self.clone();
+                tokio::spawn(async move { ctx.sync_with(source).await });
+                Verdict::Ignore
+            }
+            Ok(Err(e)) if e.is_bad_data() => {
+                warn!(%source, error = %e, "certified block refused");
+                Verdict::Reject
+            }
+            Ok(Err(e)) => {
+                info!(%source, error = %e, "certified block not imported");
+                Verdict::Ignore
+            }
+        }
+    }
+
     /// An engine message (BFT votes, Raft appends): the engine judges it on the chain as it
     /// is and may answer with messages to broadcast. Engines without messages refuse them,
     /// which is no fault of the sender's.
@@ -335,6 +405,19 @@ impl Ctx {
         Ok(())
     }
 
+    /// Imports a synced block with its certificate, which the chain checks against the
+    /// voters of its parent. `Err(None)` when the node is stopping.
+    async fn import_synced_certified(
+        &self,
+        certified: CertifiedBlock,
+    ) -> Result<(), Option<BlockError>> {
+        match self.chain.import_certified(certified).await {
+            Err(_) => Err(None),
+            Ok(Err(e)) => Err(Some(e)),
+            Ok(Ok(_)) => Ok(()),
+        }
+    }
+
     /// A sync request to `peer`; with `--net-delay` the response is handed over only once
     /// the delay since its arrival has passed (this task waits, the event loop does not).
     async fn request(
@@ -373,6 +456,17 @@ impl Ctx {
                     };
                     let encoded = if headers_only {
                         block.header.encode()
+                    } else if self.certified {
+                        let certificate = match reader.certificate(&block.hash()) {
+                            Ok(Some(c)) => c,
+                            Ok(None) => {
+                                return SyncResponse::error(format!(
+                                    "block {h} has no stored certificate"
+                                ));
+                            }
+                            Err(e) => return SyncResponse::error(format!("store error: {e}")),
+                        };
+                        CertifiedBlock { block, certificate }.encode()
                     } else {
                         block.encode()
                     };
@@ -500,15 +594,26 @@ impl Ctx {
             }
             let count = response.len() as u64;
             for raw in response {
-                let block = match Block::decode(&raw) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        warn!(%peer, error = %e, "peer sent an undecodable block; banning");
-                        let _ = self.client.ban(peer, Duration::from_secs(600)).await;
-                        break 'outer;
+                let imported_one = if self.certified {
+                    match CertifiedBlock::decode(&raw) {
+                        Ok(c) => self.import_synced_certified(c).await,
+                        Err(e) => {
+                            warn!(%peer, error = %e, "peer sent an undecodable certified block; banning");
+                            let _ = self.client.ban(peer, Duration::from_secs(600)).await;
+                            break 'outer;
+                        }
+                    }
+                } else {
+                    match Block::decode(&raw) {
+                        Ok(b) => self.import(b).await,
+                        Err(e) => {
+                            warn!(%peer, error = %e, "peer sent an undecodable block; banning");
+                            let _ = self.client.ban(peer, Duration::from_secs(600)).await;
+                            break 'outer;
+                        }
                     }
                 };
-                match self.import(block).await {
+                match imported_one {
                     Ok(()) => imported += 1,
                     Err(Some(BlockError::UnknownParent { .. })) => {
                         if from <= 1 {

@@ -112,6 +112,8 @@ pub struct RpcState {
     /// Where accepted txs are written before `tx_submit` answers (none in tests that run
     /// the RPC without a data dir).
     pub journal: Option<Arc<crate::tx_journal::TxJournal>>,
+    /// A voting engine's machine status (view or term, leader, role, votes).
+    pub voting: Option<crate::voting::VotingStatus>,
 }
 
 pub fn router(state: RpcState) -> Router {
@@ -467,7 +469,17 @@ async fn node_method(
                 ),
                 None => (None, Vec::new(), 0),
             };
+            let voting = state.voting.as_ref().map(|status| {
+                let pairs = status.lock().map(|s| s.clone()).unwrap_or_default();
+                Value::Object(
+                    pairs
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), Value::String(v)))
+                        .collect(),
+                )
+            });
             Ok(json!({
+                "voting": voting,
                 "syncing": state.net.syncing.load(Ordering::Relaxed),
                 "peers": peers,
                 "mempool_size": state.metrics.mempool_size.load(Ordering::Relaxed),
@@ -522,10 +534,21 @@ async fn control_method(
                     ))
                 })?;
             let control = state.producer.as_ref().ok_or_else(|| {
-                RpcError::new(
-                    codes::NOT_PRODUCING,
-                    "this node does not produce blocks; start it with --author",
-                )
+                if state.voting.is_some() {
+                    RpcError::new(
+                        codes::NOT_PRODUCING,
+                        format!(
+                            "the {} engine makes a block when its validators' votes ask for one; \
+                             dev_mine cannot",
+                            state.chain.engine().name()
+                        ),
+                    )
+                } else {
+                    RpcError::new(
+                        codes::NOT_PRODUCING,
+                        "this node does not produce blocks; start it with --author",
+                    )
+                }
             })?;
             let produced = state.metrics.blocks_produced.load(Ordering::Relaxed);
             control.request_blocks(n);

@@ -8,7 +8,8 @@ use crate::producer::{ProducerControl, ProducerLoop};
 use crate::rpc::{NetView, RpcState};
 use crate::sign_guard::SignGuard;
 use crate::tx_journal::{self, TxJournal};
-use crate::{UsageError, actor, network, rpc};
+use crate::voting::{VotingDriver, VotingStatus};
+use crate::{UsageError, actor, network, rpc, voting};
 use anyhow::Context;
 use chain::{
     Chain, ChainConfig, ChainView, Clock, Mempool, MempoolConfig, RocksStore, SkewedClock,
@@ -294,6 +295,14 @@ pub(crate) async fn serve(
     net_config.listen = vec![settings.p2p_listen.clone()];
     net_config.bootnodes = settings.bootnodes.clone();
     net_config.mdns = settings.mdns;
+    let kind = spec.engine.kind();
+    if kind.votes() {
+        // A proposal or a Raft append carries whole blocks; still bounded by the engine.
+        net_config.max_engine_bytes = kind.max_message_bytes() + voting::FRAME_HEADER_BYTES;
+    }
+    if engine.requires_certificate() {
+        net_config.max_block_bytes = <chain::CertifiedBlock as chain::Canonical>::MAX_BYTES;
+    }
     let (client, events, event_loop) =
         net::new(net_config).map_err(|e| anyhow::anyhow!("cannot start the network: {e}"))?;
     let net_task = tokio::spawn(event_loop.run());
@@ -302,13 +311,46 @@ pub(crate) async fn serve(
         ..NetView::default()
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    // A voting engine's machine, restored from what it last persisted.
+    let persisted = voting::load_state(&settings.data_dir)?;
+    let machine = engine
+        .voting_machine(settings.author.as_ref(), persisted.as_deref())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot start the {} voting machine from {}: {e}",
+                engine.name(),
+                settings.data_dir.join(voting::STATE_FILE).display()
+            )
+        })?;
+    let voting_status = machine.as_ref().map(|_| VotingStatus::default());
+    let (voting_inbox, voting_task) = match (machine, &voting_status) {
+        (Some(machine), Some(status)) => {
+            let (inbox, task) = VotingDriver {
+                machine,
+                chain: handle.clone(),
+                client: client.clone(),
+                producer: producer.clone(),
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+                data_dir: settings.data_dir.clone(),
+                status: status.clone(),
+            }
+            .spawn(shutdown_rx.clone());
+            (Some(inbox), Some(task))
+        }
+        _ => (None, None),
+    };
     let sync_task = tokio::spawn(network::run(
-        events,
-        handle.clone(),
-        client.clone(),
-        view.clone(),
-        metrics.clone(),
-        settings.net_delay,
+        network::NetworkTask {
+            events,
+            chain: handle.clone(),
+            client: client.clone(),
+            view: view.clone(),
+            metrics: metrics.clone(),
+            delay: settings.net_delay,
+            voting: voting_inbox,
+        },
         shutdown_rx.clone(),
     ));
     if !settings.net_delay.is_zero() {
@@ -331,9 +373,14 @@ pub(crate) async fn serve(
         metrics: metrics.clone(),
         net: view,
         author: settings.author.as_ref().map(|k| k.address()),
-        producer: settings.author.as_ref().map(|_| control.clone()),
+        producer: settings
+            .author
+            .as_ref()
+            .filter(|_| !kind.votes())
+            .map(|_| control.clone()),
         admin: args.rpc_admin,
         journal: Some(journal.clone()),
+        voting: voting_status,
     };
     if args.rpc_admin {
         warn!("--rpc-admin: admin RPC methods are on; anyone who reaches the RPC may use them");
@@ -359,9 +406,10 @@ pub(crate) async fn serve(
         shutdown_rx.clone(),
     ));
 
-    // Production.
+    // Production. A voting engine's blocks are built when its machine asks (above); its
+    // producer never has a turn of its own.
     let producer_thread = match producer {
-        Some(producer) => {
+        Some(producer) if !kind.votes() => {
             let guard = if producer.signs_blocks() {
                 Some(SignGuard::open(&settings.data_dir)?)
             } else {
@@ -383,7 +431,7 @@ pub(crate) async fn serve(
                 .spawn(),
             )
         }
-        None => None,
+        _ => None,
     };
 
     if let Some(ready) = ready {
@@ -415,6 +463,9 @@ pub(crate) async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(5), sync_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), net_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), journal_task).await;
+    if let Some(task) = voting_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     drop(handle);
     drop(client);
     // The actor flushes the store when its last handle is gone.

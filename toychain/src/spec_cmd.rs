@@ -39,7 +39,8 @@ pub fn write_spec(args: SpecArgs) -> anyhow::Result<()> {
         config::dev_authorities(1)
     } else if !kind.has_authorities() {
         return Err(usage(format!(
-            "--authorities is for poa and dpos; the {kind} engine has none"
+            "--authorities names the producers or voters of engines that list them; the {kind} \
+             engine has none"
         )));
     } else {
         let keystore = wallet::Keystore::open(

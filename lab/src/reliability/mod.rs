@@ -341,10 +341,10 @@ mod tests {
             (args(&["pause", "pause"]), "twice"),
             (
                 ReliabilityArgs {
-                    engines: vec!["raft".into()],
+                    engines: vec!["paxos".into()],
                     ..args(&[])
                 },
-                "raft",
+                "paxos",
             ),
             (
                 ReliabilityArgs {

@@ -247,6 +247,13 @@ impl Plan {
                 .collect(),
         };
         let engines: Vec<EngineKind> = specs.iter().map(|s| s.engine.kind()).collect();
+        if let Some(kind) = engines.iter().find(|k| k.votes()) {
+            return Err(usage(format!(
+                "--engine {kind}: the simulator does not drive voting engines' machines yet; \
+                 run {kind} on real nodes with `toychain devnet --engine {kind}` or \
+                 `toychain compare --engines {kind}`"
+            )));
+        }
         let hash_shares = hash_shares(&args.hash_rates, nodes, &engines)?;
         if args.peers == 0 || args.peers > MAX_NODES {
             return Err(usage(format!(

@@ -202,6 +202,14 @@ fn bad_arguments_are_usage_errors_naming_the_value() {
             },
             "/nonexistent/spec.toml",
         ),
+        (
+            args(&["pbft"]),
+            "--engine pbft: the simulator does not drive voting",
+        ),
+        (
+            args(&["pow", "raft"]),
+            "--engine raft: the simulator does not drive voting",
+        ),
     ];
     crate::assert_usage_errors(cases, Plan::from_args);
 }

@@ -26,6 +26,7 @@ pub mod membership;
 pub mod message;
 mod params;
 mod producer;
+mod spec;
 
 pub use engine::{ENGINE_NAME, PbftEngine};
 pub use error::PbftError;

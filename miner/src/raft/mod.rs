@@ -29,6 +29,7 @@ mod engine;
 mod error;
 mod machine;
 mod params;
+mod spec;
 pub mod wire;
 
 pub use engine::{ENGINE_NAME, Membership, RaftEngine, RaftProducer};

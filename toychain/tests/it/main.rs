@@ -17,6 +17,7 @@ mod reliability;
 mod security;
 mod simulate;
 mod support;
+mod voting;
 mod wallet_engines;
 mod wallet_errors;
 mod wallet_keys;
