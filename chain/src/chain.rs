@@ -610,8 +610,32 @@ impl Chain {
         let mut overlay = StateOverlay::new(&self.reader.state);
         let mut lthash = self.head_lthash.clone();
         let mut batch = WriteBatch::default();
+        let reverted = self.revert_to(fork_point, &mut overlay, &mut lthash, &mut batch)?;
+        let branch = self.apply_branch(
+            fork_point,
+            path,
+            &new_block,
+            &mut overlay,
+            &mut lthash,
+            &mut batch,
+        )?;
+        let changes = overlay.into_changes();
+        self.commit_switch(
+            changes, batch, lthash, old_head, fork_point, reverted, branch,
+        )
+    }
 
-        // Take the old branch off, newest first.
+    /// Takes the best chain from the head down to `fork_point` off, newest first: the
+    /// state goes back in `overlay` and `lthash`, the indexes of the reverted blocks go in
+    /// `batch`. Returns the reverted blocks.
+    fn revert_to(
+        &self,
+        fork_point: BlockId,
+        overlay: &mut StateOverlay<'_>,
+        lthash: &mut LtHash,
+        batch: &mut WriteBatch,
+    ) -> Result<Vec<Block>, BlockError> {
+        let old_head = self.head.id();
         let mut reverted = Vec::new();
         let mut height = old_head.height;
         while height > fork_point.height {
@@ -632,9 +656,9 @@ impl Chain {
                     .collect::<Result<Vec<_>, StoreError>>()?;
                 let previous: std::collections::BTreeMap<StateKey, Option<Vec<u8>>> =
                     undo.entries.iter().cloned().collect();
-                update_lthash(&mut lthash, &current, &previous);
+                update_lthash(lthash, &current, &previous);
             } else {
-                lthash = LtHash::from_bytes(&undo.parent_lthash).ok_or(StoreError::Corrupt {
+                *lthash = LtHash::from_bytes(&undo.parent_lthash).ok_or(StoreError::Corrupt {
                     what: "undo record",
                     reason: "state hash of wrong length".into(),
                 })?;
@@ -657,15 +681,29 @@ impl Chain {
             reverted.push(block);
             height = Height(height.0 - 1);
         }
+        Ok(reverted)
+    }
 
-        // Put the new branch on, oldest first.
+    /// Puts the branch `path` on top of `fork_point`, oldest first, executing each block on
+    /// `overlay` and checking its state root against `lthash`; a block that fails is marked
+    /// invalid with its descendants on the path. Returns the new head, the applied blocks and
+    /// the new head's meta.
+    fn apply_branch(
+        &self,
+        fork_point: BlockId,
+        path: &[BlockHash],
+        new_block: &Option<NewBlock>,
+        overlay: &mut StateOverlay<'_>,
+        lthash: &mut LtHash,
+        batch: &mut WriteBatch,
+    ) -> Result<(SealedHeader, Vec<BlockId>, BlockMeta), BlockError> {
         let mut parent = self.header_required(&fork_point.hash)?;
         let mut applied = Vec::with_capacity(path.len());
         let mut new_head_meta = None;
         for (i, hash) in path.iter().enumerate() {
             // The imported block's tx hashes were computed by its stateless checks; stored
             // branch blocks hash theirs here.
-            let (block, meta, tx_hashes) = match &new_block {
+            let (block, meta, tx_hashes) = match new_block {
                 Some(new) if i + 1 == path.len() => {
                     (new.block.clone(), new.meta, new.tx_hashes.clone())
                 }
@@ -679,7 +717,7 @@ impl Chain {
                 }
             };
             let result = (|| {
-                let mut child = StateOverlay::new(&overlay);
+                let mut child = StateOverlay::new(overlay);
                 execute_block(
                     self.engine.as_ref(),
                     &mut child,
@@ -692,22 +730,22 @@ impl Chain {
             })();
             let (changes, undo) = match result {
                 Ok(v) => v,
-                Err(e) => return Err(self.mark_invalid(path, i, &new_block, e)),
+                Err(e) => return Err(self.mark_invalid(path, i, new_block, e)),
             };
-            update_lthash(&mut lthash, &undo, &changes);
+            update_lthash(lthash, &undo, &changes);
             let computed = lthash.root();
             if computed != block.header.state_root {
                 let e = BlockError::StateRootMismatch {
                     header: block.header.state_root,
                     computed,
                 };
-                return Err(self.mark_invalid(path, i, &new_block, e));
+                return Err(self.mark_invalid(path, i, new_block, e));
             }
             overlay.apply(changes);
             if i + 1 == path.len()
                 && let Some(new) = &new_block
             {
-                Self::put_block(&mut batch, &new.block, *hash);
+                Self::put_block(batch, &new.block, *hash);
                 batch.put(Column::BlockMeta, hash.0, encode_value(&new.meta));
                 if let Some(certificate) = &new.certificate {
                     batch.put(Column::Certificates, hash.0, certificate.clone());
@@ -741,7 +779,23 @@ impl Chain {
             what: "branch",
             reason: "empty path".into(),
         })?;
-        for (key, value) in overlay.into_changes() {
+        Ok((parent, applied, new_head_meta))
+    }
+
+    /// Writes the switch in one batch (the state `changes`, the head and its state hash) and
+    /// makes `parent` the head.
+    #[allow(clippy::too_many_arguments)]
+    fn commit_switch(
+        &mut self,
+        changes: std::collections::BTreeMap<StateKey, Option<Vec<u8>>>,
+        mut batch: WriteBatch,
+        lthash: LtHash,
+        old_head: BlockId,
+        fork_point: BlockId,
+        reverted: Vec<Block>,
+        (parent, applied, new_head_meta): (SealedHeader, Vec<BlockId>, BlockMeta),
+    ) -> Result<HeadChange, BlockError> {
+        for (key, value) in changes {
             match value {
                 Some(v) => batch.put(Column::State, key.0, v),
                 None => batch.delete(Column::State, key.0),
