@@ -51,3 +51,109 @@ fn n3_poa_crash_restart_partition_and_heal_end_on_one_chain() {
         "one chain after the heal: {hashes:?}"
     );
 }
+
+/// The heights of `nodes`, which must all be running.
+fn heights_of(net: &node::testnet::TestNet, nodes: &[usize]) -> Vec<u64> {
+    let all = net.heights();
+    nodes
+        .iter()
+        .map(|&i| all[i].unwrap_or_else(|| panic!("node {i} answers")))
+        .collect()
+}
+
+/// PBFT with N = 4 tolerates f = 1: with two validators crashed no quorum of 2f + 1 = 3 can
+/// form, so the two left commit nothing (and certainly nothing different from each other);
+/// when one returns, three make a quorum again and the chain goes on from where it stopped
+/// (Castro and Liskov §4: safety always, liveness with at most f faulty).
+#[test]
+fn pbft_n4f2_crash_two_halts_without_forks_then_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut net = TestBuilder::new(&dir.path().join("net"), config::EngineKind::Pbft)
+        .add_node()
+        .add_node()
+        .add_node()
+        .add_node()
+        .block_time(1)
+        .start()
+        .expect("four validators start");
+    net.wait_until(3, DEADLINE).expect("four validators commit");
+
+    net.crash(2).expect("crash 2");
+    net.crash(3).expect("crash 3");
+    // Let anything already decided arrive, then watch: no quorum, no commit.
+    std::thread::sleep(Duration::from_secs(2));
+    let stalled = heights_of(&net, &[0, 1]);
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        heights_of(&net, &[0, 1]),
+        stalled,
+        "two of four validators must not commit"
+    );
+    let common = *stalled.iter().min().expect("two heights");
+    assert_eq!(
+        net.hash_at(0, common).expect("node 0"),
+        net.hash_at(1, common).expect("node 1"),
+        "no fork while halted"
+    );
+
+    net.restart_after(2, Duration::ZERO)
+        .expect("node 2 returns");
+    let top = *stalled.iter().max().expect("two heights");
+    net.wait_nodes(&[0, 1, 2], top + 2, DEADLINE)
+        .expect("three validators commit again");
+    let hashes: Vec<_> = [0, 1, 2]
+        .iter()
+        .map(|&i| net.hash_at(i, top + 1).expect("block"))
+        .collect();
+    assert!(
+        hashes[0].is_some() && hashes.iter().all(|h| h == &hashes[0]),
+        "{hashes:?}"
+    );
+}
+
+/// A 2 | 2 split of four PBFT validators leaves no side with a quorum of three: both halt,
+/// neither commits a block the other does not have; after the heal the four go on on one
+/// chain (§4.4: a view change needs 2f + 1 too, so neither half can move on alone).
+#[test]
+fn pbft_n4_partition_2_2_halts_and_heals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = TestBuilder::new(&dir.path().join("net"), config::EngineKind::Pbft)
+        .add_node()
+        .add_node()
+        .add_node()
+        .add_node()
+        .block_time(1)
+        .start()
+        .expect("four validators start");
+    net.wait_until(3, DEADLINE).expect("four validators commit");
+
+    net.partition(&[0, 1]).expect("split 2 | 2");
+    std::thread::sleep(Duration::from_secs(2));
+    let stalled = heights_of(&net, &[0, 1, 2, 3]);
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        heights_of(&net, &[0, 1, 2, 3]),
+        stalled,
+        "no half of two validators commits"
+    );
+    let common = *stalled.iter().min().expect("heights");
+    let hashes: Vec<_> = (0..4)
+        .map(|i| net.hash_at(i, common).expect("block"))
+        .collect();
+    assert!(
+        hashes.iter().all(|h| h == &hashes[0]),
+        "no fork: {hashes:?}"
+    );
+
+    net.heal().expect("heal");
+    let top = *stalled.iter().max().expect("heights");
+    net.wait_until(top + 2, DEADLINE)
+        .expect("the four commit again after the heal");
+    let hashes: Vec<_> = (0..4)
+        .map(|i| net.hash_at(i, top + 1).expect("block"))
+        .collect();
+    assert!(
+        hashes[0].is_some() && hashes.iter().all(|h| h == &hashes[0]),
+        "{hashes:?}"
+    );
+}
