@@ -255,6 +255,16 @@ fn bad_transactions_and_blocks_through_every_entry_point() {
         Option<Gossip>,
         Option<Transaction>,
     );
+    let cheap = Transaction::signed(
+        &key("dave"),
+        chain::ChainId(CHAIN_ID),
+        0,
+        Amount::from_base_units(999),
+        TxKind::Transfer {
+            to: key("eve").address(),
+            amount: toy(1),
+        },
+    );
     let tx_cases: Vec<TxCase> = vec![
         (
             "malformed bytes",
@@ -312,6 +322,15 @@ fn bad_transactions_and_blocks_through_every_entry_point() {
             "insufficient balance",
             Some(Gossip::Ignore),
             Some(transfer("eve", 0, "dave", toy(2_000_000), CHAIN_ID)),
+        ),
+        (
+            // Policy, not consensus: refused by the pool, harmless inside a block.
+            "fee below the minimum relay fee",
+            cheap.encode(),
+            -32013,
+            "below the minimum relay fee of 0.00001",
+            Some(Gossip::Ignore),
+            None,
         ),
         (
             "amount overflow",
