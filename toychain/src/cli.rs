@@ -13,8 +13,9 @@ use node::NodeArgs;
     about = "A blockchain with pluggable consensus: run nodes and devnets, send coins, compare engines",
     long_about = "toychain runs a node or a whole local devnet of one chain whose block production \
                   is pluggable (one flag, --engine, picks proof of work, coin-age proof of stake, \
-                  delegated proof of stake or proof of authority), a wallet to send coins, and \
-                  a lab that compares the engines on real devnets and in simulation. Logs go to \
+                  delegated proof of stake, proof of authority, PBFT or Raft), a wallet to \
+                  send coins, and a lab that compares the engines on real devnets and in \
+                  simulation. Logs go to \
                   stderr; raise them with RUST_LOG=debug."
 )]
 pub struct Cli {
