@@ -8,7 +8,10 @@
 use crate::support::{
     Devnet, connect_fake_peer, free_ports, metrics_counter, rpc, runtime, stop_child, wait_for,
 };
-use config::{ChainSpec, EngineKind, EngineSpec};
+use config::{ChainSpec, EngineSpec};
+use miner::EngineParams;
+use miner::pbft::PbftParams;
+use miner::raft::RaftParams;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -108,27 +111,34 @@ impl VotingNode {
     }
 }
 
-/// A chain spec of `kind` whose voters are the first `n` dev accounts, a block a second.
-fn voting_spec(dir: &Path, kind: EngineKind, chain_id: u64, n: usize) -> PathBuf {
-    let mut spec = ChainSpec::dev_with(kind, &config::dev_authorities(n));
+/// PBFT among the first `n` dev accounts, a block a second.
+fn pbft(n: usize) -> EngineSpec {
+    let mut p = <PbftParams as EngineParams>::devnet(&config::dev_authorities(n));
+    p.set_block_time(1);
+    // A crashed primary costs one short view, not the dev default's 4 s.
+    p.view_timeout_ms = 1_500;
+    p.max_view_timeout_ms = 6_000;
+    EngineSpec::Pbft(p)
+}
+
+/// Raft among the first `n` dev accounts, a block a second.
+fn raft(n: usize) -> EngineSpec {
+    let mut p = <RaftParams as EngineParams>::devnet(&config::dev_authorities(n));
+    p.set_block_time(1);
+    // The paper's 150–300 ms assumes an idle machine; a CI machine running a dozen nodes on
+    // two cores can starve a follower that long, and then a healthy leader is voted out.
+    // The protocol is the same with longer timeouts.
+    p.heartbeat_ms = 100;
+    p.election_timeout_min_ms = 600;
+    p.election_timeout_max_ms = 1_200;
+    EngineSpec::Raft(p)
+}
+
+/// The dev chain spec of `engine` (its voters are funded dev accounts).
+fn voting_spec(dir: &Path, engine: EngineSpec, chain_id: u64) -> PathBuf {
+    let mut spec = ChainSpec::dev(engine.kind());
     spec.chain_id = chain_id;
-    spec.set_block_time(1).expect("1 s is a valid block time");
-    match &mut spec.engine {
-        EngineSpec::Pbft(params) => {
-            // A crashed primary costs one short view, not the dev default's 4 s.
-            params.view_timeout_ms = 1_500;
-            params.max_view_timeout_ms = 6_000;
-        }
-        EngineSpec::Raft(params) => {
-            // The paper's 150–300 ms assumes an idle machine; a CI machine running a dozen
-            // nodes on two cores can starve a follower that long, and then a healthy
-            // leader is voted out. The protocol is the same with longer timeouts.
-            params.heartbeat_ms = 100;
-            params.election_timeout_min_ms = 600;
-            params.election_timeout_max_ms = 1_200;
-        }
-        _ => {}
-    }
+    spec.engine = engine;
     let path = dir.join(format!("spec-{chain_id}.toml"));
     std::fs::write(&path, spec.to_toml()).expect("write spec");
     path
@@ -193,7 +203,7 @@ fn assert_finalized_is_head(nodes: &[&VotingNode]) {
 #[test]
 fn pbft_n4_commits_and_every_node_agrees() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = voting_spec(dir.path(), EngineKind::Pbft, 7101, 4);
+    let spec = voting_spec(dir.path(), pbft(4), 7101);
     let nodes = start_voters(dir.path(), &spec, 4);
     let all: Vec<&VotingNode> = nodes.iter().collect();
     agree_at(&all, 4, "four validators to commit height 4 alike");
@@ -214,7 +224,7 @@ fn pbft_n4_commits_and_every_node_agrees() {
 #[test]
 fn pbft_n4f1_crash_one_keeps_committing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = voting_spec(dir.path(), EngineKind::Pbft, 7102, 4);
+    let spec = voting_spec(dir.path(), pbft(4), 7102);
     let mut nodes = start_voters(dir.path(), &spec, 4);
     let all: Vec<&VotingNode> = nodes.iter().collect();
     agree_at(&all, 2, "four validators at height 2");
@@ -242,7 +252,7 @@ fn pbft_n4f1_crash_one_keeps_committing() {
 #[test]
 fn raft_n3_leader_crash_reelects_and_keeps_committing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = voting_spec(dir.path(), EngineKind::Raft, 7103, 3);
+    let spec = voting_spec(dir.path(), raft(3), 7103);
     let mut nodes = start_voters(dir.path(), &spec, 3);
     let all: Vec<&VotingNode> = nodes.iter().collect();
     agree_at(&all, 2, "three servers at height 2");
@@ -279,7 +289,7 @@ fn raft_n3_leader_crash_reelects_and_keeps_committing() {
 #[test]
 fn late_joiner_verifies_certificates() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = voting_spec(dir.path(), EngineKind::Pbft, 7104, 4);
+    let spec = voting_spec(dir.path(), pbft(4), 7104);
     let nodes = start_voters(dir.path(), &spec, 4);
     let all: Vec<&VotingNode> = nodes.iter().collect();
     agree_at(&all, 5, "four validators at height 5");
@@ -336,7 +346,7 @@ fn devnet_runs_pbft_and_raft() {
 #[test]
 fn plain_blocks_and_malformed_votes_are_refused_on_a_voting_chain() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = voting_spec(dir.path(), EngineKind::Pbft, 7105, 1);
+    let spec = voting_spec(dir.path(), pbft(1), 7105);
     let nodes = start_voters(dir.path(), &spec, 1);
     let node = &nodes[0];
     agree_at(&[node], 1, "a lone validator to commit height 1");
