@@ -7,7 +7,10 @@
 //! transactions already use.
 
 use chain::crypto::CryptoError;
-use chain::{Address, Header, PublicKey, SecretKey, Signature};
+use chain::{
+    Address, BlockProducer, CancelFlag, ChainView, EngineError, Header, PublicKey, SealedHeader,
+    SecretKey, Signature, Turn,
+};
 
 /// Bytes of a signed seal.
 pub const SIGNED_SEAL_BYTES: usize = 33 + 64;
@@ -119,5 +122,58 @@ mod tests {
             verify_signed_seal(&signed),
             Err(SealError::Signature(CryptoError::HighS))
         );
+    }
+}
+
+/// The producer of a voting engine (PBFT, Raft): the machine decides when a block is built
+/// (it asks the node with `VoteOutput::Build`), so this producer never has a turn of its
+/// own; it only clears the header fields voting engines leave unused and signs. The engine
+/// data (view, term, log position) is the machine's, given with the build request, and is
+/// kept.
+#[derive(Debug)]
+pub struct VoteSealer {
+    key: SecretKey,
+}
+
+impl VoteSealer {
+    /// A producer sealing with the voter's key `key`.
+    pub fn new(key: SecretKey) -> VoteSealer {
+        VoteSealer { key }
+    }
+}
+
+impl BlockProducer for VoteSealer {
+    fn author(&self) -> Address {
+        self.key.address()
+    }
+
+    /// Never: the voting machine asks for a block when this node is to propose.
+    fn next_turn(
+        &self,
+        _chain: &dyn ChainView,
+        _parent: &SealedHeader,
+        _now_millis: u64,
+    ) -> Result<Option<Turn>, EngineError> {
+        Ok(None)
+    }
+
+    /// No bits or nonce; the engine data is kept.
+    fn prepare(
+        &self,
+        _chain: &dyn ChainView,
+        _parent: &SealedHeader,
+        header: &mut Header,
+    ) -> Result<(), EngineError> {
+        header.engine.bits = 0;
+        header.engine.nonce = 0;
+        Ok(())
+    }
+
+    fn signs_blocks(&self) -> bool {
+        true
+    }
+
+    fn seal(&self, header: Header, _cancel: &CancelFlag) -> Result<Option<Header>, EngineError> {
+        Ok(Some(sign_header(header, &self.key)))
     }
 }

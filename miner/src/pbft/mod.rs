@@ -25,11 +25,11 @@ mod machine;
 pub mod membership;
 pub mod message;
 mod params;
-mod producer;
 mod spec;
 
+/// PBFT's producer: signs what the primary's machine asks for.
+pub use crate::seal::VoteSealer as PbftProducer;
 pub use engine::{ENGINE_NAME, PbftEngine};
 pub use error::PbftError;
 pub use machine::{PbftMachine, TIMER_BUILD, TIMER_RESEND, TIMER_VIEW, VIEW_WINDOW};
 pub use params::PbftParams;
-pub use producer::PbftProducer;

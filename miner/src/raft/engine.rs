@@ -6,12 +6,11 @@ use crate::raft::error::RaftError;
 use crate::raft::machine::RaftMachine;
 use crate::raft::params::{RaftParams, majority};
 use crate::raft::wire::{Certificate, EntryData, PersistedState, check_certificate};
-use crate::seal::{sign_header, verify_signed_seal};
+use crate::seal::verify_signed_seal;
 use borsh::{BorshDeserialize, BorshSerialize};
 use chain::{
-    Address, BlockId, BlockProducer, CancelFlag, ChainView, ConsensusEngine, EngineError, Header,
-    Height, SealedHeader, SecretKey, StateOverlay, StateRead, StoreError, Transaction, Turn,
-    TxKind, VotingMachine, Weight,
+    Address, BlockId, ChainView, ConsensusEngine, EngineError, Header, Height, SealedHeader,
+    SecretKey, StateOverlay, StateRead, StoreError, Transaction, TxKind, VotingMachine, Weight,
 };
 use tracing::info;
 
@@ -312,56 +311,6 @@ impl ConsensusEngine for RaftEngine {
             key.cloned(),
             persisted,
         ))))
-    }
-}
-
-/// Seals the blocks a leader's machine asks its node to build. The machine decides when
-/// ([`chain::VoteOutput::Build`]), so this producer never has a turn of its own.
-#[derive(Debug)]
-pub struct RaftProducer {
-    key: SecretKey,
-}
-
-impl RaftProducer {
-    pub fn new(key: SecretKey) -> RaftProducer {
-        RaftProducer { key }
-    }
-}
-
-impl BlockProducer for RaftProducer {
-    fn author(&self) -> Address {
-        self.key.address()
-    }
-
-    /// Never: blocks are built when the leader's machine asks.
-    fn next_turn(
-        &self,
-        _chain: &dyn ChainView,
-        _parent: &SealedHeader,
-        _now_millis: u64,
-    ) -> Result<Option<Turn>, EngineError> {
-        Ok(None)
-    }
-
-    /// Clears the fields Raft does not use; `engine.data` (the log position from the
-    /// machine's build request) is the node's to set and is kept.
-    fn prepare(
-        &self,
-        _chain: &dyn ChainView,
-        _parent: &SealedHeader,
-        header: &mut Header,
-    ) -> Result<(), EngineError> {
-        header.engine.bits = 0;
-        header.engine.nonce = 0;
-        Ok(())
-    }
-
-    fn signs_blocks(&self) -> bool {
-        true
-    }
-
-    fn seal(&self, header: Header, _cancel: &CancelFlag) -> Result<Option<Header>, EngineError> {
-        Ok(Some(sign_header(header, &self.key)))
     }
 }
 

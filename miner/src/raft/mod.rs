@@ -32,7 +32,9 @@ mod params;
 mod spec;
 pub mod wire;
 
-pub use engine::{ENGINE_NAME, Membership, RaftEngine, RaftProducer};
+/// Raft's producer: signs what the leader's machine asks for.
+pub use crate::seal::VoteSealer as RaftProducer;
+pub use engine::{ENGINE_NAME, Membership, RaftEngine};
 pub use error::RaftError;
 pub use machine::{RaftMachine, Role};
 pub use params::{RaftParams, majority};
