@@ -344,6 +344,31 @@ impl TestNet {
         }
     }
 
+    /// Waits until `nodes` have the same head height (what one of them decided has reached
+    /// the others) and returns it.
+    pub fn wait_level(&self, nodes: &[usize], deadline: Duration) -> anyhow::Result<u64> {
+        let until = Instant::now() + deadline;
+        loop {
+            let heights = self.heights();
+            let of: Vec<Option<u64>> = nodes
+                .iter()
+                .map(|&i| heights.get(i).copied().flatten())
+                .collect();
+            if let Some(Some(first)) = of.first()
+                && of.iter().all(|h| *h == Some(*first))
+            {
+                return Ok(*first);
+            }
+            if Instant::now() >= until {
+                return Err(anyhow!(
+                    "nodes {nodes:?} did not reach one height within {} s: {of:?}",
+                    deadline.as_secs()
+                ));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
     /// The hash of the block at `height` on node `i`'s best chain.
     pub fn hash_at(&self, i: usize, height: u64) -> anyhow::Result<Option<String>> {
         let node = self
