@@ -53,7 +53,7 @@ fn measure(root: &Path, blocks: u64, txs_per_block: usize) -> anyhow::Result<()>
     let import_secs = started.elapsed().as_secs_f64();
     drop(fresh);
 
-    let (rpc_base, p2p_base) = crate::compare::free_port_bases(2)?;
+    let (rpc_base, p2p_base) = node::ports::free_port_bases(2)?;
     let mut a = NodeProcess::start(&spec_path, &root.join("a"), rpc_base, p2p_base, None)?;
     let a_rpc = RpcClient::new(
         &format!("http://127.0.0.1:{rpc_base}"),

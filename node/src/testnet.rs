@@ -28,13 +28,14 @@
 //! a kill -9.
 
 use crate::args::NodeArgs;
+use crate::ports::free_port_bases;
 use crate::rpc_client::RpcClient;
 use crate::run::{Ready, Shutdown, Stop, serve, settings};
 use anyhow::{Context, anyhow};
 use clap::Parser;
 use config::{ChainSpec, EngineKind};
 use serde_json::{Value, json};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -213,11 +214,11 @@ impl TestBuilder {
             spec_path,
             slots: Vec::new(),
         };
+        let (_, p2p_base) = free_port_bases(self.nodes)?;
         for (i, author) in accounts.iter().take(self.nodes).enumerate() {
-            let p2p_port = free_port()?;
             net.slots.push(Slot {
                 author,
-                p2p_port,
+                p2p_port: p2p_base + u16::try_from(i)?,
                 node: None,
             });
             net.start_node(i)?;
@@ -447,10 +448,4 @@ impl TestNet {
             .map(|_| ())
             .map_err(|e| anyhow!("node {i} admin_blockPeers: {e}"))
     }
-}
-
-/// A port of 127.0.0.1 that was free a moment ago.
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).context("cannot bind 127.0.0.1:0")?;
-    Ok(listener.local_addr().context("no local address")?.port())
 }

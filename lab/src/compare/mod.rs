@@ -37,7 +37,6 @@ use node::rpc_client::RpcClient;
 use record::RunRecord;
 use serde::Serialize;
 use serde_json::Value;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -52,8 +51,6 @@ const MAX_TX_RATE: f64 = 1_000.0;
 /// Longest block time accepted.
 const MAX_BLOCK_TIME: u64 = 3_600;
 /// Tries at finding N consecutive free ports.
-const PORT_ATTEMPTS: usize = 200;
-
 pub(crate) fn usage(message: String) -> anyhow::Error {
     UsageError(message).into()
 }
@@ -244,39 +241,6 @@ pub(crate) fn counting_bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Bases of two ranges of `n` consecutive ports on 127.0.0.1 free right now, for the
-/// devnet's scheme (node i on `rpc + i` and `p2p + i`). The first range is still held
-/// while the second is looked for, so they cannot overlap.
-pub(crate) fn free_port_bases(n: usize) -> anyhow::Result<(u16, u16)> {
-    let (rpc, _held) = reserve_ports(n)?;
-    let (p2p, _) = reserve_ports(n)?;
-    Ok((rpc, p2p))
-}
-
-fn reserve_ports(n: usize) -> anyhow::Result<(u16, Vec<TcpListener>)> {
-    for _ in 0..PORT_ATTEMPTS {
-        let first = TcpListener::bind(("127.0.0.1", 0)).context("cannot bind 127.0.0.1:0")?;
-        let base = first.local_addr().context("no local address")?.port();
-        let mut held = vec![first];
-        for i in 1..n {
-            let Some(port) = u16::try_from(i).ok().and_then(|i| base.checked_add(i)) else {
-                break;
-            };
-            match TcpListener::bind(("127.0.0.1", port)) {
-                Ok(listener) => held.push(listener),
-                Err(_) => break,
-            }
-        }
-        if held.len() == n {
-            return Ok((base, held));
-        }
-    }
-    Err(anyhow!(
-        "found no {n} consecutive free ports on 127.0.0.1 in {PORT_ATTEMPTS} tries; \
-         stop other servers or use fewer --nodes"
-    ))
-}
-
 /// One engine's devnet, load and measurement; the devnet is stopped before returning.
 fn run_engine(
     plan: &Plan,
@@ -288,7 +252,7 @@ fn run_engine(
     let nodes = plan.nodes;
     bar.set_position(done_secs);
     bar.set_message(format!("{kind}: starting {nodes} node(s)"));
-    let (rpc_port, p2p_port) = free_port_bases(nodes)?;
+    let (rpc_port, p2p_port) = node::ports::free_port_bases(nodes)?;
     let layout = Layout::at(
         plan.out.join("devnets").join(kind.name()),
         nodes,
@@ -497,15 +461,6 @@ mod tests {
         let unknown = Plan::from_args(args(&["paxos"])).expect_err("unknown");
         for known in EngineKind::ALL {
             assert!(unknown.to_string().contains(known.name()), "{unknown}");
-        }
-    }
-
-    #[test]
-    fn port_ranges_are_free_and_apart() {
-        let (rpc, p2p) = free_port_bases(4).expect("free ports on loopback");
-        assert!(rpc.abs_diff(p2p) >= 4, "{rpc} {p2p}");
-        for port in (rpc..rpc + 4).chain(p2p..p2p + 4) {
-            assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "{port}");
         }
     }
 }

@@ -3,12 +3,12 @@
 //! and restart on the same data dir, restart with other flags.
 
 use super::bank::{BANK_ACCOUNTS, BANK_FUNDING_TOY, bank_key};
-use crate::compare::free_port_bases;
 use anyhow::{Context, anyhow};
 use chain::{Address, Amount, COIN, ChainId};
 use config::{ChainSpec, EngineKind};
 use devnet::{Fleet, Layout, RPC_TIMEOUT, SignalWatch, wait_until_serving};
 use nix::sys::signal::Signal;
+use node::ports::free_port_bases;
 use node::rpc_client::RpcClient;
 use serde_json::{Value, json};
 use std::path::PathBuf;
