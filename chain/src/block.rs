@@ -56,6 +56,21 @@ struct Commitment<'a> {
 }
 
 impl Header {
+    /// The header of a block `producer` would make on `parent` at `timestamp`: roots and
+    /// engine fields empty, for the block builder and the engine's producer to fill.
+    pub fn template(parent: &SealedHeader, producer: Address, timestamp: Timestamp) -> Header {
+        Header {
+            version: HEADER_VERSION,
+            parent: parent.hash(),
+            height: Height(parent.height().0 + 1),
+            timestamp,
+            tx_root: Hash256::ZERO,
+            state_root: Hash256::ZERO,
+            producer,
+            engine: EngineFields::default(),
+        }
+    }
+
     /// sha256d of the fields outside the 80-byte preimage, with or without the seal.
     pub fn commitment(&self, with_seal: bool) -> Hash256 {
         let fields = Commitment {

@@ -1088,16 +1088,7 @@ impl Chain {
 
     /// A header template on the head: parent, height and version set, roots empty.
     pub fn template(&self, producer: Address, timestamp: Timestamp) -> Header {
-        Header {
-            version: HEADER_VERSION,
-            parent: self.head.hash(),
-            height: Height(self.head.height().0 + 1),
-            timestamp,
-            tx_root: Hash256::ZERO,
-            state_root: Hash256::ZERO,
-            producer,
-            engine: EngineFields::default(),
-        }
+        Header::template(&self.head, producer, timestamp)
     }
 
     /// Flushes the store (on shutdown).

@@ -4,11 +4,7 @@
 
 use crate::actor::ChainHandle;
 use crate::metrics::Metrics;
-use chain::block::HEADER_VERSION;
-use chain::{
-    BlockProducer, CancelFlag, Canonical, ChainView, Clock, EngineFields, Hash256, Header,
-    ImportOutcome,
-};
+use chain::{BlockProducer, CancelFlag, Canonical, ChainView, Clock, Header, ImportOutcome};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -145,16 +141,7 @@ impl ProducerLoop {
             if self.control.is_stopped() {
                 break;
             }
-            let mut header = Header {
-                version: HEADER_VERSION,
-                parent: head.hash(),
-                height: chain::Height(head.height().0 + 1),
-                timestamp: turn.timestamp,
-                tx_root: Hash256::ZERO,
-                state_root: Hash256::ZERO,
-                producer: self.producer.author(),
-                engine: EngineFields::default(),
-            };
+            let mut header = Header::template(&head, self.producer.author(), turn.timestamp);
             if let Err(e) = self.producer.prepare(&reader, &head, &mut header) {
                 warn!(error = %e, "cannot prepare a block");
                 self.wait_for_head(&head.hash(), Duration::from_secs(1));

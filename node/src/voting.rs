@@ -27,11 +27,9 @@ use crate::actor::ChainHandle;
 use crate::metrics::Metrics;
 use crate::producer::MAX_BLOCK_TXS;
 use anyhow::Context;
-use chain::block::HEADER_VERSION;
 use chain::{
     Block, BlockHash, BlockProducer, CancelFlag, Canonical, CertifiedBlock, ChainView, Clock,
-    EngineError, EngineFields, Hash256, Header, Height, ImportOutcome, TimerId, Timestamp,
-    VoteInput, VoteOutput, VotingMachine,
+    EngineError, Header, ImportOutcome, TimerId, Timestamp, VoteInput, VoteOutput, VotingMachine,
 };
 use net::{Client, MessageId, PeerId, Topic, Verdict};
 use std::collections::{BTreeMap, VecDeque};
@@ -469,16 +467,7 @@ impl Driver {
             debug!(%parent, head = %head.hash(), "build request for an old head dropped");
             return Ok(None);
         }
-        let mut header = Header {
-            version: HEADER_VERSION,
-            parent,
-            height: Height(head.height().0 + 1),
-            timestamp,
-            tx_root: Hash256::ZERO,
-            state_root: Hash256::ZERO,
-            producer: producer.author(),
-            engine: EngineFields::default(),
-        };
+        let mut header = Header::template(&head, producer.author(), timestamp);
         if let Err(e) = producer.prepare(reader, &head, &mut header) {
             warn!(error = %e, "cannot prepare a block");
             return Ok(None);
