@@ -10,6 +10,7 @@ pub mod bench_sync;
 pub mod compare;
 pub mod reliability;
 pub mod simulate;
+pub mod workload;
 
 pub use args::{BenchArgs, CompareArgs, ReliabilityArgs, SimulateArgs};
 

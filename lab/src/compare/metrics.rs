@@ -293,62 +293,10 @@ pub fn compute(run: &RunRecord, tx_rate: f64) -> EngineResult {
         .then(|| blocks_produced.saturating_sub(blocks_final) as f64 / blocks_produced as f64);
     let (reorgs, reorg_max_depth) = reorgs(&run.blocks, &run.observations);
 
-    // A transaction counts as included when the first block holding it was seen.
-    let mut included_at: HashMap<TxHash, Secs> = HashMap::new();
-    for block in run.blocks.values() {
-        for tx in &block.txs {
-            let at = included_at.entry(*tx).or_insert(block.first_seen);
-            *at = at.min(block.first_seen);
-        }
-    }
-    let tx_latency: Vec<f64> = run
-        .submitted
-        .iter()
-        .filter_map(|s| included_at.get(&s.hash).map(|at| (at - s.at).max(0.0)))
-        .collect();
+    let tx_latency = tx_latency(run);
     let tx_confirmed: u64 = chain.iter().map(|b| b.txs.len() as u64).sum();
-
-    let propagation: Vec<f64> = chain
-        .iter()
-        .filter(|b| !b.preexisting)
-        .filter_map(|b| {
-            let all: Option<Vec<Secs>> = b.seen_by.iter().copied().collect();
-            let last = all?.into_iter().fold(f64::MIN, f64::max);
-            Some((last - b.first_seen).max(0.0))
-        })
-        .collect();
-
-    let mut counts: BTreeMap<Address, u64> = run.authors.iter().map(|(_, a)| (*a, 0)).collect();
-    for block in &chain {
-        *counts.entry(block.producer).or_default() += 1;
-    }
-    let name_of = |address: &Address| {
-        run.authors
-            .iter()
-            .find(|(_, a)| a == address)
-            .map_or_else(|| address.to_string(), |(n, _)| n.clone())
-    };
-    let mut producers: Vec<ProducerShare> = counts
-        .iter()
-        .map(|(address, blocks)| ProducerShare {
-            name: name_of(address),
-            address: address.to_string(),
-            blocks: *blocks,
-            share: if blocks_final == 0 {
-                0.0
-            } else {
-                *blocks as f64 / blocks_final as f64
-            },
-        })
-        .collect();
-    // Node order (alice, bob, …), then any stranger.
-    producers.sort_by_key(|p| {
-        run.authors
-            .iter()
-            .position(|(n, _)| *n == p.name)
-            .unwrap_or(usize::MAX)
-    });
-    let gini = gini(&counts.values().copied().collect::<Vec<_>>());
+    let propagation = propagation(&chain);
+    let (producers, gini) = producer_shares(run, &chain);
 
     let cpu_seconds_per_block = match (run.cpu_seconds, made_in_window) {
         (Some(cpu), n) if n > 0 => Some(cpu / n as f64),
@@ -396,6 +344,73 @@ pub fn compute(run: &RunRecord, tx_rate: f64) -> EngineResult {
         intervals,
         finality,
     }
+}
+
+/// Seconds from each submitted transaction to the first sighting of a block holding it,
+/// for those included in any block seen.
+fn tx_latency(run: &RunRecord) -> Vec<f64> {
+    let mut included_at: HashMap<TxHash, Secs> = HashMap::new();
+    for block in run.blocks.values() {
+        for tx in &block.txs {
+            let at = included_at.entry(*tx).or_insert(block.first_seen);
+            *at = at.min(block.first_seen);
+        }
+    }
+    run.submitted
+        .iter()
+        .filter_map(|s| included_at.get(&s.hash).map(|at| (at - s.at).max(0.0)))
+        .collect()
+}
+
+/// Seconds from the first to the last node's sighting of each block made in the window
+/// that every node saw.
+fn propagation(chain: &[&SeenBlock]) -> Vec<f64> {
+    chain
+        .iter()
+        .filter(|b| !b.preexisting)
+        .filter_map(|b| {
+            let all: Option<Vec<Secs>> = b.seen_by.iter().copied().collect();
+            let last = all?.into_iter().fold(f64::MIN, f64::max);
+            Some((last - b.first_seen).max(0.0))
+        })
+        .collect()
+}
+
+/// Each producer's blocks on the final chain, in node order (alice, bob, …, then any
+/// stranger), and the Gini coefficient of the counts.
+fn producer_shares(run: &RunRecord, chain: &[&SeenBlock]) -> (Vec<ProducerShare>, f64) {
+    let blocks_final = chain.len() as u64;
+    let mut counts: BTreeMap<Address, u64> = run.authors.iter().map(|(_, a)| (*a, 0)).collect();
+    for block in chain {
+        *counts.entry(block.producer).or_default() += 1;
+    }
+    let name_of = |address: &Address| {
+        run.authors
+            .iter()
+            .find(|(_, a)| a == address)
+            .map_or_else(|| address.to_string(), |(n, _)| n.clone())
+    };
+    let mut producers: Vec<ProducerShare> = counts
+        .iter()
+        .map(|(address, blocks)| ProducerShare {
+            name: name_of(address),
+            address: address.to_string(),
+            blocks: *blocks,
+            share: if blocks_final == 0 {
+                0.0
+            } else {
+                *blocks as f64 / blocks_final as f64
+            },
+        })
+        .collect();
+    producers.sort_by_key(|p| {
+        run.authors
+            .iter()
+            .position(|(n, _)| *n == p.name)
+            .unwrap_or(usize::MAX)
+    });
+    let gini = gini(&counts.values().copied().collect::<Vec<_>>());
+    (producers, gini)
 }
 
 #[cfg(test)]

@@ -188,7 +188,7 @@ fn intro(plan: &Plan, machine: &Machine) -> String {
         plan.nodes,
         plan.duration_s,
         plan.tx_rate,
-        super::load::traders(plan.nodes).join(", "),
+        crate::workload::traders(plan.nodes).join(", "),
         plan.seed,
         machine.describe(),
         super::POLL.as_millis()

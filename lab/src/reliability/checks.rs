@@ -1,8 +1,8 @@
 //! What a row checks, from the outside through RPC like any client: a finality watch that
 //! runs during the fault, and the invariants read off the final chain afterwards.
 
-use super::bank::Acked;
 use super::cluster::{Cluster, NODES};
+use crate::workload::Acked;
 use chain::{Address, Amount};
 use config::EngineKind;
 use miner::Reward;
@@ -276,9 +276,10 @@ pub fn check_txs(
     let mut count = TxCount::default();
     let mut problems = Vec::new();
     for tx in acked {
-        match on_chain.get(tx.hash.as_str()).copied().unwrap_or(0) {
+        let hash = tx.hash.to_hex();
+        match on_chain.get(hash.as_str()).copied().unwrap_or(0) {
             1 => count.included += 1,
-            0 => match where_is(cluster, &tx.hash, snap.blocks.len() as u64) {
+            0 => match where_is(cluster, &hash, snap.blocks.len() as u64) {
                 Some(Place::Pending) => count.pending += 1,
                 Some(Place::IncludedLater) => count.included += 1,
                 None => problems.push(format!(

@@ -48,9 +48,10 @@ mod world;
 use crate::args::SimulateArgs;
 use crate::compare::faults::{self, Fault};
 use crate::compare::{
-    charts, check_common_flags, counting_bar, load, metrics, parse_engines, progress_bar, report,
+    charts, check_common_flags, counting_bar, metrics, parse_engines, progress_bar, report,
     say_written, usage,
 };
+use crate::workload;
 use anyhow::Context;
 use chain::SecretKey;
 use chain::dev::{DEV_ACCOUNTS, dev_key};
@@ -153,7 +154,7 @@ fn author_keys(nodes: usize) -> Vec<(String, SecretKey)> {
 /// (`trader0` …, keys derived from `toychain/sim/trader/{k}`, funded at genesis). On a
 /// `--chain` spec, which would not fund them, it keeps compare's choice.
 fn traders(nodes: usize, dev_spec: bool) -> Vec<(String, SecretKey)> {
-    let shared = load::traders(nodes);
+    let shared = workload::traders(nodes);
     if dev_spec && shared.len() == DEV_ACCOUNTS.len() {
         return (0..OWN_TRADERS)
             .map(|k| {

@@ -17,8 +17,8 @@ use super::queue::{EventQueue, Millis};
 use super::random::{SimRng, Stream};
 use super::selfish::SelfishMiner;
 use crate::compare::faults::{Fault, second_half};
-use crate::compare::load::{MAX_AMOUNT, code_kind};
 use crate::compare::record::{BlockTree, NodeCounters, RunRecord, Submitted};
+use crate::workload::{MAX_AMOUNT, code_kind};
 use chain::{
     Block, BlockError, BlockHash, BlockId, ChainId, ChainView, Header, ImportOutcome, ManualClock,
     SecretKey, Transaction, Turn,
