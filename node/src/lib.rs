@@ -1,7 +1,7 @@
 //! One toychain node as a library: the chain actor that owns the chain and the mempool, the
 //! network glue (gossip and range sync over `net`), the block producer loop, the JSON-RPC
 //! server and its client, metrics, the transaction journal and the double-sign guard.
-//! [`run::run_node`] runs one from its command line ([`NodeArgs`]); the `toychain` binary,
+//! [`NodeArgs::execute`] runs one from its command line ([`NodeArgs`]); the `toychain` binary,
 //! the devnet launcher and the lab build on it.
 
 pub mod actor;

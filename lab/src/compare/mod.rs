@@ -166,55 +166,58 @@ enum Turn {
     Interrupted,
 }
 
-pub fn run(args: CompareArgs) -> anyhow::Result<()> {
-    let plan = Plan::from_args(args)?;
-    std::fs::create_dir_all(&plan.out)
-        .with_context(|| format!("cannot create --out {}", plan.out.display()))?;
-    let signals = SignalWatch::start()?;
-    let bar = progress_bar(plan.engines.len() as u64 * plan.duration_s, "measured");
-    let mut results: Vec<EngineResult> = Vec::new();
-    let mut stopped: Option<anyhow::Error> = None;
-    for (i, kind) in plan.engines.iter().enumerate() {
-        let done_secs = i as u64 * plan.duration_s;
-        let progress = Progress {
-            kind: *kind,
-            signals: &signals,
-            bar: &bar,
-            done_secs,
-        };
-        match run_engine(&plan, &progress) {
-            Ok(Turn::Done(result)) => {
-                bar.suspend(|| say(&report::one_line(&result.metrics)));
-                results.push(*result);
-            }
-            Ok(Turn::Interrupted) => {
-                stopped = Some(anyhow!("interrupted during {kind}"));
-                break;
-            }
-            Err(e) => {
-                stopped = Some(e.context(format!("{kind} devnet")));
-                break;
+impl CompareArgs {
+    /// Runs `toychain compare`.
+    pub fn execute(self) -> anyhow::Result<()> {
+        let plan = Plan::from_args(self)?;
+        std::fs::create_dir_all(&plan.out)
+            .with_context(|| format!("cannot create --out {}", plan.out.display()))?;
+        let signals = SignalWatch::start()?;
+        let bar = progress_bar(plan.engines.len() as u64 * plan.duration_s, "measured");
+        let mut results: Vec<EngineResult> = Vec::new();
+        let mut stopped: Option<anyhow::Error> = None;
+        for (i, kind) in plan.engines.iter().enumerate() {
+            let done_secs = i as u64 * plan.duration_s;
+            let progress = Progress {
+                kind: *kind,
+                signals: &signals,
+                bar: &bar,
+                done_secs,
+            };
+            match run_engine(&plan, &progress) {
+                Ok(Turn::Done(result)) => {
+                    bar.suspend(|| say(&report::one_line(&result.metrics)));
+                    results.push(*result);
+                }
+                Ok(Turn::Interrupted) => {
+                    stopped = Some(anyhow!("interrupted during {kind}"));
+                    break;
+                }
+                Err(e) => {
+                    stopped = Some(e.context(format!("{kind} devnet")));
+                    break;
+                }
             }
         }
-    }
-    bar.finish_and_clear();
-    if results.is_empty() {
-        return Err(stopped
-            .unwrap_or_else(|| anyhow!("no engine was measured"))
-            .context("nothing to report"));
-    }
-    let mut written = report::write(&plan, &results)?;
-    written.extend(charts::write(&plan.out, &results)?);
-    say_written(&plan.out, &written);
-    match stopped {
-        None => Ok(()),
-        Some(e) => {
-            let done: Vec<&str> = results.iter().map(|r| r.metrics.engine.as_str()).collect();
-            Err(e.context(format!(
-                "the report covers only {} (in {})",
-                done.join(", "),
-                plan.out.display()
-            )))
+        bar.finish_and_clear();
+        if results.is_empty() {
+            return Err(stopped
+                .unwrap_or_else(|| anyhow!("no engine was measured"))
+                .context("nothing to report"));
+        }
+        let mut written = report::write(&plan, &results)?;
+        written.extend(charts::write(&plan.out, &results)?);
+        say_written(&plan.out, &written);
+        match stopped {
+            None => Ok(()),
+            Some(e) => {
+                let done: Vec<&str> = results.iter().map(|r| r.metrics.engine.as_str()).collect();
+                Err(e.context(format!(
+                    "the report covers only {} (in {})",
+                    done.join(", "),
+                    plan.out.display()
+                )))
+            }
         }
     }
 }

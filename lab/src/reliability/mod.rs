@@ -174,74 +174,77 @@ impl Row {
     }
 }
 
-pub fn run(args: ReliabilityArgs) -> anyhow::Result<()> {
-    let plan = Plan::from_args(args)?;
-    std::fs::create_dir_all(&plan.out)
-        .with_context(|| format!("cannot create --out {}", plan.out.display()))?;
-    let signals = SignalWatch::start()?;
-    say(&format!(
-        "reliability{}: {} scenario(s) × {} engine(s), report in {}",
-        if plan.quick { " --quick" } else { "" },
-        plan.scenarios.len(),
-        plan.engines.len(),
-        plan.out.display()
-    ));
-    let mut rows: Vec<Row> = Vec::new();
-    let mut interrupted = false;
-    'all: for scenario in &plan.scenarios {
-        for kind in &plan.engines {
-            match scenario::run_row(&plan, *scenario, *kind, &signals) {
-                Ok(Some(mut row)) => {
-                    row.settle();
-                    say(&format!(
-                        "[{scenario}/{kind}] {}{}",
-                        row.result,
-                        if row.failures.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {}", row.notes())
-                        }
-                    ));
-                    rows.push(row);
+impl ReliabilityArgs {
+    /// Runs `toychain reliability`.
+    pub fn execute(self) -> anyhow::Result<()> {
+        let plan = Plan::from_args(self)?;
+        std::fs::create_dir_all(&plan.out)
+            .with_context(|| format!("cannot create --out {}", plan.out.display()))?;
+        let signals = SignalWatch::start()?;
+        say(&format!(
+            "reliability{}: {} scenario(s) × {} engine(s), report in {}",
+            if plan.quick { " --quick" } else { "" },
+            plan.scenarios.len(),
+            plan.engines.len(),
+            plan.out.display()
+        ));
+        let mut rows: Vec<Row> = Vec::new();
+        let mut interrupted = false;
+        'all: for scenario in &plan.scenarios {
+            for kind in &plan.engines {
+                match scenario::run_row(&plan, *scenario, *kind, &signals) {
+                    Ok(Some(mut row)) => {
+                        row.settle();
+                        say(&format!(
+                            "[{scenario}/{kind}] {}{}",
+                            row.result,
+                            if row.failures.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {}", row.notes())
+                            }
+                        ));
+                        rows.push(row);
+                    }
+                    Ok(None) => {
+                        interrupted = true;
+                        break 'all;
+                    }
+                    Err(e) => {
+                        let mut row = Row::new(*scenario, *kind);
+                        row.failures.push(format!("{e:#}"));
+                        row.settle();
+                        say(&format!("[{scenario}/{kind}] FAIL: {e:#}"));
+                        rows.push(row);
+                    }
                 }
-                Ok(None) => {
+                if signals.count() > 0 {
                     interrupted = true;
                     break 'all;
                 }
-                Err(e) => {
-                    let mut row = Row::new(*scenario, *kind);
-                    row.failures.push(format!("{e:#}"));
-                    row.settle();
-                    say(&format!("[{scenario}/{kind}] FAIL: {e:#}"));
-                    rows.push(row);
-                }
-            }
-            if signals.count() > 0 {
-                interrupted = true;
-                break 'all;
             }
         }
-    }
-    let table = table(&rows);
-    say("");
-    say(&table);
-    write_reports(&plan, &rows, &table)?;
-    say(&format!(
-        "wrote reliability.md and reliability.json in {}",
-        plan.out.display()
-    ));
-    let failed = rows.iter().filter(|r| r.result != "PASS").count();
-    if interrupted {
-        return Err(anyhow!("interrupted after {} row(s)", rows.len()));
-    }
-    if failed > 0 {
-        return Err(anyhow!(
-            "{failed} of {} row(s) failed; see {}",
-            rows.len(),
-            plan.out.join("reliability.md").display()
+        let table = table(&rows);
+        say("");
+        say(&table);
+        write_reports(&plan, &rows, &table)?;
+        say(&format!(
+            "wrote reliability.md and reliability.json in {}",
+            plan.out.display()
         ));
+        let failed = rows.iter().filter(|r| r.result != "PASS").count();
+        if interrupted {
+            return Err(anyhow!("interrupted after {} row(s)", rows.len()));
+        }
+        if failed > 0 {
+            return Err(anyhow!(
+                "{failed} of {} row(s) failed; see {}",
+                rows.len(),
+                plan.out.join("reliability.md").display()
+            ));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
