@@ -232,32 +232,13 @@ impl Chain {
             }
             Some(_) => {}
             None => {
-                let mut batch = WriteBatch::default();
-                let hash = genesis_header.hash();
-                batch.put(Column::Meta, META_FORMAT, vec![STORE_FORMAT]);
-                batch.put(Column::Meta, META_GENESIS, hash.0.to_vec());
-                Self::put_block(&mut batch, &genesis_block, hash);
-                let meta = BlockMeta {
-                    height: Height::GENESIS,
-                    parent: BlockHash::ZERO,
-                    total_weight: Weight::ZERO,
-                    invalid: false,
-                };
-                batch.put(Column::BlockMeta, hash.0, encode_value(&meta));
-                for (key, value) in genesis_state {
-                    if let Some(value) = value {
-                        batch.put(Column::State, key.0, value);
-                    }
-                }
-                batch.put(
-                    Column::Heights,
-                    height_key(Height::GENESIS),
-                    hash.0.to_vec(),
-                );
-                batch.put(Column::Meta, META_HEAD, hash.0.to_vec());
-                batch.put(Column::Meta, META_HEAD_LTHASH, genesis_lthash.to_bytes());
-                store.write(batch)?;
-                info!(genesis = %hash, engine = engine.name(), "initialised new chain");
+                Self::write_genesis(
+                    store.as_ref(),
+                    &genesis_block,
+                    genesis_state,
+                    &genesis_lthash,
+                )?;
+                info!(genesis = %genesis_header.hash(), engine = engine.name(), "initialised new chain");
             }
         }
         match store.get(Column::Meta, META_FORMAT)? {
@@ -317,6 +298,41 @@ impl Chain {
         }
         info!(head = %chain.head.id().hash, height = %chain.head.height(), "chain opened");
         Ok(chain)
+    }
+
+    /// Writes genesis into an empty store: the block, its state, the height index and the
+    /// head.
+    fn write_genesis(
+        store: &dyn Store,
+        genesis_block: &Block,
+        genesis_state: StateChanges,
+        genesis_lthash: &LtHash,
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        let hash = genesis_block.hash();
+        batch.put(Column::Meta, META_FORMAT, vec![STORE_FORMAT]);
+        batch.put(Column::Meta, META_GENESIS, hash.0.to_vec());
+        Self::put_block(&mut batch, genesis_block, hash);
+        let meta = BlockMeta {
+            height: Height::GENESIS,
+            parent: BlockHash::ZERO,
+            total_weight: Weight::ZERO,
+            invalid: false,
+        };
+        batch.put(Column::BlockMeta, hash.0, encode_value(&meta));
+        for (key, value) in genesis_state {
+            if let Some(value) = value {
+                batch.put(Column::State, key.0, value);
+            }
+        }
+        batch.put(
+            Column::Heights,
+            height_key(Height::GENESIS),
+            hash.0.to_vec(),
+        );
+        batch.put(Column::Meta, META_HEAD, hash.0.to_vec());
+        batch.put(Column::Meta, META_HEAD_LTHASH, genesis_lthash.to_bytes());
+        store.write(batch)
     }
 
     pub fn engine(&self) -> &Arc<dyn ConsensusEngine> {
@@ -897,6 +913,28 @@ impl Chain {
             )));
         }
         let mut overlay = StateOverlay::new(&self.reader.state);
+        self.revert_best_to(&mut overlay, base)?;
+        if from_kept && let Some(s) = kept.take() {
+            overlay.apply(s.changes);
+        }
+        self.replay_branch(&mut overlay, current, branch, &unavailable)?;
+        let changes = overlay.into_changes();
+        *self.side_state.lock().unwrap_or_else(|p| p.into_inner()) = Some(SideState {
+            anchor: self.head.id(),
+            block: *hash,
+            changes: changes.clone(),
+        });
+        let mut out = StateOverlay::new(&self.reader.state);
+        out.apply(changes);
+        Ok(out)
+    }
+
+    /// Undoes the best chain's blocks above `base` in `overlay`, newest first.
+    fn revert_best_to(
+        &self,
+        overlay: &mut StateOverlay<'_>,
+        base: Height,
+    ) -> Result<(), EngineError> {
         let mut height = self.head.height();
         while height > base {
             let best = self
@@ -913,10 +951,19 @@ impl Chain {
             }
             height = Height(height.0 - 1);
         }
-        if from_kept && let Some(s) = kept.take() {
-            overlay.apply(s.changes);
-        }
-        let mut parent = current;
+        Ok(())
+    }
+
+    /// Executes `branch` (newest first, its oldest block a child of `parent`) on
+    /// `overlay`; a block that does not execute makes the state `unavailable`.
+    fn replay_branch(
+        &self,
+        overlay: &mut StateOverlay<'_>,
+        parent: SealedHeader,
+        branch: Vec<SealedHeader>,
+        unavailable: &dyn Fn(String) -> EngineError,
+    ) -> Result<(), EngineError> {
+        let mut parent = parent;
         for header in branch.into_iter().rev() {
             let block = self
                 .block(&header.hash())?
@@ -925,7 +972,7 @@ impl Chain {
                     reason: format!("missing branch block {}", header.hash()),
                 })?;
             let tx_hashes: Vec<TxHash> = block.txs.iter().map(Transaction::hash).collect();
-            let mut child = StateOverlay::new(&overlay);
+            let mut child = StateOverlay::new(overlay);
             execute_block(
                 self.engine.as_ref(),
                 &mut child,
@@ -943,15 +990,7 @@ impl Chain {
             overlay.apply(changes);
             parent = header;
         }
-        let changes = overlay.into_changes();
-        *self.side_state.lock().unwrap_or_else(|p| p.into_inner()) = Some(SideState {
-            anchor: self.head.id(),
-            block: *hash,
-            changes: changes.clone(),
-        });
-        let mut out = StateOverlay::new(&self.reader.state);
-        out.apply(changes);
-        Ok(out)
+        Ok(())
     }
 
     /// Records that `path[failed]` broke its state transition: it and every later block of
