@@ -578,26 +578,52 @@ fn faults_section(out: &mut String, rows: &[&EngineMetrics]) {
         .map(|m| {
             vec![
                 m.engine.clone(),
-                m.finalized_conflicts.to_string(),
-                if m.finalized_conflicts == 0 {
-                    "safe".to_owned()
+                if m.engine_finality {
+                    "finality".to_owned()
                 } else {
-                    "UNSAFE".to_owned()
+                    "confirmations only".to_owned()
                 },
+                if m.engine_finality {
+                    m.finalized_conflicts.to_string()
+                } else {
+                    "—".to_owned()
+                },
+                m.reverted_after_k.to_string(),
+                if m.finalized_conflicts > 0 {
+                    "UNSAFE: finality broken"
+                } else if m.reverted_after_k > 0 {
+                    "confirmed blocks reverted"
+                } else {
+                    "safe"
+                }
+                .to_owned(),
             ]
         })
         .collect();
+    let k = rows
+        .first()
+        .map_or(miner::CONFIRMATIONS, |m| m.confirmations_k);
     table(
         out,
-        &["engine", "heights finalized twice", "verdict"],
+        &[
+            "engine",
+            "gives",
+            "heights finalized twice",
+            &format!("blocks reverted after {k} confirmations"),
+            "verdict",
+        ],
         &rows_safety,
     );
     let _ = writeln!(
         out,
-        "Safety: heights at which two different blocks were ever reported finalized (by any \
-         two nodes, or by one node at two times). It must be 0 for every engine, with or \
-         without faults; PoW and PoS finalize nothing themselves, so only k-deep confirmation \
-         applies to them (see time to finality).\n"
+        "Safety, two ways. Engine finality: heights at which two different blocks were ever \
+         reported finalized (by any two nodes, or by one node at two times); only engines \
+         that finalize (a reported finalized height: DPoS's last irreversible block, a voting \
+         engine's decided block) promise this, and it must be 0 with or without faults. \
+         Confirmations, for every engine: distinct blocks that some node had under {k} blocks \
+         of its own and later reverted — what a user who waits for {k} confirmations would \
+         have seen undone. PoW, PoS and PoA give only confirmations: a long partition can \
+         revert confirmed blocks, and this column shows when it did.\n"
     );
 }
 
@@ -611,7 +637,7 @@ fn field(text: &str) -> String {
 }
 
 /// The columns of `metrics.csv`, in order.
-const CSV_HEADERS: [&str; 37] = [
+const CSV_HEADERS: [&str; 39] = [
     "engine",
     "nodes",
     "block_time_s",
@@ -648,6 +674,8 @@ const CSV_HEADERS: [&str; 37] = [
     "gini",
     "producer_blocks",
     "finalized_conflicts",
+    "engine_finality",
+    "reverted_after_k",
     "faults",
 ];
 
@@ -709,6 +737,8 @@ fn csv_cells(m: &EngineMetrics) -> [String; CSV_HEADERS.len()] {
         format!("{:.4}", m.gini),
         producers.join(";"),
         m.finalized_conflicts.to_string(),
+        m.engine_finality.to_string(),
+        m.reverted_after_k.to_string(),
         m.faults
             .iter()
             .map(|f| {
@@ -770,6 +800,9 @@ mod tests {
             poll_errors: 0,
             faults: Vec::new(),
             finalized_conflicts: 0,
+            engine_finality: false,
+            confirmations_k: 6,
+            reverted_after_k: 0,
         };
         let (a, b, c) = (row("pow", 0.4), row("poa", 0.0), row("dpos", 0.1));
         assert_eq!(

@@ -23,11 +23,14 @@ pub struct Finalized {
     pub hash: String,
 }
 
-/// What the watch saw of each node: every change of its finalized block, and the highest
-/// head of all nodes over time.
+/// What the watch saw of each node: every change of its finalized block, every block it
+/// had under [`miner::CONFIRMATIONS`] blocks of its own, and the highest head of all nodes
+/// over time.
 #[derive(Debug, Default)]
 pub struct Watch {
     pub finalized: Vec<Vec<Finalized>>,
+    /// (height, hash) of blocks some node had with at least `CONFIRMATIONS` on top.
+    pub confirmed: BTreeSet<(u64, String)>,
     pub max_height: u64,
 }
 
@@ -35,6 +38,7 @@ impl Watch {
     pub fn new() -> Watch {
         Watch {
             finalized: vec![Vec::new(); NODES],
+            confirmed: BTreeSet::new(),
             max_height: 0,
         }
     }
@@ -47,6 +51,7 @@ impl Watch {
             };
             if let Some(h) = info.get("height").and_then(Value::as_u64) {
                 self.max_height = self.max_height.max(h);
+                self.note_confirmed(cluster, i, &info, h);
             }
             let height = info.get("finalized_height").and_then(Value::as_u64);
             let hash = info.get("finalized_hash").and_then(Value::as_str);
@@ -59,6 +64,25 @@ impl Watch {
                     self.finalized[i].push(seen);
                 }
             }
+        }
+    }
+
+    /// Records the block `CONFIRMATIONS` below node `i`'s head, if the head did not move
+    /// while it was read (a reorg in between could leave it under fewer blocks).
+    fn note_confirmed(&mut self, cluster: &Cluster, i: usize, info: &Value, height: u64) {
+        let Some(at) = height.checked_sub(miner::CONFIRMATIONS) else {
+            return;
+        };
+        let Some(hash) = cluster.hash_at(i, at) else {
+            return;
+        };
+        let head = |info: &Value| {
+            info.get("head_hash")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        if head(info).is_some() && cluster.info(i).as_ref().and_then(head) == head(info) {
+            self.confirmed.insert((at, hash));
         }
     }
 
@@ -251,6 +275,20 @@ pub fn check_finality(watch: &Watch, snap: &Snapshot) -> Result<u64, String> {
         }
     }
     Ok(went_down)
+}
+
+/// Blocks the watch saw under `CONFIRMATIONS` blocks on some node that are not on the
+/// final chain: what a user waiting for that many confirmations saw reverted.
+pub fn reverted_confirmed(watch: &Watch, snap: &Snapshot) -> u64 {
+    watch
+        .confirmed
+        .iter()
+        .filter(|(height, hash)| {
+            snap.blocks
+                .get(*height as usize)
+                .is_none_or(|b| b.hash != *hash)
+        })
+        .count() as u64
 }
 
 /// How the acknowledged transfers ended.

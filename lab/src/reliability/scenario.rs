@@ -314,6 +314,7 @@ fn check_invariants(
             if let Err(e) = checks::check_supply(cluster, &snap) {
                 row.failures.push(e);
             }
+            row.reverted_confirmed = checks::reverted_confirmed(watch, &snap);
             match checks::check_finality(watch, &snap) {
                 Ok(went_down) => row.finalized_went_down = went_down,
                 Err(e) => row.failures.push(e),

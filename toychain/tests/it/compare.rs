@@ -302,5 +302,11 @@ fn compare_injects_a_partition_and_a_kill_and_reports_liveness_and_safety() {
         || processes_naming(out).is_empty().then_some(()),
     );
     let report = std::fs::read_to_string(out_dir.join("report.md")).expect("report.md");
-    assert!(report.contains("| dpos | 0 | safe |"), "{report}");
+    // DPoS finalizes: no height finalized twice, and no block 6 deep reverted.
+    assert!(
+        report.contains("| dpos | finality | 0 | 0 | safe |"),
+        "{report}"
+    );
+    assert_eq!(row["engine_finality"], true, "{row}");
+    assert_eq!(row["reverted_after_k"], 0, "{row}");
 }
