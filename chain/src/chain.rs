@@ -335,6 +335,15 @@ impl Chain {
         store.write(batch)
     }
 
+    /// The bound on a block's time ahead of this node's clock: the chain's, or the
+    /// engine's when that is tighter.
+    fn future_drift(&self) -> u64 {
+        let general = self.config.max_future_drift;
+        self.engine
+            .max_future_drift()
+            .map_or(general, |engine| engine.min(general))
+    }
+
     pub fn engine(&self) -> &Arc<dyn ConsensusEngine> {
         &self.engine
     }
@@ -484,7 +493,7 @@ impl Chain {
             &parent,
             median,
             self.clock.now(),
-            self.config.max_future_drift,
+            self.future_drift(),
         )?;
         let sealed = SealedHeader::new(block.header.clone());
         self.engine.verify_header(self, &sealed, &parent)?;
@@ -546,7 +555,7 @@ impl Chain {
             &parent,
             median,
             self.clock.now(),
-            self.config.max_future_drift,
+            self.future_drift(),
         )?;
         let sealed = SealedHeader::new_unchecked(block.header.clone(), hash);
         self.engine.verify_header(self, &sealed, &parent)?;
