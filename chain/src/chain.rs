@@ -14,8 +14,8 @@ use crate::state::{LtHash, StateChanges, StateKey, StateOverlay, StateRead, upda
 use crate::store::{Column, Store, StoreError, WriteBatch, decode_value, encode_value};
 use crate::tx::{Transaction, TxError};
 use crate::validation::{
-    self, BlockError, DEFAULT_MAX_FUTURE_DRIFT_SECS, EmptyState, check_block_stateless,
-    check_header_against_parent, execute_block,
+    self, BlockError, DEFAULT_MAX_FUTURE_DRIFT_SECS, EmptyState, check_block_shape,
+    check_block_stateless, check_block_txs, check_header_against_parent, execute_block,
 };
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::fmt;
@@ -538,7 +538,10 @@ impl Chain {
                 Ok(ImportOutcome::AlreadyKnown)
             };
         }
-        let tx_hashes = check_block_stateless(&block, self.config.chain_id)?;
+        // Cheapest first: the shape, the parent, the header and the engine's rules for it
+        // come before any signature is checked, so a block that cannot be placed or whose
+        // producer is not entitled costs no per-transaction work.
+        let tx_hashes = check_block_shape(&block)?;
         let parent_hash = block.header.parent;
         let parent_meta = self.meta(&parent_hash)?.ok_or(BlockError::UnknownParent {
             parent: parent_hash,
@@ -559,6 +562,7 @@ impl Chain {
         )?;
         let sealed = SealedHeader::new_unchecked(block.header.clone(), hash);
         self.engine.verify_header(self, &sealed, &parent)?;
+        check_block_txs(&block, &tx_hashes, self.config.chain_id)?;
         let meta = BlockMeta {
             height: block.header.height,
             parent: parent_hash,

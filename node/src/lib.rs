@@ -8,6 +8,7 @@ pub mod actor;
 pub mod args;
 pub mod metrics;
 pub mod network;
+pub mod orphans;
 pub mod ports;
 pub mod producer;
 pub mod rpc;
