@@ -734,3 +734,91 @@ fn an_orphan_flood_is_bounded_in_memory_and_costs_the_sender_its_connection() {
     let info = crate::support::rpc(&node.rpc, "chain_info", json!([])).expect("chain_info");
     assert_eq!(info["height"], 0, "{info}");
 }
+
+/// Issue 16, item 3, on a real node: a key outside the PoA authority set signs 500 blocks
+/// on genesis and gossips them. Each is refused at header time (the signer is checked on
+/// the parent's state before the block is stored or weighed), none becomes the head, and
+/// the sender is banned long before the 500th.
+#[test]
+fn an_outsiders_signed_blocks_are_refused_and_cost_it_its_connection() {
+    use chain::Canonical as _;
+    const FORGED: u64 = 500;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = config::ChainSpec::dev(config::EngineKind::Poa);
+    spec.chain_id = 5401;
+    let config::EngineSpec::Poa(params) = &spec.engine else {
+        panic!("a PoA spec")
+    };
+    let period = params.period;
+    let spec_path = dir.path().join("poa.toml");
+    std::fs::write(&spec_path, spec.to_toml()).expect("spec");
+    let node = start(&spec_path, &dir.path().join("a"), None, &[]);
+    let info = crate::support::rpc(&node.rpc, "chain_info", json!([])).expect("chain_info");
+    let genesis = chain::BlockHash::from_hex(info["genesis_hash"].as_str().expect("hash"))
+        .expect("genesis hash");
+    let genesis_time = spec.genesis.timestamp;
+    let heidi = chain::dev::dev_key("heidi").expect("heidi");
+    let forged = |n: u64| {
+        let header = chain::Header {
+            version: 1,
+            parent: genesis,
+            height: chain::Height(1),
+            timestamp: Timestamp(genesis_time + period + n),
+            tx_root: chain::crypto::merkle_root(&[]),
+            state_root: chain::Hash256::default(),
+            producer: heidi.address(),
+            engine: chain::EngineFields {
+                bits: miner::poa::DIFF_IN_TURN,
+                ..chain::EngineFields::default()
+            },
+        };
+        Block {
+            header: miner::seal::sign_header(header, &heidi),
+            txs: Vec::new(),
+        }
+        .encode()
+    };
+    let sent = runtime().block_on(async {
+        let client = connect_fake_peer(&node.rpc).await;
+        let mut sent = 0;
+        let until = Instant::now() + Duration::from_secs(60);
+        while sent < FORGED && Instant::now() < until {
+            if client.peers().await.expect("peers").is_empty() {
+                break;
+            }
+            if client
+                .publish(net::Topic::Block, forged(sent))
+                .await
+                .is_ok()
+            {
+                sent += 1;
+            } else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let until = Instant::now() + Duration::from_secs(30);
+        while !client.peers().await.expect("peers").is_empty() {
+            assert!(
+                Instant::now() < until,
+                "still connected after {sent} forged blocks"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        sent
+    });
+    assert!(sent < FORGED, "the outsider got all {sent} blocks through");
+    assert!(
+        gossip_rejected(&node) >= 3,
+        "the forgeries were not held against the sender"
+    );
+    let info = crate::support::rpc(&node.rpc, "chain_info", json!([])).expect("chain_info");
+    assert_eq!(
+        info["height"], 0,
+        "an outsider's block became the head: {info}"
+    );
+    assert_eq!(
+        metrics_counter(&node.rpc, "toychain_side_blocks_total"),
+        0,
+        "an outsider's block was stored"
+    );
+}
