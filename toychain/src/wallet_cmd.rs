@@ -130,7 +130,9 @@ pub enum WalletCommand {
         #[command(flatten)]
         submit: SubmitArgs,
     },
-    /// PoA: as an authority, vote to add (or with --remove, to remove) an authority.
+    /// PoA, PBFT and Raft: as an authority (a validator, a server), vote to add (or with
+    /// --remove, to remove) one; a majority of PoA authorities, 2f + 1 PBFT validators or a
+    /// majority of Raft servers decides, from the next height.
     ProposeAuthority {
         /// Authority key or dev account that votes and signs.
         #[arg(long)]
