@@ -28,7 +28,7 @@ pub struct BenchArgs {
     long_about = "For each engine in turn: a fresh devnet of --nodes real node processes on \
                   127.0.0.1 (free ports), a seeded load of --tx-rate transfers a second between \
                   the dev accounts, and a collector polling every node's RPC; then the devnet \
-                  is stopped and the next engine starts. Writes report.md, metrics.csv, \
+                  is stopped and the next engine starts. Writes report.md, report.html, metrics.csv, \
                   metrics.json and SVG charts to --out."
 )]
 pub struct CompareArgs {
@@ -73,7 +73,7 @@ pub struct CompareArgs {
                   a virtual clock and a simulated network (log-normal delays around --latency, \
                   per-node upload --bandwidth, gossip --loss). Proof of work's nonce search is \
                   replaced by solve times drawn from each node's hash power. The same --seed \
-                  gives the same output; days of chain time take seconds. Writes report.md, \
+                  gives the same output; days of chain time take seconds. Writes report.md, report.html, \
                   metrics.csv, metrics.json and SVG charts to --out, as compare does."
 )]
 pub struct SimulateArgs {

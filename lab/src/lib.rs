@@ -9,6 +9,7 @@ pub mod bench;
 pub mod bench_sync;
 pub mod compare;
 pub mod reliability;
+pub mod report_html;
 pub mod simulate;
 pub mod workload;
 

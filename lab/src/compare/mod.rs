@@ -207,6 +207,7 @@ impl CompareArgs {
         }
         let mut written = report::write(&plan, &results)?;
         written.extend(charts::write(&plan.out, &results)?);
+        written.push(crate::report_html::write(&plan.out, &written)?);
         say_written(&plan.out, &written);
         match stopped {
             None => Ok(()),

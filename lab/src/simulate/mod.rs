@@ -415,6 +415,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     };
     let mut written = report::write_report(&about, &plan.out, &results)?;
     written.extend(charts::write(&plan.out, &results)?);
+    written.push(crate::report_html::write(&plan.out, &written)?);
     say_written(&plan.out, &written);
     Ok(())
 }

@@ -64,6 +64,7 @@ fn the_same_seed_gives_byte_identical_output_and_another_seed_other_figures() {
         "metrics.json",
         "metrics.csv",
         "report.md",
+        "report.html",
         "intervals.svg",
         "finality.svg",
         "producers.svg",
