@@ -19,7 +19,7 @@ fn args(engines: &[&str]) -> SimulateArgs {
         peers: 8,
         selfish: None,
         sweep: None,
-        sweep_blocks: 20_000,
+        sweep_blocks: None,
         faults: Vec::new(),
         out: PathBuf::from("simulate-out"),
     }
@@ -202,14 +202,6 @@ fn bad_arguments_are_usage_errors_naming_the_value() {
             },
             "/nonexistent/spec.toml",
         ),
-        (
-            args(&["pbft"]),
-            "--engine pbft: the simulator does not drive voting",
-        ),
-        (
-            args(&["pow", "raft"]),
-            "--engine raft: the simulator does not drive voting",
-        ),
     ];
     crate::assert_usage_errors(cases, Plan::from_args);
 }
@@ -229,4 +221,35 @@ fn hash_rates_become_shares_and_default_to_equal() {
         plan.link.jitter_ms, 20.0,
         "a fifth of the latency by default"
     );
+}
+
+#[test]
+fn a_mixed_list_with_voting_engines_runs_and_repeats_byte_for_byte() {
+    let dirs: Vec<_> = (0..2)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    for dir in &dirs {
+        run(SimulateArgs {
+            duration: "30".into(),
+            tx_rate: 1.0,
+            out: dir.path().to_path_buf(),
+            ..args(&["pow", "pbft", "raft"])
+        })
+        .expect("runs");
+    }
+    let mut names: Vec<_> = std::fs::read_dir(dirs[0].path())
+        .expect("lists")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    assert!(names.iter().any(|n| n == "report.md"), "{names:?}");
+    for name in &names {
+        let read = |dir: &tempfile::TempDir| std::fs::read(dir.path().join(name)).expect("reads");
+        assert_eq!(read(&dirs[0]), read(&dirs[1]), "{name:?} differs");
+    }
+    let report = std::fs::read_to_string(dirs[0].path().join("report.md")).expect("reads");
+    for engine in ["pow", "pbft", "raft"] {
+        assert!(report.contains(engine), "{engine} missing from the report");
+    }
 }

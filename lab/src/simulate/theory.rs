@@ -32,6 +32,9 @@ use serde::Serialize;
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
+pub mod pbft;
+pub mod raft;
+
 /// Miners of the stale-rate sweep, all peers of each other.
 pub const STALE_NODES: usize = 30;
 /// `d/T` values of the stale-rate sweep.
@@ -117,6 +120,7 @@ fn pow_setup(nodes: usize, latency_ms: f64, shares: Vec<f64>, blocks: u64, seed:
         traders: Vec::new(),
         duration_ms: blocks * BLOCK_TIME * 1000,
         faults: Vec::new(),
+        probe: world::VoteProbe::default(),
     }
 }
 
@@ -232,6 +236,19 @@ pub fn selfish_point(alpha: f64, blocks: u64, seed: u64) -> anyhow::Result<Selfi
 pub enum Sweep {
     Stale,
     Selfish,
+    Pbft,
+    Raft,
+}
+
+impl Sweep {
+    /// The size of a point: least, most, default, and what it counts.
+    pub fn size(self) -> (u64, u64, u64, &'static str) {
+        match self {
+            Sweep::Stale | Sweep::Selfish => (100, 10_000_000, 20_000, "blocks"),
+            Sweep::Pbft => (2, 100_000, 100, "heights"),
+            Sweep::Raft => (10, 1_000_000, 400, "trials"),
+        }
+    }
 }
 
 impl std::str::FromStr for Sweep {
@@ -241,9 +258,12 @@ impl std::str::FromStr for Sweep {
         match s {
             "stale" => Ok(Sweep::Stale),
             "selfish" => Ok(Sweep::Selfish),
+            "pbft" => Ok(Sweep::Pbft),
+            "raft" => Ok(Sweep::Raft),
             other => Err(format!(
-                "--sweep {other}: choose stale (stale rate against 1 − e^(−d/T)) or selfish \
-                 (Eyal–Sirer revenue)"
+                "--sweep {other}: choose stale (stale rate against 1 − e^(−d/T)), selfish \
+                 (Eyal–Sirer revenue), pbft (commit latency, messages per block, view change) \
+                 or raft (contested elections, first candidate, time to leader)"
             )),
         }
     }
@@ -263,6 +283,12 @@ struct Table {
     verdict: String,
     /// Every point within its tolerance.
     ok: bool,
+    /// What the sweep's size counts ("blocks a point").
+    unit: &'static str,
+    /// Markdown after the table: further tables of the same sweep.
+    appendix: String,
+    /// Further charts, written as `sweep-<name>-<suffix>.svg`.
+    extra_svgs: Vec<(&'static str, String)>,
 }
 
 /// Runs a sweep with `blocks` blocks a point, each point on its own seed derived from
@@ -277,6 +303,8 @@ pub fn run_sweep(
     progress: &mut dyn FnMut(String),
 ) -> anyhow::Result<(Vec<PathBuf>, bool)> {
     let table = match sweep {
+        Sweep::Pbft => pbft::table(blocks, seed, progress)?,
+        Sweep::Raft => raft::table(blocks, seed, progress)?,
         Sweep::Stale => {
             let mut points = Vec::new();
             for (i, ratio) in STALE_RATIOS.iter().enumerate() {
@@ -329,6 +357,9 @@ pub fn run_sweep(
                     if ok { "yes" } else { "NO" }
                 ),
                 ok,
+                unit: "blocks a point",
+                appendix: String::new(),
+                extra_svgs: Vec::new(),
             }
         }
         Sweep::Selfish => {
@@ -380,6 +411,9 @@ pub fn run_sweep(
                     if ok { "yes" } else { "NO" }
                 ),
                 ok,
+                unit: "blocks a point",
+                appendix: String::new(),
+                extra_svgs: Vec::new(),
             }
         }
     };
@@ -395,8 +429,8 @@ fn write_table(table: &Table, blocks: u64, seed: u64, out: &Path) -> anyhow::Res
         .map(|_| "---|")
         .collect::<String>();
     let mut md = format!(
-        "# toychain simulate --sweep {}\n\n{} blocks a point, seed {seed}. {}.\n\n{}\n|{}\n",
-        table.name, blocks, table.verdict, table.header, separator
+        "# toychain simulate --sweep {}\n\n{} {}, seed {seed}. {}.\n\n{}\n|{}\n",
+        table.name, blocks, table.unit, table.verdict, table.header, separator
     );
     let mut csv = table
         .header
@@ -411,11 +445,16 @@ fn write_table(table: &Table, blocks: u64, seed: u64, out: &Path) -> anyhow::Res
         csv.push_str(&row.join(","));
         csv.push('\n');
     }
-    let files = [
+    md.push_str(&table.appendix);
+    let mut files = vec![
         (base.with_extension("md"), md),
         (base.with_extension("csv"), csv),
         (base.with_extension("svg"), chart(table)?),
     ];
+    for (suffix, svg) in &table.extra_svgs {
+        let path = out.join(format!("sweep-{}-{suffix}.svg", table.name));
+        files.push((path, svg.clone()));
+    }
     let mut written = Vec::new();
     for (path, text) in files {
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
@@ -575,6 +614,8 @@ mod tests {
     fn sweep_names_parse_and_others_are_named_in_the_error() {
         assert_eq!("stale".parse::<Sweep>(), Ok(Sweep::Stale));
         assert_eq!("selfish".parse::<Sweep>(), Ok(Sweep::Selfish));
+        assert_eq!("pbft".parse::<Sweep>(), Ok(Sweep::Pbft));
+        assert_eq!("raft".parse::<Sweep>(), Ok(Sweep::Raft));
         let err = "greedy".parse::<Sweep>().expect_err("unknown");
         assert!(err.contains("--sweep greedy"), "{err}");
     }
