@@ -253,3 +253,42 @@ fn a_mixed_list_with_voting_engines_runs_and_repeats_byte_for_byte() {
         assert!(report.contains(engine), "{engine} missing from the report");
     }
 }
+
+/// `--sweep NAME` with `size` a point into `out`.
+fn sweep_args(name: &str, size: Option<u64>, out: &std::path::Path) -> SimulateArgs {
+    SimulateArgs {
+        sweep: Some(name.to_owned()),
+        sweep_blocks: size,
+        out: out.to_path_buf(),
+        ..args(&[])
+    }
+}
+
+#[test]
+fn the_pbft_sweep_writes_its_table_chart_and_verdict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(sweep_args("pbft", Some(4), dir.path())).expect("every point within tolerance");
+    let md = std::fs::read_to_string(dir.path().join("sweep-pbft.md")).expect("written");
+    assert!(md.contains("3d = 150 ms"), "{md}");
+    assert!(md.contains("τ + 4d"), "{md}");
+    assert!(!md.contains("| NO |"), "{md}");
+    for file in ["sweep-pbft.csv", "sweep-pbft.svg"] {
+        assert!(dir.path().join(file).exists(), "{file}");
+    }
+    let err = run(sweep_args("pbft", Some(1), dir.path())).expect_err("too small");
+    assert!(err.to_string().contains("--sweep-blocks 1"), "{err}");
+}
+
+/// The full voting sweeps behind the README's tables: `SWEEP_OUT=DIR cargo test -p lab --
+/// --ignored --nocapture full_voting_sweeps` (minutes in a debug build).
+#[test]
+#[ignore = "minutes: the full PBFT and Raft sweeps"]
+fn full_voting_sweeps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::env::var_os("SWEEP_OUT").map_or_else(|| dir.path().to_path_buf(), PathBuf::from);
+    for name in ["pbft", "raft"] {
+        run(sweep_args(name, None, &out)).expect("every point within tolerance");
+        let md = std::fs::read_to_string(out.join(format!("sweep-{name}.md"))).expect("written");
+        println!("{md}");
+    }
+}

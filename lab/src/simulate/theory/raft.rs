@@ -460,6 +460,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn raft_contested_elections_and_the_first_campaign_match_the_closed_forms() {
+        // CI-sized: one point, 200 trials. With 5 servers and d/r = 0.2 the predicted share
+        // is 1 − 0.8⁴ = 0.59 (its standard error over 200 trials is about 6% of it).
+        let p = contest_point(5, 0.2, 200, 7).expect("runs");
+        println!("{p:?}");
+        assert!(p.share_error().abs() <= TOLERANCE, "{p:?}");
+        assert!(p.first_error().abs() <= TOLERANCE, "{p:?}");
+        assert!(p.split <= p.contested, "{p:?}");
+    }
+
+    #[test]
+    fn more_timeout_randomness_gives_fewer_split_votes_and_a_shorter_tail() {
+        let tight = leader_times(5, 60, 1).expect("runs");
+        let loose = leader_times(150, 60, 1).expect("runs");
+        println!("{tight:?}\n{loose:?}");
+        assert!(
+            tight.split > loose.split,
+            "{} vs {}",
+            tight.split,
+            loose.split
+        );
+        assert!(tight.quantile(0.9) > loose.quantile(0.9));
+        assert_eq!(loose.none, 0);
+    }
+
+    #[test]
     fn quantiles_take_the_nearest_rank() {
         let l = LeaderTimes {
             spread_ms: 5,
