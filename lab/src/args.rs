@@ -165,7 +165,7 @@ pub struct SimulateArgs {
     )]
     pub sweep: Option<String>,
     /// The size of each point of a --sweep: blocks for stale and selfish (default 20000),
-    /// heights for pbft (default 100), trials for raft (default 400).
+    /// heights for pbft (default 100), trials for raft (default 1000; half as many for each time-to-leader curve).
     #[arg(long, value_name = "N", requires = "sweep")]
     pub sweep_blocks: Option<u64>,
     /// Inject a fault into every engine's simulation (repeatable): kill-producer@T (kill the

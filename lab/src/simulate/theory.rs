@@ -246,7 +246,7 @@ impl Sweep {
         match self {
             Sweep::Stale | Sweep::Selfish => (100, 10_000_000, 20_000, "blocks"),
             Sweep::Pbft => (2, 100_000, 100, "heights"),
-            Sweep::Raft => (10, 1_000_000, 400, "trials"),
+            Sweep::Raft => (10, 1_000_000, 1_000, "trials"),
         }
     }
 }
@@ -305,119 +305,129 @@ pub fn run_sweep(
     let table = match sweep {
         Sweep::Pbft => pbft::table(blocks, seed, progress)?,
         Sweep::Raft => raft::table(blocks, seed, progress)?,
-        Sweep::Stale => {
-            let mut points = Vec::new();
-            for (i, ratio) in STALE_RATIOS.iter().enumerate() {
-                let point = stale_point(*ratio, blocks, seed.wrapping_add(i as u64))?;
-                progress(format!(
-                    "d/T = {:.2}: a stale block at {} of {} heights = {:.4} (1 − e^(−d/T) = \
-                     {:.4}, {:+.1}%); {} of {} blocks stale",
-                    point.d_over_t,
-                    point.forked_heights,
-                    point.main,
-                    point.stale_rate,
-                    point.theory,
-                    point.error() * 100.0,
-                    point.produced - point.main,
-                    point.produced,
-                ));
-                points.push(point);
-            }
-            let ok = points.iter().all(|p| p.error().abs() <= STALE_TOLERANCE);
-            Table {
-                name: "stale",
-                header: "| d/T | main-chain heights | with a stale block | stale rate | 1 − e^(−d/T) | error | blocks made | stale share of blocks |",
-                rows: points
-                    .iter()
-                    .map(|p| {
-                        vec![
-                            format!("{:.2}", p.d_over_t),
-                            p.main.to_string(),
-                            p.forked_heights.to_string(),
-                            format!("{:.4}", p.stale_rate),
-                            format!("{:.4}", p.theory),
-                            format!("{:+.1}%", p.error() * 100.0),
-                            p.produced.to_string(),
-                            format!("{:.4}", p.stale_share),
-                        ]
-                    })
-                    .collect(),
-                points: points
-                    .iter()
-                    .map(|p| (p.d_over_t, p.stale_rate, p.theory))
-                    .collect(),
-                x_label: "propagation delay / block time (d/T)",
-                y_label: "stale rate",
-                curve: |x| 1.0 - (-x).exp(),
-                x_range: (0.0, 0.21),
-                verdict: format!(
-                    "{} point(s) within {:.0}% of 1 − e^(−d/T): {}",
-                    points.len(),
-                    STALE_TOLERANCE * 100.0,
-                    if ok { "yes" } else { "NO" }
-                ),
-                ok,
-                unit: "blocks a point",
-                appendix: String::new(),
-                extra_svgs: Vec::new(),
-            }
-        }
-        Sweep::Selfish => {
-            let mut points = Vec::new();
-            for (i, alpha) in SELFISH_ALPHAS.iter().enumerate() {
-                let point = selfish_point(*alpha, blocks, seed.wrapping_add(i as u64))?;
-                progress(format!(
-                    "α = {:.2}: {} of {} main-chain blocks = {:.4} (Eyal–Sirer {:.4}, {:+.4})",
-                    point.alpha,
-                    point.selfish,
-                    point.main,
-                    point.revenue,
-                    point.theory,
-                    point.revenue - point.theory
-                ));
-                points.push(point);
-            }
-            let ok = points
-                .iter()
-                .all(|p| (p.revenue - p.theory).abs() <= SELFISH_TOLERANCE);
-            Table {
-                name: "selfish",
-                header: "| α | main-chain blocks | selfish pool's | relative revenue | Eyal–Sirer (γ = 0) | difference |",
-                rows: points
-                    .iter()
-                    .map(|p| {
-                        vec![
-                            format!("{:.2}", p.alpha),
-                            p.main.to_string(),
-                            p.selfish.to_string(),
-                            format!("{:.4}", p.revenue),
-                            format!("{:.4}", p.theory),
-                            format!("{:+.4}", p.revenue - p.theory),
-                        ]
-                    })
-                    .collect(),
-                points: points
-                    .iter()
-                    .map(|p| (p.alpha, p.revenue, p.theory))
-                    .collect(),
-                x_label: "selfish pool's hash share (α)",
-                y_label: "its share of the main chain",
-                curve: |a| relative_revenue(a, 0.0),
-                x_range: (0.0, 0.5),
-                verdict: format!(
-                    "{} point(s) within {} of Eyal–Sirer: {}",
-                    points.len(),
-                    SELFISH_TOLERANCE,
-                    if ok { "yes" } else { "NO" }
-                ),
-                ok,
-                unit: "blocks a point",
-                appendix: String::new(),
-                extra_svgs: Vec::new(),
-            }
-        }
+        Sweep::Stale => stale_table(blocks, seed, progress)?,
+        Sweep::Selfish => selfish_table(blocks, seed, progress)?,
     };
     Ok((write_table(&table, blocks, seed, out)?, table.ok))
+}
+
+/// The stale-rate sweep's table.
+fn stale_table(blocks: u64, seed: u64, progress: &mut dyn FnMut(String)) -> anyhow::Result<Table> {
+    let mut points = Vec::new();
+    for (i, ratio) in STALE_RATIOS.iter().enumerate() {
+        let point = stale_point(*ratio, blocks, seed.wrapping_add(i as u64))?;
+        progress(format!(
+            "d/T = {:.2}: a stale block at {} of {} heights = {:.4} (1 − e^(−d/T) = \
+             {:.4}, {:+.1}%); {} of {} blocks stale",
+            point.d_over_t,
+            point.forked_heights,
+            point.main,
+            point.stale_rate,
+            point.theory,
+            point.error() * 100.0,
+            point.produced - point.main,
+            point.produced,
+        ));
+        points.push(point);
+    }
+    let ok = points.iter().all(|p| p.error().abs() <= STALE_TOLERANCE);
+    Ok(Table {
+        name: "stale",
+        header: "| d/T | main-chain heights | with a stale block | stale rate | 1 − e^(−d/T) | error | blocks made | stale share of blocks |",
+        rows: points
+            .iter()
+            .map(|p| {
+                vec![
+                    format!("{:.2}", p.d_over_t),
+                    p.main.to_string(),
+                    p.forked_heights.to_string(),
+                    format!("{:.4}", p.stale_rate),
+                    format!("{:.4}", p.theory),
+                    format!("{:+.1}%", p.error() * 100.0),
+                    p.produced.to_string(),
+                    format!("{:.4}", p.stale_share),
+                ]
+            })
+            .collect(),
+        points: points
+            .iter()
+            .map(|p| (p.d_over_t, p.stale_rate, p.theory))
+            .collect(),
+        x_label: "propagation delay / block time (d/T)",
+        y_label: "stale rate",
+        curve: |x| 1.0 - (-x).exp(),
+        x_range: (0.0, 0.21),
+        verdict: format!(
+            "{} point(s) within {:.0}% of 1 − e^(−d/T): {}",
+            points.len(),
+            STALE_TOLERANCE * 100.0,
+            if ok { "yes" } else { "NO" }
+        ),
+        ok,
+        unit: "blocks a point",
+        appendix: String::new(),
+        extra_svgs: Vec::new(),
+    })
+}
+
+/// The selfish-mining sweep's table.
+fn selfish_table(
+    blocks: u64,
+    seed: u64,
+    progress: &mut dyn FnMut(String),
+) -> anyhow::Result<Table> {
+    let mut points = Vec::new();
+    for (i, alpha) in SELFISH_ALPHAS.iter().enumerate() {
+        let point = selfish_point(*alpha, blocks, seed.wrapping_add(i as u64))?;
+        progress(format!(
+            "α = {:.2}: {} of {} main-chain blocks = {:.4} (Eyal–Sirer {:.4}, {:+.4})",
+            point.alpha,
+            point.selfish,
+            point.main,
+            point.revenue,
+            point.theory,
+            point.revenue - point.theory
+        ));
+        points.push(point);
+    }
+    let ok = points
+        .iter()
+        .all(|p| (p.revenue - p.theory).abs() <= SELFISH_TOLERANCE);
+    Ok(Table {
+        name: "selfish",
+        header: "| α | main-chain blocks | selfish pool's | relative revenue | Eyal–Sirer (γ = 0) | difference |",
+        rows: points
+            .iter()
+            .map(|p| {
+                vec![
+                    format!("{:.2}", p.alpha),
+                    p.main.to_string(),
+                    p.selfish.to_string(),
+                    format!("{:.4}", p.revenue),
+                    format!("{:.4}", p.theory),
+                    format!("{:+.4}", p.revenue - p.theory),
+                ]
+            })
+            .collect(),
+        points: points
+            .iter()
+            .map(|p| (p.alpha, p.revenue, p.theory))
+            .collect(),
+        x_label: "selfish pool's hash share (α)",
+        y_label: "its share of the main chain",
+        curve: |a| relative_revenue(a, 0.0),
+        x_range: (0.0, 0.5),
+        verdict: format!(
+            "{} point(s) within {} of Eyal–Sirer: {}",
+            points.len(),
+            SELFISH_TOLERANCE,
+            if ok { "yes" } else { "NO" }
+        ),
+        ok,
+        unit: "blocks a point",
+        appendix: String::new(),
+        extra_svgs: Vec::new(),
+    })
 }
 
 fn write_table(table: &Table, blocks: u64, seed: u64, out: &Path) -> anyhow::Result<Vec<PathBuf>> {

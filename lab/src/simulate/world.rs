@@ -33,6 +33,9 @@ use recorder::Recorder;
 use voting::{Seat, VoteMessage};
 pub use voting::{Traced, VoteEvent, VoteProbe, VoteStats};
 
+/// A decided block's certificate as it travels with the block (shared by every copy).
+type Certificate = Arc<Vec<u8>>;
+
 /// Bytes of a request for one block by hash.
 const REQUEST_BYTES: usize = 64;
 /// Bytes of a status message (a head hash and height).
@@ -96,7 +99,7 @@ enum Event {
         from: usize,
         block: Arc<Wire<Block>>,
         /// A voting engine's block travels with its certificate.
-        certificate: Option<Arc<Vec<u8>>>,
+        certificate: Option<Certificate>,
         gossip: bool,
     },
     /// A consensus message reaches `to`.
@@ -577,7 +580,7 @@ impl World {
         &self,
         node: usize,
         hash: &BlockHash,
-    ) -> Option<(Arc<Wire<Block>>, Option<Arc<Vec<u8>>>)> {
+    ) -> Option<(Arc<Wire<Block>>, Option<Certificate>)> {
         let chain = self.nodes[node].chain();
         let block = chain.block(hash).ok().flatten()?;
         let certificate = chain.certificate(hash).ok().flatten().map(Arc::new);
@@ -610,7 +613,7 @@ impl World {
         node: usize,
         except: Option<usize>,
         block: &Arc<Wire<Block>>,
-        certificate: Option<&Arc<Vec<u8>>>,
+        certificate: Option<&Certificate>,
     ) {
         let bytes = block.bytes + certificate.map_or(0, |c| c.len());
         self.gossip(at, node, except, bytes, |to| Event::Block {
@@ -645,7 +648,7 @@ impl World {
         to: usize,
         from: usize,
         block: Arc<Wire<Block>>,
-        certificate: Option<Arc<Vec<u8>>>,
+        certificate: Option<Certificate>,
         gossip: bool,
     ) {
         let hash = block.hash;

@@ -263,62 +263,76 @@ fn error(measured: f64, theory: f64) -> f64 {
     measured / theory - 1.0
 }
 
-/// The whole sweep: `heights` heights a latency point (a tenth of them, at least two, per
-/// message-count point, whose cost grows as n²).
-pub(super) fn table(
-    heights: u64,
-    seed: u64,
-    progress: &mut dyn FnMut(String),
-) -> anyhow::Result<Table> {
-    let mut rows = Vec::new();
-    let mut ok = true;
-    let mut row = |check: &str,
-                   setting: String,
-                   measured: String,
-                   predicted: String,
-                   err: f64,
-                   within: bool| {
-        ok &= within;
-        let verdict = if within { "yes" } else { "NO" };
+/// One row of the sweep's table.
+struct Check {
+    check: &'static str,
+    setting: String,
+    measured: String,
+    predicted: String,
+    error: f64,
+    within: bool,
+}
+
+/// The table's rows as they come, each told to `progress`.
+struct Rows<'a> {
+    rows: Vec<Vec<String>>,
+    ok: bool,
+    progress: &'a mut dyn FnMut(String),
+}
+
+impl Rows<'_> {
+    fn add(&mut self, c: Check) {
+        self.ok &= c.within;
         let line = vec![
-            check.to_owned(),
-            setting,
-            measured,
-            predicted,
-            format!("{:+.1}%", err * 100.0),
-            verdict.to_owned(),
+            c.check.to_owned(),
+            c.setting,
+            c.measured,
+            c.predicted,
+            format!("{:+.1}%", c.error * 100.0),
+            if c.within { "yes" } else { "NO" }.to_owned(),
         ];
-        progress(line.join(" · "));
-        rows.push(line);
-    };
+        (self.progress)(line.join(" · "));
+        self.rows.push(line);
+    }
+}
+
+fn latency_rows(rows: &mut Rows<'_>, heights: u64, seed: u64) -> anyhow::Result<()> {
     for (i, d) in LATENCY_DELAYS.iter().enumerate() {
         let p = latency_point(*d, heights, seed.wrapping_add(i as u64))?;
         let err = error(p.mean_ms, p.theory_ms);
-        row(
-            "commit latency (proposal → decision)",
-            format!(
+        rows.add(Check {
+            check: "commit latency (proposal → decision)",
+            setting: format!(
                 "n = {NODES}, d = {} ms, {} decisions",
                 p.delay_ms, p.decisions
             ),
-            format!("{:.1} ms (max {} ms)", p.mean_ms, p.max_ms),
-            format!("3d = {:.0} ms", p.theory_ms),
-            err,
-            err.abs() <= TOLERANCE,
-        );
+            measured: format!("{:.1} ms (max {} ms)", p.mean_ms, p.max_ms),
+            predicted: format!("3d = {:.0} ms", p.theory_ms),
+            error: err,
+            within: err.abs() <= TOLERANCE,
+        });
     }
+    Ok(())
+}
+
+/// The message-count points and the fitted exponent.
+fn message_rows(
+    rows: &mut Rows<'_>,
+    heights: u64,
+    seed: u64,
+) -> anyhow::Result<(Vec<MessagePoint>, f64)> {
     let mut counts = Vec::new();
-    let per_point = (heights / 10).max(2);
     for (i, n) in MESSAGE_NODES.iter().enumerate() {
-        let p = message_point(*n, per_point, seed.wrapping_add(10 + i as u64))?;
+        let p = message_point(*n, heights, seed.wrapping_add(10 + i as u64))?;
         let err = error(p.per_block, p.exact);
-        row(
-            "messages per committed block",
-            format!("n = {n}, {} blocks", p.heights),
-            format!("{:.1} ({} in all)", p.per_block, p.messages),
-            format!("(n−1)(2n+1) = {:.0}", p.exact),
-            err,
-            err.abs() <= TOLERANCE,
-        );
+        rows.add(Check {
+            check: "messages per committed block",
+            setting: format!("n = {n}, {} blocks", p.heights),
+            measured: format!("{:.1} ({} in all)", p.per_block, p.messages),
+            predicted: format!("(n−1)(2n+1) = {:.0}", p.exact),
+            error: err,
+            within: err.abs() <= TOLERANCE,
+        });
         counts.push(p);
     }
     let slope = log_log_slope(
@@ -327,36 +341,58 @@ pub(super) fn table(
             .map(|p| (p.nodes as f64, p.per_block))
             .collect::<Vec<_>>(),
     );
-    let in_range = (EXPONENT_RANGE.0..=EXPONENT_RANGE.1).contains(&slope);
-    row(
-        "log-log exponent of messages per block in n",
-        format!("n = {MESSAGE_NODES:?}"),
-        format!("{slope:.3}"),
-        format!("2 (accepted {} to {})", EXPONENT_RANGE.0, EXPONENT_RANGE.1),
-        slope / 2.0 - 1.0,
-        in_range,
-    );
+    rows.add(Check {
+        check: "log-log exponent of messages per block in n",
+        setting: format!("n = {MESSAGE_NODES:?}"),
+        measured: format!("{slope:.3}"),
+        predicted: format!("2 (accepted {} to {})", EXPONENT_RANGE.0, EXPONENT_RANGE.1),
+        error: slope / 2.0 - 1.0,
+        within: (EXPONENT_RANGE.0..=EXPONENT_RANGE.1).contains(&slope),
+    });
+    Ok((counts, slope))
+}
+
+fn view_change_rows(rows: &mut Rows<'_>, seed: u64) -> anyhow::Result<()> {
     for (i, (d, tau)) in VIEW_CHANGE_POINTS.iter().enumerate() {
         let p = view_change_point(*d, *tau, seed.wrapping_add(20 + i as u64))?;
         let err = error(p.measured_ms as f64, p.theory_ms);
-        row(
-            "next decision after the primary dies (from its build time)",
-            format!(
+        rows.add(Check {
+            check: "next decision after the primary dies (from its build time)",
+            setting: format!(
                 "n = {NODES}, d = {} ms, τ = {} ms, decided in view {}",
                 p.delay_ms,
                 p.timeout_ms,
                 p.view.as_deref().unwrap_or("?")
             ),
-            format!("{} ms", p.measured_ms),
-            format!("τ + 4d = {:.0} ms", p.theory_ms),
-            err,
-            err.abs() <= TOLERANCE,
-        );
+            measured: format!("{} ms", p.measured_ms),
+            predicted: format!("τ + 4d = {:.0} ms", p.theory_ms),
+            error: err,
+            within: err.abs() <= TOLERANCE,
+        });
     }
+    Ok(())
+}
+
+/// The whole sweep: `heights` heights a latency point (a tenth of them, at least two, per
+/// message-count point, whose cost grows as n²).
+pub(super) fn table(
+    heights: u64,
+    seed: u64,
+    progress: &mut dyn FnMut(String),
+) -> anyhow::Result<Table> {
+    let mut rows = Rows {
+        rows: Vec::new(),
+        ok: true,
+        progress,
+    };
+    latency_rows(&mut rows, heights, seed)?;
+    let (counts, slope) = message_rows(&mut rows, (heights / 10).max(2), seed)?;
+    view_change_rows(&mut rows, seed)?;
+    let ok = rows.ok;
     Ok(Table {
         name: "pbft",
         header: "| check | setting | measured | predicted | error | within tolerance |",
-        rows,
+        rows: rows.rows,
         points: counts
             .iter()
             .map(|p| (p.nodes as f64, p.per_block, p.exact))

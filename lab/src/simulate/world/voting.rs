@@ -364,12 +364,10 @@ impl World {
         if !self.seats[to].seen.insert(message.id) {
             return;
         }
-        match self.feed(at, to, VoteInput::Message(message.bytes.clone())) {
-            Err(EngineError::Rejected { .. }) => {
-                self.count("consensus message refused");
-                return;
-            }
-            Ok(()) | Err(_) => {}
+        let verdict = self.feed(at, to, VoteInput::Message(message.bytes.clone()));
+        if let Err(EngineError::Rejected { .. }) = verdict {
+            self.count("consensus message refused");
+            return;
         }
         let origin = message.origin;
         let relay: Vec<usize> = self
