@@ -24,8 +24,8 @@
 //!   for `r` ∈ {5, 50, 150} ms with `T` = 150 ms and 5 servers; more randomness, fewer
 //!   split votes and a shorter tail.
 //!
-//! A trial's start holds when `T > 3d` (every point keeps `d` ≤ 40 ms against `T` =
-//! 150 ms): the timers set before the heartbeat (a vote granted at `−d`, a losing
+//! A trial's start holds when `T > 3d` (the contested-election points keep `d` ≤ 200 ms
+//! against `T` = 700 ms, the time-to-leader curves 5 ms against 150 ms): the timers set before the heartbeat (a vote granted at `−d`, a losing
 //! candidate's at `−2d` or later, counting from the crash) cannot fire before it arrives
 //! at `+d`, so the heartbeat is every survivor's last restart.
 
@@ -37,10 +37,14 @@ use chain::SecretKey;
 use config::{EngineKind, EngineSpec};
 use std::collections::BTreeSet;
 
-/// The least election timeout, ms.
+/// The least election timeout of the time-to-leader curves, ms (the Raft paper's).
 pub const T_MS: u64 = 150;
-/// The spread `r` of the contested-election points, ms.
-const SPREAD_MS: u64 = 200;
+/// The least election timeout and the spread `r` of the contested-election points, ms:
+/// wide, so that the millisecond grid of timers and delays is fine against `d` (two timers
+/// exactly `d` apart count as contested here, an instant the closed form gives no weight),
+/// and with `T > 3d` at every point.
+const CONTEST_T_MS: u64 = 700;
+const SPREAD_MS: u64 = 1_000;
 /// (servers, d/r) of the contested-election points.
 pub const CONTEST_POINTS: [(usize, f64); 6] =
     [(3, 0.2), (5, 0.1), (5, 0.15), (5, 0.2), (7, 0.1), (7, 0.2)];
@@ -55,7 +59,12 @@ const TRIAL_LIMIT_MS: u64 = 20_000;
 pub const TOLERANCE: f64 = 0.10;
 
 /// One trial's setup: `servers` with their own keys, timeouts on `[T, T + r)`.
-fn setup(servers: usize, spread_ms: u64, delay_ms: u64, seed: u64, trial: u64) -> Setup {
+fn setup(timing: Timing, servers: usize, seed: u64, trial: u64) -> Setup {
+    let Timing {
+        least_ms,
+        spread_ms,
+        delay_ms,
+    } = timing;
     let authors: Vec<(String, SecretKey)> = (0..servers)
         .map(|i| {
             let key = SecretKey::from_seed(&format!("toychain/sweep/raft/{seed}/{trial}/{i}"));
@@ -65,9 +74,9 @@ fn setup(servers: usize, spread_ms: u64, delay_ms: u64, seed: u64, trial: u64) -
     // No blocks: the leader's block timer is an hour away; elections are what is measured.
     let mut spec = dev_spec(EngineKind::Raft, &authors, &[], Some(3_600));
     if let EngineSpec::Raft(params) = &mut spec.engine {
-        params.election_timeout_min_ms = T_MS;
-        params.election_timeout_max_ms = T_MS + spread_ms;
-        params.heartbeat_ms = T_MS / 3;
+        params.election_timeout_min_ms = least_ms;
+        params.election_timeout_max_ms = least_ms + spread_ms;
+        params.heartbeat_ms = least_ms / 3;
     }
     Setup {
         spec,
@@ -84,13 +93,21 @@ fn setup(servers: usize, spread_ms: u64, delay_ms: u64, seed: u64, trial: u64) -
         seed,
         tx_rate: 0.0,
         traders: Vec::new(),
-        duration_ms: 2 * (T_MS + spread_ms) * 20 + TRIAL_LIMIT_MS,
+        duration_ms: 2 * (least_ms + spread_ms) * 20 + TRIAL_LIMIT_MS,
         faults: Vec::new(),
         probe: VoteProbe {
             trace: true,
             kill_first_leader: true,
         },
     }
+}
+
+/// A trial's election timeouts `[least, least + spread)` and one-way delay, ms.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub least_ms: u64,
+    pub spread_ms: u64,
+    pub delay_ms: u64,
 }
 
 /// What one trial's election after the crash looked like.
@@ -167,19 +184,15 @@ fn election(outcome: &Outcome, delay_ms: u64) -> anyhow::Result<Election> {
 
 /// `trials` trials of `servers` with spread `r` and delay `d`.
 pub fn elections(
+    timing: Timing,
     servers: usize,
-    spread_ms: u64,
-    delay_ms: u64,
     trials: u64,
     seed: u64,
 ) -> anyhow::Result<Vec<Election>> {
     (0..trials)
         .map(|trial| {
-            let outcome = world::simulate(
-                setup(servers, spread_ms, delay_ms, seed, trial),
-                &mut |_| {},
-            )?;
-            election(&outcome, delay_ms)
+            let outcome = world::simulate(setup(timing, servers, seed, trial), &mut |_| {})?;
+            election(&outcome, timing.delay_ms)
         })
         .collect()
 }
@@ -222,7 +235,12 @@ pub fn contest_point(
     seed: u64,
 ) -> anyhow::Result<ContestPoint> {
     let delay = (d_over_r * SPREAD_MS as f64).round() as u64;
-    let runs = elections(servers, SPREAD_MS, delay, trials, seed)?;
+    let timing = Timing {
+        least_ms: CONTEST_T_MS,
+        spread_ms: SPREAD_MS,
+        delay_ms: delay,
+    };
+    let runs = elections(timing, servers, trials, seed)?;
     let contested = runs.iter().filter(|e| e.candidates >= 2).count();
     let split = runs
         .iter()
@@ -240,7 +258,7 @@ pub fn contest_point(
         share_theory: 1.0 - (1.0 - x).powf(n - 1.0),
         first_campaign_ms: runs.iter().map(|e| e.first_campaign_ms as f64).sum::<f64>()
             / runs.len().max(1) as f64,
-        first_theory_ms: T_MS as f64 + SPREAD_MS as f64 / n,
+        first_theory_ms: CONTEST_T_MS as f64 + SPREAD_MS as f64 / n,
     })
 }
 
@@ -267,7 +285,12 @@ impl LeaderTimes {
 }
 
 pub fn leader_times(spread_ms: u64, trials: u64, seed: u64) -> anyhow::Result<LeaderTimes> {
-    let runs = elections(CDF_SERVERS, spread_ms, CDF_DELAY_MS, trials, seed)?;
+    let timing = Timing {
+        least_ms: T_MS,
+        spread_ms,
+        delay_ms: CDF_DELAY_MS,
+    };
+    let runs = elections(timing, CDF_SERVERS, trials, seed)?;
     let mut times_ms: Vec<u64> = runs.iter().filter_map(|e| e.to_leader_ms).collect();
     times_ms.sort_unstable();
     Ok(LeaderTimes {
@@ -354,7 +377,7 @@ pub(super) fn table(
         curve: |x| 1.0 - (1.0 - x).powi(4),
         x_range: (0.0, 0.25),
         verdict: format!(
-            "T = {T_MS} ms, r = {SPREAD_MS} ms; {} point(s) within {:.0}% of both predictions: {}",
+            "T = {CONTEST_T_MS} ms, r = {SPREAD_MS} ms; {} point(s) within {:.0}% of both predictions: {}",
             points.len(),
             TOLERANCE * 100.0,
             if ok { "yes" } else { "NO" }
