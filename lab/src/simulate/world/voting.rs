@@ -14,8 +14,9 @@
 //!   is imported with its certificate ([`chain::Chain::import_certified`]) and gossiped as
 //!   a certified block; state to persist is dropped, since a simulated node never restarts.
 //! - **Relay.** A node passes a message it did not refuse on to those of its peers that are
-//!   not the sender's peers (they had it from the sender), so a partial mesh carries every
-//!   message everywhere and a full mesh sends each exactly once per peer.
+//!   not peers of the message's origin (they had it from the origin), so a partial mesh
+//!   carries every message everywhere and a full mesh sends each exactly once per peer. Like
+//!   gossipsub's seen cache, a node remembers the messages it saw for [`SEEN_FOR_MS`].
 //!
 //! The sweeps ([`super::super::theory`]) read a trace of what the machines did (proposals,
 //! decisions, role and view changes) and can take down the first node to lead.
@@ -33,6 +34,9 @@ use std::sync::Arc;
 
 /// Bytes ahead of a machine's message on the wire: the frame's sequence number.
 const FRAME_BYTES: usize = 8;
+/// How long a node remembers a consensus message it saw, virtual ms: longer than any
+/// delivery takes (the largest `--latency` and `delay:` fault are a minute each).
+pub const SEEN_FOR_MS: Millis = 180_000;
 /// Status fields the trace follows: a change in any of them is recorded.
 const TRACED_FIELDS: [&str; 3] = ["role", "term", "view"];
 
@@ -96,12 +100,32 @@ pub struct Seat {
     /// Pending timers and the generation each was last set in.
     timers: BTreeMap<TimerId, u64>,
     generation: u64,
-    /// Consensus messages seen (gossip's seen cache).
+    /// Consensus messages seen (gossip's seen cache), and when, oldest first.
     seen: HashSet<u64>,
+    seen_order: VecDeque<(Millis, u64)>,
     /// The head last given to the machine.
     last_head: Option<BlockHash>,
     /// The traced status fields last recorded.
     status: Vec<(&'static str, String)>,
+}
+
+impl Seat {
+    /// Marks message `id` as seen at `at`, forgetting those seen [`SEEN_FOR_MS`] before;
+    /// false when it was seen already.
+    fn first_sight(&mut self, at: Millis, id: u64) -> bool {
+        while let Some((seen_at, old)) = self.seen_order.front().copied() {
+            if seen_at.saturating_add(SEEN_FOR_MS) > at {
+                break;
+            }
+            self.seen.remove(&old);
+            self.seen_order.pop_front();
+        }
+        if !self.seen.insert(id) {
+            return false;
+        }
+        self.seen_order.push_back((at, id));
+        true
+    }
 }
 
 /// Each node's machine, built by the chain's engine from the node's key.
@@ -124,6 +148,7 @@ pub fn seats(world: &World, keys: &[SecretKey]) -> anyhow::Result<Vec<Seat>> {
                 timers: BTreeMap::new(),
                 generation: 0,
                 seen: HashSet::new(),
+                seen_order: VecDeque::new(),
                 last_head: None,
                 status: Vec::new(),
             })
@@ -253,7 +278,7 @@ impl World {
                     origin: node,
                     bytes,
                 });
-                self.seats[node].seen.insert(message.id);
+                self.seats[node].first_sight(at, message.id);
                 let peers = self.net.peers(node).to_vec();
                 self.send_vote(at, node, &peers, &message);
             }
@@ -361,7 +386,7 @@ impl World {
         from: usize,
         message: Arc<VoteMessage>,
     ) {
-        if !self.seats[to].seen.insert(message.id) {
+        if !self.seats[to].first_sight(at, message.id) {
             return;
         }
         let verdict = self.feed(at, to, VoteInput::Message(message.bytes.clone()));

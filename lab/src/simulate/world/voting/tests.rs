@@ -333,3 +333,19 @@ fn a_voting_run_is_the_same_for_the_same_seed() {
         assert!(messages > 0);
     }
 }
+
+#[test]
+fn the_seen_cache_forgets_messages_after_its_window() {
+    let setup = setup(EngineKind::Pbft, 2, 1, 1);
+    let world = World::new(&setup).expect("opens");
+    let mut seats = super::seats(&world, &[setup.authors[0].1.clone()]).expect("a machine");
+    let seat = &mut seats[0];
+    assert!(seat.first_sight(1_000, 7));
+    assert!(!seat.first_sight(2_000, 7), "a duplicate inside the window");
+    assert!(seat.first_sight(1_000 + super::SEEN_FOR_MS, 8));
+    assert!(
+        seat.first_sight(1_000 + super::SEEN_FOR_MS, 7),
+        "forgotten after the window"
+    );
+    assert_eq!(seat.seen.len(), 2);
+}
