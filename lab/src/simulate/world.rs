@@ -7,6 +7,10 @@
 //! parent is missing waits for it while the parent is asked of the sender); a new head
 //! makes any turn planned on the old one stale and asks the producer again.
 //!
+//! A voting engine's nodes have no turns: each runs its machine ([`voting`]), whose
+//! messages and timers are events like the others and whose decisions are imported with
+//! their certificates.
+//!
 //! What the record gets is what `toychain compare`'s collector would see with a poll at
 //! every instant: each node's head whenever it changes, and each block from the moment
 //! some node had it on its best chain.
