@@ -349,3 +349,24 @@ fn the_seen_cache_forgets_messages_after_its_window() {
     );
     assert_eq!(seat.seen.len(), 2);
 }
+
+#[test]
+fn n2_a_killed_pbft_primary_or_raft_leader_halts_the_chain_without_a_fork() {
+    // Two validators: f = 0 and a quorum of 2 (PBFT), a majority of 2 (Raft), so the kill
+    // of one (f + 1, a majority) stops both, and nothing is decided twice.
+    for kind in [EngineKind::Pbft, EngineKind::Raft] {
+        let outcome = voting(kind, 2, 40, vec![Fault::KillProducer { at_s: 15 }]);
+        let record = &outcome.record;
+        assert!(outcome.killed.is_some(), "{kind}");
+        let chain = chain_to(&record.blocks, record.final_head);
+        assert!(
+            chain.len() > 5,
+            "{kind}: {} blocks before the kill",
+            chain.len()
+        );
+        // A height in flight at the kill may still land within its delays.
+        let after = chain.iter().filter(|b| b.first_seen > 16.0).count();
+        assert_eq!(after, 0, "{kind}: blocks decided after the kill");
+        assert_eq!(heads_and_forks(record).1, 0, "{kind}");
+    }
+}
