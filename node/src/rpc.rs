@@ -14,7 +14,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use chain::{
     Address, Block, BlockHash, Canonical, ChainView, Height, MempoolError, Transaction, TxError,
     TxHash, TxKind,
