@@ -116,6 +116,9 @@ pub struct RpcState {
     pub journal: Option<Arc<crate::tx_journal::TxJournal>>,
     /// A voting engine's machine status (view or term, leader, role, votes).
     pub voting: Option<crate::voting::VotingStatus>,
+    /// Turns true when the node shuts down: WebSocket connections end then, so none keeps
+    /// the chain actor alive.
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 pub fn router(state: RpcState) -> Router {

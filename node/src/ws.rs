@@ -8,7 +8,8 @@
 //! of [`OUT_QUEUE`] messages; a client that does not read (the queue full, or a send stuck
 //! for [`SEND_TIMEOUT`]) is disconnected, so the chain actor never waits for anyone: it only
 //! publishes on a broadcast channel. Browsers may connect from loopback pages and from the
-//! node's own origin only (a page on another site must not drive a local node).
+//! node's own origin only (a page on another site must not drive a local node). When the
+//! node shuts down every connection ends, so none keeps the chain actor alive.
 
 use crate::actor::ChainEvent;
 use crate::rpc::{RpcState, codes, error_object, handle_call};
@@ -161,8 +162,18 @@ async fn serve_socket(state: RpcState, socket: WebSocket) {
     };
     let mut events = conn.state.chain.events();
     let mut writer_done = false;
+    let mut closing = conn.state.closing.clone();
     let end = loop {
+        if *closing.borrow_and_update() {
+            break End::Closed;
+        }
         tokio::select! {
+            // The node is stopping (or gone).
+            changed = closing.changed() => {
+                if changed.is_err() {
+                    break End::Closed;
+                }
+            }
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     if let Err(end) = conn.on_text(text.as_str()).await {
