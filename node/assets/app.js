@@ -236,9 +236,10 @@ function NodeCard({ node }) {
       <dt>side blocks</dt><dd>${s.side_blocks ?? 0}</dd>
     </dl>
     ${voting && html`<h3>votes</h3><${Fields} obj=${voting} />`}
-    ${node.explainHead && html`<h3>engine (head)</h3><${Fields} obj=${node.explainHead} />`}
-    ${node.peers.length > 0 && html`<h3>peers</h3><ul class="peers">${node.peers.map((p) => html`
-      <li class="mono">${short(p.peer_id)} ${p.address} ${p.height !== null && p.height !== undefined ? `@${p.height}` : ""}</li>`)}</ul>`}
+    ${node.explainHead && html`<details><summary>engine (head #${node.explainHead.height})</summary>
+      <${Fields} obj=${node.explainHead} /></details>`}
+    ${node.peers.length > 0 && html`<details><summary>peers (${node.peers.length})</summary><ul class="peers">${node.peers.map((p) => html`
+      <li class="mono">${short(p.peer_id)} ${p.address} ${p.height !== null && p.height !== undefined ? `@${p.height}` : ""}</li>`)}</ul></details>`}
   </section>`;
 }
 
@@ -376,7 +377,7 @@ function App() {
       <div class="nodes">${store.nodes.map((n) => html`<${NodeCard} node=${n} />`)}</div>
       <section class="card"><h2>block tree</h2>
         <p class="legend"><span class="side">side branch</span> <span class="reorged">reorged out</span>
-          dots: node heads · lines: finalized, ${K}-confirmed (node ${(store.nodes.find((n) => n.head) || store.nodes[0]).i})</p>
+          · dots: node heads · lines: finalized, ${K}-confirmed (node ${(store.nodes.find((n) => n.head) || store.nodes[0]).i})</p>
         <div class="tree-wrap"><${Tree} /></div></section>
       <div class="columns">
         <section class="card"><h2>block</h2><${BlockPanel} /></section>

@@ -8,8 +8,8 @@
 use crate::metrics::Metrics;
 use chain::{
     Address, Block, BlockError, BlockHash, BlockId, CertifiedBlock, Chain, ChainReader, ChainView,
-    ConsensusEngine, EngineError, HeadChange, ImportOutcome, Mempool, MempoolError, SealedHeader, StoreError,
-    Timestamp, Transaction, TxHash, Weight,
+    ConsensusEngine, EngineError, HeadChange, ImportOutcome, Mempool, MempoolError, SealedHeader,
+    StoreError, Timestamp, Transaction, TxHash, Weight,
 };
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

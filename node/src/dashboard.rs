@@ -51,6 +51,10 @@ pub async fn asset(Path(name): Path<String>) -> Response {
             *body,
         )
             .into_response(),
-        None => (StatusCode::NOT_FOUND, format!("no dashboard asset {name:?}")).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("no dashboard asset {name:?}"),
+        )
+            .into_response(),
     }
 }

@@ -209,7 +209,10 @@ async fn serve_socket(state: RpcState, socket: WebSocket) {
     };
     match end {
         End::Slow(why) => {
-            conn.state.metrics.ws_dropped.fetch_add(1, Ordering::Relaxed);
+            conn.state
+                .metrics
+                .ws_dropped
+                .fetch_add(1, Ordering::Relaxed);
             info!(reason = %why, "slow WebSocket client disconnected");
             // Dropping the socket's half closes the connection without a goodbye.
             writer.abort();
@@ -248,7 +251,10 @@ impl Connection {
         let parsed: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
-                self.state.metrics.rpc_errors.fetch_add(1, Ordering::Relaxed);
+                self.state
+                    .metrics
+                    .rpc_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 return self.push(error_object(
                     Value::Null,
                     codes::PARSE_ERROR,
@@ -284,7 +290,10 @@ impl Connection {
         if topic.is_none() && method != "chain_unsubscribe" {
             return handle_call(&self.state, call).await;
         }
-        self.state.metrics.rpc_requests.fetch_add(1, Ordering::Relaxed);
+        self.state
+            .metrics
+            .rpc_requests
+            .fetch_add(1, Ordering::Relaxed);
         let id = call.get("id").cloned();
         let params = match call.get("params") {
             None | Some(Value::Null) => Vec::new(),
@@ -299,7 +308,10 @@ impl Connection {
         Some(match result {
             Ok(value) => json!({"jsonrpc": "2.0", "id": id, "result": value}),
             Err(message) => {
-                self.state.metrics.rpc_errors.fetch_add(1, Ordering::Relaxed);
+                self.state
+                    .metrics
+                    .rpc_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 error_object(id, codes::INVALID_PARAMS, &message)
             }
         })
@@ -414,7 +426,11 @@ mod tests {
             (Some("http://[::1]:8545"), Some("[::1]:8545"), true),
             (Some("http://10.0.0.5:8545"), Some("10.0.0.5:8545"), true),
             (Some("https://evil.example"), Some("127.0.0.1:8545"), false),
-            (Some("http://127.0.0.1.evil.example"), Some("127.0.0.1:8545"), false),
+            (
+                Some("http://127.0.0.1.evil.example"),
+                Some("127.0.0.1:8545"),
+                false,
+            ),
             (Some("null"), Some("127.0.0.1:8545"), false),
         ];
         for (origin, host, allowed) in cases {

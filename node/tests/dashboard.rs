@@ -35,7 +35,9 @@ fn chromium() -> Result<PathBuf, String> {
             }
         }
     }
-    Err(format!("none of {names:?} is on PATH and CHROMIUM is not set"))
+    Err(format!(
+        "none of {names:?} is on PATH and CHROMIUM is not set"
+    ))
 }
 
 /// A browser, or `None` (with the reason printed) when the test may be skipped.
@@ -159,19 +161,28 @@ fn dashboard_follows_heads_shows_fork_and_reorg_and_explains_a_clicked_block() {
 
     // The page's head follows the RPC's.
     let target = rpc_height(&net, 0) + 2;
-    net.wait_nodes(&[0], target, DEADLINE).expect("node 0 mines");
+    net.wait_nodes(&[0], target, DEADLINE)
+        .expect("node 0 mines");
     let until = Instant::now() + DEADLINE;
     while page_height(&tab, 0).is_none_or(|h| h < target) {
-        assert!(Instant::now() < until, "the page stays at {:?}", page_height(&tab, 0));
+        assert!(
+            Instant::now() < until,
+            "the page stays at {:?}",
+            page_height(&tab, 0)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let shown = page_height(&tab, 0).expect("a height");
-    assert!(shown <= rpc_height(&net, 0), "the page is not ahead of the node");
+    assert!(
+        shown <= rpc_height(&net, 0),
+        "the page is not ahead of the node"
+    );
 
     // A partition: each side mines its own branch, drawn on two lanes.
     net.partition(&[1]).expect("split 1 | 1");
     let split = net.heights().into_iter().flatten().max().expect("heights");
-    net.wait_until(split + 2, DEADLINE).expect("both sides mine");
+    net.wait_until(split + 2, DEADLINE)
+        .expect("both sides mine");
     wait_js(
         &tab,
         "document.querySelectorAll('svg.tree g.block.side').length > 0",
@@ -206,7 +217,10 @@ fn dashboard_follows_heads_shows_fork_and_reorg_and_explains_a_clicked_block() {
     let explained = eval(&tab, "document.querySelector('.block-detail').textContent");
     let explained = explained.as_str().unwrap_or_default();
     for field in ["state_root", "bits", "target", "work"] {
-        assert!(explained.contains(field), "{field} missing from {explained}");
+        assert!(
+            explained.contains(field),
+            "{field} missing from {explained}"
+        );
     }
 
     let errors = errors.lock().map(|e| e.clone()).unwrap_or_default();
@@ -245,11 +259,12 @@ fn dashboard_screenshots_of_every_engine() {
         while page_height(&tab, 0).is_none_or(|h| h < height) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(200));
         }
-        // Something to click, so the block panel is part of the picture.
+        // Something to click, so the block panel is part of the picture; then back to the top.
         let _ = tab
             .find_element("svg.tree g.block:last-of-type rect")
             .and_then(|e| e.click().map(|_| ()));
         std::thread::sleep(Duration::from_secs(2));
+        eval(&tab, "window.scrollTo(0, 0), true");
         let png = tab
             .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
             .expect("a screenshot");

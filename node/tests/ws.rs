@@ -81,7 +81,10 @@ async fn new_heads_arrive_in_order_and_plain_calls_answer_over_the_socket() {
     assert_eq!(info["result"]["engine"], "poa", "{info}");
 
     let subscribed = call(&mut socket, 2, "chain_subscribeNewHeads", json!([])).await;
-    let id = subscribed["result"].as_str().expect("a subscription id").to_owned();
+    let id = subscribed["result"]
+        .as_str()
+        .expect("a subscription id")
+        .to_owned();
     let mut previous: Option<Value> = None;
     for _ in 0..3 {
         let note = notification(&mut socket, "chain_newHead", DEADLINE).await;
@@ -89,8 +92,14 @@ async fn new_heads_arrive_in_order_and_plain_calls_answer_over_the_socket() {
         assert_eq!(note["params"]["subscription"], json!(id), "{note}");
         let head = note["params"]["result"].clone();
         if let Some(prev) = &previous {
-            assert_eq!(head["height"].as_u64(), prev["height"].as_u64().map(|h| h + 1));
-            assert_eq!(head["parent_hash"], prev["hash"], "each head builds on the last");
+            assert_eq!(
+                head["height"].as_u64(),
+                prev["height"].as_u64().map(|h| h + 1)
+            );
+            assert_eq!(
+                head["parent_hash"], prev["hash"],
+                "each head builds on the last"
+            );
         }
         previous = Some(head);
     }
@@ -119,14 +128,21 @@ async fn bad_subscribe_params_answer_an_error_naming_the_value() {
     let cases = [
         ("chain_subscribeNewHeads", json!(["fast"]), "\"fast\""),
         ("chain_subscribeReorgs", json!([7]), "[7]"),
-        ("chain_subscribeFinalized", json!({"depth": 3}), "\"depth\":3"),
+        (
+            "chain_subscribeFinalized",
+            json!({"depth": 3}),
+            "\"depth\":3",
+        ),
         ("chain_unsubscribe", json!([42]), "42"),
     ];
     for (i, (method, params, named)) in cases.into_iter().enumerate() {
         let answer = call(&mut socket, i as u64, method, params).await;
         assert_eq!(answer["error"]["code"], -32602, "{method}: {answer}");
         let message = answer["error"]["message"].as_str().expect("a message");
-        assert!(message.contains(named), "{method}: {message:?} names {named}");
+        assert!(
+            message.contains(named),
+            "{method}: {message:?} names {named}"
+        );
     }
 }
 
@@ -143,11 +159,16 @@ async fn a_client_that_never_reads_is_dropped_and_the_node_keeps_producing() {
     // A small receive buffer, so the kernel does not soak up what the node sends.
     let stream = tokio::net::TcpSocket::new_v4().expect("socket");
     stream.set_recv_buffer_size(4096).expect("buffer size");
-    let address = node.rpc_url().trim_start_matches("http://").parse().expect("address");
+    let address = node
+        .rpc_url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
     let stream = stream.connect(address).await.expect("connected");
-    let (mut slow, _) = tokio_tungstenite::client_async(ws_url(node), MaybeTlsStream::Plain(stream))
-        .await
-        .expect("handshake");
+    let (mut slow, _) =
+        tokio_tungstenite::client_async(ws_url(node), MaybeTlsStream::Plain(stream))
+            .await
+            .expect("handshake");
     slow.send(Message::Text(
         json!({"jsonrpc": "2.0", "id": 0, "method": "chain_subscribeNewHeads"})
             .to_string()
@@ -196,7 +217,10 @@ async fn a_client_that_never_reads_is_dropped_and_the_node_keeps_producing() {
 
     let mut fresh = connect(node).await;
     let info = call(&mut fresh, 1, "chain_info", json!([])).await;
-    assert!(info["result"]["height"].as_u64() >= Some(start + 2), "{info}");
+    assert!(
+        info["result"]["height"].as_u64() >= Some(start + 2),
+        "{info}"
+    );
     let metrics = ureq::get(&format!("{}/metrics", node.rpc_url()))
         .call()
         .expect("metrics")
@@ -247,8 +271,13 @@ async fn n2_pow_partition_and_heal_notifies_a_reorg() {
     let result = &reorg["params"]["result"];
     let depth = result["depth"].as_u64().expect("depth");
     assert!(depth >= 1, "{reorg}");
-    assert_eq!(result["reverted"].as_array().map(Vec::len), Some(depth as usize));
-    let fork = result["fork_point"]["height"].as_u64().expect("fork height");
+    assert_eq!(
+        result["reverted"].as_array().map(Vec::len),
+        Some(depth as usize)
+    );
+    let fork = result["fork_point"]["height"]
+        .as_u64()
+        .expect("fork height");
     let old = result["old_head"]["height"].as_u64().expect("old height");
     let new = result["new_head"]["height"].as_u64().expect("new height");
     assert!(fork < old && fork < new, "{reorg}");
