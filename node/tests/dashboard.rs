@@ -136,9 +136,10 @@ fn rpc_height(net: &TestNet, i: usize) -> u64 {
 
 /// Two PoW miners: the page follows node 0's head; cut apart, the two branches show as a
 /// fork; healed, the reorg is listed and the reverted blocks are marked; a click on a block
-/// shows its header and its `engine_explain`; no console error all along.
+/// shows its header and its `engine_explain`; the account page shows a balance; no console
+/// error all along.
 #[test]
-fn dashboard_follows_heads_shows_fork_and_reorg_and_explains_a_clicked_block() {
+fn dashboard_follows_heads_shows_fork_and_reorg_explains_blocks_and_shows_accounts() {
     let Some(browser) = browser() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     let net = TestBuilder::new(&dir.path().join("net"), config::EngineKind::Pow)
@@ -196,15 +197,30 @@ fn dashboard_follows_heads_shows_fork_and_reorg_and_explains_a_clicked_block() {
         "the heal shows as a reorg",
     );
 
-    // A click on a block shows its explain fields.
-    let hash = eval(
-        &tab,
-        "document.querySelector('svg.tree g.block')?.getAttribute('data-block')",
-    );
-    let hash = hash.as_str().expect("a block hash").to_owned();
-    tab.find_element(&format!("svg.tree g.block[data-block=\"{hash}\"] rect"))
-        .and_then(|e| e.click().map(|_| ()))
-        .expect("the block is clicked");
+    // A click on a block shows its explain fields. New blocks move the tree under the
+    // pointer now and then, so the click is tried again until it lands on its block.
+    let mut hash = String::new();
+    for _ in 0..5 {
+        hash = eval(
+            &tab,
+            "[...document.querySelectorAll('svg.tree g.block[data-lane=\"0\"]')] \
+             .slice(-3)[0]?.getAttribute('data-block')",
+        )
+        .as_str()
+        .expect("a block hash")
+        .to_owned();
+        let clicked = tab
+            .find_element(&format!("svg.tree g.block[data-block=\"{hash}\"] rect"))
+            .and_then(|e| e.click().map(|_| ()));
+        std::thread::sleep(Duration::from_millis(500));
+        let selected = eval(
+            &tab,
+            "document.querySelector('.block-detail')?.getAttribute('data-selected')",
+        );
+        if clicked.is_ok() && selected.as_str() == Some(hash.as_str()) {
+            break;
+        }
+    }
     wait_js(
         &tab,
         &format!(
@@ -222,6 +238,28 @@ fn dashboard_follows_heads_shows_fork_and_reorg_and_explains_a_clicked_block() {
             "{field} missing from {explained}"
         );
     }
+
+    // The account page: a dev account's balance and nonce, as the RPC has them.
+    let dave = chain::dev::dev_address("dave").expect("a dev account");
+    let account = net
+        .node(0)
+        .expect("node 0 runs")
+        .client()
+        .call("state_getAccount", serde_json::json!([dave.to_string()]))
+        .expect("state_getAccount");
+    tab.find_element("input[placeholder^=\"account\"]")
+        .and_then(|e| e.click().map(|_| ()))
+        .and_then(|()| tab.type_str(&dave.to_string()).map(|_| ()))
+        .and_then(|()| tab.press_key("Enter").map(|_| ()))
+        .expect("the address is typed");
+    wait_js(
+        &tab,
+        &format!(
+            "(document.querySelector('.account')?.textContent || '').includes('{}')",
+            account["balance"]
+        ),
+        "the account page shows the balance",
+    );
 
     let errors = errors.lock().map(|e| e.clone()).unwrap_or_default();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
