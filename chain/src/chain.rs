@@ -14,8 +14,8 @@ use crate::state::{LtHash, StateChanges, StateKey, StateOverlay, StateRead, upda
 use crate::store::{Column, Store, StoreError, WriteBatch, decode_value, encode_value};
 use crate::tx::{Transaction, TxError};
 use crate::validation::{
-    self, BlockError, DEFAULT_MAX_FUTURE_DRIFT_SECS, EmptyState, check_block_stateless,
-    check_header_against_parent, execute_block,
+    self, BlockError, DEFAULT_MAX_FUTURE_DRIFT_SECS, EmptyState, check_block_shape,
+    check_block_stateless, check_block_txs, check_header_against_parent, execute_block,
 };
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::fmt;
@@ -232,32 +232,13 @@ impl Chain {
             }
             Some(_) => {}
             None => {
-                let mut batch = WriteBatch::default();
-                let hash = genesis_header.hash();
-                batch.put(Column::Meta, META_FORMAT, vec![STORE_FORMAT]);
-                batch.put(Column::Meta, META_GENESIS, hash.0.to_vec());
-                Self::put_block(&mut batch, &genesis_block, hash);
-                let meta = BlockMeta {
-                    height: Height::GENESIS,
-                    parent: BlockHash::ZERO,
-                    total_weight: Weight::ZERO,
-                    invalid: false,
-                };
-                batch.put(Column::BlockMeta, hash.0, encode_value(&meta));
-                for (key, value) in genesis_state {
-                    if let Some(value) = value {
-                        batch.put(Column::State, key.0, value);
-                    }
-                }
-                batch.put(
-                    Column::Heights,
-                    height_key(Height::GENESIS),
-                    hash.0.to_vec(),
-                );
-                batch.put(Column::Meta, META_HEAD, hash.0.to_vec());
-                batch.put(Column::Meta, META_HEAD_LTHASH, genesis_lthash.to_bytes());
-                store.write(batch)?;
-                info!(genesis = %hash, engine = engine.name(), "initialised new chain");
+                Self::write_genesis(
+                    store.as_ref(),
+                    &genesis_block,
+                    genesis_state,
+                    &genesis_lthash,
+                )?;
+                info!(genesis = %genesis_header.hash(), engine = engine.name(), "initialised new chain");
             }
         }
         match store.get(Column::Meta, META_FORMAT)? {
@@ -317,6 +298,50 @@ impl Chain {
         }
         info!(head = %chain.head.id().hash, height = %chain.head.height(), "chain opened");
         Ok(chain)
+    }
+
+    /// Writes genesis into an empty store: the block, its state, the height index and the
+    /// head.
+    fn write_genesis(
+        store: &dyn Store,
+        genesis_block: &Block,
+        genesis_state: StateChanges,
+        genesis_lthash: &LtHash,
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        let hash = genesis_block.hash();
+        batch.put(Column::Meta, META_FORMAT, vec![STORE_FORMAT]);
+        batch.put(Column::Meta, META_GENESIS, hash.0.to_vec());
+        Self::put_block(&mut batch, genesis_block, hash);
+        let meta = BlockMeta {
+            height: Height::GENESIS,
+            parent: BlockHash::ZERO,
+            total_weight: Weight::ZERO,
+            invalid: false,
+        };
+        batch.put(Column::BlockMeta, hash.0, encode_value(&meta));
+        for (key, value) in genesis_state {
+            if let Some(value) = value {
+                batch.put(Column::State, key.0, value);
+            }
+        }
+        batch.put(
+            Column::Heights,
+            height_key(Height::GENESIS),
+            hash.0.to_vec(),
+        );
+        batch.put(Column::Meta, META_HEAD, hash.0.to_vec());
+        batch.put(Column::Meta, META_HEAD_LTHASH, genesis_lthash.to_bytes());
+        store.write(batch)
+    }
+
+    /// The bound on a block's time ahead of this node's clock: the chain's, or the
+    /// engine's when that is tighter.
+    fn future_drift(&self) -> u64 {
+        let general = self.config.max_future_drift;
+        self.engine
+            .max_future_drift()
+            .map_or(general, |engine| engine.min(general))
     }
 
     pub fn engine(&self) -> &Arc<dyn ConsensusEngine> {
@@ -468,7 +493,7 @@ impl Chain {
             &parent,
             median,
             self.clock.now(),
-            self.config.max_future_drift,
+            self.future_drift(),
         )?;
         let sealed = SealedHeader::new(block.header.clone());
         self.engine.verify_header(self, &sealed, &parent)?;
@@ -513,7 +538,10 @@ impl Chain {
                 Ok(ImportOutcome::AlreadyKnown)
             };
         }
-        let tx_hashes = check_block_stateless(&block, self.config.chain_id)?;
+        // Cheapest first: the shape, the parent, the header and the engine's rules for it
+        // come before any signature is checked, so a block that cannot be placed or whose
+        // producer is not entitled costs no per-transaction work.
+        let tx_hashes = check_block_shape(&block)?;
         let parent_hash = block.header.parent;
         let parent_meta = self.meta(&parent_hash)?.ok_or(BlockError::UnknownParent {
             parent: parent_hash,
@@ -530,10 +558,11 @@ impl Chain {
             &parent,
             median,
             self.clock.now(),
-            self.config.max_future_drift,
+            self.future_drift(),
         )?;
         let sealed = SealedHeader::new_unchecked(block.header.clone(), hash);
         self.engine.verify_header(self, &sealed, &parent)?;
+        check_block_txs(&block, &tx_hashes, self.config.chain_id)?;
         let meta = BlockMeta {
             height: block.header.height,
             parent: parent_hash,
@@ -897,6 +926,28 @@ impl Chain {
             )));
         }
         let mut overlay = StateOverlay::new(&self.reader.state);
+        self.revert_best_to(&mut overlay, base)?;
+        if from_kept && let Some(s) = kept.take() {
+            overlay.apply(s.changes);
+        }
+        self.replay_branch(&mut overlay, current, branch, &unavailable)?;
+        let changes = overlay.into_changes();
+        *self.side_state.lock().unwrap_or_else(|p| p.into_inner()) = Some(SideState {
+            anchor: self.head.id(),
+            block: *hash,
+            changes: changes.clone(),
+        });
+        let mut out = StateOverlay::new(&self.reader.state);
+        out.apply(changes);
+        Ok(out)
+    }
+
+    /// Undoes the best chain's blocks above `base` in `overlay`, newest first.
+    fn revert_best_to(
+        &self,
+        overlay: &mut StateOverlay<'_>,
+        base: Height,
+    ) -> Result<(), EngineError> {
         let mut height = self.head.height();
         while height > base {
             let best = self
@@ -913,10 +964,19 @@ impl Chain {
             }
             height = Height(height.0 - 1);
         }
-        if from_kept && let Some(s) = kept.take() {
-            overlay.apply(s.changes);
-        }
-        let mut parent = current;
+        Ok(())
+    }
+
+    /// Executes `branch` (newest first, its oldest block a child of `parent`) on
+    /// `overlay`; a block that does not execute makes the state `unavailable`.
+    fn replay_branch(
+        &self,
+        overlay: &mut StateOverlay<'_>,
+        parent: SealedHeader,
+        branch: Vec<SealedHeader>,
+        unavailable: &dyn Fn(String) -> EngineError,
+    ) -> Result<(), EngineError> {
+        let mut parent = parent;
         for header in branch.into_iter().rev() {
             let block = self
                 .block(&header.hash())?
@@ -925,7 +985,7 @@ impl Chain {
                     reason: format!("missing branch block {}", header.hash()),
                 })?;
             let tx_hashes: Vec<TxHash> = block.txs.iter().map(Transaction::hash).collect();
-            let mut child = StateOverlay::new(&overlay);
+            let mut child = StateOverlay::new(overlay);
             execute_block(
                 self.engine.as_ref(),
                 &mut child,
@@ -943,15 +1003,7 @@ impl Chain {
             overlay.apply(changes);
             parent = header;
         }
-        let changes = overlay.into_changes();
-        *self.side_state.lock().unwrap_or_else(|p| p.into_inner()) = Some(SideState {
-            anchor: self.head.id(),
-            block: *hash,
-            changes: changes.clone(),
-        });
-        let mut out = StateOverlay::new(&self.reader.state);
-        out.apply(changes);
-        Ok(out)
+        Ok(())
     }
 
     /// Records that `path[failed]` broke its state transition: it and every later block of

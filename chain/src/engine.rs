@@ -119,6 +119,14 @@ pub trait ConsensusEngine: Send + Sync + Debug {
     /// What this block adds to fork choice (from the header alone).
     fn block_weight(&self, header: &SealedHeader) -> Weight;
 
+    /// How far ahead of this node's clock a block's time may be, in seconds, when the
+    /// engine allows less than the chain's general bound (`ChainConfig::max_future_drift`):
+    /// an engine with time slots refuses a block before its slot has begun, as EOSIO does,
+    /// so a producer cannot sign slots early. `None` keeps the chain's bound.
+    fn max_future_drift(&self) -> Option<u64> {
+        None
+    }
+
     /// Which of two equally heavy branches a node keeps; the one it saw first unless the
     /// engine needs every node to agree ([`crate::fork_choice::TieBreak`]).
     fn tie_break(&self) -> crate::fork_choice::TieBreak {

@@ -128,6 +128,15 @@ impl BlockError {
 /// and every transaction's chain id and signature (verified in parallel on rayon).
 /// Returns the transaction hashes, computed once.
 pub fn check_block_stateless(block: &Block, chain_id: ChainId) -> Result<Vec<TxHash>, BlockError> {
+    let hashes = check_block_shape(block)?;
+    check_block_txs(block, &hashes, chain_id)?;
+    Ok(hashes)
+}
+
+/// The cheap half of [`check_block_stateless`]: header fields, size, the tx root and no
+/// tx twice, hashing each tx once. Returns the tx hashes. Runs before the parent is looked
+/// up, so a block that cannot be placed costs no signature check.
+pub fn check_block_shape(block: &Block) -> Result<Vec<TxHash>, BlockError> {
     check_header_fields(&block.header)?;
     if block.txs.len() > MAX_TXS_PER_BLOCK {
         return Err(BlockError::TooManyTxs {
@@ -156,6 +165,17 @@ pub fn check_block_stateless(block: &Block, chain_id: ChainId) -> Result<Vec<TxH
             return Err(BlockError::DuplicateTx { hash: *hash });
         }
     }
+    Ok(hashes)
+}
+
+/// The costly half of [`check_block_stateless`]: every transaction's own checks, its
+/// signature included, in parallel; `hashes` are the block's tx hashes from
+/// [`check_block_shape`].
+pub fn check_block_txs(
+    block: &Block,
+    hashes: &[TxHash],
+    chain_id: ChainId,
+) -> Result<(), BlockError> {
     block
         .txs
         .par_iter()
@@ -168,8 +188,7 @@ pub fn check_block_stateless(block: &Block, chain_id: ChainId) -> Result<Vec<TxH
                     hash: *hash,
                     source,
                 })
-        })?;
-    Ok(hashes)
+        })
 }
 
 /// Field-level header checks: version, timestamp range, engine field sizes.

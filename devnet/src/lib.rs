@@ -81,68 +81,71 @@ pub fn say(line: &str) {
     let _ = writeln!(out, "{line}");
 }
 
-pub fn run(args: DevnetArgs) -> anyhow::Result<()> {
-    let kind: EngineKind = args
-        .engine
-        .parse()
-        .map_err(|e: config::SpecError| usage(format!("--engine: {e}")))?;
-    let nodes = usize::from(args.nodes);
-    if nodes == 0 || nodes > DEV_ACCOUNTS.len() {
-        return Err(usage(format!(
-            "--nodes {nodes}: a devnet has 1 to {} nodes, one per dev account",
-            DEV_ACCOUNTS.len()
-        )));
-    }
-    let layout = Layout::new(&args, kind, nodes)?;
-    if args.fresh && layout.wipe()? {
-        say(&format!("--fresh: deleted {}", layout.root.display()));
-    }
-    let (spec, resumed) = layout.spec(kind, args.block_time)?;
-    layout.check_ports()?;
+impl DevnetArgs {
+    /// Runs `toychain devnet` until Ctrl-C.
+    pub fn execute(self) -> anyhow::Result<()> {
+        let kind: EngineKind = self
+            .engine
+            .parse()
+            .map_err(|e: config::SpecError| usage(format!("--engine: {e}")))?;
+        let nodes = usize::from(self.nodes);
+        if nodes == 0 || nodes > DEV_ACCOUNTS.len() {
+            return Err(usage(format!(
+                "--nodes {nodes}: a devnet has 1 to {} nodes, one per dev account",
+                DEV_ACCOUNTS.len()
+            )));
+        }
+        let layout = Layout::new(&self, kind, nodes)?;
+        if self.fresh && layout.wipe()? {
+            say(&format!("--fresh: deleted {}", layout.root.display()));
+        }
+        let (spec, resumed) = layout.spec(kind, self.block_time)?;
+        layout.check_ports()?;
 
-    let signals = SignalWatch::start()?;
-    let mut fleet = Fleet::start(&layout, args.on_demand)?;
-    let clients: Vec<RpcClient> = (0..nodes)
-        .map(|i| RpcClient::new(&layout.rpc_url(i), RPC_TIMEOUT))
-        .collect();
-    let head = wait_until_serving(&mut fleet, &clients, &signals)?;
-    let Some(head) = head else {
-        say("stopping before the nodes were up");
-        fleet.stop(&signals);
-        return Ok(());
-    };
-    print_banner(&layout, &spec, kind, resumed, &head);
+        let signals = SignalWatch::start()?;
+        let mut fleet = Fleet::start(&layout, self.on_demand)?;
+        let clients: Vec<RpcClient> = (0..nodes)
+            .map(|i| RpcClient::new(&layout.rpc_url(i), RPC_TIMEOUT))
+            .collect();
+        let head = wait_until_serving(&mut fleet, &clients, &signals)?;
+        let Some(head) = head else {
+            say("stopping before the nodes were up");
+            fleet.stop(&signals);
+            return Ok(());
+        };
+        print_banner(&layout, &spec, kind, resumed, &head);
 
-    let deadline = args
-        .duration
-        .map(|s| Instant::now() + Duration::from_secs(s));
-    let mut watch = HeadWatch::new(&head);
-    let mut stats = NodeStats::new(nodes);
-    let outcome = loop {
-        if signals.count() > 0 {
-            break Ok(());
+        let deadline = self
+            .duration
+            .map(|s| Instant::now() + Duration::from_secs(s));
+        let mut watch = HeadWatch::new(&head);
+        let mut stats = NodeStats::new(nodes);
+        let outcome = loop {
+            if signals.count() > 0 {
+                break Ok(());
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break Ok(());
+            }
+            if let Some(err) = fleet.check_alive() {
+                break Err(err);
+            }
+            // A node that is busy (importing, shutting down) may miss a poll; the next catches up.
+            let _ = watch.poll(&clients[0], &clients);
+            stats.refresh_if_due(&clients);
+            std::thread::sleep(POLL);
+        };
+        stats.refresh(&clients);
+        let per_node = stats.lines();
+        say(&format!("stopping {nodes} node(s)…"));
+        let exits = fleet.stop(&signals);
+        watch.print_summary(&per_node, &exits);
+        if outcome.is_ok() {
+            say(&format!(
+                "data kept in {}; run the same command again to resume, or add --fresh to start over",
+                layout.root.display()
+            ));
         }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            break Ok(());
-        }
-        if let Some(err) = fleet.check_alive() {
-            break Err(err);
-        }
-        // A node that is busy (importing, shutting down) may miss a poll; the next catches up.
-        let _ = watch.poll(&clients[0], &clients);
-        stats.refresh_if_due(&clients);
-        std::thread::sleep(POLL);
-    };
-    stats.refresh(&clients);
-    let per_node = stats.lines();
-    say(&format!("stopping {nodes} node(s)…"));
-    let exits = fleet.stop(&signals);
-    watch.print_summary(&per_node, &exits);
-    if outcome.is_ok() {
-        say(&format!(
-            "data kept in {}; run the same command again to resume, or add --fresh to start over",
-            layout.root.display()
-        ));
+        outcome
     }
-    outcome
 }

@@ -126,32 +126,7 @@ impl HeadWatch {
         if head == self.head_hash {
             return Ok(());
         }
-        // Walk back from the new head to a block already shown: the fork point.
-        let mut new_blocks: Vec<Value> = Vec::new();
-        let mut cursor = head.to_owned();
-        let mut truncated = false;
-        loop {
-            let block = node0.call("chain_getBlock", json!([cursor]))?;
-            let height = block.get("height").and_then(Value::as_u64).unwrap_or(0);
-            let hash = block
-                .get("hash")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if self.chain.get(&height).is_some_and(|s| s.hash == hash) || height == 0 {
-                break;
-            }
-            cursor = block
-                .get("parent_hash")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            new_blocks.push(block);
-            if new_blocks.len() >= MAX_WALK_BACK {
-                truncated = true;
-                break;
-            }
-        }
-        new_blocks.reverse();
+        let (new_blocks, truncated) = self.walk_back(node0, head)?;
         let Some(first) = new_blocks.first() else {
             self.head_hash = head.to_owned();
             return Ok(());
@@ -220,6 +195,37 @@ impl HeadWatch {
         }
         self.head_hash = head.to_owned();
         Ok(())
+    }
+
+    /// The blocks from the one after the last shown block on `head`'s branch (the fork
+    /// point) up to `head`, oldest first, at most [`MAX_WALK_BACK`]; `true` when cut there.
+    fn walk_back(&self, node0: &RpcClient, head: &str) -> anyhow::Result<(Vec<Value>, bool)> {
+        let mut new_blocks: Vec<Value> = Vec::new();
+        let mut cursor = head.to_owned();
+        let mut truncated = false;
+        loop {
+            let block = node0.call("chain_getBlock", json!([cursor]))?;
+            let height = block.get("height").and_then(Value::as_u64).unwrap_or(0);
+            let hash = block
+                .get("hash")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if self.chain.get(&height).is_some_and(|s| s.hash == hash) || height == 0 {
+                break;
+            }
+            cursor = block
+                .get("parent_hash")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            new_blocks.push(block);
+            if new_blocks.len() >= MAX_WALK_BACK {
+                truncated = true;
+                break;
+            }
+        }
+        new_blocks.reverse();
+        Ok((new_blocks, truncated))
     }
 
     pub(crate) fn print_summary(&self, per_node: &[String], exits: &[(usize, String)]) {

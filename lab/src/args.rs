@@ -28,7 +28,7 @@ pub struct BenchArgs {
     long_about = "For each engine in turn: a fresh devnet of --nodes real node processes on \
                   127.0.0.1 (free ports), a seeded load of --tx-rate transfers a second between \
                   the dev accounts, and a collector polling every node's RPC; then the devnet \
-                  is stopped and the next engine starts. Writes report.md, metrics.csv, \
+                  is stopped and the next engine starts. Writes report.md, report.html, metrics.csv, \
                   metrics.json and SVG charts to --out."
 )]
 pub struct CompareArgs {
@@ -73,7 +73,7 @@ pub struct CompareArgs {
                   a virtual clock and a simulated network (log-normal delays around --latency, \
                   per-node upload --bandwidth, gossip --loss). Proof of work's nonce search is \
                   replaced by solve times drawn from each node's hash power. The same --seed \
-                  gives the same output; days of chain time take seconds. Writes report.md, \
+                  gives the same output; days of chain time take seconds. Writes report.md, report.html, \
                   metrics.csv, metrics.json and SVG charts to --out, as compare does."
 )]
 pub struct SimulateArgs {
@@ -153,13 +153,21 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "NODE")]
     pub selfish: Option<u64>,
     /// Instead of one run, check the simulator against theory: `stale` (stale rate against
-    /// 1 − e^(−d/T) over a sweep of d/T) or `selfish` (a selfish miner's revenue against
-    /// Eyal & Sirer's for α from 0.10 to 0.45). Writes sweep-<name>.md/.csv/.svg.
-    #[arg(long, value_name = "stale|selfish", conflicts_with_all = ["engine", "chain", "selfish"])]
+    /// 1 − e^(−d/T) over a sweep of d/T), `selfish` (a selfish miner's revenue against
+    /// Eyal & Sirer's for α from 0.10 to 0.45), `pbft` (commit latency 3d, messages per
+    /// block ~ n², the delay of a view change) or `raft` (contested elections
+    /// 1 − (1 − d/r)^(N−1), first campaign T + r/N, time to a new leader). Writes
+    /// sweep-<name>.md/.csv/.svg.
+    #[arg(
+        long,
+        value_name = "stale|selfish|pbft|raft",
+        conflicts_with_all = ["engine", "chain", "selfish"]
+    )]
     pub sweep: Option<String>,
-    /// Blocks simulated per point of a --sweep.
-    #[arg(long, default_value_t = 20_000, value_name = "N", requires = "sweep")]
-    pub sweep_blocks: u64,
+    /// The size of each point of a --sweep: blocks for stale and selfish (default 20000),
+    /// heights for pbft (default 100), trials for raft (default 1000; half as many for each time-to-leader curve).
+    #[arg(long, value_name = "N", requires = "sweep")]
+    pub sweep_blocks: Option<u64>,
     /// Inject a fault into every engine's simulation (repeatable): kill-producer@T (kill the
     /// newest block's producer T s in), partition@T:DUR (split the nodes in halves for DUR
     /// s), clock-skew:NODE:SECS (that node's clock runs SECS ahead, negative behind),

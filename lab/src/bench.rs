@@ -1,5 +1,6 @@
 //! `toychain bench`: the miner's hash rate, or a fresh node's sync against a plain import.
 
+use crate::args::BenchArgs;
 use config::UsageError;
 use std::time::Duration;
 
@@ -7,26 +8,28 @@ fn usage(message: String) -> anyhow::Error {
     UsageError(message).into()
 }
 
-/// `toychain bench pow|sync`.
-pub fn bench(args: crate::args::BenchArgs) -> anyhow::Result<()> {
-    if args.what == "sync" {
-        return crate::bench_sync::run(args.blocks, usize::try_from(args.txs).unwrap_or(0));
+impl BenchArgs {
+    /// `toychain bench pow|sync`.
+    pub fn execute(self) -> anyhow::Result<()> {
+        if self.what == "sync" {
+            return crate::bench_sync::run(self.blocks, usize::try_from(self.txs).unwrap_or(0));
+        }
+        let threads = self
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if threads == 0 {
+            return Err(usage("--threads must be at least 1".into()));
+        }
+        println!(
+            "measuring pow hash rate on {threads} thread(s) for {} s…",
+            self.seconds
+        );
+        let report = miner::pow::bench::hashrate(threads, Duration::from_secs(self.seconds))
+            .map_err(|e| anyhow::anyhow!("benchmark failed: {e}"))?;
+        for (i, rate) in report.per_thread_hashes_per_sec().iter().enumerate() {
+            println!("thread {i}: {:.2} MH/s", rate / 1e6);
+        }
+        println!("total: {:.2} MH/s", report.hashes_per_sec() / 1e6);
+        Ok(())
     }
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if threads == 0 {
-        return Err(usage("--threads must be at least 1".into()));
-    }
-    println!(
-        "measuring pow hash rate on {threads} thread(s) for {} s…",
-        args.seconds
-    );
-    let report = miner::pow::bench::hashrate(threads, Duration::from_secs(args.seconds))
-        .map_err(|e| anyhow::anyhow!("benchmark failed: {e}"))?;
-    for (i, rate) in report.per_thread_hashes_per_sec().iter().enumerate() {
-        println!("thread {i}: {:.2} MH/s", rate / 1e6);
-    }
-    println!("total: {:.2} MH/s", report.hashes_per_sec() / 1e6);
-    Ok(())
 }

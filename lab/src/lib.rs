@@ -9,7 +9,9 @@ pub mod bench;
 pub mod bench_sync;
 pub mod compare;
 pub mod reliability;
+pub mod report_html;
 pub mod simulate;
+pub mod workload;
 
 pub use args::{BenchArgs, CompareArgs, ReliabilityArgs, SimulateArgs};
 

@@ -1,7 +1,8 @@
 //! One toychain node as a library: the chain actor that owns the chain and the mempool, the
 //! network glue (gossip and range sync over `net`), the block producer loop, the JSON-RPC
-//! server (HTTP, and WebSocket with subscriptions) with its dashboard, and its client, metrics, the transaction journal and the double-sign guard.
-//! [`run::run_node`] runs one from its command line ([`NodeArgs`]); the `toychain` binary,
+//! server (HTTP, and WebSocket with subscriptions) with its dashboard, and its client, metrics,
+//! the transaction journal and the double-sign guard.
+//! [`NodeArgs::execute`] runs one from its command line ([`NodeArgs`]); the `toychain` binary,
 //! the devnet launcher and the lab build on it.
 
 pub mod actor;
@@ -9,6 +10,7 @@ pub mod args;
 pub mod dashboard;
 pub mod metrics;
 pub mod network;
+pub mod orphans;
 pub mod ports;
 pub mod producer;
 pub mod rpc;

@@ -10,6 +10,7 @@
 
 use crate::actor::ChainHandle;
 use crate::metrics::Metrics;
+use crate::orphans::{Admission, OrphanPool};
 use crate::rpc::NetView;
 use crate::voting::{EngineMessage, VotingInbox};
 use chain::{
@@ -17,7 +18,7 @@ use chain::{
     Transaction,
 };
 use net::{Client, Event, EventStream, PeerId, SyncRequest, SyncResponse, Topic, Verdict};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -26,8 +27,6 @@ use tracing::{debug, info, warn};
 
 /// Blocks asked for in one sync request (the net layer's cap).
 const SYNC_BATCH: u32 = 128;
-/// Orphan blocks kept at most.
-const MAX_ORPHANS: usize = 256;
 /// Bytes of blocks put in one sync response at most.
 const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 /// How often peers are asked for their status.
@@ -65,42 +64,6 @@ impl DelayQueue {
         } else {
             None
         }
-    }
-}
-
-/// Blocks whose parent we do not have yet, oldest evicted first.
-#[derive(Debug, Default)]
-struct OrphanPool {
-    by_parent: HashMap<chain::BlockHash, Vec<Block>>,
-    order: VecDeque<(chain::BlockHash, chain::BlockHash)>,
-}
-
-impl OrphanPool {
-    fn insert(&mut self, block: Block) {
-        let hash = block.hash();
-        let parent = block.header.parent;
-        let siblings = self.by_parent.entry(parent).or_default();
-        if siblings.iter().any(|b| b.hash() == hash) {
-            return;
-        }
-        siblings.push(block);
-        self.order.push_back((parent, hash));
-        while self.order.len() > MAX_ORPHANS {
-            if let Some((p, h)) = self.order.pop_front()
-                && let Some(list) = self.by_parent.get_mut(&p)
-            {
-                list.retain(|b| b.hash() != h);
-                if list.is_empty() {
-                    self.by_parent.remove(&p);
-                }
-            }
-        }
-    }
-
-    fn children_of(&mut self, parent: &chain::BlockHash) -> Vec<Block> {
-        let children = self.by_parent.remove(parent).unwrap_or_default();
-        self.order.retain(|(p, _)| p != parent);
-        children
     }
 }
 
@@ -280,8 +243,12 @@ impl Ctx {
         match self.import(block.clone()).await {
             Ok(()) => Verdict::Accept,
             Err(Some(BlockError::UnknownParent { parent })) => {
+                let admission = self.orphans.lock().await.insert(block, data.len(), source);
+                if let Admission::Flooding { evicted } = admission {
+                    warn!(%source, evicted, "orphan flood: blocks on unknown parents that never connect");
+                    return Verdict::Reject;
+                }
                 debug!(%parent, "orphan block; fetching its ancestors");
-                self.orphans.lock().await.insert(block);
                 let ctx = self.clone();
                 tokio::spawn(async move { ctx.sync_with(source).await });
                 Verdict::Ignore

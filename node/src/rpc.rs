@@ -582,6 +582,18 @@ async fn control_method(
                     )
                 }
             })?;
+            // As geth's `--dev` APIs: a chain with real value never mines on request.
+            let chain_id = state.chain.chain_id().0;
+            if chain_id != config::DEV_CHAIN_ID {
+                return Err(RpcError::new(
+                    codes::NOT_PRODUCING,
+                    format!(
+                        "dev_mine answers only on a dev chain (chain id {}); this chain's id \
+                         is {chain_id}",
+                        config::DEV_CHAIN_ID
+                    ),
+                ));
+            }
             let produced = state.metrics.blocks_produced.load(Ordering::Relaxed);
             control.request_blocks(n);
             Ok(json!({

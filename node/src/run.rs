@@ -184,16 +184,19 @@ fn node_key(data_dir: &Path) -> anyhow::Result<net::Keypair> {
     Ok(key)
 }
 
-pub fn run_node(args: NodeArgs) -> anyhow::Result<()> {
-    let settings = settings(&args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("toychain-rt")
-        .build()
-        .context("cannot start the async runtime")?;
-    let parent = args.parent_pid;
-    runtime.block_on(serve(settings, args, Shutdown::Process { parent }, None))
+impl NodeArgs {
+    /// Runs `toychain node`: the node of these arguments until it is told to stop.
+    pub fn execute(self) -> anyhow::Result<()> {
+        let settings = settings(&self)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("toychain-rt")
+            .build()
+            .context("cannot start the async runtime")?;
+        let parent = self.parent_pid;
+        runtime.block_on(serve(settings, self, Shutdown::Process { parent }, None))
+    }
 }
 
 /// How a running node learns that it must stop.

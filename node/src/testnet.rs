@@ -155,6 +155,7 @@ pub struct TestBuilder {
     kind: EngineKind,
     nodes: usize,
     block_time: Option<u64>,
+    engine: Option<miner::EngineSpec>,
 }
 
 impl TestBuilder {
@@ -165,6 +166,7 @@ impl TestBuilder {
             kind,
             nodes: 0,
             block_time: None,
+            engine: None,
         }
     }
 
@@ -177,6 +179,13 @@ impl TestBuilder {
     /// Overrides the engine's seconds between blocks.
     pub fn block_time(mut self, secs: u64) -> TestBuilder {
         self.block_time = Some(secs);
+        self
+    }
+
+    /// Runs the engine with these parameters instead of the dev ones (its producers must
+    /// be the nodes' dev accounts, alice, bob, …).
+    pub fn engine(mut self, engine: miner::EngineSpec) -> TestBuilder {
+        self.engine = Some(engine);
         self
     }
 
@@ -201,6 +210,9 @@ impl TestBuilder {
             .collect::<Option<_>>()
             .ok_or_else(|| anyhow!("a dev account name does not make a key"))?;
         let mut spec = ChainSpec::dev_with(self.kind, &authors);
+        if let Some(engine) = self.engine {
+            spec.engine = engine;
+        }
         if let Some(secs) = self.block_time {
             spec.set_block_time(secs)?;
         }

@@ -45,6 +45,8 @@ use tracing::{debug, info, warn};
 /// Engine messages queued for the driver at most; when full, further ones are ignored
 /// (no penalty) until it catches up.
 const INBOX: usize = 1024;
+/// A durable write of the voting state slower than this is logged as a warning.
+const SLOW_PERSIST: Duration = Duration::from_millis(200);
 /// The file, in the data dir, holding what the machine last asked to persist.
 pub const STATE_FILE: &str = "voting.state";
 /// Bytes ahead of the machine's message in an engine-topic frame: the sequence number.
@@ -421,10 +423,28 @@ impl Driver {
             }
             VoteOutput::Persist(bytes) => {
                 let path = self.state_path.clone();
+                let len = bytes.len();
+                let started = Instant::now();
                 tokio::task::spawn_blocking(move || write_durably(&path, &bytes))
                     .await
                     .map_err(|e| Stop::Persist(std::io::Error::other(e.to_string())))?
                     .map_err(Stop::Persist)?;
+                let took = started.elapsed();
+                if took >= SLOW_PERSIST {
+                    // Nothing the machine decides goes out before this returns: a slow
+                    // disk is a slow consensus.
+                    warn!(
+                        bytes = len,
+                        millis = took.as_millis() as u64,
+                        "voting state written slowly"
+                    );
+                } else {
+                    debug!(
+                        bytes = len,
+                        micros = took.as_micros() as u64,
+                        "voting state written"
+                    );
+                }
             }
         }
         Ok(())

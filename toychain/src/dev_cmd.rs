@@ -31,10 +31,13 @@ pub enum DevCommand {
     },
 }
 
-pub fn run(args: DevArgs) -> anyhow::Result<()> {
-    let client = RpcClient::new(&args.rpc, Duration::from_secs(10));
-    match args.command {
-        DevCommand::Mine { blocks, timeout } => mine(&client, blocks, timeout),
+impl DevArgs {
+    /// Runs `toychain dev`.
+    pub fn execute(self) -> anyhow::Result<()> {
+        let client = RpcClient::new(&self.rpc, Duration::from_secs(10));
+        match self.command {
+            DevCommand::Mine { blocks, timeout } => mine(&client, blocks, timeout),
+        }
     }
 }
 

@@ -22,15 +22,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        cli::Command::Node(args) => node::run::run_node(*args),
-        cli::Command::Devnet(args) => devnet::run(args),
-        cli::Command::Spec(args) => spec_cmd::write_spec(args),
-        cli::Command::Wallet(args) => wallet_cmd::run(args),
-        cli::Command::Bench(args) => lab::bench::bench(args),
-        cli::Command::Dev(args) => dev_cmd::run(args),
-        cli::Command::Compare(args) => lab::compare::run(args),
+        cli::Command::Node(args) => args.execute(),
+        cli::Command::Devnet(args) => args.execute(),
+        cli::Command::Spec(args) => args.execute(),
+        cli::Command::Wallet(args) => args.execute(),
+        cli::Command::Bench(args) => args.execute(),
+        cli::Command::Dev(args) => args.execute(),
+        cli::Command::Compare(args) => args.execute(),
         cli::Command::Simulate(args) => lab::simulate::run(args),
-        cli::Command::Reliability(args) => lab::reliability::run(args),
+        cli::Command::Reliability(args) => args.execute(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -130,7 +130,9 @@ pub enum WalletCommand {
         #[command(flatten)]
         submit: SubmitArgs,
     },
-    /// PoA: as an authority, vote to add (or with --remove, to remove) an authority.
+    /// PoA, PBFT and Raft: as an authority (a validator, a server), vote to add (or with
+    /// --remove, to remove) one; a majority of PoA authorities, 2f + 1 PBFT validators or a
+    /// majority of Raft servers decides, from the next height.
     ProposeAuthority {
         /// Authority key or dev account that votes and signs.
         #[arg(long)]
@@ -164,89 +166,92 @@ pub struct SubmitArgs {
     wait_timeout: u64,
 }
 
-pub fn run(args: WalletArgs) -> anyhow::Result<()> {
-    let wallet = Wallet::new(&args)?;
-    match args.command {
-        WalletCommand::New { name } => wallet.new_key(name),
-        WalletCommand::List => wallet.list(),
-        WalletCommand::Address { name } => {
-            println!("{}", wallet.address(&name)?);
-            Ok(())
-        }
-        WalletCommand::Balance { account } => wallet.balance(&account),
-        WalletCommand::Send {
-            from,
-            to,
-            amount,
-            submit,
-        } => {
-            let amount = parse_amount("--amount", &amount)?;
-            if amount == Amount::ZERO {
-                return Err(usage(
-                    "--amount 0 would only pay the fee; send more than 0 TOY",
-                ));
+impl WalletArgs {
+    /// Runs `toychain wallet`.
+    pub fn execute(self) -> anyhow::Result<()> {
+        let wallet = Wallet::new(&self)?;
+        match self.command {
+            WalletCommand::New { name } => wallet.new_key(name),
+            WalletCommand::List => wallet.list(),
+            WalletCommand::Address { name } => {
+                println!("{}", wallet.address(&name)?);
+                Ok(())
             }
-            let to_address = wallet.address(&to)?;
-            let what = format!("{} to {}", toy(amount), wallet.label(&to, to_address));
-            wallet.submit(&from, amount, &submit, &what, |key, chain, nonce, fee| {
-                wallet::build_transfer(key, chain, nonce, to_address, amount, fee)
-            })
-        }
-        WalletCommand::History { account, limit } => wallet.history(&account, limit),
-        WalletCommand::RegisterDelegate { from, submit } => wallet.submit(
-            &from,
-            Amount::ZERO,
-            &submit,
-            "register-delegate",
-            wallet::build_register_delegate,
-        ),
-        WalletCommand::Vote {
-            from,
-            delegates,
-            submit,
-        } => vote(
-            &wallet,
-            &from,
-            &delegates,
-            &submit,
-            "vote for",
-            wallet::build_vote,
-        ),
-        WalletCommand::Unvote {
-            from,
-            delegates,
-            submit,
-        } => vote(
-            &wallet,
-            &from,
-            &delegates,
-            &submit,
-            "unvote",
-            wallet::build_unvote,
-        ),
-        WalletCommand::ProposeAuthority {
-            from,
-            address,
-            remove,
-            submit,
-        } => {
-            let target = wallet.address(&address)?;
-            let what = format!(
-                "propose to {} authority {}",
-                if remove { "remove" } else { "add" },
-                wallet.label(&address, target)
-            );
-            wallet.submit(
+            WalletCommand::Balance { account } => wallet.balance(&account),
+            WalletCommand::Send {
+                from,
+                to,
+                amount,
+                submit,
+            } => {
+                let amount = parse_amount("--amount", &amount)?;
+                if amount == Amount::ZERO {
+                    return Err(usage(
+                        "--amount 0 would only pay the fee; send more than 0 TOY",
+                    ));
+                }
+                let to_address = wallet.address(&to)?;
+                let what = format!("{} to {}", toy(amount), wallet.label(&to, to_address));
+                wallet.submit(&from, amount, &submit, &what, |key, chain, nonce, fee| {
+                    wallet::build_transfer(key, chain, nonce, to_address, amount, fee)
+                })
+            }
+            WalletCommand::History { account, limit } => wallet.history(&account, limit),
+            WalletCommand::RegisterDelegate { from, submit } => wallet.submit(
                 &from,
                 Amount::ZERO,
                 &submit,
-                &what,
-                |key, chain, nonce, fee| {
-                    wallet::build_propose_authority(key, chain, nonce, target, !remove, fee)
-                },
-            )
+                "register-delegate",
+                wallet::build_register_delegate,
+            ),
+            WalletCommand::Vote {
+                from,
+                delegates,
+                submit,
+            } => vote(
+                &wallet,
+                &from,
+                &delegates,
+                &submit,
+                "vote for",
+                wallet::build_vote,
+            ),
+            WalletCommand::Unvote {
+                from,
+                delegates,
+                submit,
+            } => vote(
+                &wallet,
+                &from,
+                &delegates,
+                &submit,
+                "unvote",
+                wallet::build_unvote,
+            ),
+            WalletCommand::ProposeAuthority {
+                from,
+                address,
+                remove,
+                submit,
+            } => {
+                let target = wallet.address(&address)?;
+                let what = format!(
+                    "propose to {} authority {}",
+                    if remove { "remove" } else { "add" },
+                    wallet.label(&address, target)
+                );
+                wallet.submit(
+                    &from,
+                    Amount::ZERO,
+                    &submit,
+                    &what,
+                    |key, chain, nonce, fee| {
+                        wallet::build_propose_authority(key, chain, nonce, target, !remove, fee)
+                    },
+                )
+            }
+            WalletCommand::Tx { hash } => wallet.tx_status(&hash),
         }
-        WalletCommand::Tx { hash } => wallet.tx_status(&hash),
     }
 }
 

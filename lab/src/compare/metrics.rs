@@ -191,6 +191,33 @@ pub fn reorgs(tree: &BlockTree, observations: &[Observation]) -> (u64, u64) {
     (count, deepest)
 }
 
+/// Distinct blocks that some node had on its best chain under at least `k` blocks of its
+/// own and later reverted: what a user who waits for `k` confirmations would have seen
+/// undone. Counted for every engine, whatever finality it claims; must be 0 where `k` is
+/// deep enough for the network.
+pub fn reverted_after(tree: &BlockTree, observations: &[Observation], k: u64) -> u64 {
+    let mut last: HashMap<usize, BlockHash> = HashMap::new();
+    let mut reverted: HashSet<BlockHash> = HashSet::new();
+    for obs in observations {
+        let Some(previous) = last.insert(obs.node, obs.head) else {
+            continue;
+        };
+        let Some(depth) = reorg_depth(tree, previous, obs.head) else {
+            continue;
+        };
+        // The old head had 0 blocks on top, its parent 1, …: those at k or deeper count.
+        let mut block = tree.get(&previous);
+        for on_top in 0..depth {
+            let Some(b) = block else { break };
+            if on_top >= k {
+                reverted.insert(b.hash);
+            }
+            block = tree.get(&b.parent);
+        }
+    }
+    reverted.len() as u64
+}
+
 /// One producer's blocks on the final chain.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProducerShare {
@@ -250,6 +277,14 @@ pub struct EngineMetrics {
     /// Heights at which two nodes (or one node at two times) had different finalized
     /// blocks: safety lost. Must be 0.
     pub finalized_conflicts: u64,
+    /// Whether the engine finalizes blocks itself (a reported finalized height), rather
+    /// than giving only confirmations.
+    pub engine_finality: bool,
+    /// The confirmations a user waits for: [`miner::CONFIRMATIONS`] for every engine.
+    pub confirmations_k: u64,
+    /// Blocks reverted after `confirmations_k` blocks were on top of them on some node
+    /// ([`reverted_after`]).
+    pub reverted_after_k: u64,
 }
 
 /// One engine's figures plus the raw series the charts draw.
@@ -293,62 +328,10 @@ pub fn compute(run: &RunRecord, tx_rate: f64) -> EngineResult {
         .then(|| blocks_produced.saturating_sub(blocks_final) as f64 / blocks_produced as f64);
     let (reorgs, reorg_max_depth) = reorgs(&run.blocks, &run.observations);
 
-    // A transaction counts as included when the first block holding it was seen.
-    let mut included_at: HashMap<TxHash, Secs> = HashMap::new();
-    for block in run.blocks.values() {
-        for tx in &block.txs {
-            let at = included_at.entry(*tx).or_insert(block.first_seen);
-            *at = at.min(block.first_seen);
-        }
-    }
-    let tx_latency: Vec<f64> = run
-        .submitted
-        .iter()
-        .filter_map(|s| included_at.get(&s.hash).map(|at| (at - s.at).max(0.0)))
-        .collect();
+    let tx_latency = tx_latency(run);
     let tx_confirmed: u64 = chain.iter().map(|b| b.txs.len() as u64).sum();
-
-    let propagation: Vec<f64> = chain
-        .iter()
-        .filter(|b| !b.preexisting)
-        .filter_map(|b| {
-            let all: Option<Vec<Secs>> = b.seen_by.iter().copied().collect();
-            let last = all?.into_iter().fold(f64::MIN, f64::max);
-            Some((last - b.first_seen).max(0.0))
-        })
-        .collect();
-
-    let mut counts: BTreeMap<Address, u64> = run.authors.iter().map(|(_, a)| (*a, 0)).collect();
-    for block in &chain {
-        *counts.entry(block.producer).or_default() += 1;
-    }
-    let name_of = |address: &Address| {
-        run.authors
-            .iter()
-            .find(|(_, a)| a == address)
-            .map_or_else(|| address.to_string(), |(n, _)| n.clone())
-    };
-    let mut producers: Vec<ProducerShare> = counts
-        .iter()
-        .map(|(address, blocks)| ProducerShare {
-            name: name_of(address),
-            address: address.to_string(),
-            blocks: *blocks,
-            share: if blocks_final == 0 {
-                0.0
-            } else {
-                *blocks as f64 / blocks_final as f64
-            },
-        })
-        .collect();
-    // Node order (alice, bob, …), then any stranger.
-    producers.sort_by_key(|p| {
-        run.authors
-            .iter()
-            .position(|(n, _)| *n == p.name)
-            .unwrap_or(usize::MAX)
-    });
-    let gini = gini(&counts.values().copied().collect::<Vec<_>>());
+    let propagation = propagation(&chain);
+    let (producers, gini) = producer_shares(run, &chain);
 
     let cpu_seconds_per_block = match (run.cpu_seconds, made_in_window) {
         (Some(cpu), n) if n > 0 => Some(cpu / n as f64),
@@ -390,12 +373,82 @@ pub fn compute(run: &RunRecord, tx_rate: f64) -> EngineResult {
         poll_errors: run.poll_errors,
         faults: fault_figures(&run.faults, &chain, &final_at, run.window),
         finalized_conflicts: finalized_conflicts(&run.blocks, &run.observations),
+        engine_finality: matches!(rule, Finality::Reported),
+        confirmations_k: miner::CONFIRMATIONS,
+        reverted_after_k: reverted_after(&run.blocks, &run.observations, miner::CONFIRMATIONS),
     };
     EngineResult {
         metrics,
         intervals,
         finality,
     }
+}
+
+/// Seconds from each submitted transaction to the first sighting of a block holding it,
+/// for those included in any block seen.
+fn tx_latency(run: &RunRecord) -> Vec<f64> {
+    let mut included_at: HashMap<TxHash, Secs> = HashMap::new();
+    for block in run.blocks.values() {
+        for tx in &block.txs {
+            let at = included_at.entry(*tx).or_insert(block.first_seen);
+            *at = at.min(block.first_seen);
+        }
+    }
+    run.submitted
+        .iter()
+        .filter_map(|s| included_at.get(&s.hash).map(|at| (at - s.at).max(0.0)))
+        .collect()
+}
+
+/// Seconds from the first to the last node's sighting of each block made in the window
+/// that every node saw.
+fn propagation(chain: &[&SeenBlock]) -> Vec<f64> {
+    chain
+        .iter()
+        .filter(|b| !b.preexisting)
+        .filter_map(|b| {
+            let all: Option<Vec<Secs>> = b.seen_by.iter().copied().collect();
+            let last = all?.into_iter().fold(f64::MIN, f64::max);
+            Some((last - b.first_seen).max(0.0))
+        })
+        .collect()
+}
+
+/// Each producer's blocks on the final chain, in node order (alice, bob, …, then any
+/// stranger), and the Gini coefficient of the counts.
+fn producer_shares(run: &RunRecord, chain: &[&SeenBlock]) -> (Vec<ProducerShare>, f64) {
+    let blocks_final = chain.len() as u64;
+    let mut counts: BTreeMap<Address, u64> = run.authors.iter().map(|(_, a)| (*a, 0)).collect();
+    for block in chain {
+        *counts.entry(block.producer).or_default() += 1;
+    }
+    let name_of = |address: &Address| {
+        run.authors
+            .iter()
+            .find(|(_, a)| a == address)
+            .map_or_else(|| address.to_string(), |(n, _)| n.clone())
+    };
+    let mut producers: Vec<ProducerShare> = counts
+        .iter()
+        .map(|(address, blocks)| ProducerShare {
+            name: name_of(address),
+            address: address.to_string(),
+            blocks: *blocks,
+            share: if blocks_final == 0 {
+                0.0
+            } else {
+                *blocks as f64 / blocks_final as f64
+            },
+        })
+        .collect();
+    producers.sort_by_key(|p| {
+        run.authors
+            .iter()
+            .position(|(n, _)| *n == p.name)
+            .unwrap_or(usize::MAX)
+    });
+    let gini = gini(&counts.values().copied().collect::<Vec<_>>());
+    (producers, gini)
 }
 
 #[cfg(test)]
@@ -498,6 +551,41 @@ mod tests {
             (12, 1, 2, 2, 2.5),
             (13, 12, 3, 3, 3.5),
         ])
+    }
+
+    #[test]
+    fn blocks_reverted_under_k_of_their_own_are_counted_once() {
+        let t = forked();
+        let obs = |node, head| Observation {
+            at: 0.0,
+            node,
+            head: hash(head),
+            finalized: None,
+        };
+        // Node 0 goes 4 → 13 (reverting 4, 3 and 2, with 0, 1 and 2 blocks on top); node 1
+        // does the same; node 2 goes 13 → 4 (reverting 13 and 12).
+        let observations = [
+            obs(0, 4),
+            obs(1, 4),
+            obs(2, 13),
+            obs(0, 13),
+            obs(1, 13),
+            obs(2, 4),
+        ];
+        let cases = [
+            (0, 5, "every reverted block: 4, 3, 2 and 13, 12"),
+            (1, 3, "those under one block or more: 3, 2 and 12"),
+            (2, 1, "only block 2 was under two"),
+            (3, 0, "none was under three"),
+        ];
+        for (k, expected, what) in cases {
+            assert_eq!(reverted_after(&t, &observations, k), expected, "{what}");
+        }
+        assert_eq!(
+            reverted_after(&t, &observations[..3], 0),
+            0,
+            "no head moved back"
+        );
     }
 
     #[test]

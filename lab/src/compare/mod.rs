@@ -17,12 +17,12 @@ pub(crate) mod charts;
 mod collect;
 pub(crate) mod faults;
 mod inject;
-pub(crate) mod load;
 pub(crate) mod metrics;
 pub(crate) mod record;
 pub(crate) mod report;
 
 use crate::args::CompareArgs;
+use crate::workload::{self, Workload, WorkloadOutcome};
 use anyhow::{Context, anyhow};
 use chain::ChainId;
 use chain::dev::DEV_ACCOUNTS;
@@ -31,10 +31,9 @@ use config::EngineKind;
 use config::UsageError;
 use devnet::{Fleet, Layout, RPC_TIMEOUT, SignalWatch, say, wait_until_serving};
 use indicatif::{ProgressBar, ProgressStyle};
-use load::{LoadGenerator, LoadOutcome};
 use metrics::EngineResult;
 use node::rpc_client::RpcClient;
-use record::RunRecord;
+use record::{RunRecord, Submitted};
 use serde::Serialize;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -167,49 +166,59 @@ enum Turn {
     Interrupted,
 }
 
-pub fn run(args: CompareArgs) -> anyhow::Result<()> {
-    let plan = Plan::from_args(args)?;
-    std::fs::create_dir_all(&plan.out)
-        .with_context(|| format!("cannot create --out {}", plan.out.display()))?;
-    let signals = SignalWatch::start()?;
-    let bar = progress_bar(plan.engines.len() as u64 * plan.duration_s, "measured");
-    let mut results: Vec<EngineResult> = Vec::new();
-    let mut stopped: Option<anyhow::Error> = None;
-    for (i, kind) in plan.engines.iter().enumerate() {
-        let done_secs = i as u64 * plan.duration_s;
-        match run_engine(&plan, *kind, &signals, &bar, done_secs) {
-            Ok(Turn::Done(result)) => {
-                bar.suspend(|| say(&report::one_line(&result.metrics)));
-                results.push(*result);
-            }
-            Ok(Turn::Interrupted) => {
-                stopped = Some(anyhow!("interrupted during {kind}"));
-                break;
-            }
-            Err(e) => {
-                stopped = Some(e.context(format!("{kind} devnet")));
-                break;
+impl CompareArgs {
+    /// Runs `toychain compare`.
+    pub fn execute(self) -> anyhow::Result<()> {
+        let plan = Plan::from_args(self)?;
+        std::fs::create_dir_all(&plan.out)
+            .with_context(|| format!("cannot create --out {}", plan.out.display()))?;
+        let signals = SignalWatch::start()?;
+        let bar = progress_bar(plan.engines.len() as u64 * plan.duration_s, "measured");
+        let mut results: Vec<EngineResult> = Vec::new();
+        let mut stopped: Option<anyhow::Error> = None;
+        for (i, kind) in plan.engines.iter().enumerate() {
+            let done_secs = i as u64 * plan.duration_s;
+            let progress = Progress {
+                kind: *kind,
+                signals: &signals,
+                bar: &bar,
+                done_secs,
+            };
+            match run_engine(&plan, &progress) {
+                Ok(Turn::Done(result)) => {
+                    bar.suspend(|| say(&report::one_line(&result.metrics)));
+                    results.push(*result);
+                }
+                Ok(Turn::Interrupted) => {
+                    stopped = Some(anyhow!("interrupted during {kind}"));
+                    break;
+                }
+                Err(e) => {
+                    stopped = Some(e.context(format!("{kind} devnet")));
+                    break;
+                }
             }
         }
-    }
-    bar.finish_and_clear();
-    if results.is_empty() {
-        return Err(stopped
-            .unwrap_or_else(|| anyhow!("no engine was measured"))
-            .context("nothing to report"));
-    }
-    let mut written = report::write(&plan, &results)?;
-    written.extend(charts::write(&plan.out, &results)?);
-    say_written(&plan.out, &written);
-    match stopped {
-        None => Ok(()),
-        Some(e) => {
-            let done: Vec<&str> = results.iter().map(|r| r.metrics.engine.as_str()).collect();
-            Err(e.context(format!(
-                "the report covers only {} (in {})",
-                done.join(", "),
-                plan.out.display()
-            )))
+        bar.finish_and_clear();
+        if results.is_empty() {
+            return Err(stopped
+                .unwrap_or_else(|| anyhow!("no engine was measured"))
+                .context("nothing to report"));
+        }
+        let mut written = report::write(&plan, &results)?;
+        written.extend(charts::write(&plan.out, &results)?);
+        written.push(crate::report_html::write(&plan.out, &written)?);
+        say_written(&plan.out, &written);
+        match stopped {
+            None => Ok(()),
+            Some(e) => {
+                let done: Vec<&str> = results.iter().map(|r| r.metrics.engine.as_str()).collect();
+                Err(e.context(format!(
+                    "the report covers only {} (in {})",
+                    done.join(", "),
+                    plan.out.display()
+                )))
+            }
         }
     }
 }
@@ -241,17 +250,129 @@ pub(crate) fn counting_bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
+/// A devnet of one engine, serving RPC.
+struct Devnet {
+    layout: Layout,
+    block_time: u64,
+    fleet: Fleet,
+    chain_id: ChainId,
+}
+
+/// What one engine's turn reports on its progress with.
+struct Progress<'a> {
+    kind: EngineKind,
+    signals: &'a SignalWatch,
+    bar: &'a ProgressBar,
+    /// Seconds of the whole comparison done before this turn.
+    done_secs: u64,
+}
+
 /// One engine's devnet, load and measurement; the devnet is stopped before returning.
-fn run_engine(
+fn run_engine(plan: &Plan, progress: &Progress<'_>) -> anyhow::Result<Turn> {
+    let Progress {
+        kind,
+        signals,
+        bar,
+        done_secs,
+    } = *progress;
+    bar.set_position(done_secs);
+    bar.set_message(format!("{kind}: starting {} node(s)", plan.nodes));
+    let Some((mut net, clients)) = start_devnet(plan, kind, signals)? else {
+        return Ok(Turn::Interrupted);
+    };
+    let pids = net.fleet.pids();
+    let cpu_before = cpu_seconds(&pids);
+    let started = Instant::now();
+    let mut collector = Collector::new(&clients, started);
+    let mut injector =
+        inject::Injector::new(&plan.faults, &clients, config::dev_authorities(plan.nodes));
+    // The first round marks what the nodes made before measuring began.
+    collector.poll();
+    bar.set_message(format!("{kind}: measuring"));
+    let load = match measure(
+        plan,
+        progress,
+        &mut net,
+        &clients,
+        &mut collector,
+        &mut injector,
+        started,
+    ) {
+        Ok(Some(load)) => load,
+        Ok(None) => {
+            bar.set_message(format!("{kind}: stopping"));
+            net.fleet.stop(signals);
+            return Ok(Turn::Interrupted);
+        }
+        Err(e) => {
+            net.fleet.stop(signals);
+            return Err(e);
+        }
+    };
+    collector.poll();
+    let cpu_after = cpu_seconds(&pids);
+    let counters = node_counters(&clients);
+    bar.set_message(format!("{kind}: stopping {} node(s)", plan.nodes));
+    let exits = net.fleet.stop(signals);
+    debug!(?exits, "compare: {kind} devnet stopped");
+    for i in 0..plan.nodes {
+        // The chain is not needed again; the spec and the node logs stay for a look.
+        if let Err(e) = std::fs::remove_dir_all(net.layout.data_dir(i)) {
+            debug!(error = %e, "compare: data dir of node {i} not removed");
+        }
+    }
+
+    let final_node = injector.first_live();
+    let collected = collector.finish(final_node);
+    let final_head = collected.final_head.ok_or_else(|| {
+        anyhow!(
+            "node {final_node} never answered chain_info while measuring; see its log in the \
+             devnet folder"
+        )
+    })?;
+    let record = RunRecord {
+        engine: kind,
+        block_time: net.block_time,
+        authors: DEV_ACCOUNTS
+            .iter()
+            .map(|name| (*name).to_owned())
+            .zip(config::dev_authorities(plan.nodes))
+            .collect(),
+        window: collected.window,
+        blocks: collected.blocks,
+        observations: collected.observations,
+        final_head,
+        submitted: load
+            .acked
+            .iter()
+            .map(|a| Submitted {
+                hash: a.hash,
+                at: a.at,
+            })
+            .collect(),
+        submit_errors: load.refused,
+        poll_errors: collected.poll_errors,
+        cpu_seconds: match (cpu_before, cpu_after) {
+            (Some(before), Some(after)) => Some((after - before).max(0.0)),
+            _ => None,
+        },
+        counters,
+        faults: plan.faults.clone(),
+    };
+    Ok(Turn::Done(Box::new(metrics::compute(
+        &record,
+        plan.tx_rate,
+    ))))
+}
+
+/// Writes the devnet's spec, starts its nodes and waits until they serve RPC; `None` when
+/// interrupted meanwhile.
+fn start_devnet(
     plan: &Plan,
     kind: EngineKind,
     signals: &SignalWatch,
-    bar: &ProgressBar,
-    done_secs: u64,
-) -> anyhow::Result<Turn> {
+) -> anyhow::Result<Option<(Devnet, Vec<RpcClient>)>> {
     let nodes = plan.nodes;
-    bar.set_position(done_secs);
-    bar.set_message(format!("{kind}: starting {nodes} node(s)"));
     let (rpc_port, p2p_port) = node::ports::free_port_bases(nodes)?;
     let layout = Layout::at(
         plan.out.join("devnets").join(kind.name()),
@@ -268,27 +389,48 @@ fn run_engine(
         .collect();
     let Some(info) = wait_until_serving(&mut fleet, &clients, signals)? else {
         fleet.stop(signals);
-        return Ok(Turn::Interrupted);
+        return Ok(None);
     };
-    let chain_id = info
-        .get("chain_id")
-        .and_then(Value::as_u64)
-        .map(ChainId)
-        .ok_or_else(|| anyhow!("node 0 answered chain_info without a chain_id: {info}"))?;
+    let Some(chain_id) = info.get("chain_id").and_then(Value::as_u64).map(ChainId) else {
+        fleet.stop(signals);
+        return Err(anyhow!(
+            "node 0 answered chain_info without a chain_id: {info}"
+        ));
+    };
+    let net = Devnet {
+        layout,
+        block_time: spec.engine.block_time(),
+        fleet,
+        chain_id,
+    };
+    Ok(Some((net, clients)))
+}
 
-    let pids = fleet.pids();
-    let cpu_before = cpu_seconds(&pids);
-    let started = Instant::now();
-    let mut collector = Collector::new(&clients, started);
-    let mut injector =
-        inject::Injector::new(&plan.faults, &clients, config::dev_authorities(nodes));
-    // The first round marks what the nodes made before measuring began.
-    collector.poll();
-    bar.set_message(format!("{kind}: measuring"));
+/// Runs the workload and the faults for the plan's duration, polling the nodes; `None`
+/// when interrupted.
+fn measure(
+    plan: &Plan,
+    progress: &Progress<'_>,
+    net: &mut Devnet,
+    clients: &[RpcClient],
+    collector: &mut Collector<'_>,
+    injector: &mut inject::Injector,
+    started: Instant,
+) -> anyhow::Result<Option<WorkloadOutcome>> {
+    let Progress {
+        kind,
+        signals,
+        bar,
+        done_secs,
+    } = *progress;
+    let Devnet {
+        fleet, chain_id, ..
+    } = net;
     let stop = AtomicBool::new(false);
     let (outcome, load) = std::thread::scope(|s| {
         let load = s.spawn(|| {
-            LoadGenerator::new(&clients, chain_id, plan.tx_rate, plan.seed).run(started, &stop)
+            let traders = workload::dev_trader_keys(plan.nodes);
+            Workload::new(clients, traders, *chain_id, plan.tx_rate, plan.seed).run(started, &stop)
         });
         let mut next_poll = started + POLL;
         let outcome = loop {
@@ -308,7 +450,7 @@ fn run_engine(
             }
             next_poll = (next_poll + POLL).max(Instant::now());
             collector.poll();
-            for line in injector.step(elapsed, &mut fleet, &clients, &collector) {
+            for line in injector.step(elapsed, fleet, clients, collector) {
                 bar.suspend(|| say(&format!("{kind}: {line}")));
             }
             bar.set_position(done_secs + elapsed.as_secs().min(plan.duration_s));
@@ -322,66 +464,10 @@ fn run_engine(
             .map_err(|_| anyhow!("the load generator stopped unexpectedly"));
         (outcome, load)
     });
-    let completed = match outcome {
-        Ok(completed) => completed,
-        Err(e) => {
-            fleet.stop(signals);
-            return Err(e);
-        }
-    };
-    if !completed {
-        bar.set_message(format!("{kind}: stopping"));
-        fleet.stop(signals);
-        return Ok(Turn::Interrupted);
+    match outcome? {
+        true => Ok(Some(load?)),
+        false => Ok(None),
     }
-    let load: LoadOutcome = load?;
-    collector.poll();
-    let cpu_after = cpu_seconds(&pids);
-    let counters = node_counters(&clients);
-    bar.set_message(format!("{kind}: stopping {nodes} node(s)"));
-    let exits = fleet.stop(signals);
-    debug!(?exits, "compare: {kind} devnet stopped");
-    for i in 0..nodes {
-        // The chain is not needed again; the spec and the node logs stay for a look.
-        if let Err(e) = std::fs::remove_dir_all(layout.data_dir(i)) {
-            debug!(error = %e, "compare: data dir of node {i} not removed");
-        }
-    }
-
-    let final_node = injector.first_live();
-    let collected = collector.finish(final_node);
-    let final_head = collected.final_head.ok_or_else(|| {
-        anyhow!(
-            "node {final_node} never answered chain_info while measuring; see its log in the \
-             devnet folder"
-        )
-    })?;
-    let record = RunRecord {
-        engine: kind,
-        block_time: spec.engine.block_time(),
-        authors: DEV_ACCOUNTS
-            .iter()
-            .map(|name| (*name).to_owned())
-            .zip(config::dev_authorities(nodes))
-            .collect(),
-        window: collected.window,
-        blocks: collected.blocks,
-        observations: collected.observations,
-        final_head,
-        submitted: load.submitted,
-        submit_errors: load.errors,
-        poll_errors: collected.poll_errors,
-        cpu_seconds: match (cpu_before, cpu_after) {
-            (Some(before), Some(after)) => Some((after - before).max(0.0)),
-            _ => None,
-        },
-        counters,
-        faults: plan.faults.clone(),
-    };
-    Ok(Turn::Done(Box::new(metrics::compute(
-        &record,
-        plan.tx_rate,
-    ))))
 }
 
 #[cfg(test)]

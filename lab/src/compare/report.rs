@@ -188,7 +188,7 @@ fn intro(plan: &Plan, machine: &Machine) -> String {
         plan.nodes,
         plan.duration_s,
         plan.tx_rate,
-        super::load::traders(plan.nodes).join(", "),
+        crate::workload::traders(plan.nodes).join(", "),
         plan.seed,
         machine.describe(),
         super::POLL.as_millis()
@@ -578,26 +578,52 @@ fn faults_section(out: &mut String, rows: &[&EngineMetrics]) {
         .map(|m| {
             vec![
                 m.engine.clone(),
-                m.finalized_conflicts.to_string(),
-                if m.finalized_conflicts == 0 {
-                    "safe".to_owned()
+                if m.engine_finality {
+                    "finality".to_owned()
                 } else {
-                    "UNSAFE".to_owned()
+                    "confirmations only".to_owned()
                 },
+                if m.engine_finality {
+                    m.finalized_conflicts.to_string()
+                } else {
+                    "—".to_owned()
+                },
+                m.reverted_after_k.to_string(),
+                if m.finalized_conflicts > 0 {
+                    "UNSAFE: finality broken"
+                } else if m.reverted_after_k > 0 {
+                    "confirmed blocks reverted"
+                } else {
+                    "safe"
+                }
+                .to_owned(),
             ]
         })
         .collect();
+    let k = rows
+        .first()
+        .map_or(miner::CONFIRMATIONS, |m| m.confirmations_k);
     table(
         out,
-        &["engine", "heights finalized twice", "verdict"],
+        &[
+            "engine",
+            "gives",
+            "heights finalized twice",
+            &format!("blocks reverted after {k} confirmations"),
+            "verdict",
+        ],
         &rows_safety,
     );
     let _ = writeln!(
         out,
-        "Safety: heights at which two different blocks were ever reported finalized (by any \
-         two nodes, or by one node at two times). It must be 0 for every engine, with or \
-         without faults; PoW and PoS finalize nothing themselves, so only k-deep confirmation \
-         applies to them (see time to finality).\n"
+        "Safety, two ways. Engine finality: heights at which two different blocks were ever \
+         reported finalized (by any two nodes, or by one node at two times); only engines \
+         that finalize (a reported finalized height: DPoS's last irreversible block, a voting \
+         engine's decided block) promise this, and it must be 0 with or without faults. \
+         Confirmations, for every engine: distinct blocks that some node had under {k} blocks \
+         of its own and later reverted — what a user who waits for {k} confirmations would \
+         have seen undone. PoW, PoS and PoA give only confirmations: a long partition can \
+         revert confirmed blocks, and this column shows when it did.\n"
     );
 }
 
@@ -610,113 +636,123 @@ fn field(text: &str) -> String {
     }
 }
 
+/// The columns of `metrics.csv`, in order.
+const CSV_HEADERS: [&str; 39] = [
+    "engine",
+    "nodes",
+    "block_time_s",
+    "measured_s",
+    "intervals",
+    "interval_mean_s",
+    "interval_stdev_s",
+    "interval_p50_s",
+    "interval_p95_s",
+    "blocks_produced",
+    "blocks_seen",
+    "blocks_final",
+    "orphan_rate",
+    "reorgs",
+    "reorg_max_depth",
+    "finality_rule",
+    "final_blocks",
+    "finality_mean_s",
+    "finality_p50_s",
+    "finality_p95_s",
+    "blocks_not_final",
+    "tx_offered_per_s",
+    "tx_submitted",
+    "tx_submit_errors",
+    "tx_included",
+    "tx_latency_p50_s",
+    "tx_latency_p99_s",
+    "tx_confirmed",
+    "confirmed_tps",
+    "cpu_seconds",
+    "cpu_seconds_per_block",
+    "propagation_p50_s",
+    "propagation_p95_s",
+    "gini",
+    "producer_blocks",
+    "finalized_conflicts",
+    "engine_finality",
+    "reverted_after_k",
+    "faults",
+];
+
 fn csv(rows: &[&EngineMetrics]) -> String {
-    let opt = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.4}"));
-    let headers = [
-        "engine",
-        "nodes",
-        "block_time_s",
-        "measured_s",
-        "intervals",
-        "interval_mean_s",
-        "interval_stdev_s",
-        "interval_p50_s",
-        "interval_p95_s",
-        "blocks_produced",
-        "blocks_seen",
-        "blocks_final",
-        "orphan_rate",
-        "reorgs",
-        "reorg_max_depth",
-        "finality_rule",
-        "final_blocks",
-        "finality_mean_s",
-        "finality_p50_s",
-        "finality_p95_s",
-        "blocks_not_final",
-        "tx_offered_per_s",
-        "tx_submitted",
-        "tx_submit_errors",
-        "tx_included",
-        "tx_latency_p50_s",
-        "tx_latency_p99_s",
-        "tx_confirmed",
-        "confirmed_tps",
-        "cpu_seconds",
-        "cpu_seconds_per_block",
-        "propagation_p50_s",
-        "propagation_p95_s",
-        "gini",
-        "producer_blocks",
-        "finalized_conflicts",
-        "faults",
-    ];
-    let mut out = headers.join(",") + "\n";
+    let mut out = CSV_HEADERS.join(",") + "\n";
     for m in rows {
-        let interval = m.block_interval_s;
-        let finality = m.finality_s;
-        let latency = m.tx_latency_s;
-        let producers: Vec<String> = m
-            .producers
-            .iter()
-            .map(|p| format!("{}={}", p.name, p.blocks))
-            .collect();
-        let cells = [
-            m.engine.clone(),
-            m.nodes.to_string(),
-            m.block_time_s.to_string(),
-            format!("{:.3}", m.measured_s),
-            interval.map_or(0, |s| s.count).to_string(),
-            opt(interval.map(|s| s.mean)),
-            opt(interval.map(|s| s.stdev)),
-            opt(interval.map(|s| s.p50)),
-            opt(interval.map(|s| s.p95)),
-            m.blocks_produced.to_string(),
-            m.blocks_seen.to_string(),
-            m.blocks_final.to_string(),
-            opt(m.orphan_rate),
-            m.reorgs.to_string(),
-            m.reorg_max_depth.to_string(),
-            m.finality_rule.clone(),
-            finality.map_or(0, |s| s.count).to_string(),
-            opt(finality.map(|s| s.mean)),
-            opt(finality.map(|s| s.p50)),
-            opt(finality.map(|s| s.p95)),
-            m.blocks_not_final.to_string(),
-            format!("{:.3}", m.tx_offered_per_s),
-            m.tx_submitted.to_string(),
-            m.tx_submit_errors.to_string(),
-            m.tx_included.to_string(),
-            opt(latency.map(|s| s.p50)),
-            opt(latency.map(|s| s.p99)),
-            m.tx_confirmed.to_string(),
-            format!("{:.4}", m.confirmed_tps),
-            opt(m.cpu_seconds),
-            opt(m.cpu_seconds_per_block),
-            opt(m.propagation_s.map(|s| s.p50)),
-            opt(m.propagation_s.map(|s| s.p95)),
-            format!("{:.4}", m.gini),
-            producers.join(";"),
-            m.finalized_conflicts.to_string(),
-            m.faults
-                .iter()
-                .map(|f| {
-                    format!(
-                        "{}: {}/{}/{} blocks/min",
-                        f.fault,
-                        opt(f.blocks_per_min_before),
-                        opt(f.blocks_per_min_during),
-                        opt(f.blocks_per_min_after)
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(";"),
-        ];
-        let cells: Vec<String> = cells.iter().map(|c| field(c)).collect();
+        let cells: Vec<String> = csv_cells(m).iter().map(|c| field(c)).collect();
         out.push_str(&cells.join(","));
         out.push('\n');
     }
     out
+}
+
+/// One engine's row of `metrics.csv`, a cell per [`CSV_HEADERS`] column.
+fn csv_cells(m: &EngineMetrics) -> [String; CSV_HEADERS.len()] {
+    let opt = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.4}"));
+    let interval = m.block_interval_s;
+    let finality = m.finality_s;
+    let latency = m.tx_latency_s;
+    let producers: Vec<String> = m
+        .producers
+        .iter()
+        .map(|p| format!("{}={}", p.name, p.blocks))
+        .collect();
+    [
+        m.engine.clone(),
+        m.nodes.to_string(),
+        m.block_time_s.to_string(),
+        format!("{:.3}", m.measured_s),
+        interval.map_or(0, |s| s.count).to_string(),
+        opt(interval.map(|s| s.mean)),
+        opt(interval.map(|s| s.stdev)),
+        opt(interval.map(|s| s.p50)),
+        opt(interval.map(|s| s.p95)),
+        m.blocks_produced.to_string(),
+        m.blocks_seen.to_string(),
+        m.blocks_final.to_string(),
+        opt(m.orphan_rate),
+        m.reorgs.to_string(),
+        m.reorg_max_depth.to_string(),
+        m.finality_rule.clone(),
+        finality.map_or(0, |s| s.count).to_string(),
+        opt(finality.map(|s| s.mean)),
+        opt(finality.map(|s| s.p50)),
+        opt(finality.map(|s| s.p95)),
+        m.blocks_not_final.to_string(),
+        format!("{:.3}", m.tx_offered_per_s),
+        m.tx_submitted.to_string(),
+        m.tx_submit_errors.to_string(),
+        m.tx_included.to_string(),
+        opt(latency.map(|s| s.p50)),
+        opt(latency.map(|s| s.p99)),
+        m.tx_confirmed.to_string(),
+        format!("{:.4}", m.confirmed_tps),
+        opt(m.cpu_seconds),
+        opt(m.cpu_seconds_per_block),
+        opt(m.propagation_s.map(|s| s.p50)),
+        opt(m.propagation_s.map(|s| s.p95)),
+        format!("{:.4}", m.gini),
+        producers.join(";"),
+        m.finalized_conflicts.to_string(),
+        m.engine_finality.to_string(),
+        m.reverted_after_k.to_string(),
+        m.faults
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}: {}/{}/{} blocks/min",
+                    f.fault,
+                    opt(f.blocks_per_min_before),
+                    opt(f.blocks_per_min_during),
+                    opt(f.blocks_per_min_after)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(";"),
+    ]
 }
 
 #[cfg(test)]
@@ -764,6 +800,9 @@ mod tests {
             poll_errors: 0,
             faults: Vec::new(),
             finalized_conflicts: 0,
+            engine_finality: false,
+            confirmations_k: 6,
+            reverted_after_k: 0,
         };
         let (a, b, c) = (row("pow", 0.4), row("poa", 0.0), row("dpos", 0.1));
         assert_eq!(

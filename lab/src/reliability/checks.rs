@@ -1,8 +1,8 @@
 //! What a row checks, from the outside through RPC like any client: a finality watch that
 //! runs during the fault, and the invariants read off the final chain afterwards.
 
-use super::bank::Acked;
 use super::cluster::{Cluster, NODES};
+use crate::workload::Acked;
 use chain::{Address, Amount};
 use config::EngineKind;
 use miner::Reward;
@@ -23,11 +23,14 @@ pub struct Finalized {
     pub hash: String,
 }
 
-/// What the watch saw of each node: every change of its finalized block, and the highest
-/// head of all nodes over time.
+/// What the watch saw of each node: every change of its finalized block, every block it
+/// had under [`miner::CONFIRMATIONS`] blocks of its own, and the highest head of all nodes
+/// over time.
 #[derive(Debug, Default)]
 pub struct Watch {
     pub finalized: Vec<Vec<Finalized>>,
+    /// (height, hash) of blocks some node had with at least `CONFIRMATIONS` on top.
+    pub confirmed: BTreeSet<(u64, String)>,
     pub max_height: u64,
 }
 
@@ -35,6 +38,7 @@ impl Watch {
     pub fn new() -> Watch {
         Watch {
             finalized: vec![Vec::new(); NODES],
+            confirmed: BTreeSet::new(),
             max_height: 0,
         }
     }
@@ -47,6 +51,7 @@ impl Watch {
             };
             if let Some(h) = info.get("height").and_then(Value::as_u64) {
                 self.max_height = self.max_height.max(h);
+                self.note_confirmed(cluster, i, &info, h);
             }
             let height = info.get("finalized_height").and_then(Value::as_u64);
             let hash = info.get("finalized_hash").and_then(Value::as_str);
@@ -59,6 +64,25 @@ impl Watch {
                     self.finalized[i].push(seen);
                 }
             }
+        }
+    }
+
+    /// Records the block `CONFIRMATIONS` below node `i`'s head, if the head did not move
+    /// while it was read (a reorg in between could leave it under fewer blocks).
+    fn note_confirmed(&mut self, cluster: &Cluster, i: usize, info: &Value, height: u64) {
+        let Some(at) = height.checked_sub(miner::CONFIRMATIONS) else {
+            return;
+        };
+        let Some(hash) = cluster.hash_at(i, at) else {
+            return;
+        };
+        let head = |info: &Value| {
+            info.get("head_hash")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        if head(info).is_some() && cluster.info(i).as_ref().and_then(head) == head(info) {
+            self.confirmed.insert((at, hash));
         }
     }
 
@@ -253,6 +277,20 @@ pub fn check_finality(watch: &Watch, snap: &Snapshot) -> Result<u64, String> {
     Ok(went_down)
 }
 
+/// Blocks the watch saw under `CONFIRMATIONS` blocks on some node that are not on the
+/// final chain: what a user waiting for that many confirmations saw reverted.
+pub fn reverted_confirmed(watch: &Watch, snap: &Snapshot) -> u64 {
+    watch
+        .confirmed
+        .iter()
+        .filter(|(height, hash)| {
+            snap.blocks
+                .get(*height as usize)
+                .is_none_or(|b| b.hash != *hash)
+        })
+        .count() as u64
+}
+
 /// How the acknowledged transfers ended.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TxCount {
@@ -276,9 +314,10 @@ pub fn check_txs(
     let mut count = TxCount::default();
     let mut problems = Vec::new();
     for tx in acked {
-        match on_chain.get(tx.hash.as_str()).copied().unwrap_or(0) {
+        let hash = tx.hash.to_hex();
+        match on_chain.get(hash.as_str()).copied().unwrap_or(0) {
             1 => count.included += 1,
-            0 => match where_is(cluster, &tx.hash, snap.blocks.len() as u64) {
+            0 => match where_is(cluster, &hash, snap.blocks.len() as u64) {
                 Some(Place::Pending) => count.pending += 1,
                 Some(Place::IncludedLater) => count.included += 1,
                 None => problems.push(format!(

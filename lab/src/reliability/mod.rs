@@ -115,6 +115,9 @@ pub struct Row {
     pub finalized_after: Option<u64>,
     /// Times a node's finalized height went down with no finalized block reverted.
     pub finalized_went_down: u64,
+    /// Blocks some node had under `miner::CONFIRMATIONS` blocks that the final chain
+    /// does not hold: reverted after that many confirmations.
+    pub reverted_confirmed: u64,
     pub final_height: u64,
     pub kills: Option<u64>,
     pub state_checks: Option<u64>,
@@ -139,6 +142,7 @@ impl Row {
             finalized_before: None,
             finalized_after: None,
             finalized_went_down: 0,
+            reverted_confirmed: 0,
             final_height: 0,
             kills: None,
             state_checks: None,
@@ -174,74 +178,77 @@ impl Row {
     }
 }
 
-pub fn run(args: ReliabilityArgs) -> anyhow::Result<()> {
-    let plan = Plan::from_args(args)?;
-    std::fs::create_dir_all(&plan.out)
-        .with_context(|| format!("cannot create --out {}", plan.out.display()))?;
-    let signals = SignalWatch::start()?;
-    say(&format!(
-        "reliability{}: {} scenario(s) × {} engine(s), report in {}",
-        if plan.quick { " --quick" } else { "" },
-        plan.scenarios.len(),
-        plan.engines.len(),
-        plan.out.display()
-    ));
-    let mut rows: Vec<Row> = Vec::new();
-    let mut interrupted = false;
-    'all: for scenario in &plan.scenarios {
-        for kind in &plan.engines {
-            match scenario::run_row(&plan, *scenario, *kind, &signals) {
-                Ok(Some(mut row)) => {
-                    row.settle();
-                    say(&format!(
-                        "[{scenario}/{kind}] {}{}",
-                        row.result,
-                        if row.failures.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {}", row.notes())
-                        }
-                    ));
-                    rows.push(row);
+impl ReliabilityArgs {
+    /// Runs `toychain reliability`.
+    pub fn execute(self) -> anyhow::Result<()> {
+        let plan = Plan::from_args(self)?;
+        std::fs::create_dir_all(&plan.out)
+            .with_context(|| format!("cannot create --out {}", plan.out.display()))?;
+        let signals = SignalWatch::start()?;
+        say(&format!(
+            "reliability{}: {} scenario(s) × {} engine(s), report in {}",
+            if plan.quick { " --quick" } else { "" },
+            plan.scenarios.len(),
+            plan.engines.len(),
+            plan.out.display()
+        ));
+        let mut rows: Vec<Row> = Vec::new();
+        let mut interrupted = false;
+        'all: for scenario in &plan.scenarios {
+            for kind in &plan.engines {
+                match scenario::run_row(&plan, *scenario, *kind, &signals) {
+                    Ok(Some(mut row)) => {
+                        row.settle();
+                        say(&format!(
+                            "[{scenario}/{kind}] {}{}",
+                            row.result,
+                            if row.failures.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {}", row.notes())
+                            }
+                        ));
+                        rows.push(row);
+                    }
+                    Ok(None) => {
+                        interrupted = true;
+                        break 'all;
+                    }
+                    Err(e) => {
+                        let mut row = Row::new(*scenario, *kind);
+                        row.failures.push(format!("{e:#}"));
+                        row.settle();
+                        say(&format!("[{scenario}/{kind}] FAIL: {e:#}"));
+                        rows.push(row);
+                    }
                 }
-                Ok(None) => {
+                if signals.count() > 0 {
                     interrupted = true;
                     break 'all;
                 }
-                Err(e) => {
-                    let mut row = Row::new(*scenario, *kind);
-                    row.failures.push(format!("{e:#}"));
-                    row.settle();
-                    say(&format!("[{scenario}/{kind}] FAIL: {e:#}"));
-                    rows.push(row);
-                }
-            }
-            if signals.count() > 0 {
-                interrupted = true;
-                break 'all;
             }
         }
-    }
-    let table = table(&rows);
-    say("");
-    say(&table);
-    write_reports(&plan, &rows, &table)?;
-    say(&format!(
-        "wrote reliability.md and reliability.json in {}",
-        plan.out.display()
-    ));
-    let failed = rows.iter().filter(|r| r.result != "PASS").count();
-    if interrupted {
-        return Err(anyhow!("interrupted after {} row(s)", rows.len()));
-    }
-    if failed > 0 {
-        return Err(anyhow!(
-            "{failed} of {} row(s) failed; see {}",
-            rows.len(),
-            plan.out.join("reliability.md").display()
+        let table = table(&rows);
+        say("");
+        say(&table);
+        write_reports(&plan, &rows, &table)?;
+        say(&format!(
+            "wrote reliability.md and reliability.json in {}",
+            plan.out.display()
         ));
+        let failed = rows.iter().filter(|r| r.result != "PASS").count();
+        if interrupted {
+            return Err(anyhow!("interrupted after {} row(s)", rows.len()));
+        }
+        if failed > 0 {
+            return Err(anyhow!(
+                "{failed} of {} row(s) failed; see {}",
+                rows.len(),
+                plan.out.join("reliability.md").display()
+            ));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -251,13 +258,13 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
 /// The summary as a Markdown table.
 fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| scenario | engine | result | converge s | blocks in fault | txs acked / included / pending | finalized before → after | notes |\n\
-         |---|---|---|---:|---:|---|---|---|\n",
+        "| scenario | engine | result | converge s | blocks in fault | txs acked / included / pending | finalized before → after | reverted after k conf. | notes |\n\
+         |---|---|---|---:|---:|---|---|---:|---|\n",
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} / {} / {} | {} → {} | {} |",
+            "| {} | {} | {} | {} | {} | {} / {} / {} | {} → {} | {} | {} |",
             r.scenario,
             r.engine,
             r.result,
@@ -268,6 +275,7 @@ fn table(rows: &[Row]) -> String {
             r.pending,
             opt(r.finalized_before),
             opt(r.finalized_after),
+            r.reverted_confirmed,
             r.notes().replace('|', "/"),
         );
     }
@@ -292,6 +300,16 @@ fn write_reports(plan: &Plan, rows: &[Row], table: &str) -> anyhow::Result<()> {
         t.crash_cycles
     );
     md.push_str(table);
+    let _ = writeln!(
+        md,
+        "\nreverted after k conf.: blocks that some node had under {k} blocks of its own \
+         (the watch reads each node's block {k} below its head every poll) and that the final \
+         chain does not hold. An engine that finalizes (DPoS, PBFT, Raft) must also never \
+         revert a finalized block, which the finality check fails the row for; PoW, PoS and \
+         PoA give only confirmations, so a long enough partition may revert confirmed blocks \
+         and this column counts them.",
+        k = miner::CONFIRMATIONS
+    );
     let md_path = plan.out.join("reliability.md");
     std::fs::write(&md_path, md).with_context(|| format!("cannot write {}", md_path.display()))?;
     let json = serde_json::json!({"plan": plan, "rows": rows});

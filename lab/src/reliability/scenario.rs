@@ -1,10 +1,11 @@
 //! The scenarios, and one (scenario, engine) row: start a devnet, run the bank workload
 //! and the finality watch, inject the fault, heal, and check the invariants.
 
-use super::bank::{self, BankOutcome};
+use super::bank;
 use super::checks::{self, BlockInfo, Watch};
 use super::cluster::{Cluster, NODES};
 use super::{Plan, Row};
+use crate::workload::{Workload, WorkloadOutcome};
 use anyhow::anyhow;
 use chain::Address;
 use config::EngineKind;
@@ -193,18 +194,8 @@ fn drive(
     let t = &plan.timing;
     let kind = cluster.kind;
     let mut row = Row::new(scenario, kind);
-    let deadline = Instant::now() + FIRST_BLOCKS;
-    while (0..NODES).any(|i| cluster.height(i).unwrap_or(0) < 2) {
-        if Instant::now() >= deadline {
-            return Err(anyhow!(
-                "the devnet made no 2 blocks on every node within {} s",
-                FIRST_BLOCKS.as_secs()
-            ));
-        }
-        if signals.count() > 0 {
-            return Ok(None);
-        }
-        std::thread::sleep(Duration::from_millis(250));
+    if !wait_first_blocks(cluster, signals)? {
+        return Ok(None);
     }
     say(&format!(
         "{tag} up, every node past block 2; bank workload on"
@@ -216,15 +207,15 @@ fn drive(
     let bank_started = Instant::now();
     let (fault, bank, watch) = std::thread::scope(|s| {
         let bank = s.spawn(|| {
-            bank::run(
+            Workload::new(
                 &cluster.clients,
-                &cluster.down,
+                bank::trader_keys(),
                 cluster.chain_id,
                 t.tx_rate,
                 seed,
-                bank_started,
-                &stop_bank,
             )
+            .skipping(&cluster.down)
+            .run(bank_started, &stop_bank)
         });
         let watch = s.spawn(|| {
             let mut watch = Watch::new();
@@ -249,7 +240,7 @@ fn drive(
             Ok(Some((before, healed_at, converged)))
         })();
         stop_bank.store(true, Ordering::Relaxed);
-        let bank = bank.join().unwrap_or_else(|_| BankOutcome::default());
+        let bank = bank.join().unwrap_or_else(|_| WorkloadOutcome::default());
         if fault.as_ref().is_ok_and(Option::is_some) {
             checks::wait_included(cluster, &bank.acked, t.drain);
         }
@@ -276,6 +267,45 @@ fn drive(
         row.failures.push(format!("{err:#}"));
     }
     say(&format!("{tag} checking the invariants on node 0's chain"));
+    check_invariants(cluster, scenario, &watch, &bank, &crash, &mut row);
+    row.finalized_after = finalized(cluster);
+    if scenario == Scenario::Crash {
+        row.kills = Some(crash.kills as u64);
+        row.state_checks = Some(crash.state_checks as u64);
+        row.failures.extend(crash.failures);
+    }
+    Ok(Some(row))
+}
+
+/// Waits until every node is past block 2; `false` when interrupted meanwhile.
+fn wait_first_blocks(cluster: &Cluster, signals: &SignalWatch) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + FIRST_BLOCKS;
+    while (0..NODES).any(|i| cluster.height(i).unwrap_or(0) < 2) {
+        if Instant::now() >= deadline {
+            return Err(anyhow!(
+                "the devnet made no 2 blocks on every node within {} s",
+                FIRST_BLOCKS.as_secs()
+            ));
+        }
+        if signals.count() > 0 {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    Ok(true)
+}
+
+/// Checks supply, finality, the workload's transfers and (after crashes) double signs on
+/// node 0's chain, which every node agreed with at the convergence check; what fails goes
+/// into `row.failures`.
+fn check_invariants(
+    cluster: &Cluster,
+    scenario: Scenario,
+    watch: &Watch,
+    bank: &WorkloadOutcome,
+    crash: &CrashReport,
+    row: &mut Row,
+) {
     // The final chain: node 0's, which every node agreed with at the convergence check.
     match checks::snapshot(cluster, 0) {
         Err(e) => row.failures.push(format!("snapshot: {e}")),
@@ -284,7 +314,8 @@ fn drive(
             if let Err(e) = checks::check_supply(cluster, &snap) {
                 row.failures.push(e);
             }
-            match checks::check_finality(&watch, &snap) {
+            row.reverted_confirmed = checks::reverted_confirmed(watch, &snap);
+            match checks::check_finality(watch, &snap) {
                 Ok(went_down) => row.finalized_went_down = went_down,
                 Err(e) => row.failures.push(e),
             }
@@ -301,7 +332,7 @@ fn drive(
                 for i in 1..NODES {
                     seen.extend(checks::blocks_from(cluster, i, 1));
                 }
-                let doubles = checks::double_signs(kind, &seen);
+                let doubles = checks::double_signs(cluster.kind, &seen);
                 row.double_signs = Some(doubles.len() as u64);
                 for d in doubles.into_iter().take(3) {
                     row.failures.push(format!("double sign: {d}"));
@@ -309,13 +340,6 @@ fn drive(
             }
         }
     }
-    row.finalized_after = finalized(cluster);
-    if scenario == Scenario::Crash {
-        row.kills = Some(crash.kills as u64);
-        row.state_checks = Some(crash.state_checks as u64);
-        row.failures.extend(crash.failures);
-    }
-    Ok(Some(row))
 }
 
 /// Node 0's finalized height.

@@ -7,7 +7,11 @@
 //! the engine and producer `miner` builds from the chain spec, and the
 //! producer loop's steps (`next_turn`, template, `prepare`, sign guard, `seal`, import).
 //! PoA, DPoS and PoS sign with their real producers at the times their schedules and
-//! kernels give on the virtual clock.
+//! kernels give on the virtual clock. The voting engines (PBFT, Raft) run each node's own
+//! [`chain::VotingMachine`], the very code a node runs, driven as the node's voting driver
+//! drives it: messages over the simulated network, timers as events, blocks built from the
+//! mempool, proposals validated by the chain, decisions imported with their certificates
+//! ([`world`]'s `voting` module).
 //!
 //! **Simulated**:
 //! - Time: a discrete-event loop ([`queue`]) in virtual milliseconds from the genesis
@@ -48,9 +52,10 @@ mod world;
 use crate::args::SimulateArgs;
 use crate::compare::faults::{self, Fault};
 use crate::compare::{
-    charts, check_common_flags, counting_bar, load, metrics, parse_engines, progress_bar, report,
+    charts, check_common_flags, counting_bar, metrics, parse_engines, progress_bar, report,
     say_written, usage,
 };
+use crate::workload;
 use anyhow::Context;
 use chain::SecretKey;
 use chain::dev::{DEV_ACCOUNTS, dev_key};
@@ -153,7 +158,7 @@ fn author_keys(nodes: usize) -> Vec<(String, SecretKey)> {
 /// (`trader0` …, keys derived from `toychain/sim/trader/{k}`, funded at genesis). On a
 /// `--chain` spec, which would not fund them, it keeps compare's choice.
 fn traders(nodes: usize, dev_spec: bool) -> Vec<(String, SecretKey)> {
-    let shared = load::traders(nodes);
+    let shared = workload::traders(nodes);
     if dev_spec && shared.len() == DEV_ACCOUNTS.len() {
         return (0..OWN_TRADERS)
             .map(|k| {
@@ -247,13 +252,6 @@ impl Plan {
                 .collect(),
         };
         let engines: Vec<EngineKind> = specs.iter().map(|s| s.engine.kind()).collect();
-        if let Some(kind) = engines.iter().find(|k| k.votes()) {
-            return Err(usage(format!(
-                "--engine {kind}: the simulator does not drive voting engines' machines yet; \
-                 run {kind} on real nodes with `toychain devnet --engine {kind}` or \
-                 `toychain compare --engines {kind}`"
-            )));
-        }
         let hash_shares = hash_shares(&args.hash_rates, nodes, &engines)?;
         if args.peers == 0 || args.peers > MAX_NODES {
             return Err(usage(format!(
@@ -313,7 +311,8 @@ fn engine_kinds(names: &[String]) -> anyhow::Result<Vec<EngineKind>> {
     let kinds = parse_engines("--engine", names)?;
     if kinds.is_empty() {
         return Err(usage(
-            "--engine: name an engine (pow, pos, dpos, poa) or a comma list of them".into(),
+            "--engine: name an engine (pow, pos, dpos, poa, pbft, raft) or a comma list of them"
+                .into(),
         ));
     }
     Ok(kinds)
@@ -414,6 +413,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     };
     let mut written = report::write_report(&about, &plan.out, &results)?;
     written.extend(charts::write(&plan.out, &results)?);
+    written.push(crate::report_html::write(&plan.out, &written)?);
     say_written(&plan.out, &written);
     Ok(())
 }
@@ -421,10 +421,11 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
 /// `--sweep`: the simulator against a closed form; exits non-zero when a point is off.
 fn sweep(name: &str, args: &SimulateArgs) -> anyhow::Result<()> {
     let sweep: theory::Sweep = name.parse().map_err(usage)?;
-    if args.sweep_blocks < 100 || args.sweep_blocks > 10_000_000 {
+    let (least, most, default, unit) = sweep.size();
+    let size = args.sweep_blocks.unwrap_or(default);
+    if !(least..=most).contains(&size) {
         return Err(usage(format!(
-            "--sweep-blocks {}: give 100 to 10000000 blocks a point",
-            args.sweep_blocks
+            "--sweep-blocks {size}: give {least} to {most} {unit} a point for --sweep {name}"
         )));
     }
     check_common_flags(0.0, "virtual second", None, &args.out)?;
@@ -433,24 +434,22 @@ fn sweep(name: &str, args: &SimulateArgs) -> anyhow::Result<()> {
     let points = match sweep {
         theory::Sweep::Stale => theory::STALE_RATIOS.len(),
         theory::Sweep::Selfish => theory::SELFISH_ALPHAS.len(),
+        theory::Sweep::Pbft => {
+            theory::pbft::LATENCY_DELAYS.len()
+                + theory::pbft::MESSAGE_NODES.len()
+                + 1
+                + theory::pbft::VIEW_CHANGE_POINTS.len()
+        }
+        theory::Sweep::Raft => theory::raft::CONTEST_POINTS.len() + theory::raft::CDF_SPREADS.len(),
     };
     let bar = counting_bar(points as u64, "points");
-    bar.set_message(format!(
-        "--sweep {name}: {} blocks a point",
-        args.sweep_blocks
-    ));
+    bar.set_message(format!("--sweep {name}: {size} {unit} a point"));
     let started = Instant::now();
     let (written, ok) = quietly(|| {
-        theory::run_sweep(
-            sweep,
-            args.sweep_blocks,
-            args.seed,
-            &args.out,
-            &mut |line| {
-                bar.suspend(|| say(&line));
-                bar.inc(1);
-            },
-        )
+        theory::run_sweep(sweep, size, args.seed, &args.out, &mut |line| {
+            bar.suspend(|| say(&line));
+            bar.inc(1);
+        })
     })?;
     bar.finish_and_clear();
     say(&format!(
@@ -475,6 +474,11 @@ fn sweep(name: &str, args: &SimulateArgs) -> anyhow::Result<()> {
 /// for PoW, equal turns or equal stakes for the others (every node gets the same balance or
 /// votes on a dev spec). Pearson's chi-square at the 1% level.
 fn share_check(plan: &Plan, kind: EngineKind, metrics: &metrics::EngineMetrics) -> String {
+    if kind.votes() {
+        return "block shares: not tested, since a voting engine's leader (the PBFT primary, \
+                the Raft leader) proposes every block until it fails"
+            .to_owned();
+    }
     if !plan.faults.is_empty() || plan.selfish.is_some() {
         return "block shares: not tested against the engine's rule, since faults or a selfish \
                 miner change who produces"
@@ -532,6 +536,7 @@ fn setup(plan: &Plan, spec: &ChainSpec) -> Setup {
         traders: plan.trader_keys.clone(),
         duration_ms: plan.duration_s.saturating_mul(1000),
         faults: plan.faults.clone(),
+        probe: world::VoteProbe::default(),
     }
 }
 

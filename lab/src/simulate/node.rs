@@ -14,9 +14,9 @@
 use anyhow::Context;
 use chain::store::FastBuildHasher;
 use chain::{
-    Block, BlockError, BlockHash, BlockProducer, CancelFlag, Canonical, Chain, ChainConfig,
-    ChainId, ChainView, Clock, Header, ImportOutcome, ManualClock, MemoryStore, Mempool, SecretKey,
-    SkewedClock, Transaction, Turn, TxHash,
+    Block, BlockError, BlockHash, BlockProducer, CancelFlag, Canonical, CertifiedBlock, Chain,
+    ChainConfig, ChainId, ChainView, Clock, Header, ImportOutcome, ManualClock, MemoryStore,
+    Mempool, SecretKey, SkewedClock, Timestamp, Transaction, Turn, TxHash,
 };
 use config::{ChainSpec, EngineSpec};
 use node::actor::Ledger;
@@ -69,11 +69,13 @@ impl<T: Hashed> Wire<T> {
     }
 }
 
-/// A block that arrived before its parent, and who sent it.
+/// A block that arrived before its parent, who sent it, and the certificate it came with
+/// (a voting engine's blocks travel with the votes that decided them).
 #[derive(Debug)]
 pub struct Orphan {
     pub block: Arc<Wire<Block>>,
     pub from: usize,
+    pub certificate: Option<Arc<Vec<u8>>>,
 }
 
 /// What the producer wants after a head change.
@@ -171,7 +173,7 @@ impl SimNode {
     }
 
     /// What this node's clock reads at virtual time `now`.
-    fn local_time(&self, now: u64) -> u64 {
+    pub fn local_time(&self, now: u64) -> u64 {
         now.saturating_add_signed(self.skew_ms)
     }
 
@@ -258,6 +260,57 @@ impl SimNode {
             }
         }
         Ok(outcome)
+    }
+
+    /// Imports a block decided by votes with its certificate, as the voting driver does
+    /// (a block engine's block comes without one and is imported on its own).
+    pub fn import_with(
+        &mut self,
+        block: Block,
+        certificate: Option<&Arc<Vec<u8>>>,
+    ) -> Result<ImportOutcome, BlockError> {
+        let Some(certificate) = certificate else {
+            return self.import(block);
+        };
+        let outcome = self.ledger.import_certified(CertifiedBlock {
+            block,
+            certificate: certificate.to_vec(),
+        })?;
+        if matches!(outcome, ImportOutcome::NewHead(_)) {
+            self.epoch += 1;
+        }
+        Ok(outcome)
+    }
+
+    /// The block a voting machine asked for ([`chain::VoteOutput::Build`]), made as the
+    /// node's voting driver makes it: on the head `parent` with the machine's timestamp and
+    /// engine data, filled from the mempool, sealed by this node's key.
+    pub fn build_proposal(
+        &self,
+        parent: BlockHash,
+        timestamp: Timestamp,
+        data: Vec<u8>,
+    ) -> Result<Block, Problem> {
+        let chain = self.chain();
+        let head = chain.head();
+        if head.hash() != parent {
+            return Err("build request for an old head dropped");
+        }
+        let mut header = Header::template(&head, self.producer.author(), timestamp);
+        self.producer
+            .prepare(chain, &head, &mut header)
+            .map_err(|e| self.problem("cannot prepare a block", &e))?;
+        header.engine.data = data;
+        let mut block = self
+            .ledger
+            .build(header, MAX_BLOCK_TXS)
+            .map_err(|e| self.problem("template refused", &e))?;
+        match self.producer.seal(block.header.clone(), &CancelFlag::new()) {
+            Ok(Some(header)) => block.header = header,
+            Ok(None) => return Err("seal cancelled"),
+            Err(e) => return Err(self.problem("sealing failed", &e)),
+        }
+        Ok(block)
     }
 
     /// Marks a block as seen; false when it was seen before (a gossip duplicate).

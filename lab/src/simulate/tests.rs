@@ -19,7 +19,7 @@ fn args(engines: &[&str]) -> SimulateArgs {
         peers: 8,
         selfish: None,
         sweep: None,
-        sweep_blocks: 20_000,
+        sweep_blocks: None,
         faults: Vec::new(),
         out: PathBuf::from("simulate-out"),
     }
@@ -202,14 +202,6 @@ fn bad_arguments_are_usage_errors_naming_the_value() {
             },
             "/nonexistent/spec.toml",
         ),
-        (
-            args(&["pbft"]),
-            "--engine pbft: the simulator does not drive voting",
-        ),
-        (
-            args(&["pow", "raft"]),
-            "--engine raft: the simulator does not drive voting",
-        ),
     ];
     crate::assert_usage_errors(cases, Plan::from_args);
 }
@@ -229,4 +221,74 @@ fn hash_rates_become_shares_and_default_to_equal() {
         plan.link.jitter_ms, 20.0,
         "a fifth of the latency by default"
     );
+}
+
+#[test]
+fn a_mixed_list_with_voting_engines_runs_and_repeats_byte_for_byte() {
+    let dirs: Vec<_> = (0..2)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    for dir in &dirs {
+        run(SimulateArgs {
+            duration: "30".into(),
+            tx_rate: 1.0,
+            out: dir.path().to_path_buf(),
+            ..args(&["pow", "pbft", "raft"])
+        })
+        .expect("runs");
+    }
+    let mut names: Vec<_> = std::fs::read_dir(dirs[0].path())
+        .expect("lists")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    names.sort();
+    assert!(names.iter().any(|n| n == "report.md"), "{names:?}");
+    for name in &names {
+        let read = |dir: &tempfile::TempDir| std::fs::read(dir.path().join(name)).expect("reads");
+        assert_eq!(read(&dirs[0]), read(&dirs[1]), "{name:?} differs");
+    }
+    let report = std::fs::read_to_string(dirs[0].path().join("report.md")).expect("reads");
+    for engine in ["pow", "pbft", "raft"] {
+        assert!(report.contains(engine), "{engine} missing from the report");
+    }
+}
+
+/// `--sweep NAME` with `size` a point into `out`.
+fn sweep_args(name: &str, size: Option<u64>, out: &std::path::Path) -> SimulateArgs {
+    SimulateArgs {
+        sweep: Some(name.to_owned()),
+        sweep_blocks: size,
+        out: out.to_path_buf(),
+        ..args(&[])
+    }
+}
+
+#[test]
+fn the_pbft_sweep_writes_its_table_chart_and_verdict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(sweep_args("pbft", Some(4), dir.path())).expect("every point within tolerance");
+    let md = std::fs::read_to_string(dir.path().join("sweep-pbft.md")).expect("written");
+    assert!(md.contains("3d = 150 ms"), "{md}");
+    assert!(md.contains("τ + 4d"), "{md}");
+    assert!(!md.contains("| NO |"), "{md}");
+    for file in ["sweep-pbft.csv", "sweep-pbft.svg"] {
+        assert!(dir.path().join(file).exists(), "{file}");
+    }
+    let err = run(sweep_args("pbft", Some(1), dir.path())).expect_err("too small");
+    assert!(err.to_string().contains("--sweep-blocks 1"), "{err}");
+}
+
+/// The full voting sweeps behind the README's tables: `SWEEP_OUT=DIR cargo test -p lab --
+/// --ignored --nocapture full_voting_sweeps` (minutes in a debug build).
+#[test]
+#[ignore = "minutes: the full PBFT and Raft sweeps"]
+fn full_voting_sweeps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::env::var_os("SWEEP_OUT").map_or_else(|| dir.path().to_path_buf(), PathBuf::from);
+    for name in ["pbft", "raft"] {
+        run(sweep_args(name, None, &out)).expect("every point within tolerance");
+        let md = std::fs::read_to_string(out.join(format!("sweep-{name}.md"))).expect("written");
+        println!("{md}");
+    }
 }

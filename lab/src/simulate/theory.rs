@@ -32,6 +32,9 @@ use serde::Serialize;
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
+pub mod pbft;
+pub mod raft;
+
 /// Miners of the stale-rate sweep, all peers of each other.
 pub const STALE_NODES: usize = 30;
 /// `d/T` values of the stale-rate sweep.
@@ -117,6 +120,7 @@ fn pow_setup(nodes: usize, latency_ms: f64, shares: Vec<f64>, blocks: u64, seed:
         traders: Vec::new(),
         duration_ms: blocks * BLOCK_TIME * 1000,
         faults: Vec::new(),
+        probe: world::VoteProbe::default(),
     }
 }
 
@@ -232,6 +236,19 @@ pub fn selfish_point(alpha: f64, blocks: u64, seed: u64) -> anyhow::Result<Selfi
 pub enum Sweep {
     Stale,
     Selfish,
+    Pbft,
+    Raft,
+}
+
+impl Sweep {
+    /// The size of a point: least, most, default, and what it counts.
+    pub fn size(self) -> (u64, u64, u64, &'static str) {
+        match self {
+            Sweep::Stale | Sweep::Selfish => (100, 10_000_000, 20_000, "blocks"),
+            Sweep::Pbft => (2, 100_000, 100, "heights"),
+            Sweep::Raft => (10, 1_000_000, 1_000, "trials"),
+        }
+    }
 }
 
 impl std::str::FromStr for Sweep {
@@ -241,9 +258,12 @@ impl std::str::FromStr for Sweep {
         match s {
             "stale" => Ok(Sweep::Stale),
             "selfish" => Ok(Sweep::Selfish),
+            "pbft" => Ok(Sweep::Pbft),
+            "raft" => Ok(Sweep::Raft),
             other => Err(format!(
-                "--sweep {other}: choose stale (stale rate against 1 − e^(−d/T)) or selfish \
-                 (Eyal–Sirer revenue)"
+                "--sweep {other}: choose stale (stale rate against 1 − e^(−d/T)), selfish \
+                 (Eyal–Sirer revenue), pbft (commit latency, messages per block, view change) \
+                 or raft (contested elections, first candidate, time to leader)"
             )),
         }
     }
@@ -263,6 +283,12 @@ struct Table {
     verdict: String,
     /// Every point within its tolerance.
     ok: bool,
+    /// What the sweep's size counts ("blocks a point").
+    unit: &'static str,
+    /// Markdown after the table: further tables of the same sweep.
+    appendix: String,
+    /// Further charts, written as `sweep-<name>-<suffix>.svg`.
+    extra_svgs: Vec<(&'static str, String)>,
 }
 
 /// Runs a sweep with `blocks` blocks a point, each point on its own seed derived from
@@ -277,113 +303,131 @@ pub fn run_sweep(
     progress: &mut dyn FnMut(String),
 ) -> anyhow::Result<(Vec<PathBuf>, bool)> {
     let table = match sweep {
-        Sweep::Stale => {
-            let mut points = Vec::new();
-            for (i, ratio) in STALE_RATIOS.iter().enumerate() {
-                let point = stale_point(*ratio, blocks, seed.wrapping_add(i as u64))?;
-                progress(format!(
-                    "d/T = {:.2}: a stale block at {} of {} heights = {:.4} (1 − e^(−d/T) = \
-                     {:.4}, {:+.1}%); {} of {} blocks stale",
-                    point.d_over_t,
-                    point.forked_heights,
-                    point.main,
-                    point.stale_rate,
-                    point.theory,
-                    point.error() * 100.0,
-                    point.produced - point.main,
-                    point.produced,
-                ));
-                points.push(point);
-            }
-            let ok = points.iter().all(|p| p.error().abs() <= STALE_TOLERANCE);
-            Table {
-                name: "stale",
-                header: "| d/T | main-chain heights | with a stale block | stale rate | 1 − e^(−d/T) | error | blocks made | stale share of blocks |",
-                rows: points
-                    .iter()
-                    .map(|p| {
-                        vec![
-                            format!("{:.2}", p.d_over_t),
-                            p.main.to_string(),
-                            p.forked_heights.to_string(),
-                            format!("{:.4}", p.stale_rate),
-                            format!("{:.4}", p.theory),
-                            format!("{:+.1}%", p.error() * 100.0),
-                            p.produced.to_string(),
-                            format!("{:.4}", p.stale_share),
-                        ]
-                    })
-                    .collect(),
-                points: points
-                    .iter()
-                    .map(|p| (p.d_over_t, p.stale_rate, p.theory))
-                    .collect(),
-                x_label: "propagation delay / block time (d/T)",
-                y_label: "stale rate",
-                curve: |x| 1.0 - (-x).exp(),
-                x_range: (0.0, 0.21),
-                verdict: format!(
-                    "{} point(s) within {:.0}% of 1 − e^(−d/T): {}",
-                    points.len(),
-                    STALE_TOLERANCE * 100.0,
-                    if ok { "yes" } else { "NO" }
-                ),
-                ok,
-            }
-        }
-        Sweep::Selfish => {
-            let mut points = Vec::new();
-            for (i, alpha) in SELFISH_ALPHAS.iter().enumerate() {
-                let point = selfish_point(*alpha, blocks, seed.wrapping_add(i as u64))?;
-                progress(format!(
-                    "α = {:.2}: {} of {} main-chain blocks = {:.4} (Eyal–Sirer {:.4}, {:+.4})",
-                    point.alpha,
-                    point.selfish,
-                    point.main,
-                    point.revenue,
-                    point.theory,
-                    point.revenue - point.theory
-                ));
-                points.push(point);
-            }
-            let ok = points
-                .iter()
-                .all(|p| (p.revenue - p.theory).abs() <= SELFISH_TOLERANCE);
-            Table {
-                name: "selfish",
-                header: "| α | main-chain blocks | selfish pool's | relative revenue | Eyal–Sirer (γ = 0) | difference |",
-                rows: points
-                    .iter()
-                    .map(|p| {
-                        vec![
-                            format!("{:.2}", p.alpha),
-                            p.main.to_string(),
-                            p.selfish.to_string(),
-                            format!("{:.4}", p.revenue),
-                            format!("{:.4}", p.theory),
-                            format!("{:+.4}", p.revenue - p.theory),
-                        ]
-                    })
-                    .collect(),
-                points: points
-                    .iter()
-                    .map(|p| (p.alpha, p.revenue, p.theory))
-                    .collect(),
-                x_label: "selfish pool's hash share (α)",
-                y_label: "its share of the main chain",
-                curve: |a| relative_revenue(a, 0.0),
-                x_range: (0.0, 0.5),
-                verdict: format!(
-                    "{} point(s) within {} of Eyal–Sirer: {}",
-                    points.len(),
-                    SELFISH_TOLERANCE,
-                    if ok { "yes" } else { "NO" }
-                ),
-                ok,
-            }
-        }
+        Sweep::Pbft => pbft::table(blocks, seed, progress)?,
+        Sweep::Raft => raft::table(blocks, seed, progress)?,
+        Sweep::Stale => stale_table(blocks, seed, progress)?,
+        Sweep::Selfish => selfish_table(blocks, seed, progress)?,
     };
     Ok((write_table(&table, blocks, seed, out)?, table.ok))
+}
+
+/// The stale-rate sweep's table.
+fn stale_table(blocks: u64, seed: u64, progress: &mut dyn FnMut(String)) -> anyhow::Result<Table> {
+    let mut points = Vec::new();
+    for (i, ratio) in STALE_RATIOS.iter().enumerate() {
+        let point = stale_point(*ratio, blocks, seed.wrapping_add(i as u64))?;
+        progress(format!(
+            "d/T = {:.2}: a stale block at {} of {} heights = {:.4} (1 − e^(−d/T) = \
+             {:.4}, {:+.1}%); {} of {} blocks stale",
+            point.d_over_t,
+            point.forked_heights,
+            point.main,
+            point.stale_rate,
+            point.theory,
+            point.error() * 100.0,
+            point.produced - point.main,
+            point.produced,
+        ));
+        points.push(point);
+    }
+    let ok = points.iter().all(|p| p.error().abs() <= STALE_TOLERANCE);
+    Ok(Table {
+        name: "stale",
+        header: "| d/T | main-chain heights | with a stale block | stale rate | 1 − e^(−d/T) | error | blocks made | stale share of blocks |",
+        rows: points
+            .iter()
+            .map(|p| {
+                vec![
+                    format!("{:.2}", p.d_over_t),
+                    p.main.to_string(),
+                    p.forked_heights.to_string(),
+                    format!("{:.4}", p.stale_rate),
+                    format!("{:.4}", p.theory),
+                    format!("{:+.1}%", p.error() * 100.0),
+                    p.produced.to_string(),
+                    format!("{:.4}", p.stale_share),
+                ]
+            })
+            .collect(),
+        points: points
+            .iter()
+            .map(|p| (p.d_over_t, p.stale_rate, p.theory))
+            .collect(),
+        x_label: "propagation delay / block time (d/T)",
+        y_label: "stale rate",
+        curve: |x| 1.0 - (-x).exp(),
+        x_range: (0.0, 0.21),
+        verdict: format!(
+            "{} point(s) within {:.0}% of 1 − e^(−d/T): {}",
+            points.len(),
+            STALE_TOLERANCE * 100.0,
+            if ok { "yes" } else { "NO" }
+        ),
+        ok,
+        unit: "blocks a point",
+        appendix: String::new(),
+        extra_svgs: Vec::new(),
+    })
+}
+
+/// The selfish-mining sweep's table.
+fn selfish_table(
+    blocks: u64,
+    seed: u64,
+    progress: &mut dyn FnMut(String),
+) -> anyhow::Result<Table> {
+    let mut points = Vec::new();
+    for (i, alpha) in SELFISH_ALPHAS.iter().enumerate() {
+        let point = selfish_point(*alpha, blocks, seed.wrapping_add(i as u64))?;
+        progress(format!(
+            "α = {:.2}: {} of {} main-chain blocks = {:.4} (Eyal–Sirer {:.4}, {:+.4})",
+            point.alpha,
+            point.selfish,
+            point.main,
+            point.revenue,
+            point.theory,
+            point.revenue - point.theory
+        ));
+        points.push(point);
+    }
+    let ok = points
+        .iter()
+        .all(|p| (p.revenue - p.theory).abs() <= SELFISH_TOLERANCE);
+    Ok(Table {
+        name: "selfish",
+        header: "| α | main-chain blocks | selfish pool's | relative revenue | Eyal–Sirer (γ = 0) | difference |",
+        rows: points
+            .iter()
+            .map(|p| {
+                vec![
+                    format!("{:.2}", p.alpha),
+                    p.main.to_string(),
+                    p.selfish.to_string(),
+                    format!("{:.4}", p.revenue),
+                    format!("{:.4}", p.theory),
+                    format!("{:+.4}", p.revenue - p.theory),
+                ]
+            })
+            .collect(),
+        points: points
+            .iter()
+            .map(|p| (p.alpha, p.revenue, p.theory))
+            .collect(),
+        x_label: "selfish pool's hash share (α)",
+        y_label: "its share of the main chain",
+        curve: |a| relative_revenue(a, 0.0),
+        x_range: (0.0, 0.5),
+        verdict: format!(
+            "{} point(s) within {} of Eyal–Sirer: {}",
+            points.len(),
+            SELFISH_TOLERANCE,
+            if ok { "yes" } else { "NO" }
+        ),
+        ok,
+        unit: "blocks a point",
+        appendix: String::new(),
+        extra_svgs: Vec::new(),
+    })
 }
 
 fn write_table(table: &Table, blocks: u64, seed: u64, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -395,8 +439,8 @@ fn write_table(table: &Table, blocks: u64, seed: u64, out: &Path) -> anyhow::Res
         .map(|_| "---|")
         .collect::<String>();
     let mut md = format!(
-        "# toychain simulate --sweep {}\n\n{} blocks a point, seed {seed}. {}.\n\n{}\n|{}\n",
-        table.name, blocks, table.verdict, table.header, separator
+        "# toychain simulate --sweep {}\n\n{} {}, seed {seed}. {}.\n\n{}\n|{}\n",
+        table.name, blocks, table.unit, table.verdict, table.header, separator
     );
     let mut csv = table
         .header
@@ -411,11 +455,16 @@ fn write_table(table: &Table, blocks: u64, seed: u64, out: &Path) -> anyhow::Res
         csv.push_str(&row.join(","));
         csv.push('\n');
     }
-    let files = [
+    md.push_str(&table.appendix);
+    let mut files = vec![
         (base.with_extension("md"), md),
         (base.with_extension("csv"), csv),
         (base.with_extension("svg"), chart(table)?),
     ];
+    for (suffix, svg) in &table.extra_svgs {
+        let path = out.join(format!("sweep-{}-{suffix}.svg", table.name));
+        files.push((path, svg.clone()));
+    }
     let mut written = Vec::new();
     for (path, text) in files {
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
@@ -575,6 +624,8 @@ mod tests {
     fn sweep_names_parse_and_others_are_named_in_the_error() {
         assert_eq!("stale".parse::<Sweep>(), Ok(Sweep::Stale));
         assert_eq!("selfish".parse::<Sweep>(), Ok(Sweep::Selfish));
+        assert_eq!("pbft".parse::<Sweep>(), Ok(Sweep::Pbft));
+        assert_eq!("raft".parse::<Sweep>(), Ok(Sweep::Raft));
         let err = "greedy".parse::<Sweep>().expect_err("unknown");
         assert!(err.contains("--sweep greedy"), "{err}");
     }

@@ -7,6 +7,10 @@
 //! parent is missing waits for it while the parent is asked of the sender); a new head
 //! makes any turn planned on the old one stale and asks the producer again.
 //!
+//! A voting engine's nodes have no turns: each runs its machine ([`voting`]), whose
+//! messages and timers are events like the others and whose decisions are imported with
+//! their certificates.
+//!
 //! What the record gets is what `toychain compare`'s collector would see with a poll at
 //! every instant: each node's head whenever it changes, and each block from the moment
 //! some node had it on its best chain.
@@ -17,8 +21,8 @@ use super::queue::{EventQueue, Millis};
 use super::random::{SimRng, Stream};
 use super::selfish::SelfishMiner;
 use crate::compare::faults::{Fault, second_half};
-use crate::compare::load::{MAX_AMOUNT, code_kind};
 use crate::compare::record::{BlockTree, NodeCounters, RunRecord, Submitted};
+use crate::workload::{MAX_AMOUNT, code_kind};
 use chain::{
     Block, BlockError, BlockHash, BlockId, ChainId, ChainView, Header, ImportOutcome, ManualClock,
     SecretKey, Transaction, Turn,
@@ -30,6 +34,11 @@ use std::sync::Arc;
 
 use mining::Mining;
 use recorder::Recorder;
+use voting::{Seat, VoteMessage};
+pub use voting::{Traced, VoteEvent, VoteProbe, VoteStats};
+
+/// A decided block's certificate as it travels with the block (shared by every copy).
+type Certificate = Arc<Vec<u8>>;
 
 /// Bytes of a request for one block by hash.
 const REQUEST_BYTES: usize = 64;
@@ -57,6 +66,8 @@ pub struct Setup {
     pub duration_ms: Millis,
     /// Faults injected ([`crate::compare::faults`]).
     pub faults: Vec<Fault>,
+    /// What a sweep watches in a voting engine's run ([`voting`]).
+    pub probe: VoteProbe,
 }
 
 /// A simulated run: the record the metrics are computed from, and what went wrong how often.
@@ -67,8 +78,10 @@ pub struct Outcome {
     pub events: u64,
     /// Blocks a node asked a peer for, because a child came first.
     pub requests: u64,
-    /// The node `kill-producer` took down.
+    /// The node `kill-producer` (or the probe) took down.
     pub killed: Option<usize>,
+    /// A voting engine's consensus traffic and trace.
+    pub votes: VoteStats,
 }
 
 #[derive(Debug)]
@@ -89,7 +102,21 @@ enum Event {
         to: usize,
         from: usize,
         block: Arc<Wire<Block>>,
+        /// A voting engine's block travels with its certificate.
+        certificate: Option<Certificate>,
         gossip: bool,
+    },
+    /// A consensus message reaches `to`.
+    Vote {
+        to: usize,
+        from: usize,
+        message: Arc<VoteMessage>,
+    },
+    /// A voting machine's timer, set in `generation`.
+    VoteTimer {
+        node: usize,
+        id: chain::TimerId,
+        generation: u64,
     },
     Tx {
         to: usize,
@@ -115,10 +142,14 @@ impl Event {
     /// The node that handles the event, if one does.
     fn node(&self) -> Option<usize> {
         match self {
-            Event::Turn { node, .. } | Event::Solve { node, .. } | Event::Retry { node, .. } => {
-                Some(*node)
-            }
-            Event::Block { to, .. } | Event::Tx { to, .. } | Event::Request { to, .. } => Some(*to),
+            Event::Turn { node, .. }
+            | Event::Solve { node, .. }
+            | Event::Retry { node, .. }
+            | Event::VoteTimer { node, .. } => Some(*node),
+            Event::Block { to, .. }
+            | Event::Tx { to, .. }
+            | Event::Request { to, .. }
+            | Event::Vote { to, .. } => Some(*to),
             Event::Submit | Event::Kill | Event::Heal => None,
         }
     }
@@ -180,102 +211,25 @@ struct World {
     /// The selfish miner and its node.
     selfish: Option<(usize, SelfishMiner<Arc<Wire<Block>>>)>,
     faults: Faults,
+    /// A voting engine's machines, one per node; empty for a block engine.
+    seats: Vec<Seat>,
+    probe: VoteProbe,
+    votes: VoteStats,
+    /// The probe has what it wanted: the run ends.
+    done: bool,
 }
 
 /// Runs one engine's simulation; `progress` hears the virtual seconds done.
 pub fn simulate(setup: Setup, progress: &mut dyn FnMut(u64)) -> anyhow::Result<Outcome> {
-    // Every node applies every block: expand each state change once for all of them.
-    chain::state::memoize_expansions();
-    let start: Millis = setup.spec.genesis.timestamp.saturating_mul(1000);
-    let clock = Arc::new(ManualClock::new(chain::Timestamp(
-        setup.spec.genesis.timestamp,
-    )));
-    let skew_of = |node: usize| -> i64 {
-        setup
-            .faults
-            .iter()
-            .find_map(|f| match f {
-                Fault::ClockSkew { node: n, secs } if *n == node => Some(secs * 1000),
-                _ => None,
-            })
-            .unwrap_or(0)
-    };
-    let nodes = setup
-        .authors
-        .iter()
-        .enumerate()
-        .map(|(i, (name, key))| {
-            SimNode::open(name.clone(), key, &setup.spec, clock.clone(), skew_of(i))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let n = nodes.len();
-    let mut topology = SimRng::new(setup.seed, Stream::Topology);
-    let net = Network::new(
-        n,
-        setup.link,
-        setup.peers,
-        &mut topology,
-        SimRng::new(setup.seed, Stream::Network),
-    );
-    let mining = setup
-        .spec
-        .engine
-        .kind()
-        .mines()
-        .then(|| Mining::new(&setup.spec, &setup.hash_shares, setup.seed));
-    let load = (setup.tx_rate > 0.0 && setup.traders.len() >= 2).then(|| Load {
-        rate: setup.tx_rate,
-        traders: setup.traders,
-        rng: SimRng::new(setup.seed, Stream::Load),
-        sent: 0,
-    });
-    let mut world = World {
-        retry: retry_after(&setup.spec.engine),
-        chain_id: ChainId(setup.spec.chain_id),
-        recorder: Recorder {
-            start,
-            nodes: n,
-            blocks: BlockTree::new(),
-            observations: Vec::new(),
-            submitted: Vec::new(),
-            submit_errors: BTreeMap::new(),
-        },
-        nodes,
-        net,
-        queue: EventQueue::default(),
-        clock,
-        start,
-        mining,
-        load,
-        problems: BTreeMap::new(),
-        requests: 0,
-        selfish: setup
-            .selfish
-            .filter(|node| *node < n)
-            .map(|node| (node, SelfishMiner::new(0))),
-        faults: Faults {
-            down: vec![false; n],
-            ..Faults::default()
-        },
-    };
-    for fault in &setup.faults {
-        match *fault {
-            Fault::KillProducer { at_s } => world.queue.push(start + at_s * 1000, Event::Kill),
-            Fault::Partition { at_s, duration_s } => {
-                let from = start + at_s * 1000;
-                let until = from + duration_s * 1000;
-                world.faults.partitions.push((from, until));
-                world.queue.push(until, Event::Heal);
-            }
-            Fault::Delay { ms } => world.faults.delay += ms,
-            Fault::ClockSkew { .. } => {}
-        }
-    }
+    let mut world = World::new(&setup)?;
+    let start = world.start;
     let end = start.saturating_add(setup.duration_ms);
     world.begin();
     let mut events = 0u64;
     let mut reported = start;
-    while let Some((at, event)) = world.queue.pop_until(end) {
+    while !world.done
+        && let Some((at, event)) = world.queue.pop_until(end)
+    {
         world.clock.set_millis(at);
         world.handle(at, event);
         events += 1;
@@ -295,7 +249,114 @@ pub fn simulate(setup: Setup, progress: &mut dyn FnMut(u64)) -> anyhow::Result<O
     ))
 }
 
+/// How far ahead node `node`'s clock runs, ms, by the run's `clock-skew` faults.
+fn skew_of(faults: &[Fault], node: usize) -> i64 {
+    faults
+        .iter()
+        .find_map(|f| match f {
+            Fault::ClockSkew { node: n, secs } if *n == node => Some(secs * 1000),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
 impl World {
+    /// The nodes at genesis, the network, the producers' and machines' state, and the
+    /// faults scheduled.
+    fn new(setup: &Setup) -> anyhow::Result<World> {
+        // Every node applies every block: expand each state change once for all of them.
+        chain::state::memoize_expansions();
+        let start: Millis = setup.spec.genesis.timestamp.saturating_mul(1000);
+        let clock = Arc::new(ManualClock::new(chain::Timestamp(
+            setup.spec.genesis.timestamp,
+        )));
+        let nodes = setup
+            .authors
+            .iter()
+            .enumerate()
+            .map(|(i, (name, key))| {
+                let skew = skew_of(&setup.faults, i);
+                SimNode::open(name.clone(), key, &setup.spec, clock.clone(), skew)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let n = nodes.len();
+        let mut topology = SimRng::new(setup.seed, Stream::Topology);
+        let net = Network::new(
+            n,
+            setup.link,
+            setup.peers,
+            &mut topology,
+            SimRng::new(setup.seed, Stream::Network),
+        );
+        let kind = setup.spec.engine.kind();
+        let mining = kind
+            .mines()
+            .then(|| Mining::new(&setup.spec, &setup.hash_shares, setup.seed));
+        let load = (setup.tx_rate > 0.0 && setup.traders.len() >= 2).then(|| Load {
+            rate: setup.tx_rate,
+            traders: setup.traders.clone(),
+            rng: SimRng::new(setup.seed, Stream::Load),
+            sent: 0,
+        });
+        let mut world = World {
+            retry: retry_after(&setup.spec.engine),
+            chain_id: ChainId(setup.spec.chain_id),
+            recorder: Recorder {
+                start,
+                nodes: n,
+                blocks: BlockTree::new(),
+                observations: Vec::new(),
+                submitted: Vec::new(),
+                submit_errors: BTreeMap::new(),
+            },
+            nodes,
+            net,
+            queue: EventQueue::default(),
+            clock,
+            start,
+            mining,
+            load,
+            problems: BTreeMap::new(),
+            requests: 0,
+            selfish: setup
+                .selfish
+                .filter(|node| *node < n)
+                .map(|node| (node, SelfishMiner::new(0))),
+            faults: Faults {
+                down: vec![false; n],
+                ..Faults::default()
+            },
+            seats: Vec::new(),
+            probe: setup.probe,
+            votes: VoteStats::default(),
+            done: false,
+        };
+        if kind.votes() {
+            let keys: Vec<SecretKey> = setup.authors.iter().map(|(_, k)| k.clone()).collect();
+            world.seats = voting::seats(&world, &keys)?;
+        }
+        world.schedule_faults(&setup.faults);
+        Ok(world)
+    }
+
+    /// Puts the kills and heals on the queue and the partitions and delay in force.
+    fn schedule_faults(&mut self, faults: &[Fault]) {
+        let start = self.start;
+        for fault in faults {
+            match *fault {
+                Fault::KillProducer { at_s } => self.queue.push(start + at_s * 1000, Event::Kill),
+                Fault::Partition { at_s, duration_s } => {
+                    let from = start + at_s * 1000;
+                    let until = from + duration_s * 1000;
+                    self.faults.partitions.push((from, until));
+                    self.queue.push(until, Event::Heal);
+                }
+                Fault::Delay { ms } => self.faults.delay += ms,
+                Fault::ClockSkew { .. } => {}
+            }
+        }
+    }
+
     fn count(&mut self, problem: Problem) {
         *self.problems.entry(problem).or_default() += 1;
     }
@@ -311,7 +372,11 @@ impl World {
             self.nodes[node].first_sight_of_block(genesis);
             self.recorder
                 .head_changed(self.start, node, self.nodes[node].chain(), &[]);
-            self.plan(node, self.start);
+            if self.voting() {
+                self.vote_head(self.start, node);
+            } else {
+                self.plan(node, self.start);
+            }
         }
         if let Some(load) = &self.load {
             self.queue.push(load.due(self.start), Event::Submit);
@@ -349,8 +414,15 @@ impl World {
                 to,
                 from,
                 block,
+                certificate,
                 gossip,
-            } => self.receive_block(at, to, from, block, gossip),
+            } => self.receive_block(at, to, from, block, certificate, gossip),
+            Event::Vote { to, from, message } => self.receive_vote(at, to, from, message),
+            Event::VoteTimer {
+                node,
+                id,
+                generation,
+            } => self.vote_timer(at, node, id, generation),
             Event::Tx { to, from, tx } => self.receive_tx(at, to, from, tx),
             Event::Request { to, asker, hash } => self.answer(at, to, asker, hash),
             Event::Submit => self.submit(at),
@@ -383,27 +455,23 @@ impl World {
                 continue;
             }
             let head = self.nodes[node].chain().head_id().hash;
-            let Ok(Some(block)) = self.nodes[node].chain().block(&head) else {
+            let Some((block, certificate)) = self.shipped(node, &head) else {
                 continue;
             };
-            let block = Wire::new(block);
             for peer in self.net.peers(node).to_vec() {
                 if second_half(node, n) == second_half(peer, n) {
                     continue;
                 }
-                if let Some(arrival) = self.send(
-                    at,
-                    node,
-                    peer,
-                    STATUS_BYTES + block.bytes,
-                    Delivery::Reliable,
-                ) {
+                let bytes =
+                    STATUS_BYTES + block.bytes + certificate.as_ref().map_or(0, |c| c.len());
+                if let Some(arrival) = self.send(at, node, peer, bytes, Delivery::Reliable) {
                     self.queue.push(
                         arrival,
                         Event::Block {
                             to: peer,
                             from: node,
                             block: block.clone(),
+                            certificate: certificate.clone(),
                             gossip: false,
                         },
                     );
@@ -489,7 +557,7 @@ impl World {
                     _ => vec![block],
                 };
                 for block in publish {
-                    self.gossip_block(at, node, None, &block);
+                    self.gossip_block(at, node, None, &block, None);
                 }
             }
             Err(problem) => {
@@ -504,7 +572,23 @@ impl World {
     fn new_head(&mut self, at: Millis, node: usize, applied: &[BlockId]) {
         self.recorder
             .head_changed(at, node, self.nodes[node].chain(), applied);
-        self.plan(node, at);
+        if self.voting() {
+            self.vote_head(at, node);
+        } else {
+            self.plan(node, at);
+        }
+    }
+
+    /// The block `hash` as `node` would send it: with its certificate when it has one.
+    fn shipped(
+        &self,
+        node: usize,
+        hash: &BlockHash,
+    ) -> Option<(Arc<Wire<Block>>, Option<Certificate>)> {
+        let chain = self.nodes[node].chain();
+        let block = chain.block(hash).ok().flatten()?;
+        let certificate = chain.certificate(hash).ok().flatten().map(Arc::new);
+        Some((Wire::new(block), certificate))
     }
 
     /// Sends `bytes` from `node` to each peer but `except`; `deliver` makes each peer's
@@ -533,11 +617,14 @@ impl World {
         node: usize,
         except: Option<usize>,
         block: &Arc<Wire<Block>>,
+        certificate: Option<&Certificate>,
     ) {
-        self.gossip(at, node, except, block.bytes, |to| Event::Block {
+        let bytes = block.bytes + certificate.map_or(0, |c| c.len());
+        self.gossip(at, node, except, bytes, |to| Event::Block {
             to,
             from: node,
             block: block.clone(),
+            certificate: certificate.cloned(),
             gossip: true,
         });
     }
@@ -565,6 +652,7 @@ impl World {
         to: usize,
         from: usize,
         block: Arc<Wire<Block>>,
+        certificate: Option<Certificate>,
         gossip: bool,
     ) {
         let hash = block.hash;
@@ -575,25 +663,29 @@ impl World {
         if !gossip {
             self.nodes[to].answered(&hash);
         }
-        let mut work = vec![(block, from, gossip)];
-        while let Some((block, from, relay)) = work.pop() {
+        let mut work = vec![(block, from, certificate, gossip)];
+        while let Some((block, from, certificate, relay)) = work.pop() {
             let hash = block.hash;
-            match self.nodes[to].import(block.item.clone()) {
+            match self.nodes[to].import_with(block.item.clone(), certificate.as_ref()) {
                 Ok(ImportOutcome::AlreadyKnown) => {}
                 Ok(outcome) => {
                     if let ImportOutcome::NewHead(change) = &outcome {
                         self.new_head(at, to, &change.applied);
                     }
                     if relay {
-                        self.gossip_block(at, to, Some(from), &block);
+                        self.gossip_block(at, to, Some(from), &block, certificate.as_ref());
                     }
                     self.others_found(at, to, &block.item);
                     for orphan in self.nodes[to].release_orphans(&hash) {
-                        work.push((orphan.block, orphan.from, true));
+                        work.push((orphan.block, orphan.from, orphan.certificate, true));
                     }
                 }
                 Err(BlockError::UnknownParent { parent }) => {
-                    if !self.nodes[to].keep_orphan(Orphan { block, from }) {
+                    if !self.nodes[to].keep_orphan(Orphan {
+                        block,
+                        from,
+                        certificate,
+                    }) {
                         self.count("orphan dropped: the buffer is full");
                     }
                     if self.faults.linked(at, to, from)
@@ -630,25 +722,26 @@ impl World {
             _ => return,
         };
         for block in publish {
-            self.gossip_block(at, node, None, &block);
+            self.gossip_block(at, node, None, &block, None);
         }
     }
 
     /// `to` answers `asker`'s request for a block it has.
     fn answer(&mut self, at: Millis, to: usize, asker: usize, hash: BlockHash) {
         self.requests += 1;
-        let Ok(Some(block)) = self.nodes[to].chain().block(&hash) else {
+        let Some((block, certificate)) = self.shipped(to, &hash) else {
             self.count("request for an unknown block");
             return;
         };
-        let block = Wire::new(block);
-        if let Some(arrival) = self.send(at, to, asker, block.bytes, Delivery::Reliable) {
+        let bytes = block.bytes + certificate.as_ref().map_or(0, |c| c.len());
+        if let Some(arrival) = self.send(at, to, asker, bytes, Delivery::Reliable) {
             self.queue.push(
                 arrival,
                 Event::Block {
                     to: asker,
                     from: to,
                     block,
+                    certificate,
                     gossip: false,
                 },
             );
@@ -774,6 +867,7 @@ impl World {
             events,
             requests: self.requests,
             killed: self.faults.killed,
+            votes: self.votes,
         }
     }
 }
@@ -782,3 +876,4 @@ mod mining;
 mod recorder;
 #[cfg(test)]
 mod tests;
+mod voting;

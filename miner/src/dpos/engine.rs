@@ -15,6 +15,11 @@ use chain::{
 };
 use std::collections::BTreeMap;
 
+/// How far ahead of a node's clock a DPoS block's time may be: timestamps are whole
+/// seconds, so a producer whose clock runs a fraction of a second ahead stamps the next
+/// second.
+pub const SLOT_CLOCK_TOLERANCE_SECS: u64 = 1;
+
 /// The engine's name and state namespace.
 pub const ENGINE_NAME: &str = "dpos";
 const BOOK_KEY: &[u8] = b"book";
@@ -274,6 +279,13 @@ impl ConsensusEngine for DposEngine {
     /// One per produced slot.
     fn block_weight(&self, _header: &SealedHeader) -> Weight {
         Weight::from_u64(1)
+    }
+
+    /// A block is refused before its slot has begun (EOSIO's rule): only clock
+    /// disagreement up to [`SLOT_CLOCK_TOLERANCE_SECS`] is allowed, not the chain's
+    /// general future bound, under which a delegate could sign several slots early.
+    fn max_future_drift(&self) -> Option<u64> {
+        Some(SLOT_CLOCK_TOLERANCE_SECS)
     }
 
     /// The slot's owner on the parent's state (electing a new round's set when the slot

@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod election;
 mod replication;
+use replication::AppendResponse;
 
 /// A server's part at the moment (Raft §5.1, plus etcd's pre-candidate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -548,21 +549,9 @@ impl RaftMachine {
             // Meant for another server: not ours to check or answer.
             return Ok(());
         }
-        let sender = envelope.verify().map_err(reject)?;
-        if !self.servers.contains(&sender) {
-            if self.former.contains(&sender) {
-                return Err(ignored(format!(
-                    "a message from {sender}, a removed server"
-                )));
-            }
-            return Err(reject(RaftError::SenderNotServer { sender }));
-        }
-        if self.role == Role::Observer {
+        let Some(sender) = self.admit(&envelope)? else {
             return Ok(());
-        }
-        if sender == self.me {
-            return Err(ignored("a message from this server itself"));
-        }
+        };
         let term = envelope.body.term();
         match envelope.body {
             Body::RequestVote {
@@ -632,19 +621,38 @@ impl RaftMachine {
                         self.term
                     )));
                 }
-                self.on_append_response(
-                    now,
-                    sender,
-                    envelope.sender,
+                let response = AppendResponse {
                     success,
                     match_index,
                     last_index,
                     commit_index,
                     acks,
-                    out,
-                )
+                };
+                self.on_append_response(now, sender, envelope.sender, response, out)
             }
         }
+    }
+
+    /// The verified sender of a message meant for this server: a current server other
+    /// than this one. `None` when an observer has nothing to do with it; a removed
+    /// server's message is ignored, a stranger's rejected.
+    fn admit(&self, envelope: &Envelope) -> Result<Option<Address>, EngineError> {
+        let sender = envelope.verify().map_err(reject)?;
+        if !self.servers.contains(&sender) {
+            if self.former.contains(&sender) {
+                return Err(ignored(format!(
+                    "a message from {sender}, a removed server"
+                )));
+            }
+            return Err(reject(RaftError::SenderNotServer { sender }));
+        }
+        if self.role == Role::Observer {
+            return Ok(None);
+        }
+        if sender == self.me {
+            return Err(ignored("a message from this server itself"));
+        }
+        Ok(Some(sender))
     }
 }
 

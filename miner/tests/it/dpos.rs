@@ -5,7 +5,7 @@ use crate::support::{GENESIS_TIME, build, engine_chain, produce, seal};
 use chain::dev::dev_key;
 use chain::{
     Address, Amount, Block, BlockError, BlockProducer, Chain, ChainView, Height, ImportOutcome,
-    SecretKey, Timestamp, Transaction, TxError, TxKind,
+    ManualClock, SecretKey, Timestamp, Transaction, TxError, TxKind,
 };
 use miner::dpos::{DposEngine, DposError, DposParams, DposProducer};
 use std::collections::BTreeSet;
@@ -20,6 +20,12 @@ fn key(name: &str) -> SecretKey {
 
 /// alice … dave are the genesis delegates (K = 4); everyone in NAMES holds 1,000 TOY.
 fn setup() -> (Chain, DposEngine, Vec<DposProducer>) {
+    let (chain, engine, producers, _clock) = setup_at(GENESIS_TIME + 1_000_000);
+    (chain, engine, producers)
+}
+
+/// [`setup`] with the chain's clock at `now`, and the clock.
+fn setup_at(now: u64) -> (Chain, DposEngine, Vec<DposProducer>, Arc<ManualClock>) {
     let params = DposParams {
         slot_secs: SLOT,
         producers: 4,
@@ -29,12 +35,12 @@ fn setup() -> (Chain, DposEngine, Vec<DposProducer>) {
     };
     let engine = DposEngine::new(params).expect("valid params");
     let funded: Vec<Address> = NAMES.iter().map(|n| key(n).address()).collect();
-    let (chain, _clock) = engine_chain(Arc::new(engine.clone()), &funded, GENESIS_TIME + 1_000_000);
+    let (chain, clock) = engine_chain(Arc::new(engine.clone()), &funded, now);
     let producers = NAMES
         .iter()
         .map(|n| DposProducer::new(key(n), engine.clone()))
         .collect();
-    (chain, engine, producers)
+    (chain, engine, producers, clock)
 }
 
 /// The first slot after genesis.
@@ -468,4 +474,47 @@ fn slot_owner_table() {
         );
     }
     assert_eq!(miner::dpos::slot_owner(&[], 4, 0), None);
+}
+
+/// EOSIO refuses a block before its slot: under the chain's general 15 s future bound a
+/// delegate could sign 3 slots of 5 s early. The slot owner's block for a slot two slots
+/// ahead of the clock is refused as in the future, and accepted once the clock reaches
+/// its slot (less one second of clock disagreement).
+#[test]
+fn a_block_before_its_slot_is_refused_and_accepted_once_the_slot_begins() {
+    let (mut chain, engine, producers, clock) = setup_at(GENESIS_TIME);
+    let slot = first_slot() + 2;
+    let producer = owner(&chain, &engine, &producers, slot);
+    let mut header = chain.template(producer.author(), Timestamp(slot * SLOT));
+    producer
+        .prepare(&chain, &chain.head(), &mut header)
+        .expect("prepare");
+    let built = chain
+        .build_block(header, Vec::new(), usize::MAX)
+        .expect("builds");
+    let block = seal(producer, built.block);
+    let start = slot * SLOT;
+    let cases = [
+        (start - 2 * SLOT, false, "two slots early"),
+        (start - 2, false, "2 s early"),
+        (start - 1, true, "1 s early: clock disagreement"),
+    ];
+    for (now, accepted, what) in cases {
+        clock.set_millis(now * 1000);
+        let outcome = chain.import_block(block.clone());
+        if accepted {
+            assert!(
+                matches!(outcome, Ok(ImportOutcome::NewHead(_))),
+                "{what}: {outcome:?}"
+            );
+        } else {
+            assert!(
+                matches!(
+                    outcome,
+                    Err(BlockError::TimestampInFuture { max_drift: 1, .. })
+                ),
+                "{what}: {outcome:?}"
+            );
+        }
+    }
 }

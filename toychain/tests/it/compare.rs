@@ -73,6 +73,7 @@ fn compare_poa_and_dpos_writes_the_report_and_leaves_no_node() {
 
     for file in [
         "report.md",
+        "report.html",
         "metrics.csv",
         "metrics.json",
         "intervals.svg",
@@ -86,6 +87,13 @@ fn compare_poa_and_dpos_writes_the_report_and_leaves_no_node() {
             assert!(text.contains("<svg"), "{file} is not an SVG");
         }
     }
+    // One page with the tables and the three charts inline, nothing fetched.
+    let page = std::fs::read_to_string(out_dir.join("report.html")).expect("report.html");
+    assert_eq!(page.matches("<svg").count(), 3, "three charts inline");
+    assert!(
+        page.contains("<table>") && !page.contains("src=\"http"),
+        "{page}"
+    );
 
     let json: Value = serde_json::from_str(
         &std::fs::read_to_string(out_dir.join("metrics.json")).expect("metrics.json"),
@@ -302,5 +310,11 @@ fn compare_injects_a_partition_and_a_kill_and_reports_liveness_and_safety() {
         || processes_naming(out).is_empty().then_some(()),
     );
     let report = std::fs::read_to_string(out_dir.join("report.md")).expect("report.md");
-    assert!(report.contains("| dpos | 0 | safe |"), "{report}");
+    // DPoS finalizes: no height finalized twice, and no block 6 deep reverted.
+    assert!(
+        report.contains("| dpos | finality | 0 | 0 | safe |"),
+        "{report}"
+    );
+    assert_eq!(row["engine_finality"], true, "{row}");
+    assert_eq!(row["reverted_after_k"], 0, "{row}");
 }

@@ -339,3 +339,23 @@ fn an_acknowledged_tx_survives_a_sigkill_of_the_node_that_took_it() {
         node.log_text()
     );
 }
+
+/// `dev_mine` is a dev chain's tool, as geth's `--dev` APIs are: a producing node on any
+/// other chain refuses it, naming both chain ids, and makes no block.
+#[test]
+fn dev_mine_answers_only_on_a_dev_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("other.toml");
+    std::fs::write(&path, easy_chain_spec(4242).to_toml()).expect("spec");
+    let node = Node::start(
+        &path,
+        dir.path(),
+        "other",
+        &["--author", "alice", "--on-demand"],
+    );
+    let refused = node.call("dev_mine", json!([1]));
+    assert_eq!(error_code(&refused), -32030, "{refused:?}");
+    let text = refused.expect_err("refused");
+    assert!(text.contains("4242") && text.contains("1337"), "{text}");
+    assert_eq!(node.height(), 0);
+}

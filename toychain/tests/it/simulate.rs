@@ -64,6 +64,7 @@ fn the_same_seed_gives_byte_identical_output_and_another_seed_other_figures() {
         "metrics.json",
         "metrics.csv",
         "report.md",
+        "report.html",
         "intervals.svg",
         "finality.svg",
         "producers.svg",
@@ -281,6 +282,15 @@ fn faults_get_a_liveness_and_safety_section_for_every_engine() {
     for row in rows(&json) {
         let engine = row["engine"].as_str().expect("engine");
         assert_eq!(row["finalized_conflicts"], 0, "{engine}");
+        // Every engine reports blocks reverted after 6 confirmations; only DPoS finalizes
+        // itself. In a 2|2 split each half of its schedule keeps building, so the heal
+        // reverts blocks 6 deep on the losing side, while no finalized height ever held
+        // two blocks: confirmations are not its finality, the LIB is.
+        let reverted = row["reverted_after_k"].as_u64().expect("reverted_after_k");
+        assert_eq!(row["engine_finality"], engine == "dpos", "{engine}");
+        if engine == "dpos" {
+            assert!(reverted > 0, "{row}");
+        }
         let faults = row["faults"].as_array().expect("faults");
         assert_eq!(faults.len(), 2, "{engine}");
         assert_eq!(faults[0]["fault"], "partition@120:120");

@@ -399,3 +399,44 @@ fn plain_blocks_and_malformed_votes_are_refused_on_a_voting_chain() {
     );
     assert_finalized_is_head(&[node]);
 }
+
+/// The validator set changes by on-chain votes of 2f + 1 validators, cast with the wallet
+/// (`propose-authority`, as PoA's authorities do), and takes effect at the next height:
+/// two votes of four validators are not enough, a non-validator's vote is refused before
+/// it is sent, the third vote makes eve a validator, the quorum of five is 4, and the four
+/// running validators go on committing without her.
+#[test]
+fn pbft_validators_vote_a_fifth_in_through_the_wallet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = voting_spec(dir.path(), pbft(4), 7106);
+    let nodes = start_voters(dir.path(), &spec, 4);
+    let all: Vec<&VotingNode> = nodes.iter().collect();
+    agree_at(&all, 2, "four validators at height 2");
+    let url = &nodes[0].rpc;
+    let validator = |name: &str| {
+        let address = chain::dev::dev_address(name).expect("dev").to_string();
+        rpc(url, "state_getAccount", json!([address])).expect("account")["engine"]["validator"]
+            .clone()
+    };
+    for from in ["alice", "bob"] {
+        crate::support::wallet(url, &["propose-authority", "--from", from, "eve", "--wait"])
+            .assert_ok("a vote");
+    }
+    assert_eq!(validator("eve"), json!("false"), "2 of 4 is no 2f + 1");
+    let refused = crate::support::wallet(url, &["propose-authority", "--from", "heidi", "eve"]);
+    assert_ne!(refused.code, 0, "{}", refused.stdout);
+    assert!(!refused.stderr.contains("panicked"), "{}", refused.stderr);
+    crate::support::wallet(
+        url,
+        &["propose-authority", "--from", "carol", "eve", "--wait"],
+    )
+    .assert_ok("the third vote");
+    wait_for("eve to be a validator", DEADLINE, || {
+        (validator("eve") == json!("true")).then_some(())
+    });
+    wait_for("the quorum of five validators", DEADLINE, || {
+        (nodes[1].voting()["quorum"] == json!("4")).then_some(())
+    });
+    let top = nodes[0].height();
+    agree_at(&all, top + 2, "four of five validators commit on");
+}

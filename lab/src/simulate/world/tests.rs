@@ -23,6 +23,7 @@ fn setup(kind: EngineKind, nodes: usize, loss: f64, secs: u64, tx_rate: f64) -> 
         traders: traders.into_iter().map(|(_, key)| key).collect(),
         duration_ms: secs * 1000,
         faults: Vec::new(),
+        probe: VoteProbe::default(),
         authors,
     }
 }

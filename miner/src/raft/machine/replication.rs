@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// The fields of a follower's AppendEntries answer ([`Body::AppendResponse`]).
+#[derive(Debug)]
+pub(super) struct AppendResponse {
+    pub success: bool,
+    pub match_index: u64,
+    pub last_index: u64,
+    pub commit_index: u64,
+    pub acks: Vec<Ack>,
+}
+
 impl RaftMachine {
     /// Checks that `entries`, to follow `prev_index`, are blocks where they say they are,
     /// sealed by servers, in terms that never decrease and never pass `term`, and that
@@ -231,74 +241,24 @@ impl RaftMachine {
             .collect()
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// A follower's answer to AppendEntries (§5.3): on success its match index moves up
+    /// and its acks count toward commitment; on failure its next index backs off.
     pub(super) fn on_append_response(
         &mut self,
         now: u64,
         follower: Address,
         follower_key: chain::PublicKey,
-        success: bool,
-        match_index: u64,
-        last_index: u64,
-        commit_index: u64,
-        acks: Vec<Ack>,
+        response: AppendResponse,
         out: &mut Vec<VoteOutput>,
     ) -> Result<(), EngineError> {
-        if self.role != Role::Leader {
-            return Err(ignored(format!(
-                "append response while {} in term {}",
-                self.role.name(),
-                self.term
-            )));
-        }
-        if !self.progress.contains_key(&follower) {
-            return Err(ignored(format!(
-                "append response from {follower}, not a follower"
-            )));
-        }
-        if acks.len() > MAX_ACKS_PER_RESPONSE {
-            return Err(reject(RaftError::MalformedMessage {
-                sender: follower,
-                what: "append response",
-                reason: format!("{} acks, at most {MAX_ACKS_PER_RESPONSE}", acks.len()),
-            }));
-        }
-        if success && match_index > self.last_index() {
-            return Err(reject(RaftError::MalformedMessage {
-                sender: follower,
-                what: "append response",
-                reason: format!(
-                    "matches through {match_index}, past the leader's last index {}",
-                    self.last_index()
-                ),
-            }));
-        }
-        // Check every ack before keeping any.
-        let mut kept = Vec::new();
-        if success {
-            for ack in &acks {
-                let index = (self.commit_index + 1..=match_index).find(|i| {
-                    self.entry(*i)
-                        .and_then(|e| e.block.as_ref())
-                        .is_some_and(|b| b.hash() == ack.hash && b.header.height == ack.height)
-                });
-                follower_key
-                    .verify(
-                        &ack_digest(self.term, ack.height, &ack.hash),
-                        &ack.signature,
-                    )
-                    .map_err(|e| {
-                        reject(RaftError::BadAck {
-                            hash: ack.hash,
-                            signer: follower,
-                            reason: e.to_string(),
-                        })
-                    })?;
-                if let Some(index) = index {
-                    kept.push((index, ack.signature));
-                }
-            }
-        }
+        let kept = self.check_append_response(follower, follower_key, &response)?;
+        let AppendResponse {
+            success,
+            match_index,
+            last_index,
+            commit_index,
+            ..
+        } = response;
         let last = self.last_index();
         let Some(progress) = self.progress.get_mut(&follower) else {
             return Ok(());
@@ -347,6 +307,77 @@ impl RaftMachine {
             self.send_append(follower, out);
         }
         Ok(())
+    }
+
+    /// Checks an append response from `follower` before anything of it is kept: this node
+    /// leads, the sender follows, the response is well formed and every ack's signature
+    /// holds. Gives the acks that name an entry not yet committed, with their log index.
+    fn check_append_response(
+        &self,
+        follower: Address,
+        follower_key: chain::PublicKey,
+        response: &AppendResponse,
+    ) -> Result<Vec<(u64, Signature)>, EngineError> {
+        if self.role != Role::Leader {
+            return Err(ignored(format!(
+                "append response while {} in term {}",
+                self.role.name(),
+                self.term
+            )));
+        }
+        if !self.progress.contains_key(&follower) {
+            return Err(ignored(format!(
+                "append response from {follower}, not a follower"
+            )));
+        }
+        if response.acks.len() > MAX_ACKS_PER_RESPONSE {
+            return Err(reject(RaftError::MalformedMessage {
+                sender: follower,
+                what: "append response",
+                reason: format!(
+                    "{} acks, at most {MAX_ACKS_PER_RESPONSE}",
+                    response.acks.len()
+                ),
+            }));
+        }
+        if response.success && response.match_index > self.last_index() {
+            return Err(reject(RaftError::MalformedMessage {
+                sender: follower,
+                what: "append response",
+                reason: format!(
+                    "matches through {}, past the leader's last index {}",
+                    response.match_index,
+                    self.last_index()
+                ),
+            }));
+        }
+        // Check every ack before keeping any.
+        let mut kept = Vec::new();
+        if response.success {
+            for ack in &response.acks {
+                let index = (self.commit_index + 1..=response.match_index).find(|i| {
+                    self.entry(*i)
+                        .and_then(|e| e.block.as_ref())
+                        .is_some_and(|b| b.hash() == ack.hash && b.header.height == ack.height)
+                });
+                follower_key
+                    .verify(
+                        &ack_digest(self.term, ack.height, &ack.hash),
+                        &ack.signature,
+                    )
+                    .map_err(|e| {
+                        reject(RaftError::BadAck {
+                            hash: ack.hash,
+                            signer: follower,
+                            reason: e.to_string(),
+                        })
+                    })?;
+                if let Some(index) = index {
+                    kept.push((index, ack.signature));
+                }
+            }
+        }
+        Ok(kept)
     }
 
     /// §5.3 and §5.4.2: the highest index of this term held by a majority is committed,
