@@ -91,6 +91,13 @@ impl Layout {
         format!("http://{}", self.rpc_addr(i))
     }
 
+    /// The dashboard served by node 0, showing every node of the devnet (their RPC
+    /// addresses in the query string, which the page reads).
+    pub fn dashboard_url(&self) -> String {
+        let nodes: Vec<String> = (0..self.nodes).map(|i| self.rpc_addr(i)).collect();
+        format!("{}/?nodes={}", self.rpc_url(0), nodes.join(","))
+    }
+
     pub fn p2p_addr(&self, i: usize) -> String {
         format!("/ip4/127.0.0.1/tcp/{}", Self::port(self.p2p_port, i))
     }
@@ -565,4 +572,18 @@ pub fn wait_until_serving(
         ));
     }
     Ok(infos.into_iter().next())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dashboard_url_lists_every_node_rpc_address() {
+        let layout = Layout::at(PathBuf::from("devnet"), 3, 8545, 30333);
+        assert_eq!(
+            layout.dashboard_url(),
+            "http://127.0.0.1:8545/?nodes=127.0.0.1:8545,127.0.0.1:8546,127.0.0.1:8547"
+        );
+    }
 }

@@ -46,6 +46,7 @@ pub(crate) fn print_banner(
         DEV_ACCOUNTS.join(" "),
         layout.rpc_url(0)
     ));
+    say(&format!("dashboard: {}", layout.dashboard_url()));
     say("one line per new head of node 0; Ctrl-C stops every node");
 }
 use anyhow::anyhow;

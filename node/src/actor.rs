@@ -1,21 +1,46 @@
 //! The chain actor: one thread owns the [`Chain`] and the [`Mempool`] and is their only
 //! writer. Everyone else sends it commands over a bounded channel and reads blocks and state
 //! through a [`ChainReader`] (each import is one atomic batch, so reads never see half a
-//! block). Head changes are published on a `watch` channel.
+//! block). Head changes are published on a `watch` channel, and every new head, reorg and
+//! finality step on a `broadcast` channel of [`ChainEvent`]s (the WebSocket subscriptions'
+//! source; a lagging receiver loses events, the actor never waits for it).
 
 use crate::metrics::Metrics;
 use chain::{
     Address, Block, BlockError, BlockHash, BlockId, CertifiedBlock, Chain, ChainReader, ChainView,
-    ConsensusEngine, EngineError, ImportOutcome, Mempool, MempoolError, SealedHeader, StoreError,
-    Timestamp, Transaction, TxHash, Weight,
+    ConsensusEngine, EngineError, HeadChange, ImportOutcome, Mempool, MempoolError, SealedHeader,
+    StoreError, Timestamp, Transaction, TxHash, Weight,
 };
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 /// Commands queued for the actor at most.
 const COMMAND_QUEUE: usize = 1024;
+/// Chain events kept for receivers that have not read them yet; one further behind has
+/// lagged and learns how many it missed.
+pub const EVENT_QUEUE: usize = 1024;
+
+/// What happened to the best chain, in the order it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChainEvent {
+    /// A block joined the best chain (one event per block, oldest first, so a jump of
+    /// several blocks comes as several heads).
+    NewHead(BlockId),
+    /// The best chain switched branches: `reverted` (newest first) left it and `applied`
+    /// (oldest first) joined it above `fork_point`. The applied blocks then come as
+    /// [`ChainEvent::NewHead`]s too.
+    Reorg {
+        old_head: BlockId,
+        new_head: BlockId,
+        fork_point: BlockId,
+        reverted: Vec<BlockId>,
+        applied: Vec<BlockId>,
+    },
+    /// The engine's finalized block moved forward.
+    Finalized(BlockId),
+}
 
 /// What everyone may know about the head without asking the actor.
 #[derive(Clone, Debug)]
@@ -74,6 +99,7 @@ pub struct ChainHandle {
     reader: ChainReader,
     engine: Arc<dyn ConsensusEngine>,
     chain_id: chain::ChainId,
+    events: broadcast::Sender<ChainEvent>,
 }
 
 fn head_info(chain: &Chain) -> HeadInfo {
@@ -159,41 +185,50 @@ pub fn spawn(
 ) -> (ChainHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let (head_tx, head_rx) = watch::channel(head_info(&chain));
+    let (events, _) = broadcast::channel(EVENT_QUEUE);
     let handle = ChainHandle {
         commands: tx,
         head: head_rx,
         reader: ChainReader::clone(&chain),
         engine: chain.engine().clone(),
         chain_id: chain.config().chain_id,
+        events: events.clone(),
     };
     metrics.set_head(&head_info(&chain));
+    let publish = Publish {
+        head: head_tx,
+        events,
+        metrics,
+    };
     let join = std::thread::Builder::new()
         .name("chain".into())
-        .spawn(move || run(chain, mempool, rx, head_tx, metrics))
+        .spawn(move || run(chain, mempool, rx, publish))
         .expect("the OS can start a thread");
     (handle, join)
 }
 
-fn run(
-    chain: Chain,
-    mempool: Mempool,
-    mut rx: mpsc::Receiver<Command>,
-    head_tx: watch::Sender<HeadInfo>,
+/// Where the actor tells the rest of the node what changed.
+struct Publish {
+    head: watch::Sender<HeadInfo>,
+    events: broadcast::Sender<ChainEvent>,
     metrics: Arc<Metrics>,
-) {
+}
+
+fn run(chain: Chain, mempool: Mempool, mut rx: mpsc::Receiver<Command>, publish: Publish) {
+    let metrics = publish.metrics.clone();
     let mut ledger = Ledger { chain, mempool };
     while let Some(command) = rx.blocking_recv() {
         match command {
             Command::Import { block, reply } => {
                 let hash = block.hash();
                 let result = ledger.import(*block);
-                after_import(&ledger, &hash, &result, &head_tx, &metrics);
+                after_import(&ledger, &hash, &result, &publish);
                 let _ = reply.send(result);
             }
             Command::ImportCertified { block, reply } => {
                 let hash = block.block.hash();
                 let result = ledger.import_certified(*block);
-                after_import(&ledger, &hash, &result, &head_tx, &metrics);
+                after_import(&ledger, &hash, &result, &publish);
                 let _ = reply.send(result);
             }
             Command::ValidateProposal { block, reply } => {
@@ -235,14 +270,15 @@ fn run(
     }
 }
 
-/// Counts an import in the metrics, logs a refusal, and publishes a new head.
+/// Counts an import in the metrics, logs a refusal, and publishes a new head and its
+/// events.
 fn after_import(
     ledger: &Ledger,
     hash: &BlockHash,
     result: &Result<ImportOutcome, BlockError>,
-    head_tx: &watch::Sender<HeadInfo>,
-    metrics: &Metrics,
+    publish: &Publish,
 ) {
+    let metrics = &publish.metrics;
     match result {
         Ok(ImportOutcome::NewHead(change)) => {
             metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
@@ -257,7 +293,10 @@ fn after_import(
             metrics
                 .mempool_size
                 .store(ledger.mempool.len() as u64, Ordering::Relaxed);
-            head_tx.send_replace(info);
+            let finalized_before = publish.head.borrow().finalized;
+            let finalized_now = info.finalized;
+            publish_events(change, finalized_before, finalized_now, &publish.events);
+            publish.head.send_replace(info);
         }
         Ok(ImportOutcome::SideChain(_)) => {
             metrics.blocks_imported.fetch_add(1, Ordering::Relaxed);
@@ -275,7 +314,46 @@ fn after_import(
     }
 }
 
+/// Sends the events of one head change: the reorg first (if any), then each new head, then
+/// finality if it moved. Nobody listening is not an error.
+fn publish_events(
+    change: &HeadChange,
+    finalized_before: Option<BlockId>,
+    finalized_now: Option<BlockId>,
+    events: &broadcast::Sender<ChainEvent>,
+) {
+    if change.is_reorg() {
+        let _ = events.send(ChainEvent::Reorg {
+            old_head: change.old_head,
+            new_head: change.new_head,
+            fork_point: change.fork_point,
+            reverted: change
+                .reverted
+                .iter()
+                .map(|b| BlockId {
+                    height: b.header.height,
+                    hash: b.hash(),
+                })
+                .collect(),
+            applied: change.applied.clone(),
+        });
+    }
+    for id in &change.applied {
+        let _ = events.send(ChainEvent::NewHead(*id));
+    }
+    if let Some(now) = finalized_now
+        && finalized_before.is_none_or(|before| before.height < now.height)
+    {
+        let _ = events.send(ChainEvent::Finalized(now));
+    }
+}
+
 impl ChainHandle {
+    /// A receiver of every [`ChainEvent`] from now on.
+    pub fn events(&self) -> broadcast::Receiver<ChainEvent> {
+        self.events.subscribe()
+    }
+
     pub fn reader(&self) -> &ChainReader {
         &self.reader
     }

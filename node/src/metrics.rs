@@ -21,6 +21,8 @@ pub struct Metrics {
     pub rpc_errors: AtomicU64,
     pub gossip_rejected: AtomicU64,
     pub engine_messages: AtomicU64,
+    /// WebSocket clients disconnected for not reading what they subscribed to.
+    pub ws_dropped: AtomicU64,
 }
 
 impl Metrics {
@@ -32,7 +34,13 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 15] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 16] = [
+            (
+                "toychain_ws_slow_clients_dropped_total",
+                "counter",
+                "WebSocket clients disconnected for not keeping up.",
+                &self.ws_dropped,
+            ),
             (
                 "toychain_height",
                 "gauge",

@@ -1,4 +1,6 @@
-//! JSON-RPC 2.0 over HTTP POST, and Prometheus metrics at `GET /metrics`, on one port.
+//! JSON-RPC 2.0 over HTTP POST and over WebSocket (with subscriptions, see [`crate::ws`]),
+//! the dashboard at `GET /` (see [`crate::dashboard`]), and Prometheus metrics at
+//! `GET /metrics`, on one port.
 //!
 //! Requests are limited in body size and batch length; malformed JSON answers -32700, an
 //! unknown method -32601, bad params -32602, and rejected transactions carry stable codes
@@ -12,7 +14,7 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use chain::{
     Address, Block, BlockHash, Canonical, ChainView, Height, MempoolError, Transaction, TxError,
     TxHash, TxKind,
@@ -114,13 +116,26 @@ pub struct RpcState {
     pub journal: Option<Arc<crate::tx_journal::TxJournal>>,
     /// A voting engine's machine status (view or term, leader, role, votes).
     pub voting: Option<crate::voting::VotingStatus>,
+    /// Turns true when the node shuts down: WebSocket connections end then, so none keeps
+    /// the chain actor alive.
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 pub fn router(state: RpcState) -> Router {
     Router::new()
-        .route("/", post(handle_http))
+        .route("/", get(root).post(handle_http))
         .route("/metrics", get(metrics))
+        .route("/assets/{name}", get(crate::dashboard::asset))
         .with_state(state)
+}
+
+/// `GET /`: a WebSocket upgrade serves JSON-RPC; a plain GET serves the dashboard.
+async fn root(State(state): State<RpcState>, request: Request) -> Response {
+    if crate::ws::is_upgrade(request.headers()) {
+        crate::ws::upgrade(state, request).await
+    } else {
+        crate::dashboard::index().await
+    }
 }
 
 async fn metrics(State(state): State<RpcState>) -> impl IntoResponse {
@@ -130,7 +145,7 @@ async fn metrics(State(state): State<RpcState>) -> impl IntoResponse {
     )
 }
 
-fn error_object(id: Value, code: i64, message: &str) -> Value {
+pub(crate) fn error_object(id: Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }
 
@@ -161,17 +176,8 @@ async fn handle_http(State(state): State<RpcState>, request: Request) -> Respons
     };
     let answer = match parsed {
         Value::Array(calls) => {
-            if calls.is_empty() {
-                error_object(Value::Null, codes::INVALID_REQUEST, "empty batch")
-            } else if calls.len() > MAX_BATCH {
-                error_object(
-                    Value::Null,
-                    codes::INVALID_REQUEST,
-                    &format!(
-                        "batch of {} calls, more than the limit of {MAX_BATCH}",
-                        calls.len()
-                    ),
-                )
+            if let Some(err) = batch_error(calls.len()) {
+                err
             } else {
                 let mut out = Vec::with_capacity(calls.len());
                 for call in calls {
@@ -193,8 +199,27 @@ async fn handle_http(State(state): State<RpcState>, request: Request) -> Respons
     axum::Json(answer).into_response()
 }
 
+/// The error answering a batch of `len` calls, if it is empty or too long.
+pub(crate) fn batch_error(len: usize) -> Option<Value> {
+    if len == 0 {
+        Some(error_object(
+            Value::Null,
+            codes::INVALID_REQUEST,
+            "empty batch",
+        ))
+    } else if len > MAX_BATCH {
+        Some(error_object(
+            Value::Null,
+            codes::INVALID_REQUEST,
+            &format!("batch of {len} calls, more than the limit of {MAX_BATCH}"),
+        ))
+    } else {
+        None
+    }
+}
+
 /// One call; `None` for a notification (no id), which gets no answer.
-async fn handle_call(state: &RpcState, call: Value) -> Option<Value> {
+pub(crate) async fn handle_call(state: &RpcState, call: Value) -> Option<Value> {
     state.metrics.rpc_requests.fetch_add(1, Ordering::Relaxed);
     let Value::Object(mut obj) = call else {
         state.metrics.rpc_errors.fetch_add(1, Ordering::Relaxed);
@@ -358,6 +383,13 @@ async fn chain_method(
             };
             account_history(state, address, limit)
         }
+        "chain_subscribeNewHeads"
+        | "chain_subscribeReorgs"
+        | "chain_subscribeFinalized"
+        | "chain_unsubscribe" => Err(RpcError::new(
+            codes::INVALID_REQUEST,
+            format!("{method} needs a WebSocket connection (ws:// on the RPC port), not HTTP"),
+        )),
         other => Err(unknown_method(other)),
     }
 }
@@ -650,7 +682,7 @@ fn find_block(state: &RpcState, param: &Value) -> Result<Block, RpcError> {
     found.ok_or_else(|| RpcError::new(codes::NOT_FOUND, format!("no block {param}")))
 }
 
-fn block_json(state: &RpcState, block: &Block) -> Value {
+pub(crate) fn block_json(state: &RpcState, block: &Block) -> Value {
     let hash = block.hash();
     let engine: serde_json::Map<String, Value> = state
         .chain

@@ -384,6 +384,7 @@ pub(crate) async fn serve(
         admin: args.rpc_admin,
         journal: Some(journal.clone()),
         voting: voting_status,
+        closing: shutdown_rx.clone(),
     };
     if args.rpc_admin {
         warn!("--rpc-admin: admin RPC methods are on; anyone who reaches the RPC may use them");

@@ -1,0 +1,60 @@
+//! The dashboard served at `GET /`: one page that shows every node of a devnet side by side
+//! (heads, peers, mempool, sync, finality, the block tree with forks and reorgs, blocks with
+//! their `engine_explain`, accounts), live over the nodes' WebSocket subscriptions.
+//!
+//! Its files are compiled into the binary, so it works offline. The page is built with
+//! Preact and htm, vendored as one standalone ES module (`assets/vendor/`, htm 3.1.1 with
+//! Preact 10; licences beside it). Which nodes to show comes from the page's query string,
+//! `?nodes=127.0.0.1:8545,127.0.0.1:8546` (`toychain devnet` prints that address); without
+//! it the page shows the node that served it.
+
+use axum::extract::Path;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+const APP_JS: &str = include_str!("../assets/app.js");
+const STYLE_CSS: &str = include_str!("../assets/style.css");
+const PREACT_HTM_JS: &str = include_str!("../assets/vendor/htm-preact-standalone.module.js");
+
+/// The files under `/assets/`: name, content type, body.
+const ASSETS: [(&str, &str, &str); 3] = [
+    ("app.js", "text/javascript; charset=utf-8", APP_JS),
+    ("style.css", "text/css; charset=utf-8", STYLE_CSS),
+    (
+        "htm-preact-standalone.module.js",
+        "text/javascript; charset=utf-8",
+        PREACT_HTM_JS,
+    ),
+];
+
+/// `GET /` without a WebSocket upgrade: the page.
+pub async fn index() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        INDEX_HTML,
+    )
+        .into_response()
+}
+
+/// `GET /assets/{name}`: one of the page's scripts or its style sheet.
+pub async fn asset(Path(name): Path<String>) -> Response {
+    match ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, content_type, body)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("no dashboard asset {name:?}"),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,313 @@
+//! The dashboard in a real browser: headless Chromium, driven over the DevTools protocol by
+//! `headless_chrome`, opens the page of an in-process devnet and must follow it — heads as
+//! the RPC reports them, a partition as a fork, the heal as a reorg, a clicked block's
+//! `engine_explain` — without a console error.
+//!
+//! Without Chromium the test says so and passes, except under `CI=true`, where it fails:
+//! `.ci/run` installs Debian's `chromium`. Set `CHROMIUM=/path/to/chrome` to use another.
+//! `dashboard_screenshots_of_every_engine` (ignored; run with `--ignored`) writes the
+//! README's screenshots to `docs/`.
+
+use headless_chrome::browser::tab::Tab;
+use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
+use headless_chrome::protocol::cdp::types::Event;
+use headless_chrome::{Browser, LaunchOptions};
+use node::testnet::{TestBuilder, TestNet};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// The Chromium to drive, or why there is none.
+fn chromium() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("CHROMIUM") {
+        return Ok(PathBuf::from(path));
+    }
+    let names = ["chromium", "chromium-browser", "google-chrome"];
+    let dirs = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&dirs) {
+        for name in names {
+            let path = dir.join(name);
+            if path.is_file() {
+                return Ok(path);
+            }
+        }
+    }
+    Err(format!(
+        "none of {names:?} is on PATH and CHROMIUM is not set"
+    ))
+}
+
+/// A browser, or `None` (with the reason printed) when the test may be skipped.
+fn browser() -> Option<Browser> {
+    let path = match chromium() {
+        Ok(path) => path,
+        Err(why) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("skipped: no Chromium ({why}); `apt-get install chromium` to run it");
+            return None;
+        }
+        Err(why) => panic!("CI=true and no Chromium: {why}"),
+    };
+    let options = LaunchOptions::default_builder()
+        .path(Some(path))
+        .headless(true)
+        // Root in a container has no user namespace for Chromium's sandbox.
+        .sandbox(false)
+        .window_size(Some((1400, 1000)))
+        .idle_browser_timeout(Duration::from_secs(300))
+        .build()
+        .expect("launch options");
+    Some(Browser::new(options).expect("Chromium starts"))
+}
+
+/// The page's address for every node of `net`.
+fn dashboard_url(net: &TestNet) -> String {
+    let nodes: Vec<String> = (0..net.len())
+        .filter_map(|i| net.node(i))
+        .map(|n| n.rpc_url().trim_start_matches("http://").to_owned())
+        .collect();
+    let first = net.node(0).expect("node 0 runs").rpc_url();
+    format!("{first}/?nodes={}", nodes.join(","))
+}
+
+/// Console errors, log errors and uncaught exceptions of `tab`, as they happen.
+fn collect_errors(tab: &Tab) -> Arc<Mutex<Vec<String>>> {
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let sink = errors.clone();
+    tab.enable_log()
+        .and_then(|t| t.enable_runtime())
+        .expect("log and runtime domains");
+    tab.add_event_listener(Arc::new(move |event: &Event| {
+        let text = match event {
+            Event::LogEntryAdded(e) => {
+                let entry = &e.params.entry;
+                (format!("{:?}", entry.level) == "Error").then(|| entry.text.clone())
+            }
+            Event::RuntimeConsoleAPICalled(e) => (format!("{:?}", e.params.Type) == "Error")
+                .then(|| format!("console.error {:?}", e.params.args)),
+            Event::RuntimeExceptionThrown(e) => Some(format!("{:?}", e.params.exception_details)),
+            _ => None,
+        };
+        if let Some(text) = text
+            && let Ok(mut list) = sink.lock()
+        {
+            list.push(text);
+        }
+    }))
+    .expect("listener");
+    errors
+}
+
+/// The value of a JavaScript expression on the page.
+fn eval(tab: &Tab, expression: &str) -> Value {
+    tab.evaluate(expression, false)
+        .expect("the expression runs")
+        .value
+        .unwrap_or(Value::Null)
+}
+
+/// Waits until `expression` is truthy on the page.
+fn wait_js(tab: &Tab, expression: &str, what: &str) {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let value = eval(tab, expression);
+        if value.as_bool() == Some(true) {
+            return;
+        }
+        assert!(Instant::now() < until, "{what}: `{expression}` is {value}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The head height node `i`'s card shows.
+fn page_height(tab: &Tab, i: usize) -> Option<u64> {
+    let text = eval(
+        tab,
+        &format!("document.querySelector('[data-node=\"{i}\"] .head-height')?.textContent"),
+    );
+    text.as_str()?.parse().ok()
+}
+
+fn rpc_height(net: &TestNet, i: usize) -> u64 {
+    net.heights()[i].unwrap_or_else(|| panic!("node {i} answers"))
+}
+
+/// Two PoW miners: the page follows node 0's head; cut apart, the two branches show as a
+/// fork; healed, the reorg is listed and the reverted blocks are marked; a click on a block
+/// shows its header and its `engine_explain`; the account page shows a balance; no console
+/// error all along.
+#[test]
+fn dashboard_follows_heads_shows_fork_and_reorg_explains_blocks_and_shows_accounts() {
+    let Some(browser) = browser() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = TestBuilder::new(&dir.path().join("net"), config::EngineKind::Pow)
+        .add_node()
+        .add_node()
+        .block_time(1)
+        .start()
+        .expect("two nodes start");
+    net.wait_until(2, DEADLINE).expect("both mine");
+    let tab = browser.new_tab().expect("a tab");
+    let errors = collect_errors(&tab);
+    tab.navigate_to(&dashboard_url(&net))
+        .and_then(|t| t.wait_until_navigated())
+        .expect("the page loads");
+    wait_js(
+        &tab,
+        "document.querySelectorAll('svg.tree g.block').length > 0",
+        "the block tree is drawn",
+    );
+
+    // The page's head follows the RPC's.
+    let target = rpc_height(&net, 0) + 2;
+    net.wait_nodes(&[0], target, DEADLINE)
+        .expect("node 0 mines");
+    let until = Instant::now() + DEADLINE;
+    while page_height(&tab, 0).is_none_or(|h| h < target) {
+        assert!(
+            Instant::now() < until,
+            "the page stays at {:?}",
+            page_height(&tab, 0)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let shown = page_height(&tab, 0).expect("a height");
+    assert!(
+        shown <= rpc_height(&net, 0),
+        "the page is not ahead of the node"
+    );
+
+    // A partition: each side mines its own branch, drawn on two lanes.
+    net.partition(&[1]).expect("split 1 | 1");
+    let split = net.heights().into_iter().flatten().max().expect("heights");
+    net.wait_until(split + 2, DEADLINE)
+        .expect("both sides mine");
+    wait_js(
+        &tab,
+        "document.querySelectorAll('svg.tree g.block.side').length > 0",
+        "the fork is drawn as a side branch",
+    );
+    net.heal().expect("healed");
+    wait_js(
+        &tab,
+        "document.querySelectorAll('li.reorg').length > 0 \
+         && document.querySelectorAll('svg.tree g.block.reorged').length > 0",
+        "the heal shows as a reorg",
+    );
+
+    // A click on a block shows its explain fields. New blocks move the tree under the
+    // pointer now and then, so the click is tried again until it lands on its block.
+    let mut hash = String::new();
+    for _ in 0..5 {
+        hash = eval(
+            &tab,
+            "[...document.querySelectorAll('svg.tree g.block[data-lane=\"0\"]')] \
+             .slice(-3)[0]?.getAttribute('data-block')",
+        )
+        .as_str()
+        .expect("a block hash")
+        .to_owned();
+        let clicked = tab
+            .find_element(&format!("svg.tree g.block[data-block=\"{hash}\"] rect"))
+            .and_then(|e| e.click().map(|_| ()));
+        std::thread::sleep(Duration::from_millis(500));
+        let selected = eval(
+            &tab,
+            "document.querySelector('.block-detail')?.getAttribute('data-selected')",
+        );
+        if clicked.is_ok() && selected.as_str() == Some(hash.as_str()) {
+            break;
+        }
+    }
+    wait_js(
+        &tab,
+        &format!(
+            "document.querySelector('.block-detail')?.getAttribute('data-selected') === '{hash}' \
+             && (document.querySelector('.block-detail .explain')?.textContent || '') \
+                .includes('hash_meets_target')"
+        ),
+        "the clicked block's engine_explain",
+    );
+    let explained = eval(&tab, "document.querySelector('.block-detail').textContent");
+    let explained = explained.as_str().unwrap_or_default();
+    for field in ["state_root", "bits", "target", "work"] {
+        assert!(
+            explained.contains(field),
+            "{field} missing from {explained}"
+        );
+    }
+
+    // The account page: a dev account's balance and nonce, as the RPC has them.
+    let dave = chain::dev::dev_address("dave").expect("a dev account");
+    let account = net
+        .node(0)
+        .expect("node 0 runs")
+        .client()
+        .call("state_getAccount", serde_json::json!([dave.to_string()]))
+        .expect("state_getAccount");
+    tab.find_element("input[placeholder^=\"account\"]")
+        .and_then(|e| e.click().map(|_| ()))
+        .and_then(|()| tab.type_str(&dave.to_string()).map(|_| ()))
+        .and_then(|()| tab.press_key("Enter").map(|_| ()))
+        .expect("the address is typed");
+    wait_js(
+        &tab,
+        &format!(
+            "(document.querySelector('.account')?.textContent || '').includes('{}')",
+            account["balance"]
+        ),
+        "the account page shows the balance",
+    );
+
+    let errors = errors.lock().map(|e| e.clone()).unwrap_or_default();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
+
+/// Writes `docs/dashboard-<engine>.png` for every engine: three nodes, a few blocks.
+#[test]
+#[ignore = "writes the README's screenshots; run with --ignored"]
+fn dashboard_screenshots_of_every_engine() {
+    let Some(browser) = browser() else { return };
+    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    for kind in [
+        config::EngineKind::Pow,
+        config::EngineKind::Pos,
+        config::EngineKind::Dpos,
+        config::EngineKind::Poa,
+        config::EngineKind::Pbft,
+        config::EngineKind::Raft,
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let net = TestBuilder::new(&dir.path().join("net"), kind)
+            .add_node()
+            .add_node()
+            .add_node()
+            .block_time(1)
+            .start()
+            .expect("three nodes start");
+        net.wait_until(3, DEADLINE).expect("blocks");
+        let tab = browser.new_tab().expect("a tab");
+        tab.navigate_to(&dashboard_url(&net))
+            .and_then(|t| t.wait_until_navigated())
+            .expect("the page loads");
+        let height = rpc_height(&net, 0);
+        let until = Instant::now() + DEADLINE;
+        while page_height(&tab, 0).is_none_or(|h| h < height) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // Something to click, so the block panel is part of the picture; then back to the top.
+        let _ = tab
+            .find_element("svg.tree g.block:last-of-type rect")
+            .and_then(|e| e.click().map(|_| ()));
+        std::thread::sleep(Duration::from_secs(2));
+        eval(&tab, "window.scrollTo(0, 0), true");
+        let png = tab
+            .capture_screenshot(CaptureScreenshotFormatOption::Png, None, None, true)
+            .expect("a screenshot");
+        let path = docs.join(format!("dashboard-{}.png", kind.name()));
+        std::fs::write(&path, png).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let _ = tab.close(false);
+    }
+}
