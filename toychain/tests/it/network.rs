@@ -778,7 +778,7 @@ fn an_outsiders_signed_blocks_are_refused_and_cost_it_its_connection() {
         }
         .encode()
     };
-    let sent = runtime().block_on(async {
+    runtime().block_on(async {
         let client = connect_fake_peer(&node.rpc).await;
         let mut sent = 0;
         let until = Instant::now() + Duration::from_secs(60);
@@ -804,7 +804,6 @@ fn an_outsiders_signed_blocks_are_refused_and_cost_it_its_connection() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        sent
     });
     assert!(
         gossip_rejected(&node) >= 3,
