@@ -536,6 +536,7 @@ fn setup(plan: &Plan, spec: &ChainSpec) -> Setup {
         traders: plan.trader_keys.clone(),
         duration_ms: plan.duration_s.saturating_mul(1000),
         faults: plan.faults.clone(),
+        dust: None,
         probe: world::VoteProbe::default(),
     }
 }

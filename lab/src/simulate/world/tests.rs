@@ -23,6 +23,7 @@ fn setup(kind: EngineKind, nodes: usize, loss: f64, secs: u64, tx_rate: f64) -> 
         traders: traders.into_iter().map(|(_, key)| key).collect(),
         duration_ms: secs * 1000,
         faults: Vec::new(),
+        dust: None,
         probe: VoteProbe::default(),
         authors,
     }
@@ -291,4 +292,121 @@ fn an_added_delay_slows_every_message() {
     let plain = propagation(Vec::new());
     let slowed = propagation(vec![Fault::Delay { ms: 700 }]);
     assert!(slowed >= plain + 0.6, "{plain} s → {slowed} s");
+}
+
+/// A proof-of-stake run of `days` virtual days on `nodes` stakers holding 1, 2, 3, 4, 1, 2,
+/// … million TOY, with `params`, while an attacker (funded with 1,000 TOY) sends 1 base
+/// unit to every staker at every new head, paying the dev spec's minimum relay fee.
+fn dusted_pos(params: miner::pos::PosParams, nodes: usize, days: u64) -> Outcome {
+    let mut setup = setup(EngineKind::Pos, nodes, 0.0, days * 86_400, 0.0);
+    setup.spec.engine = config::EngineSpec::Pos(params);
+    let million = |units: u64| chain::Amount::from_toy(units * 1_000_000).expect("fits");
+    for (i, (_, key)) in setup.authors.iter().enumerate() {
+        let address = key.address();
+        if let Some(alloc) = setup
+            .spec
+            .genesis
+            .alloc
+            .iter_mut()
+            .find(|a| a.address == address)
+        {
+            alloc.balance = million(stake_units(i));
+        }
+    }
+    let attacker = SecretKey::from_seed("toychain/sim/dust");
+    setup.spec.genesis.alloc.push(config::Alloc {
+        address: attacker.address(),
+        balance: chain::Amount::from_toy(1_000).expect("fits"),
+    });
+    setup.dust = Some(attacker);
+    setup.spec.validate().expect("a valid spec");
+    simulate(setup, &mut |_| {}).expect("runs")
+}
+
+/// Staker i's stake in millions of TOY: 1, 2, 3, 4, 1, 2, …
+fn stake_units(i: usize) -> u64 {
+    i as u64 % 4 + 1
+}
+
+/// The final chain's blocks (genesis aside) and how many each author made.
+fn blocks_by_author(outcome: &Outcome) -> (Vec<&crate::compare::record::SeenBlock>, Vec<u64>) {
+    let record = &outcome.record;
+    let chain: Vec<_> = chain_to(&record.blocks, record.final_head)
+        .into_iter()
+        .filter(|b| !b.preexisting)
+        .collect();
+    let counts = record
+        .authors
+        .iter()
+        .map(|(_, address)| chain.iter().filter(|b| b.producer == *address).count() as u64)
+        .collect();
+    (chain, counts)
+}
+
+#[test]
+fn n8_peercoin_stakers_dusted_in_every_block_for_40_days_all_stake_after_day_30() {
+    // Peercoin's parameters as they are: no coin stakes before 30 days, and a stake
+    // consumes the staker's whole age, so each account can make at most one block per 30
+    // days and 40 days from genesis allow exactly one block per staker, all after day 30.
+    // The attacker's dust waits in the mempool from genesis, so it is in block 1 and in
+    // every block after. Where received coins restarted an account's age, block 1 at day
+    // 30 made every other staker young again and the next block could come only at day 60:
+    // one block in 40 days, by one staker.
+    const NODES: usize = 8;
+    let outcome = dusted_pos(miner::pos::PosParams::peercoin_like(), NODES, 40);
+    let (chain, counts) = blocks_by_author(&outcome);
+    assert_eq!(counts, vec![1; NODES], "one block per staker: {counts:?}");
+    for block in &chain {
+        assert!(
+            block.first_seen >= 30.0 * 86_400.0,
+            "block {} at {} s, before any coin is 30 days old",
+            block.height,
+            block.first_seen
+        );
+        assert!(
+            block.txs.len() >= NODES,
+            "block {} carries {} transactions, not the dust to every staker",
+            block.height,
+            block.txs.len()
+        );
+    }
+    assert!(outcome.dust_sent >= (NODES * (chain.len() + 1)) as u64);
+    assert!(
+        !outcome.problems.keys().any(|p| p.starts_with("dust")),
+        "{:?}",
+        outcome.problems
+    );
+}
+
+#[test]
+fn n4_stakers_dusted_in_every_block_for_40_days_keep_block_shares_on_their_stake() {
+    // Peercoin's 600 s spacing, 16 s granularity, 6-hour modifier from blocks 8.8 days
+    // old and weekly retarget, with ages short against the spacing (16 s minimum, 16 s
+    // more counted): a staker is back at full weight long before its next block, so the
+    // block shares should follow the stakes, 1:2:3:4. Peercoin's own 30-day minimum age
+    // cannot give shares here, since an account stakes at most once per minimum age.
+    // 10,000,000 TOY × 16 s ≈ 1,852 coin-days at full weight; a hit every 600 s (37.5
+    // tries of 16 s) wants a target of 2^256 / (37.5 × 1,852) ≈ 2^240, 0x1f00ffff.
+    let bits = miner::pow::CompactTarget::from_consensus(0x1f00_ffff);
+    let params = miner::pos::PosParams {
+        stake_min_age: 16,
+        stake_max_age: 16,
+        pos_limit: bits,
+        genesis_bits: bits,
+        ..miner::pos::PosParams::peercoin_like()
+    };
+    let started = std::time::Instant::now();
+    let outcome = dusted_pos(params, 4, 40);
+    let (chain, counts) = blocks_by_author(&outcome);
+    println!(
+        "{} blocks, by staker {counts:?}, {} dust transfers, {:.1} s",
+        chain.len(),
+        outcome.dust_sent,
+        started.elapsed().as_secs_f64()
+    );
+    let shares = [0.1, 0.2, 0.3, 0.4];
+    let chi2 = super::super::theory::chi_square(&counts, &shares);
+    let critical = super::super::theory::chi2_critical_1pct(3).expect("3 degrees of freedom");
+    println!("chi2 {chi2:.2} critical {critical:.2}");
+    assert!(chi2 < critical, "{counts:?}: chi-square {chi2:.2} ≥ {critical:.2}");
 }
