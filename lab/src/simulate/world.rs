@@ -84,8 +84,6 @@ pub struct Outcome {
     pub killed: Option<usize>,
     /// A voting engine's consensus traffic and trace.
     pub votes: VoteStats,
-    /// Dust transfers the attacker's node took into its mempool.
-    pub dust_sent: u64,
 }
 
 #[derive(Debug)]
@@ -210,7 +208,6 @@ struct Dust {
     node: usize,
     receivers: Vec<chain::Address>,
     fee: chain::Amount,
-    sent: u64,
 }
 
 /// The node the dusting attacker submits through.
@@ -344,7 +341,6 @@ impl World {
                 node: DUST_NODE,
                 receivers: setup.authors.iter().map(|(_, k)| k.address()).collect(),
                 fee: setup.spec.policy.min_relay_fee,
-                sent: 0,
             }),
             problems: BTreeMap::new(),
             requests: 0,
@@ -866,7 +862,10 @@ impl World {
         for receiver in &dust.receivers {
             let ledger = &mut self.nodes[node].ledger;
             let Ok(nonce) = ledger.pending_nonce(&dust.key.address()) else {
-                *self.problems.entry("dust: nonce lookup failed").or_default() += 1;
+                *self
+                    .problems
+                    .entry("dust: nonce lookup failed")
+                    .or_default() += 1;
                 continue;
             };
             let tx = match wallet::build_transfer(
@@ -885,13 +884,13 @@ impl World {
                 }
             };
             match ledger.submit(tx.clone()) {
-                Ok(_) => {
-                    dust.sent += 1;
-                    sent.push(Wire::new(tx));
-                }
+                Ok(_) => sent.push(Wire::new(tx)),
                 Err(e) => {
                     tracing::debug!(error = %e, "simulate: dust transfer refused");
-                    *self.problems.entry("dust: refused by the mempool").or_default() += 1;
+                    *self
+                        .problems
+                        .entry("dust: refused by the mempool")
+                        .or_default() += 1;
                 }
             }
         }
@@ -950,7 +949,6 @@ impl World {
             requests: self.requests,
             killed: self.faults.killed,
             votes: self.votes,
-            dust_sent: self.dust.as_ref().map_or(0, |d| d.sent),
         }
     }
 }
