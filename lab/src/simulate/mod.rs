@@ -153,7 +153,8 @@ fn author_keys(nodes: usize) -> Vec<(String, SecretKey)> {
 
 /// Who sends and receives the load. While two dev accounts author nothing, they do, as
 /// in `compare`. With more nodes `compare` has only producers left to trade, and a
-/// transfer resets a staker's coin age, starving proof of stake's first eight stakers; so
+/// staker's own transfer restarts its coin age, starving proof of stake's first eight
+/// stakers (received coins no longer do: see the dust tests in `world`); so
 /// a simulation on a dev spec gives the load [`OWN_TRADERS`] accounts of its own
 /// (`trader0` …, keys derived from `toychain/sim/trader/{k}`, funded at genesis). On a
 /// `--chain` spec, which would not fund them, it keeps compare's choice.
@@ -536,6 +537,7 @@ fn setup(plan: &Plan, spec: &ChainSpec) -> Setup {
         traders: plan.trader_keys.clone(),
         duration_ms: plan.duration_s.saturating_mul(1000),
         faults: plan.faults.clone(),
+        dust: None,
         probe: world::VoteProbe::default(),
     }
 }

@@ -120,6 +120,7 @@ fn pow_setup(nodes: usize, latency_ms: f64, shares: Vec<f64>, blocks: u64, seed:
         traders: Vec::new(),
         duration_ms: blocks * BLOCK_TIME * 1000,
         faults: Vec::new(),
+        dust: None,
         probe: world::VoteProbe::default(),
     }
 }

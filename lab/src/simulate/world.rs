@@ -68,6 +68,8 @@ pub struct Setup {
     pub faults: Vec<Fault>,
     /// What a sweep watches in a voting engine's run ([`voting`]).
     pub probe: VoteProbe,
+    /// The coin-age dusting attacker's key, if one attacks ([`Dust`]); the spec must fund it.
+    pub dust: Option<SecretKey>,
 }
 
 /// A simulated run: the record the metrics are computed from, and what went wrong how often.
@@ -194,6 +196,23 @@ impl Load {
     }
 }
 
+/// The coin-age dusting attack (issue 16): at every new head of its node (genesis
+/// included), the attacker signs one transfer of 1 base unit to every author, paying the
+/// spec's minimum relay fee, with its pending nonce, and submits it there as the load
+/// submits (mempool, then gossip). Under a rule where received coins restart an account's
+/// age, this keeps every staker below `stake_min_age` for as long as it runs.
+#[derive(Debug)]
+struct Dust {
+    key: SecretKey,
+    /// The node the attacker submits through.
+    node: usize,
+    receivers: Vec<chain::Address>,
+    fee: chain::Amount,
+}
+
+/// The node the dusting attacker submits through.
+const DUST_NODE: usize = 0;
+
 #[derive(Debug)]
 struct World {
     nodes: Vec<SimNode>,
@@ -204,6 +223,7 @@ struct World {
     retry: Millis,
     mining: Option<Mining>,
     load: Option<Load>,
+    dust: Option<Dust>,
     chain_id: ChainId,
     recorder: Recorder,
     problems: BTreeMap<Problem, u64>,
@@ -316,6 +336,12 @@ impl World {
             start,
             mining,
             load,
+            dust: setup.dust.clone().map(|key| Dust {
+                key,
+                node: DUST_NODE,
+                receivers: setup.authors.iter().map(|(_, k)| k.address()).collect(),
+                fee: setup.spec.policy.min_relay_fee,
+            }),
             problems: BTreeMap::new(),
             requests: 0,
             selfish: setup
@@ -378,6 +404,7 @@ impl World {
                 self.plan(node, self.start);
             }
         }
+        self.dust(self.start);
         if let Some(load) = &self.load {
             self.queue.push(load.due(self.start), Event::Submit);
         }
@@ -572,6 +599,9 @@ impl World {
     fn new_head(&mut self, at: Millis, node: usize, applied: &[BlockId]) {
         self.recorder
             .head_changed(at, node, self.nodes[node].chain(), applied);
+        if self.dust.as_ref().is_some_and(|d| d.node == node) {
+            self.dust(at);
+        }
         if self.voting() {
             self.vote_head(at, node);
         } else {
@@ -816,6 +846,57 @@ impl World {
                 let kind = code_kind(mempool_error_code(&e));
                 *self.recorder.submit_errors.entry(kind).or_default() += 1;
             }
+        }
+    }
+
+    /// The dusting attacker's transfers for its node's new head: 1 base unit to each author.
+    fn dust(&mut self, at: Millis) {
+        let Some(dust) = self.dust.as_mut() else {
+            return;
+        };
+        let node = dust.node;
+        if self.faults.down[node] {
+            return;
+        }
+        let mut sent = Vec::new();
+        for receiver in &dust.receivers {
+            let ledger = &mut self.nodes[node].ledger;
+            let Ok(nonce) = ledger.pending_nonce(&dust.key.address()) else {
+                *self
+                    .problems
+                    .entry("dust: nonce lookup failed")
+                    .or_default() += 1;
+                continue;
+            };
+            let tx = match wallet::build_transfer(
+                &dust.key,
+                self.chain_id,
+                nonce,
+                *receiver,
+                chain::Amount(1),
+                dust.fee,
+            ) {
+                Ok(tx) => tx,
+                Err(e) => {
+                    tracing::debug!(error = %e, "simulate: dust transfer not built");
+                    *self.problems.entry("dust: not built").or_default() += 1;
+                    continue;
+                }
+            };
+            match ledger.submit(tx.clone()) {
+                Ok(_) => sent.push(Wire::new(tx)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "simulate: dust transfer refused");
+                    *self
+                        .problems
+                        .entry("dust: refused by the mempool")
+                        .or_default() += 1;
+                }
+            }
+        }
+        for tx in sent {
+            self.nodes[node].first_sight_of_tx(tx.hash);
+            self.gossip_tx(at, node, None, &tx);
         }
     }
 

@@ -73,6 +73,7 @@ fn setup(nodes: usize, delay_ms: u64, view_timeout_ms: u64, duration_ms: u64, se
         traders: Vec::new(),
         duration_ms,
         faults: Vec::new(),
+        dust: None,
         probe: VoteProbe {
             trace: true,
             kill_first_leader: false,

@@ -95,6 +95,7 @@ fn setup(timing: Timing, servers: usize, seed: u64, trial: u64) -> Setup {
         traders: Vec::new(),
         duration_ms: 2 * (least_ms + spread_ms) * 20 + TRIAL_LIMIT_MS,
         faults: Vec::new(),
+        dust: None,
         probe: VoteProbe {
             trace: true,
             kill_first_leader: true,

@@ -84,6 +84,7 @@ fn setup(kind: EngineKind, nodes: usize, peers: usize, secs: u64) -> Setup {
         traders: traders.into_iter().map(|(_, key)| key).collect(),
         duration_ms: secs * 1000,
         faults: Vec::new(),
+        dust: None,
         probe: VoteProbe::default(),
         authors,
     }
