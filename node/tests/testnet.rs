@@ -294,3 +294,116 @@ fn n3_restart_follower_catches_up_from_log() {
         .expect("the follower catches up");
     assert_one_chain_at(&net, &[0, 1, 2], top + 4);
 }
+
+/// The five servers, with the leader and one follower cut off from the other three.
+struct Split {
+    old_leader: usize,
+    minority: Vec<usize>,
+    majority: Vec<usize>,
+    /// The minority's heights once what it had reached it.
+    stalled: Vec<u64>,
+    /// The majority's height after committing on alone.
+    majority_top: u64,
+}
+
+/// §5.4, §8: cut the leader off with one follower: a minority cannot commit (an entry is
+/// committed when a majority holds it), while the majority elects a new leader and goes
+/// on.
+fn split_off_the_leader(net: &node::testnet::TestNet) -> Split {
+    let old_leader = leader_of(net, &[0, 1, 2, 3, 4]);
+    let minority = vec![old_leader, (old_leader + 1) % 5];
+    let majority: Vec<usize> = (0..5).filter(|i| !minority.contains(i)).collect();
+    net.partition(&minority).expect("split 2 | 3");
+    net.wait_level(&minority, DEADLINE)
+        .expect("the minority settles");
+    let stalled = heights_of(net, &minority);
+    let top = *heights_of(net, &majority).iter().max().expect("heights");
+    net.wait_nodes(&majority, top + 3, DEADLINE)
+        .expect("the majority commits on alone");
+    Split {
+        old_leader,
+        minority,
+        majority_top: top + 3,
+        stalled,
+        majority: majority.clone(),
+    }
+}
+
+#[test]
+fn n5_minority_partition_old_leader_cannot_commit() {
+    let _alone = RAFT_ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = raft_net(dir.path(), 5);
+    let split = split_off_the_leader(&net);
+    // Three blocks of the majority took seconds: ample time for the old leader to commit,
+    // had it been able to.
+    assert_eq!(
+        heights_of(&net, &split.minority),
+        split.stalled,
+        "the old leader (node {}) and its follower committed without a majority",
+        split.old_leader
+    );
+    let new_leader = leader_of(&net, &split.majority);
+    assert!(
+        term_of(&voting(&net, new_leader)) > term_of(&voting(&net, split.old_leader)),
+        "the majority moved to a newer term than the cut-off leader's"
+    );
+    assert_one_chain_at(&net, &split.majority, split.majority_top);
+}
+
+/// After the heal the old leader learns the newer term, steps down and takes the
+/// majority's log; every block committed on either side before is still there.
+#[test]
+fn n5_partition_heals_without_lost_commits() {
+    let _alone = RAFT_ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = raft_net(dir.path(), 5);
+    let split = split_off_the_leader(&net);
+    let committed: Vec<(u64, Option<String>)> = (1..=split.majority_top)
+        .map(|h| (h, net.hash_at(split.majority[0], h).expect("block")))
+        .collect();
+    net.heal().expect("healed");
+    let all = [0, 1, 2, 3, 4];
+    net.wait_nodes(&all, split.majority_top + 2, DEADLINE)
+        .expect("all five commit after the heal");
+    for (height, hash) in committed {
+        for i in all {
+            assert_eq!(
+                net.hash_at(i, height).expect("block"),
+                hash,
+                "node {i} lost or changed committed block #{height}"
+            );
+        }
+    }
+    assert_one_chain_at(&net, &all, split.majority_top + 2);
+}
+
+/// etcd's pre-vote (§9.6 of Ongaro's thesis): a follower cut off alone keeps timing out,
+/// but its pre-votes win no majority, so its term does not grow; when it rejoins, the
+/// healthy leader keeps its place and its term.
+#[test]
+fn n4_prevote_rejoining_node_does_not_disrupt() {
+    let _alone = RAFT_ALONE.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = raft_net(dir.path(), 4);
+    let leader = leader_of(&net, &[0, 1, 2, 3]);
+    let term = term_of(&voting(&net, leader));
+    let loner = (leader + 1) % 4;
+    net.partition(&[loner]).expect("one follower cut off");
+    // Several election timeouts (1–2 s) pass alone.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        term_of(&voting(&net, loner)),
+        term,
+        "the cut-off follower raised its term"
+    );
+    net.heal().expect("healed");
+    let top = *heights_of(&net, &[0, 1, 2, 3])
+        .iter()
+        .max()
+        .expect("heights");
+    net.wait_nodes(&[0, 1, 2, 3], top + 2, DEADLINE)
+        .expect("all four commit after the heal");
+    assert_eq!(leader_of(&net, &[0, 1, 2, 3]), leader, "the leader changed");
+    assert_eq!(term_of(&voting(&net, leader)), term, "the term changed");
+}
