@@ -9,6 +9,7 @@ use crate::codec::{CodecError, MAX_BLOCK_BYTES, MAX_ENGINE_FIELD_BYTES, MAX_TXS_
 use crate::crypto::merkle_root;
 use crate::engine::{ChainView, ConsensusEngine, EngineError};
 use crate::primitives::{BlockHash, ChainId, Hash256, Height, Timestamp, TxHash};
+use crate::sigcache::SignatureCache;
 use crate::state::{CreditOverflow, StateOverlay, StateRead};
 use crate::store::StoreError;
 use crate::tx::{Transaction, TxError, TxKind};
@@ -125,9 +126,14 @@ impl BlockError {
 }
 
 /// Checks that need nothing but the block: sizes, header fields, tx root, duplicate txs,
-/// and every transaction's chain id and signature (verified in parallel on rayon).
-/// Returns the transaction hashes, computed once.
-pub fn check_block_stateless(block: &Block, chain_id: ChainId) -> Result<Vec<TxHash>, BlockError> {
+/// and every transaction's chain id and signature (verified in parallel on rayon; a
+/// signature this node verified before, at mempool admission for one, is answered from
+/// `signatures`). Returns the transaction hashes, computed once.
+pub fn check_block_stateless(
+    block: &Block,
+    chain_id: ChainId,
+    signatures: &SignatureCache,
+) -> Result<Vec<TxHash>, BlockError> {
     check_header_fields(&block.header)?;
     if block.txs.len() > MAX_TXS_PER_BLOCK {
         return Err(BlockError::TooManyTxs {
@@ -162,7 +168,7 @@ pub fn check_block_stateless(block: &Block, chain_id: ChainId) -> Result<Vec<TxH
         .zip(hashes.par_iter())
         .enumerate()
         .try_for_each(|(index, (tx, hash))| {
-            tx.check_stateless(chain_id)
+            tx.check_stateless_cached(chain_id, signatures)
                 .map_err(|source| BlockError::InvalidTx {
                     index,
                     hash: *hash,

@@ -256,11 +256,15 @@ pub(crate) async fn serve(
         ))
     };
     let chain_id = chain::ChainId(spec.chain_id);
+    // One signature cache for the chain and the mempool: a tx verified at admission is not
+    // verified again when its block is built or imported.
+    let chain_config = ChainConfig::new(chain_id);
+    let signatures = chain_config.signature_cache.clone();
     let chain = Chain::open(
         store,
         engine.clone(),
         clock.clone(),
-        ChainConfig::new(chain_id),
+        chain_config,
         &spec.genesis(),
     )
     .map_err(|e| {
@@ -271,13 +275,15 @@ pub(crate) async fn serve(
     })?;
     let genesis = chain.genesis().hash();
     let metrics = Arc::new(Metrics::default());
+    metrics.attach_signature_cache(signatures.clone());
     let mempool = Mempool::new(
         chain_id,
         MempoolConfig {
             max_txs: usize::try_from(args.mempool_txs).unwrap_or(usize::MAX),
             ..spec.mempool_config()
         },
-    );
+    )
+    .with_signature_cache(signatures);
     info!(
         chain = %spec.name,
         engine = engine.name(),
