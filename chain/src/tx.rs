@@ -128,6 +128,11 @@ impl Transaction {
         }
     }
 
+    /// Length of the canonical encoding, without encoding.
+    pub fn encoded_len(&self) -> usize {
+        borsh::object_length(self).unwrap_or(usize::MAX)
+    }
+
     /// sha256d of the canonical bytes (signature included).
     pub fn hash(&self) -> TxHash {
         TxHash(sha256d(&self.encode()))
@@ -171,7 +176,7 @@ impl Transaction {
                 got: self.chain_id,
             });
         }
-        let len = borsh::object_length(self).unwrap_or(usize::MAX);
+        let len = self.encoded_len();
         if len > MAX_TX_BYTES {
             return Err(TxError::TooLarge {
                 len,
@@ -220,7 +225,7 @@ impl TxBatch {
             )));
         }
         for (index, tx) in self.txs.iter().enumerate() {
-            let len = borsh::object_length(tx).unwrap_or(usize::MAX);
+            let len = tx.encoded_len();
             if len > MAX_TX_BYTES {
                 return Err(malformed(format!(
                     "transaction {index} is {len} bytes, more than the limit of {MAX_TX_BYTES}"
