@@ -462,7 +462,8 @@ impl Chain {
     /// runs, the state root included) without storing anything: a voting engine's replicas
     /// check a proposal before they vote for it.
     pub fn validate_proposal(&self, block: &Block) -> Result<(), BlockError> {
-        let tx_hashes = check_block_stateless(block, self.config.chain_id, &self.config.signature_cache)?;
+        let tx_hashes =
+            check_block_stateless(block, self.config.chain_id, &self.config.signature_cache)?;
         let parent = self.head.clone();
         if block.header.parent != parent.hash() {
             return Err(BlockError::UnknownParent {
@@ -520,7 +521,8 @@ impl Chain {
                 Ok(ImportOutcome::AlreadyKnown)
             };
         }
-        let tx_hashes = check_block_stateless(&block, self.config.chain_id, &self.config.signature_cache)?;
+        let tx_hashes =
+            check_block_stateless(&block, self.config.chain_id, &self.config.signature_cache)?;
         let parent_hash = block.header.parent;
         let parent_meta = self.meta(&parent_hash)?.ok_or(BlockError::UnknownParent {
             parent: parent_hash,
@@ -1031,7 +1033,9 @@ impl Chain {
             if bytes + len + crate::codec::MAX_HEADER_BYTES > crate::codec::MAX_BLOCK_BYTES {
                 break;
             }
-            if let Err(e) = tx.check_stateless_cached(self.config.chain_id, &self.config.signature_cache) {
+            if let Err(e) =
+                tx.check_stateless_cached(self.config.chain_id, &self.config.signature_cache)
+            {
                 skipped.push((tx.hash(), e));
                 continue;
             }

@@ -198,7 +198,11 @@ mod tests {
         for (changed, key, msg, sig, expected) in cases {
             // Twice: a failure is not remembered as a success either.
             for _ in 0..2 {
-                assert_eq!(cache.verify(&key, &msg, &sig), Err(expected.clone()), "{changed}");
+                assert_eq!(
+                    cache.verify(&key, &msg, &sig),
+                    Err(expected.clone()),
+                    "{changed}"
+                );
             }
         }
         let stats = cache.stats();

@@ -164,7 +164,11 @@ impl Transaction {
     ) -> Result<(), TxError> {
         self.check_fields(chain_id)?;
         cache
-            .verify(&self.sender, &self.unsigned().signing_hash(), &self.signature)
+            .verify(
+                &self.sender,
+                &self.unsigned().signing_hash(),
+                &self.signature,
+            )
             .map_err(TxError::Signature)
     }
 
@@ -379,23 +383,41 @@ mod tests {
             txs: vec![transfer(&key, 1), transfer(&key, 2)],
         };
         let bytes = batch.encode();
-        assert_eq!(bytes.len(), TxBatch::OVERHEAD_BYTES + 2 * batch.txs[0].encode().len());
+        assert_eq!(
+            bytes.len(),
+            TxBatch::OVERHEAD_BYTES + 2 * batch.txs[0].encode().len()
+        );
         assert_eq!(TxBatch::decode(&bytes), Ok(batch.clone()));
 
         let reason = |bytes: &[u8]| TxBatch::decode(bytes).expect_err("malformed").to_string();
-        let empty = TxBatch { sequence: 0, txs: Vec::new() }.encode();
-        assert!(reason(&empty).contains("no transactions"), "{}", reason(&empty));
+        let empty = TxBatch {
+            sequence: 0,
+            txs: Vec::new(),
+        }
+        .encode();
+        assert!(
+            reason(&empty).contains("no transactions"),
+            "{}",
+            reason(&empty)
+        );
         let many = TxBatch {
             sequence: 0,
             txs: vec![transfer(&key, 1); MAX_TXS_PER_BATCH + 1],
         }
         .encode();
         let text = reason(&many);
-        assert!(text.contains("1025 transactions, more than the limit of 1024"), "{text}");
+        assert!(
+            text.contains("1025 transactions, more than the limit of 1024"),
+            "{text}"
+        );
         // A length prefix claiming far more transactions than the bytes hold.
         let mut lying = bytes.clone();
         lying[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(reason(&lying).contains("malformed transaction batch"), "{}", reason(&lying));
+        assert!(
+            reason(&lying).contains("malformed transaction batch"),
+            "{}",
+            reason(&lying)
+        );
         let mut trailing = bytes.clone();
         trailing.push(0);
         assert!(TxBatch::decode(&trailing).is_err());
@@ -408,7 +430,11 @@ mod tests {
             },
             ..transfer(&key, 1)
         };
-        let oversized = TxBatch { sequence: 0, txs: vec![transfer(&key, 1), big] }.encode();
+        let oversized = TxBatch {
+            sequence: 0,
+            txs: vec![transfer(&key, 1), big],
+        }
+        .encode();
         let text = reason(&oversized);
         assert!(text.contains("transaction 1 is"), "{text}");
     }

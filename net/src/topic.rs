@@ -86,6 +86,9 @@ mod tests {
             Topic::Block.name(&a),
             format!("/toychain/{}/blocks/1", a.to_hex())
         );
-        assert_eq!(Topic::Tx.name(&a), format!("/toychain/{}/txs/2", a.to_hex()));
+        assert_eq!(
+            Topic::Tx.name(&a),
+            format!("/toychain/{}/txs/2", a.to_hex())
+        );
     }
 }

@@ -197,7 +197,10 @@ mod tests {
     #[test]
     fn renders_the_attached_signature_cache() {
         let m = Metrics::default();
-        assert!(text_has(&m.render(), "toychain_signature_cache_misses_total 0"));
+        assert!(text_has(
+            &m.render(),
+            "toychain_signature_cache_misses_total 0"
+        ));
         let cache = Arc::new(SignatureCache::new(8));
         let key = chain::SecretKey::from_seed("alice");
         let msg = chain::Hash256([3; 32]);
@@ -209,9 +212,18 @@ mod tests {
         }
         m.attach_signature_cache(cache);
         let text = m.render();
-        assert!(text_has(&text, "toychain_signature_cache_hits_total 2"), "{text}");
-        assert!(text_has(&text, "toychain_signature_cache_misses_total 1"), "{text}");
-        assert!(text_has(&text, "toychain_signature_cache_entries 1"), "{text}");
+        assert!(
+            text_has(&text, "toychain_signature_cache_hits_total 2"),
+            "{text}"
+        );
+        assert!(
+            text_has(&text, "toychain_signature_cache_misses_total 1"),
+            "{text}"
+        );
+        assert!(
+            text_has(&text, "toychain_signature_cache_entries 1"),
+            "{text}"
+        );
         assert!(text.contains("# TYPE toychain_signature_cache_hits_total counter\n"));
     }
 

@@ -703,9 +703,21 @@ mod tests {
         )));
         let cases: [(&str, Vec<Result<TxHash, MempoolError>>, Verdict); 5] = [
             ("all new", vec![new.clone(), new.clone()], Verdict::Accept),
-            ("one new among known", vec![known.clone(), new.clone()], Verdict::Accept),
-            ("an announcement of known txs", vec![known.clone(), stale.clone()], Verdict::Ignore),
-            ("a forged one after good ones", vec![new.clone(), forged.clone()], Verdict::Reject),
+            (
+                "one new among known",
+                vec![known.clone(), new.clone()],
+                Verdict::Accept,
+            ),
+            (
+                "an announcement of known txs",
+                vec![known.clone(), stale.clone()],
+                Verdict::Ignore,
+            ),
+            (
+                "a forged one after good ones",
+                vec![new.clone(), forged.clone()],
+                Verdict::Reject,
+            ),
             ("only a forged one", vec![forged], Verdict::Reject),
         ];
         for (case, results, verdict) in cases {

@@ -156,7 +156,9 @@ impl ProducerLoop {
 
     /// `--on-demand` with nothing to include and no block asked for.
     fn idle(&self) -> bool {
-        self.on_demand && *self.chain.subscribe_pool().borrow() == 0 && self.control.requested() == 0
+        self.on_demand
+            && *self.chain.subscribe_pool().borrow() == 0
+            && self.control.requested() == 0
     }
 
     /// With bootnodes to join, waits (bounded) for a first peer before producing.

@@ -75,8 +75,7 @@ impl Batcher {
     /// closed and returned, and `tx` starts the next one.
     pub fn push(&mut self, tx: Transaction) -> Option<TxBatch> {
         let len = tx.encoded_len();
-        let closed = if !self.txs.is_empty() && self.bytes.saturating_add(len) > self.max_bytes
-        {
+        let closed = if !self.txs.is_empty() && self.bytes.saturating_add(len) > self.max_bytes {
             self.take()
         } else {
             None

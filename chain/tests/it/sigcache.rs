@@ -6,7 +6,8 @@ use chain::crypto::{CryptoError, merkle_root};
 use chain::dev::dev_key;
 use chain::test_utils::{TEST_CHAIN_ID, TestEngine, build_on_head, memory_chain};
 use chain::{
-    BlockError, Chain, ImportOutcome, Mempool, MempoolConfig, MempoolError, Transaction, TxError,
+    BlockError, Chain, ChainView, ImportOutcome, Mempool, MempoolConfig, MempoolError, Transaction,
+    TxError,
 };
 
 /// A chain and a pool sharing the chain's signature cache, as a node wires them.
