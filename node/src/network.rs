@@ -701,7 +701,8 @@ mod tests {
         let forged = Err(MempoolError::Invalid(TxError::Signature(
             CryptoError::BadSignature,
         )));
-        let cases: [(&str, Vec<Result<TxHash, MempoolError>>, Verdict); 5] = [
+        type Results = Vec<Result<TxHash, MempoolError>>;
+        let cases: [(&str, Results, Verdict); 5] = [
             ("all new", vec![new.clone(), new.clone()], Verdict::Accept),
             (
                 "one new among known",
