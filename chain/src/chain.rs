@@ -10,6 +10,7 @@ use crate::engine::{ChainView, ConsensusEngine, EngineError};
 use crate::fork_choice;
 use crate::primitives::{BlockHash, BlockId, ChainId, Hash256, Height, Timestamp, TxHash, Weight};
 use crate::reader::{ChainReader, META_HEAD, UndoRecord};
+use crate::sigcache::SignatureCache;
 use crate::state::{LtHash, StateChanges, StateKey, StateOverlay, StateRead, update_lthash};
 use crate::store::{Column, Store, StoreError, WriteBatch, decode_value, encode_value};
 use crate::tx::{Transaction, TxError};
@@ -42,13 +43,19 @@ pub struct ChainConfig {
     pub chain_id: ChainId,
     /// How far ahead of our clock a block's timestamp may be, in seconds.
     pub max_future_drift: u64,
+    /// Signatures this node already verified. Give the mempool the same cache
+    /// ([`crate::Mempool::with_signature_cache`]) so a transaction checked at admission is
+    /// not checked again when its block is built or imported.
+    pub signature_cache: Arc<SignatureCache>,
 }
 
 impl ChainConfig {
+    /// The default drift and a cache of its own of the default size.
     pub fn new(chain_id: ChainId) -> ChainConfig {
         ChainConfig {
             chain_id,
             max_future_drift: DEFAULT_MAX_FUTURE_DRIFT_SECS,
+            signature_cache: Arc::new(SignatureCache::default()),
         }
     }
 }
@@ -480,7 +487,8 @@ impl Chain {
     /// runs, the state root included) without storing anything: a voting engine's replicas
     /// check a proposal before they vote for it.
     pub fn validate_proposal(&self, block: &Block) -> Result<(), BlockError> {
-        let tx_hashes = check_block_stateless(block, self.config.chain_id)?;
+        let tx_hashes =
+            check_block_stateless(block, self.config.chain_id, &self.config.signature_cache)?;
         let parent = self.head.clone();
         if block.header.parent != parent.hash() {
             return Err(BlockError::UnknownParent {
@@ -562,7 +570,12 @@ impl Chain {
         )?;
         let sealed = SealedHeader::new_unchecked(block.header.clone(), hash);
         self.engine.verify_header(self, &sealed, &parent)?;
-        check_block_txs(&block, &tx_hashes, self.config.chain_id)?;
+        check_block_txs(
+            &block,
+            &tx_hashes,
+            self.config.chain_id,
+            &self.config.signature_cache,
+        )?;
         let meta = BlockMeta {
             height: block.header.height,
             parent: parent_hash,
@@ -1076,7 +1089,9 @@ impl Chain {
             if bytes + len + crate::codec::MAX_HEADER_BYTES > crate::codec::MAX_BLOCK_BYTES {
                 break;
             }
-            if let Err(e) = tx.check_stateless(self.config.chain_id) {
+            if let Err(e) =
+                tx.check_stateless_cached(self.config.chain_id, &self.config.signature_cache)
+            {
                 skipped.push((tx.hash(), e));
                 continue;
             }

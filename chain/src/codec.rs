@@ -10,6 +10,11 @@ use borsh::{BorshDeserialize, BorshSerialize};
 
 /// Largest encoded transaction.
 pub const MAX_TX_BYTES: usize = 4 * 1024;
+/// Most transactions in one gossip batch ([`crate::tx::TxBatch`]).
+pub const MAX_TXS_PER_BATCH: usize = 1024;
+/// Largest encoded gossip batch of transactions: 64 transfers of the largest size, or
+/// about 1,300 plain transfers (~190 bytes each) — cut by [`MAX_TXS_PER_BATCH`] first.
+pub const MAX_TX_BATCH_BYTES: usize = 256 * 1024;
 /// Largest encoded block (header and transactions).
 pub const MAX_BLOCK_BYTES: usize = 4 * 1024 * 1024;
 /// Most transactions in one block.

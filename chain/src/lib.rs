@@ -16,6 +16,7 @@ pub mod fork_choice;
 pub mod mempool;
 pub mod primitives;
 pub mod reader;
+pub mod sigcache;
 pub mod state;
 pub mod store;
 pub mod tx;
@@ -37,10 +38,11 @@ pub use primitives::{
     BlockHash, BlockId, ChainId, Hash256, Height, Timestamp, TxHash, U256, Weight,
 };
 pub use reader::ChainReader;
+pub use sigcache::{SignatureCache, SignatureCacheStats};
 pub use state::{Account, StateKey, StateOverlay, StateRead};
 #[cfg(feature = "rocksdb")]
 pub use store::RocksStore;
 pub use store::{MemoryStore, Store, StoreError};
-pub use tx::{Transaction, TxError, TxKind};
+pub use tx::{Transaction, TxBatch, TxError, TxKind};
 pub use validation::BlockError;
 pub use voting::{CertifiedBlock, TimerId, VoteInput, VoteOutput, VotingMachine};

@@ -17,12 +17,14 @@ use crate::chain::HeadChange;
 use crate::codec::Canonical;
 use crate::crypto::Address;
 use crate::primitives::{ChainId, TxHash};
+use crate::sigcache::SignatureCache;
 use crate::state::StateRead;
 use crate::store::StoreError;
 use crate::tx::{Transaction, TxError};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 /// Bounds and policy of the pool.
 #[derive(Clone, Copy, Debug)]
@@ -142,6 +144,8 @@ pub struct Mempool {
     /// (fee rate, hash), lowest first: the eviction order.
     by_rate: BTreeSet<(FeeRate, TxHash)>,
     bytes: usize,
+    /// Signatures verified on this node, shared with the chain.
+    signatures: Arc<SignatureCache>,
 }
 
 impl Mempool {
@@ -153,7 +157,21 @@ impl Mempool {
             by_sender: HashMap::new(),
             by_rate: BTreeSet::new(),
             bytes: 0,
+            signatures: Arc::new(SignatureCache::default()),
         }
+    }
+
+    /// The pool verifying signatures through `cache`: pass the chain's
+    /// ([`crate::ChainConfig::signature_cache`]) so a transaction admitted here is not
+    /// verified again when a block with it is built or imported.
+    pub fn with_signature_cache(mut self, cache: Arc<SignatureCache>) -> Mempool {
+        self.signatures = cache;
+        self
+    }
+
+    /// The cache the pool verifies signatures through.
+    pub fn signature_cache(&self) -> &Arc<SignatureCache> {
+        &self.signatures
     }
 
     pub fn len(&self) -> usize {
@@ -205,7 +223,7 @@ impl Mempool {
                 minimum: self.config.min_relay_fee,
             });
         }
-        tx.check_stateless(self.chain_id)?;
+        tx.check_stateless_cached(self.chain_id, &self.signatures)?;
         self.insert_verified(tx, hash, state)
     }
 

@@ -2,11 +2,14 @@
 //! (chain id, inside the signed payload), and the sender's signature.
 
 use crate::amount::Amount;
-use crate::codec::{Canonical, MAX_TX_BYTES};
+use crate::codec::{
+    Canonical, CodecError, MAX_TX_BATCH_BYTES, MAX_TX_BYTES, MAX_TXS_PER_BATCH, decode_limited,
+};
 use crate::crypto::{
     Address, CryptoError, PublicKey, SecretKey, Signature, sha256d, sha256d_parts,
 };
 use crate::primitives::{ChainId, Hash256, TxHash};
+use crate::sigcache::SignatureCache;
 use crate::store::StoreError;
 use borsh::{BorshDeserialize, BorshSerialize};
 
@@ -125,6 +128,11 @@ impl Transaction {
         }
     }
 
+    /// Length of the canonical encoding, without encoding.
+    pub fn encoded_len(&self) -> usize {
+        borsh::object_length(self).unwrap_or(usize::MAX)
+    }
+
     /// sha256d of the canonical bytes (signature included).
     pub fn hash(&self) -> TxHash {
         TxHash(sha256d(&self.encode()))
@@ -141,13 +149,38 @@ impl Transaction {
 
     /// The checks that need no state: chain id, encoded size, signature (low-S only).
     pub fn check_stateless(&self, chain_id: ChainId) -> Result<(), TxError> {
+        self.check_fields(chain_id)?;
+        self.sender
+            .verify(&self.unsigned().signing_hash(), &self.signature)
+            .map_err(TxError::Signature)
+    }
+
+    /// [`Transaction::check_stateless`] with the signature answered from `cache` when this
+    /// node verified it before (and remembered there when it verifies now).
+    pub fn check_stateless_cached(
+        &self,
+        chain_id: ChainId,
+        cache: &SignatureCache,
+    ) -> Result<(), TxError> {
+        self.check_fields(chain_id)?;
+        cache
+            .verify(
+                &self.sender,
+                &self.unsigned().signing_hash(),
+                &self.signature,
+            )
+            .map_err(TxError::Signature)
+    }
+
+    /// Chain id, encoded size, amount overflow: everything stateless but the signature.
+    fn check_fields(&self, chain_id: ChainId) -> Result<(), TxError> {
         if self.chain_id != chain_id {
             return Err(TxError::WrongChainId {
                 expected: chain_id,
                 got: self.chain_id,
             });
         }
-        let len = borsh::object_length(self).unwrap_or(usize::MAX);
+        let len = self.encoded_len();
         if len > MAX_TX_BYTES {
             return Err(TxError::TooLarge {
                 len,
@@ -157,9 +190,65 @@ impl Transaction {
         if self.total_cost().is_none() {
             return Err(TxError::AmountOverflow);
         }
-        self.sender
-            .verify(&self.unsigned().signing_hash(), &self.signature)
-            .map_err(TxError::Signature)
+        Ok(())
+    }
+}
+
+/// Transactions gossiped together in one message, as Ethereum's `Transactions` message
+/// carries many: one gossip id, signature and frame for up to [`MAX_TXS_PER_BATCH`]
+/// transactions instead of one each.
+///
+/// Gossip message ids are content hashes, so the same transactions announced again (to a
+/// peer that connected since) would be dropped as a duplicate; `sequence` is the sender's
+/// counter that makes each announcement a new message. It means nothing else and receivers
+/// ignore it.
+#[derive(Clone, PartialEq, Eq, Debug, BorshSerialize, BorshDeserialize)]
+pub struct TxBatch {
+    pub sequence: u64,
+    pub txs: Vec<Transaction>,
+}
+
+impl TxBatch {
+    /// Bytes of the encoding around the transactions (sequence and length prefix).
+    pub const OVERHEAD_BYTES: usize = 8 + 4;
+
+    /// Refuses an empty batch, more than [`MAX_TXS_PER_BATCH`] transactions, or one
+    /// transaction over [`MAX_TX_BYTES`], naming the count or the index and size.
+    pub fn check(&self) -> Result<(), CodecError> {
+        let malformed = |reason: String| CodecError::Malformed {
+            what: Self::NAME,
+            reason,
+        };
+        if self.txs.is_empty() {
+            return Err(malformed("no transactions".into()));
+        }
+        if self.txs.len() > MAX_TXS_PER_BATCH {
+            return Err(malformed(format!(
+                "{} transactions, more than the limit of {MAX_TXS_PER_BATCH}",
+                self.txs.len()
+            )));
+        }
+        for (index, tx) in self.txs.iter().enumerate() {
+            let len = tx.encoded_len();
+            if len > MAX_TX_BYTES {
+                return Err(malformed(format!(
+                    "transaction {index} is {len} bytes, more than the limit of {MAX_TX_BYTES}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Canonical for TxBatch {
+    const NAME: &'static str = "transaction batch";
+    const MAX_BYTES: usize = MAX_TX_BATCH_BYTES;
+
+    /// Strict decoding ([`decode_limited`]) and [`TxBatch::check`].
+    fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        let batch: TxBatch = decode_limited(bytes, Self::MAX_BYTES, Self::NAME)?;
+        batch.check()?;
+        Ok(batch)
     }
 }
 
@@ -284,6 +373,70 @@ mod tests {
                 Err(TxError::Signature(CryptoError::BadSignature))
             );
         }
+    }
+
+    #[test]
+    fn a_batch_round_trips_and_malformed_batches_are_refused_by_name() {
+        let key = SecretKey::from_seed("alice");
+        let batch = TxBatch {
+            sequence: 9,
+            txs: vec![transfer(&key, 1), transfer(&key, 2)],
+        };
+        let bytes = batch.encode();
+        assert_eq!(
+            bytes.len(),
+            TxBatch::OVERHEAD_BYTES + 2 * batch.txs[0].encode().len()
+        );
+        assert_eq!(TxBatch::decode(&bytes), Ok(batch.clone()));
+
+        let reason = |bytes: &[u8]| TxBatch::decode(bytes).expect_err("malformed").to_string();
+        let empty = TxBatch {
+            sequence: 0,
+            txs: Vec::new(),
+        }
+        .encode();
+        assert!(
+            reason(&empty).contains("no transactions"),
+            "{}",
+            reason(&empty)
+        );
+        let many = TxBatch {
+            sequence: 0,
+            txs: vec![transfer(&key, 1); MAX_TXS_PER_BATCH + 1],
+        }
+        .encode();
+        let text = reason(&many);
+        assert!(
+            text.contains("1025 transactions, more than the limit of 1024"),
+            "{text}"
+        );
+        // A length prefix claiming far more transactions than the bytes hold.
+        let mut lying = bytes.clone();
+        lying[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(
+            reason(&lying).contains("malformed transaction batch"),
+            "{}",
+            reason(&lying)
+        );
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(TxBatch::decode(&trailing).is_err());
+        assert!(TxBatch::decode(&bytes[..bytes.len() - 1]).is_err());
+        // A single transaction (the old one-per-message form) is not a batch.
+        assert!(TxBatch::decode(&batch.txs[0].encode()).is_err());
+        let big = Transaction {
+            kind: TxKind::Vote {
+                delegates: vec![Address([1; 20]); MAX_TX_BYTES / 20],
+            },
+            ..transfer(&key, 1)
+        };
+        let oversized = TxBatch {
+            sequence: 0,
+            txs: vec![transfer(&key, 1), big],
+        }
+        .encode();
+        let text = reason(&oversized);
+        assert!(text.contains("transaction 1 is"), "{text}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::codec::{CodecError, MAX_BLOCK_BYTES, MAX_ENGINE_FIELD_BYTES, MAX_TXS_
 use crate::crypto::merkle_root;
 use crate::engine::{ChainView, ConsensusEngine, EngineError};
 use crate::primitives::{BlockHash, ChainId, Hash256, Height, Timestamp, TxHash};
+use crate::sigcache::SignatureCache;
 use crate::state::{CreditOverflow, StateOverlay, StateRead};
 use crate::store::StoreError;
 use crate::tx::{Transaction, TxError, TxKind};
@@ -125,11 +126,16 @@ impl BlockError {
 }
 
 /// Checks that need nothing but the block: sizes, header fields, tx root, duplicate txs,
-/// and every transaction's chain id and signature (verified in parallel on rayon).
-/// Returns the transaction hashes, computed once.
-pub fn check_block_stateless(block: &Block, chain_id: ChainId) -> Result<Vec<TxHash>, BlockError> {
+/// and every transaction's chain id and signature (verified in parallel on rayon; a
+/// signature this node verified before, at mempool admission for one, is answered from
+/// `signatures`). Returns the transaction hashes, computed once.
+pub fn check_block_stateless(
+    block: &Block,
+    chain_id: ChainId,
+    signatures: &SignatureCache,
+) -> Result<Vec<TxHash>, BlockError> {
     let hashes = check_block_shape(block)?;
-    check_block_txs(block, &hashes, chain_id)?;
+    check_block_txs(block, &hashes, chain_id, signatures)?;
     Ok(hashes)
 }
 
@@ -175,6 +181,7 @@ pub fn check_block_txs(
     block: &Block,
     hashes: &[TxHash],
     chain_id: ChainId,
+    signatures: &SignatureCache,
 ) -> Result<(), BlockError> {
     block
         .txs
@@ -182,7 +189,7 @@ pub fn check_block_txs(
         .zip(hashes.par_iter())
         .enumerate()
         .try_for_each(|(index, (tx, hash))| {
-            tx.check_stateless(chain_id)
+            tx.check_stateless_cached(chain_id, signatures)
                 .map_err(|source| BlockError::InvalidTx {
                     index,
                     hash: *hash,

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chain::BlockHash;
-use chain::codec::{MAX_BLOCK_BYTES, MAX_TX_BYTES};
+use chain::codec::{MAX_BLOCK_BYTES, MAX_TX_BATCH_BYTES};
 use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
 
@@ -44,7 +44,7 @@ pub struct NetworkConfig {
     pub mdns: bool,
     /// Largest block payload accepted on the block topic.
     pub max_block_bytes: usize,
-    /// Largest transaction payload accepted on the transaction topic.
+    /// Largest payload accepted on the transaction topic (a batch of transactions).
     pub max_tx_bytes: usize,
     /// Largest payload accepted on the engine topic.
     pub max_engine_bytes: usize,
@@ -87,7 +87,7 @@ impl NetworkConfig {
             genesis,
             mdns: false,
             max_block_bytes: MAX_BLOCK_BYTES,
-            max_tx_bytes: MAX_TX_BYTES,
+            max_tx_bytes: MAX_TX_BATCH_BYTES,
             max_engine_bytes: MAX_ENGINE_MESSAGE_BYTES,
             max_sync_response_bytes: DEFAULT_MAX_SYNC_RESPONSE_BYTES,
             max_peers: 50,

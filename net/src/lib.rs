@@ -33,9 +33,9 @@
 //! unbounded memory. Commands wait for room (back-pressure on the caller); events never
 //! wait (a stalled swarm would drop every connection), so a full event queue sheds new
 //! events and counts them in [`NetStats::dropped_events`]. Every message has a byte limit
-//! too: per-topic gossip limits from the chain's own (`MAX_BLOCK_BYTES`, `MAX_TX_BYTES`),
-//! and sync frames refused past [`NetworkConfig::max_sync_response_bytes`] before they are
-//! decoded.
+//! too: per-topic gossip limits from the chain's own (`MAX_BLOCK_BYTES`,
+//! `MAX_TX_BATCH_BYTES`: transactions travel in batches), and sync frames refused past
+//! [`NetworkConfig::max_sync_response_bytes`] before they are decoded.
 //!
 //! # Why the genesis hash is in every protocol name
 //!

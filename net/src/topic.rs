@@ -11,7 +11,7 @@ use chain::BlockHash;
 pub enum Topic {
     /// Encoded blocks ([`chain::Block`]).
     Block,
-    /// Encoded signed transactions ([`chain::Transaction`]).
+    /// Batches of signed transactions ([`chain::TxBatch`]).
     Tx,
     /// Engine messages (votes, proposals), opaque to everyone but the engine.
     Engine,
@@ -30,9 +30,24 @@ impl Topic {
         }
     }
 
+    /// The version of what the topic carries: 2 for transactions, which travel in batches
+    /// since version 1's one transaction per message, so nodes of the two formats share
+    /// no transaction topic (and never penalise each other for it).
+    pub const fn version(self) -> u32 {
+        match self {
+            Topic::Tx => 2,
+            Topic::Block | Topic::Engine => 1,
+        }
+    }
+
     /// The gossipsub topic string, e.g. `/toychain/<genesis hex>/blocks/1`.
     pub fn name(self, genesis: &BlockHash) -> String {
-        format!("/toychain/{}/{}/1", genesis.to_hex(), self.label())
+        format!(
+            "/toychain/{}/{}/{}",
+            genesis.to_hex(),
+            self.label(),
+            self.version()
+        )
     }
 }
 
@@ -70,6 +85,10 @@ mod tests {
         assert_eq!(
             Topic::Block.name(&a),
             format!("/toychain/{}/blocks/1", a.to_hex())
+        );
+        assert_eq!(
+            Topic::Tx.name(&a),
+            format!("/toychain/{}/txs/2", a.to_hex())
         );
     }
 }

@@ -71,6 +71,15 @@ enum Command {
         tx: Box<Transaction>,
         reply: oneshot::Sender<Result<TxHash, MempoolError>>,
     },
+    SubmitTxs {
+        txs: Vec<Transaction>,
+        reply: oneshot::Sender<Vec<Result<TxHash, MempoolError>>>,
+    },
+    PendingTxs {
+        max_txs: usize,
+        max_bytes: usize,
+        reply: oneshot::Sender<Vec<Transaction>>,
+    },
     Build {
         header: Box<chain::Header>,
         max_txs: usize,
@@ -96,6 +105,8 @@ pub struct ActorStopped;
 pub struct ChainHandle {
     commands: mpsc::Sender<Command>,
     head: watch::Receiver<HeadInfo>,
+    /// Transactions in the mempool, published after every change.
+    pool_size: watch::Receiver<usize>,
     reader: ChainReader,
     engine: Arc<dyn ConsensusEngine>,
     chain_id: chain::ChainId,
@@ -163,6 +174,36 @@ impl Ledger {
         }
     }
 
+    /// Admits transactions in order (a gossip batch), stopping after the first that can
+    /// never be valid: its sender misbehaved, and the rest would only cost more checks.
+    /// One result per transaction tried.
+    pub fn submit_batch(&mut self, txs: Vec<Transaction>) -> Vec<Result<TxHash, MempoolError>> {
+        let mut results = Vec::with_capacity(txs.len());
+        for tx in txs {
+            let result = self.submit(tx);
+            let bad = matches!(&result, Err(e) if e.is_bad_data());
+            results.push(result);
+            if bad {
+                break;
+            }
+        }
+        results
+    }
+
+    /// Pending transactions in block order (best fee rate first, each sender's nonces in
+    /// order), at most `max_txs` of them and `max_bytes` encoded: what the node announces.
+    pub fn pending(&self, max_txs: usize, max_bytes: usize) -> Vec<Transaction> {
+        let mut bytes = 0usize;
+        self.mempool
+            .select(max_txs)
+            .into_iter()
+            .take_while(|tx| {
+                bytes = bytes.saturating_add(tx.encoded_len());
+                bytes <= max_bytes
+            })
+            .collect()
+    }
+
     /// Fills `header` (whose engine fields the producer prepared) with mempool txs on the
     /// head state.
     pub fn build(&self, header: chain::Header, max_txs: usize) -> Result<Block, BlockError> {
@@ -186,9 +227,11 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let (head_tx, head_rx) = watch::channel(head_info(&chain));
     let (events, _) = broadcast::channel(EVENT_QUEUE);
+    let (pool_tx, pool_rx) = watch::channel(mempool.len());
     let handle = ChainHandle {
         commands: tx,
         head: head_rx,
+        pool_size: pool_rx,
         reader: ChainReader::clone(&chain),
         engine: chain.engine().clone(),
         chain_id: chain.config().chain_id,
@@ -198,11 +241,12 @@ pub fn spawn(
     let publish = Publish {
         head: head_tx,
         events,
+        pool_size: pool_tx,
         metrics,
     };
     let join = std::thread::Builder::new()
         .name("chain".into())
-        .spawn(move || run(chain, mempool, rx, publish))
+        .spawn(move || run(Ledger { chain, mempool }, rx, publish))
         .expect("the OS can start a thread");
     (handle, join)
 }
@@ -211,24 +255,42 @@ pub fn spawn(
 struct Publish {
     head: watch::Sender<HeadInfo>,
     events: broadcast::Sender<ChainEvent>,
+    pool_size: watch::Sender<usize>,
     metrics: Arc<Metrics>,
 }
 
-fn run(chain: Chain, mempool: Mempool, mut rx: mpsc::Receiver<Command>, publish: Publish) {
+impl Publish {
+    /// The pool's size, to the metrics and to whoever waits for transactions (an
+    /// `--on-demand` producer); waiters wake only when it changed.
+    fn pool(&self, ledger: &Ledger) {
+        let size = ledger.mempool.len();
+        self.metrics
+            .mempool_size
+            .store(size as u64, Ordering::Relaxed);
+        self.pool_size.send_if_modified(|old| {
+            let changed = *old != size;
+            *old = size;
+            changed
+        });
+    }
+}
+
+fn run(mut ledger: Ledger, mut rx: mpsc::Receiver<Command>, publish: Publish) {
     let metrics = publish.metrics.clone();
-    let mut ledger = Ledger { chain, mempool };
     while let Some(command) = rx.blocking_recv() {
         match command {
             Command::Import { block, reply } => {
                 let hash = block.hash();
                 let result = ledger.import(*block);
                 after_import(&ledger, &hash, &result, &publish);
+                publish.pool(&ledger);
                 let _ = reply.send(result);
             }
             Command::ImportCertified { block, reply } => {
                 let hash = block.block.hash();
                 let result = ledger.import_certified(*block);
                 after_import(&ledger, &hash, &result, &publish);
+                publish.pool(&ledger);
                 let _ = reply.send(result);
             }
             Command::ValidateProposal { block, reply } => {
@@ -244,10 +306,22 @@ fn run(chain: Chain, mempool: Mempool, mut rx: mpsc::Receiver<Command>, publish:
                 if result.is_ok() {
                     metrics.txs_accepted.fetch_add(1, Ordering::Relaxed);
                 }
-                metrics
-                    .mempool_size
-                    .store(ledger.mempool.len() as u64, Ordering::Relaxed);
+                publish.pool(&ledger);
                 let _ = reply.send(result);
+            }
+            Command::SubmitTxs { txs, reply } => {
+                let results = ledger.submit_batch(txs);
+                let accepted = results.iter().filter(|r| r.is_ok()).count() as u64;
+                metrics.txs_accepted.fetch_add(accepted, Ordering::Relaxed);
+                publish.pool(&ledger);
+                let _ = reply.send(results);
+            }
+            Command::PendingTxs {
+                max_txs,
+                max_bytes,
+                reply,
+            } => {
+                let _ = reply.send(ledger.pending(max_txs, max_bytes));
             }
             Command::Build {
                 header,
@@ -290,9 +364,6 @@ fn after_import(
             }
             let info = head_info(&ledger.chain);
             metrics.set_head(&info);
-            metrics
-                .mempool_size
-                .store(ledger.mempool.len() as u64, Ordering::Relaxed);
             let finalized_before = publish.head.borrow().finalized;
             let finalized_now = info.finalized;
             publish_events(change, finalized_before, finalized_now, &publish.events);
@@ -373,6 +444,12 @@ impl ChainHandle {
     /// A receiver that wakes on every head change.
     pub fn subscribe(&self) -> watch::Receiver<HeadInfo> {
         self.head.clone()
+    }
+
+    /// A receiver of the mempool's size that wakes whenever it changes (transactions
+    /// admitted, or taken by a block).
+    pub fn subscribe_pool(&self) -> watch::Receiver<usize> {
+        self.pool_size.clone()
     }
 
     async fn ask<T>(
@@ -470,6 +547,29 @@ impl ChainHandle {
     ) -> Result<Result<TxHash, MempoolError>, ActorStopped> {
         self.ask(|reply| Command::SubmitTx {
             tx: Box::new(tx),
+            reply,
+        })
+        .await
+    }
+
+    /// Admits a batch of transactions in one trip to the actor (see
+    /// [`Ledger::submit_batch`]): one result per transaction tried, in order.
+    pub async fn submit_txs(
+        &self,
+        txs: Vec<Transaction>,
+    ) -> Result<Vec<Result<TxHash, MempoolError>>, ActorStopped> {
+        self.ask(|reply| Command::SubmitTxs { txs, reply }).await
+    }
+
+    /// Pending transactions to announce, best first, bounded in count and encoded bytes.
+    pub async fn pending_txs(
+        &self,
+        max_txs: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Transaction>, ActorStopped> {
+        self.ask(|reply| Command::PendingTxs {
+            max_txs,
+            max_bytes,
             reply,
         })
         .await

@@ -19,6 +19,7 @@ pub mod run;
 pub mod sign_guard;
 pub mod testnet;
 pub mod tx_journal;
+pub mod tx_relay;
 pub mod voting;
 pub mod ws;
 

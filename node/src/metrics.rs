@@ -1,8 +1,10 @@
 //! Counters and gauges, rendered in Prometheus text format at `GET /metrics`.
 
 use crate::actor::HeadInfo;
+use chain::SignatureCache;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -23,6 +25,8 @@ pub struct Metrics {
     pub engine_messages: AtomicU64,
     /// WebSocket clients disconnected for not reading what they subscribed to.
     pub ws_dropped: AtomicU64,
+    /// The node's signature cache, whose hits and misses are rendered with the rest.
+    signature_cache: OnceLock<Arc<SignatureCache>>,
 }
 
 impl Metrics {
@@ -30,6 +34,12 @@ impl Metrics {
         self.height.store(head.id.height.0, Ordering::Relaxed);
         self.finalized_height
             .store(head.finalized.map_or(0, |f| f.height.0), Ordering::Relaxed);
+    }
+
+    /// Reports the hits, misses and size of `cache` (the one the node's chain and mempool
+    /// share) from now on; a second call keeps the first cache.
+    pub fn attach_signature_cache(&self, cache: Arc<SignatureCache>) {
+        let _ = self.signature_cache.set(cache);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -134,12 +144,45 @@ impl Metrics {
         ];
         let mut out = String::new();
         for (name, kind, help, value) in rows {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+            write_metric(&mut out, name, kind, help, value.load(Ordering::Relaxed));
+        }
+        // Without an attached cache (a node wired without one) the rows read zero.
+        let cache = self
+            .signature_cache
+            .get()
+            .map(|c| c.stats())
+            .unwrap_or_default();
+        let cache_rows: [(&str, &str, &str, u64); 3] = [
+            (
+                "toychain_signature_cache_hits_total",
+                "counter",
+                "Signature checks answered from the signature cache (verified earlier on this node).",
+                cache.hits,
+            ),
+            (
+                "toychain_signature_cache_misses_total",
+                "counter",
+                "Signature checks that ran ECDSA verification (hit rate = hits / (hits + misses)).",
+                cache.misses,
+            ),
+            (
+                "toychain_signature_cache_entries",
+                "gauge",
+                "Verified signatures held in the signature cache.",
+                cache.entries as u64,
+            ),
+        ];
+        for (name, kind, help, value) in cache_rows {
+            write_metric(&mut out, name, kind, help, value);
         }
         out
     }
+}
+
+fn write_metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    let _ = writeln!(out, "{name} {value}");
 }
 
 #[cfg(test)]
@@ -157,5 +200,42 @@ mod tests {
                 .filter(|l| !l.starts_with('#'))
                 .all(|l| l.split(' ').count() == 2)
         );
+    }
+
+    #[test]
+    fn renders_the_attached_signature_cache() {
+        let m = Metrics::default();
+        assert!(text_has(
+            &m.render(),
+            "toychain_signature_cache_misses_total 0"
+        ));
+        let cache = Arc::new(SignatureCache::new(8));
+        let key = chain::SecretKey::from_seed("alice");
+        let msg = chain::Hash256([3; 32]);
+        let sig = key.sign(&msg);
+        for _ in 0..3 {
+            cache
+                .verify(&key.public_key(), &msg, &sig)
+                .expect("valid signature");
+        }
+        m.attach_signature_cache(cache);
+        let text = m.render();
+        assert!(
+            text_has(&text, "toychain_signature_cache_hits_total 2"),
+            "{text}"
+        );
+        assert!(
+            text_has(&text, "toychain_signature_cache_misses_total 1"),
+            "{text}"
+        );
+        assert!(
+            text_has(&text, "toychain_signature_cache_entries 1"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE toychain_signature_cache_hits_total counter\n"));
+    }
+
+    fn text_has(text: &str, line: &str) -> bool {
+        text.lines().any(|l| l == line)
     }
 }

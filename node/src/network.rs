@@ -12,10 +12,11 @@ use crate::actor::ChainHandle;
 use crate::metrics::Metrics;
 use crate::orphans::{Admission, OrphanPool};
 use crate::rpc::NetView;
+use crate::tx_relay::TxRelay;
 use crate::voting::{EngineMessage, VotingInbox};
 use chain::{
     Block, BlockError, Canonical, CertifiedBlock, ChainView, EngineError, Height, ImportOutcome,
-    Transaction,
+    MempoolError, TxBatch, TxHash,
 };
 use net::{Client, Event, EventStream, PeerId, SyncRequest, SyncResponse, Topic, Verdict};
 use std::collections::VecDeque;
@@ -67,6 +68,23 @@ impl DelayQueue {
     }
 }
 
+/// The verdict on a gossiped transaction batch from what the pool made of each: rejected
+/// (and its sender penalised) when one can never be valid, as a single transaction was;
+/// otherwise forwarded when at least one was new to us, and dropped quietly when none was
+/// (an announcement of what we hold, or transactions not valid yet or any more).
+fn batch_verdict(results: &[Result<TxHash, MempoolError>]) -> Verdict {
+    if results
+        .iter()
+        .any(|r| matches!(r, Err(e) if e.is_bad_data()))
+    {
+        Verdict::Reject
+    } else if results.iter().any(Result::is_ok) {
+        Verdict::Accept
+    } else {
+        Verdict::Ignore
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Ctx {
     chain: ChainHandle,
@@ -83,6 +101,8 @@ struct Ctx {
     /// The engine imports blocks only with their certificates: gossip and sync carry
     /// [`CertifiedBlock`]s, and a plain block is refused.
     certified: bool,
+    /// Announces the pending transactions to a peer that connects.
+    relay: Option<TxRelay>,
 }
 
 /// What the network side of a node is given at start.
@@ -97,6 +117,8 @@ pub struct NetworkTask {
     pub delay: Duration,
     /// The voting engine's driver, when the engine decides by votes.
     pub voting: Option<VotingInbox>,
+    /// The transaction relay, told when a peer connects.
+    pub relay: Option<TxRelay>,
 }
 
 /// Runs until the event stream ends or `shutdown` flips. `delay` (`--net-delay`) holds
@@ -110,6 +132,7 @@ pub async fn run(task: NetworkTask, mut shutdown: watch::Receiver<bool>) {
         metrics,
         delay,
         voting,
+        relay,
     } = task;
     let certified = chain.engine().requires_certificate();
     let ctx = Ctx {
@@ -122,6 +145,7 @@ pub async fn run(task: NetworkTask, mut shutdown: watch::Receiver<bool>) {
         delay,
         voting,
         certified,
+        relay,
     };
     let mut ticker = tokio::time::interval(STATUS_INTERVAL);
     let mut delayed = DelayQueue::default();
@@ -176,7 +200,7 @@ impl Ctx {
                 let verdict = match topic {
                     Topic::Block if self.certified => self.on_gossip_certified(&data, source).await,
                     Topic::Block => self.on_gossip_block(&data, source).await,
-                    Topic::Tx => self.on_gossip_tx(&data).await,
+                    Topic::Tx => self.on_gossip_txs(&data, source).await,
                     Topic::Engine => self.on_engine_message(data).await,
                 };
                 if verdict == Verdict::Reject {
@@ -197,6 +221,9 @@ impl Ctx {
             Event::PeerConnected { peer, addr } => {
                 info!(%peer, %addr, "peer connected");
                 self.update_peer_count().await;
+                if let Some(relay) = &self.relay {
+                    relay.announce_pending();
+                }
                 let ctx = self.clone();
                 tokio::spawn(async move { ctx.sync_with(peer).await });
             }
@@ -328,15 +355,27 @@ impl Ctx {
         }
     }
 
-    async fn on_gossip_tx(&self, data: &[u8]) -> Verdict {
-        let tx = match Transaction::decode(data) {
-            Ok(tx) => tx,
-            Err(_) => return Verdict::Reject,
+    /// A batch of transactions: each is offered to the pool in one trip to the actor, and
+    /// the batch is judged by [`batch_verdict`].
+    async fn on_gossip_txs(&self, data: &[u8], source: PeerId) -> Verdict {
+        let batch = match TxBatch::decode(data) {
+            Ok(batch) => batch,
+            Err(e) => {
+                warn!(%source, error = %e, "undecodable transaction gossip");
+                return Verdict::Reject;
+            }
         };
-        match self.chain.submit_tx(tx).await {
-            Ok(Ok(_)) => Verdict::Accept,
-            Ok(Err(e)) if e.is_bad_data() => Verdict::Reject,
-            _ => Verdict::Ignore,
+        match self.chain.submit_txs(batch.txs).await {
+            Ok(results) => {
+                let verdict = batch_verdict(&results);
+                if verdict == Verdict::Reject
+                    && let Some(Err(e)) = results.last()
+                {
+                    warn!(%source, error = %e, "gossiped transaction batch carries an invalid transaction");
+                }
+                verdict
+            }
+            Err(_) => Verdict::Ignore,
         }
     }
 
@@ -607,5 +646,50 @@ impl Ctx {
         }
         self.view.syncing.store(false, Ordering::Relaxed);
         info!(%peer, imported, height = self.chain.head().id.height.0, "sync finished");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chain::TxError;
+    use chain::crypto::CryptoError;
+
+    #[test]
+    fn a_batch_is_judged_by_its_worst_and_its_news() {
+        let new = Ok(TxHash([1; 32]));
+        let known = Err(MempoolError::AlreadyKnown {
+            hash: TxHash([2; 32]),
+        });
+        let stale = Err(MempoolError::Invalid(TxError::NonceTooLow {
+            expected: 3,
+            got: 1,
+        }));
+        let forged = Err(MempoolError::Invalid(TxError::Signature(
+            CryptoError::BadSignature,
+        )));
+        type Results = Vec<Result<TxHash, MempoolError>>;
+        let cases: [(&str, Results, Verdict); 5] = [
+            ("all new", vec![new.clone(), new.clone()], Verdict::Accept),
+            (
+                "one new among known",
+                vec![known.clone(), new.clone()],
+                Verdict::Accept,
+            ),
+            (
+                "an announcement of known txs",
+                vec![known.clone(), stale.clone()],
+                Verdict::Ignore,
+            ),
+            (
+                "a forged one after good ones",
+                vec![new.clone(), forged.clone()],
+                Verdict::Reject,
+            ),
+            ("only a forged one", vec![forged], Verdict::Reject),
+        ];
+        for (case, results, verdict) in cases {
+            assert_eq!(batch_verdict(&results), verdict, "{case}");
+        }
     }
 }

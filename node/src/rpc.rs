@@ -95,6 +95,8 @@ impl From<chain::StoreError> for RpcError {
 #[derive(Clone, Debug, Default)]
 pub struct NetView {
     pub client: Option<net::Client>,
+    /// Where accepted transactions go to be gossiped in batches.
+    pub relay: Option<crate::tx_relay::TxRelay>,
     /// Head heights peers told us in status exchanges.
     pub peer_heights: Arc<Mutex<HashMap<String, u64>>>,
     pub syncing: Arc<AtomicBool>,
@@ -415,9 +417,10 @@ async fn tx_method(state: &RpcState, method: &str, params: Vec<Value>) -> Result
                         // Still in the mempool, but a crash would now lose it.
                         tracing::error!(error = %e, %hash, "tx not written to the journal");
                     }
-                    if let Some(client) = &state.net.client {
-                        // Gossip is best effort: with no peers the tx still waits here.
-                        let _ = client.publish(net::Topic::Tx, tx.encode()).await;
+                    if let Some(relay) = &state.net.relay {
+                        // Gossip is best effort: with no peers the tx still waits here, and
+                        // is announced when one connects.
+                        relay.relay(tx);
                     }
                     Ok(json!({"hash": hash.to_hex()}))
                 }

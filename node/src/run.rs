@@ -9,7 +9,7 @@ use crate::rpc::{NetView, RpcState};
 use crate::sign_guard::SignGuard;
 use crate::tx_journal::{self, TxJournal};
 use crate::voting::{VotingDriver, VotingStatus};
-use crate::{UsageError, actor, network, rpc, voting};
+use crate::{UsageError, actor, network, rpc, tx_relay, voting};
 use anyhow::Context;
 use chain::{
     Chain, ChainConfig, ChainView, Clock, Mempool, MempoolConfig, RocksStore, SkewedClock,
@@ -259,11 +259,15 @@ pub(crate) async fn serve(
         ))
     };
     let chain_id = chain::ChainId(spec.chain_id);
+    // One signature cache for the chain and the mempool: a tx verified at admission is not
+    // verified again when its block is built or imported.
+    let chain_config = ChainConfig::new(chain_id);
+    let signatures = chain_config.signature_cache.clone();
     let chain = Chain::open(
         store,
         engine.clone(),
         clock.clone(),
-        ChainConfig::new(chain_id),
+        chain_config,
         &spec.genesis(),
     )
     .map_err(|e| {
@@ -274,13 +278,15 @@ pub(crate) async fn serve(
     })?;
     let genesis = chain.genesis().hash();
     let metrics = Arc::new(Metrics::default());
+    metrics.attach_signature_cache(signatures.clone());
     let mempool = Mempool::new(
         chain_id,
         MempoolConfig {
             max_txs: usize::try_from(args.mempool_txs).unwrap_or(usize::MAX),
             ..spec.mempool_config()
         },
-    );
+    )
+    .with_signature_cache(signatures);
     info!(
         chain = %spec.name,
         engine = engine.name(),
@@ -309,11 +315,18 @@ pub(crate) async fn serve(
     let (client, events, event_loop) =
         net::new(net_config).map_err(|e| anyhow::anyhow!("cannot start the network: {e}"))?;
     let net_task = tokio::spawn(event_loop.run());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Transactions go out in batches; the pending ones are announced to each new peer and
+    // again from time to time, so txs acknowledged before a restart reach a peer too.
+    let (relay, relay_task) = tx_relay::spawn(handle.clone(), client.clone(), shutdown_rx.clone());
+    for tx in replayed {
+        relay.relay(tx);
+    }
     let view = NetView {
         client: Some(client.clone()),
+        relay: Some(relay.clone()),
         ..NetView::default()
     };
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     // A voting engine's machine, restored from what it last persisted.
     let persisted = voting::load_state(&settings.data_dir)?;
@@ -353,6 +366,7 @@ pub(crate) async fn serve(
             metrics: metrics.clone(),
             delay: settings.net_delay,
             voting: voting_inbox,
+            relay: Some(relay),
         },
         shutdown_rx.clone(),
     ));
@@ -400,15 +414,8 @@ pub(crate) async fn serve(
         settings.p2p_listen
     );
 
-    // Txs acknowledged before a restart go out again once a peer is there to take them;
-    // the journal drops what left the mempool from time to time.
-    let journal_task = tokio::spawn(keep_journal(
-        journal,
-        handle.clone(),
-        client.clone(),
-        replayed,
-        shutdown_rx.clone(),
-    ));
+    // The journal drops what left the mempool from time to time.
+    let journal_task = tokio::spawn(keep_journal(journal, handle.clone(), shutdown_rx.clone()));
 
     // Production. A voting engine's blocks are built when its machine asks (above); its
     // producer never has a turn of its own.
@@ -467,6 +474,7 @@ pub(crate) async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(5), sync_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), net_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(5), journal_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), relay_task).await;
     if let Some(task) = voting_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
@@ -478,29 +486,12 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-/// Gossips `replayed` once the node has a peer (for at most a minute), then compacts the
-/// journal every [`tx_journal::COMPACT_INTERVAL`] until shutdown.
+/// Compacts the journal every [`tx_journal::COMPACT_INTERVAL`] until shutdown.
 async fn keep_journal(
     journal: Arc<TxJournal>,
     chain: actor::ChainHandle,
-    client: net::Client,
-    replayed: Vec<chain::Transaction>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    if !replayed.is_empty() {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while tokio::time::Instant::now() < deadline && !*shutdown.borrow() {
-            if client.peers().await.is_ok_and(|p| !p.is_empty()) {
-                for tx in &replayed {
-                    let _ = client
-                        .publish(net::Topic::Tx, chain::Canonical::encode(tx))
-                        .await;
-                }
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
     let mut ticker = tokio::time::interval(tx_journal::COMPACT_INTERVAL);
     loop {
         tokio::select! {

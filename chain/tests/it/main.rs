@@ -7,6 +7,7 @@ mod faults;
 mod fork_choice;
 mod mempool;
 mod reorg;
+mod sigcache;
 mod store;
 mod validation;
 

@@ -143,12 +143,13 @@ impl SimNode {
             &spec.genesis(),
         )
         .with_context(|| format!("{name}: cannot open the chain"))?;
+        // One signature cache per node, as a real node has: a transfer checked at admission
+        // is not checked again when its block is imported.
+        let mempool = Mempool::new(chain_id, spec.mempool_config())
+            .with_signature_cache(chain.config().signature_cache.clone());
         Ok(SimNode {
             name,
-            ledger: Ledger {
-                chain,
-                mempool: Mempool::new(chain_id, spec.mempool_config()),
-            },
+            ledger: Ledger { chain, mempool },
             producer,
             epoch: 0,
             last_signed: None,

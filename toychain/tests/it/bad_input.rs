@@ -14,7 +14,8 @@ use chain::crypto::merkle_root;
 use chain::dev::dev_key;
 use chain::{
     Amount, Block, BlockProducer, CancelFlag, Canonical, Chain, ChainConfig, ChainView, Hash256,
-    ManualClock, MemoryStore, RocksStore, SecretKey, Signature, Timestamp, Transaction, TxKind,
+    ManualClock, MemoryStore, RocksStore, SecretKey, Signature, Timestamp, Transaction, TxBatch,
+    TxKind,
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -133,11 +134,21 @@ impl Node {
         metrics_counter(&self.node.rpc, "toychain_gossip_rejected_total")
     }
 
-    /// Publishes `bytes` on `topic` from a fresh peer, then a probe, and waits until the
-    /// node has the probe. Returns the change of the node's rejection counter.
+    /// Publishes `bytes` on `topic` from a fresh peer (transaction bytes as a batch of one),
+    /// then a probe, and waits until the node has the probe. Returns the change of the
+    /// node's rejection counter.
     fn gossip(&mut self, topic: net::Topic, bytes: Vec<u8>) -> u64 {
+        let bytes = if topic == net::Topic::Tx {
+            batch_of_one(&bytes)
+        } else {
+            bytes
+        };
         let before = self.rejected();
         let probe = transfer("ferdie", self.probes_sent, "grace", toy(1), CHAIN_ID);
+        let probe = TxBatch {
+            sequence: 0,
+            txs: vec![probe],
+        };
         self.probes_sent += 1;
         let want = self.probes_sent;
         let url = self.node.rpc.clone();
@@ -166,6 +177,12 @@ impl Node {
         });
         self.rejected() - before
     }
+}
+
+/// The transaction topic's wire form (a [`TxBatch`]) around one transaction's bytes, taken
+/// as they are: malformed ones make a malformed batch.
+fn batch_of_one(tx: &[u8]) -> Vec<u8> {
+    [0u64.to_le_bytes().as_slice(), &1u32.to_le_bytes(), tx].concat()
 }
 
 fn expect_gossip(case: &str, delta: u64, want: Gossip) {

@@ -1,0 +1,272 @@
+//! A bounded cache of signatures already verified, after Bitcoin Core's `CSignatureCache`.
+//!
+//! A node checks a transaction's signature when the transaction enters its mempool, and
+//! again when a block carrying it is built, proposed or imported. The cache keeps one
+//! entry per *successful* verification, so each signature costs one ECDSA check per node.
+//!
+//! The entry is `sha256d(domain ‖ prehash ‖ public key ‖ signature)`: all three inputs of
+//! the check, so a signature cached for one message or key says nothing about another
+//! (changing any of them changes the entry, and finding two inputs with one entry is a
+//! SHA-256 collision). Nothing enters the cache but what [`SignatureCache::verify`] has
+//! just verified, so an unchecked or invalid signature can never be answered from it.
+//! The table is bounded: past its capacity the oldest entries go first (a miss then costs
+//! one more verification, never a wrong answer).
+
+use crate::crypto::{CryptoError, PublicKey, Signature, sha256d_parts};
+use crate::primitives::Hash256;
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock};
+
+/// Entries a node keeps by default: about 8 MB with the table's overhead, a few blocks'
+/// worth of transactions at the block limit (`MAX_TXS_PER_BLOCK`) plus a full mempool.
+pub const DEFAULT_SIGNATURE_CACHE_ENTRIES: usize = 100_000;
+
+/// Domain tag of the cache entry hash.
+const ENTRY_DOMAIN: &[u8] = b"toychain/sigcache/v1";
+
+type Entry = [u8; 32];
+
+#[derive(Default)]
+struct Table {
+    entries: HashSet<Entry>,
+    /// Insertion order, oldest first: the eviction order.
+    order: VecDeque<Entry>,
+}
+
+/// What the cache has done so far, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignatureCacheStats {
+    /// Verifications answered from the cache.
+    pub hits: u64,
+    /// Verifications that ran the ECDSA check (successful or not).
+    pub misses: u64,
+    /// Entries held now.
+    pub entries: usize,
+}
+
+/// A bounded, thread-safe set of (prehash, key, signature) triples known to verify. One
+/// per node, shared by mempool admission, block building and block import (clone the
+/// `Arc`); safe to use from rayon's parallel checks.
+pub struct SignatureCache {
+    capacity: usize,
+    table: RwLock<Table>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl SignatureCache {
+    /// A cache holding at most `capacity` entries; zero caches nothing (every call verifies).
+    pub fn new(capacity: usize) -> SignatureCache {
+        SignatureCache {
+            capacity,
+            table: RwLock::new(Table::default()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// Verifies a low-S signature over `prehash` by `key` ([`PublicKey::verify`]),
+    /// answering from the cache when this exact triple verified before, and remembering it
+    /// when it verifies now.
+    pub fn verify(
+        &self,
+        key: &PublicKey,
+        prehash: &Hash256,
+        signature: &Signature,
+    ) -> Result<(), CryptoError> {
+        let entry = Self::entry(key, prehash, signature);
+        if self.contains(&entry) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        key.verify(prehash, signature)?;
+        self.insert(entry);
+        Ok(())
+    }
+
+    /// Counters and size.
+    pub fn stats(&self) -> SignatureCacheStats {
+        SignatureCacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: self.len(),
+        }
+    }
+
+    /// Entries held now.
+    pub fn len(&self) -> usize {
+        self.read().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Most entries held.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn entry(key: &PublicKey, prehash: &Hash256, signature: &Signature) -> Entry {
+        sha256d_parts(&[ENTRY_DOMAIN, &prehash.0, &key.0, &signature.0])
+    }
+
+    fn contains(&self, entry: &Entry) -> bool {
+        self.read().entries.contains(entry)
+    }
+
+    fn insert(&self, entry: Entry) {
+        if self.capacity == 0 {
+            return;
+        }
+        // A poisoned lock only means another thread panicked mid-insert: the set and the
+        // order may disagree on one entry, which costs at most one extra verification.
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        if !table.entries.insert(entry) {
+            return;
+        }
+        table.order.push_back(entry);
+        while table.order.len() > self.capacity {
+            if let Some(oldest) = table.order.pop_front() {
+                table.entries.remove(&oldest);
+            }
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for SignatureCache {
+    /// A cache of [`DEFAULT_SIGNATURE_CACHE_ENTRIES`].
+    fn default() -> Self {
+        SignatureCache::new(DEFAULT_SIGNATURE_CACHE_ENTRIES)
+    }
+}
+
+impl fmt::Debug for SignatureCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignatureCache")
+            .field("capacity", &self.capacity)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{SecretKey, sha256d};
+    use std::sync::Arc;
+
+    fn signed(seed: &str, message: &[u8]) -> (PublicKey, Hash256, Signature) {
+        let key = SecretKey::from_seed(seed);
+        let prehash = Hash256(sha256d(message));
+        (key.public_key(), prehash, key.sign(&prehash))
+    }
+
+    #[test]
+    fn a_verified_signature_is_answered_from_the_cache() {
+        let cache = SignatureCache::new(16);
+        let (key, msg, sig) = signed("alice", b"pay bob");
+        assert_eq!(cache.verify(&key, &msg, &sig), Ok(()));
+        assert_eq!(cache.verify(&key, &msg, &sig), Ok(()));
+        assert_eq!(cache.verify(&key, &msg, &sig), Ok(()));
+        let stats = cache.stats();
+        assert_eq!((stats.misses, stats.hits, stats.entries), (1, 2, 1));
+    }
+
+    #[test]
+    fn a_cached_sibling_does_not_let_a_tampered_triple_pass() {
+        let cache = SignatureCache::new(16);
+        let (key, msg, sig) = signed("alice", b"pay bob");
+        cache.verify(&key, &msg, &sig).expect("valid signature");
+        let other_msg = Hash256(sha256d(b"pay eve"));
+        let other_key = SecretKey::from_seed("eve").public_key();
+        let (_, _, other_sig) = signed("alice", b"pay eve");
+        let high_s = sig.malleated().expect("a valid signature has a twin");
+        let cases: [(&str, PublicKey, Hash256, Signature, CryptoError); 4] = [
+            ("message", key, other_msg, sig, CryptoError::BadSignature),
+            ("key", other_key, msg, sig, CryptoError::BadSignature),
+            ("signature", key, msg, other_sig, CryptoError::BadSignature),
+            ("high-s twin", key, msg, high_s, CryptoError::HighS),
+        ];
+        for (changed, key, msg, sig, expected) in cases {
+            // Twice: a failure is not remembered as a success either.
+            for _ in 0..2 {
+                assert_eq!(
+                    cache.verify(&key, &msg, &sig),
+                    Err(expected.clone()),
+                    "{changed}"
+                );
+            }
+        }
+        let stats = cache.stats();
+        assert_eq!((stats.misses, stats.hits, stats.entries), (9, 0, 1));
+    }
+
+    #[test]
+    fn the_cache_holds_at_most_its_capacity_and_forgets_the_oldest() {
+        let cache = SignatureCache::new(3);
+        let triples: Vec<_> = (0..5u8).map(|i| signed("alice", &[i])).collect();
+        for (key, msg, sig) in &triples {
+            cache.verify(key, msg, sig).expect("valid signature");
+        }
+        assert_eq!(cache.len(), 3);
+        // The newest three answer from the cache; the two oldest were evicted.
+        for (key, msg, sig) in &triples[2..] {
+            cache.verify(key, msg, sig).expect("valid signature");
+        }
+        assert_eq!(cache.stats().hits, 3);
+        let (key, msg, sig) = &triples[0];
+        cache.verify(key, msg, sig).expect("valid signature");
+        assert_eq!(cache.stats().misses, 6);
+        assert_eq!(cache.len(), 3);
+    }
+
+    #[test]
+    fn a_zero_capacity_cache_verifies_every_time() {
+        let cache = SignatureCache::new(0);
+        let (key, msg, sig) = signed("alice", b"pay bob");
+        for _ in 0..3 {
+            cache.verify(&key, &msg, &sig).expect("valid signature");
+        }
+        assert_eq!(cache.stats().misses, 3);
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn concurrent_verifications_agree_and_stay_bounded() {
+        let cache = Arc::new(SignatureCache::new(40));
+        let triples: Arc<Vec<_>> = Arc::new((0..64u8).map(|i| signed("bob", &[i])).collect());
+        let (bad_key, bad_msg, _) = signed("carol", b"x");
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let cache = cache.clone();
+                let triples = triples.clone();
+                std::thread::spawn(move || {
+                    for round in 0..2 {
+                        for (i, (key, msg, sig)) in triples.iter().enumerate() {
+                            if (i + t + round) % 5 == 0 {
+                                assert!(cache.verify(&bad_key, &bad_msg, sig).is_err());
+                            } else {
+                                assert_eq!(cache.verify(key, msg, sig), Ok(()));
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("a verifying thread panicked");
+        }
+        let stats = cache.stats();
+        assert!(stats.entries <= 40, "{stats:?}");
+        assert_eq!(stats.hits + stats.misses, 4 * 2 * 64);
+        assert!(stats.hits > 0, "{stats:?}");
+    }
+}
