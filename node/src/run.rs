@@ -238,80 +238,17 @@ pub(crate) async fn serve(
     let miner::Engines { engine, producer } = spec
         .engine
         .engines(settings.author.as_ref(), args.mining_threads)?;
-    let store = Arc::new(
-        RocksStore::open(settings.data_dir.join("db")).with_context(|| {
-            format!(
-                "cannot open the database in {}",
-                settings.data_dir.display()
-            )
-        })?,
-    );
-    let clock: Arc<dyn Clock> = if settings.clock_skew == 0 {
-        Arc::new(SystemClock)
-    } else {
-        warn!(
-            skew_secs = settings.clock_skew,
-            "--clock-skew: this node's clock is shifted from the system clock"
-        );
-        Arc::new(SkewedClock::new(
-            Arc::new(SystemClock),
-            settings.clock_skew.saturating_mul(1000),
-        ))
-    };
-    let chain_id = chain::ChainId(spec.chain_id);
-    // One signature cache for the chain and the mempool: a tx verified at admission is not
-    // verified again when its block is built or imported.
-    let chain_config = ChainConfig::new(chain_id);
-    let signatures = chain_config.signature_cache.clone();
-    let chain = Chain::open(
-        store,
-        engine.clone(),
-        clock.clone(),
-        chain_config,
-        &spec.genesis(),
-    )
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open the chain in {}: {e}",
-            settings.data_dir.display()
-        )
-    })?;
+    let clock = node_clock(settings.clock_skew);
+    let (chain, mempool, metrics) = open_chain(&settings, &args, &engine, &clock)?;
     let genesis = chain.genesis().hash();
-    let metrics = Arc::new(Metrics::default());
-    metrics.attach_signature_cache(signatures.clone());
-    let mempool = Mempool::new(
-        chain_id,
-        MempoolConfig {
-            max_txs: usize::try_from(args.mempool_txs).unwrap_or(usize::MAX),
-            ..spec.mempool_config()
-        },
-    )
-    .with_signature_cache(signatures);
-    info!(
-        chain = %spec.name,
-        engine = engine.name(),
-        %genesis,
-        height = chain.head().height().0,
-        "chain ready"
-    );
     let (handle, actor_thread) = actor::spawn(chain, mempool, metrics.clone());
     let (journal, journaled) = TxJournal::open(&settings.data_dir)?;
     let journal = Arc::new(journal);
     let replayed = tx_journal::replay(&handle, journaled).await;
 
     // Network.
-    let mut net_config = net::NetworkConfig::new(node_key(&settings.data_dir)?, genesis);
-    net_config.listen = vec![settings.p2p_listen.clone()];
-    net_config.bootnodes = settings.bootnodes.clone();
-    net_config.mdns = settings.mdns;
     let kind = spec.engine.kind();
-    if kind.votes() {
-        // A proposal or a Raft append carries whole blocks; still bounded by the engine.
-        net_config.max_engine_bytes = kind.max_message_bytes() + voting::FRAME_HEADER_BYTES;
-    }
-    if engine.requires_certificate() {
-        net_config.max_block_bytes = <chain::CertifiedBlock as chain::Canonical>::MAX_BYTES;
-    }
+    let net_config = net_config(&settings, genesis, kind, engine.as_ref())?;
     let (client, events, event_loop) =
         net::new(net_config).map_err(|e| anyhow::anyhow!("cannot start the network: {e}"))?;
     let net_task = tokio::spawn(event_loop.run());
@@ -327,36 +264,18 @@ pub(crate) async fn serve(
         relay: Some(relay.clone()),
         ..NetView::default()
     };
-
-    // A voting engine's machine, restored from what it last persisted.
-    let persisted = voting::load_state(&settings.data_dir)?;
-    let machine = engine
-        .voting_machine(settings.author.as_ref(), persisted.as_deref())
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot start the {} voting machine from {}: {e}",
-                engine.name(),
-                settings.data_dir.join(voting::STATE_FILE).display()
-            )
-        })?;
-    let voting_status = machine.as_ref().map(|_| VotingStatus::default());
-    let (voting_inbox, voting_task) = match (machine, &voting_status) {
-        (Some(machine), Some(status)) => {
-            let (inbox, task) = VotingDriver {
-                machine,
-                chain: handle.clone(),
-                client: client.clone(),
-                producer: producer.clone(),
-                clock: clock.clone(),
-                metrics: metrics.clone(),
-                data_dir: settings.data_dir.clone(),
-                status: status.clone(),
-            }
-            .spawn(shutdown_rx.clone());
-            (Some(inbox), Some(task))
-        }
-        _ => (None, None),
-    };
+    let voting = spawn_voting(
+        &settings,
+        engine.as_ref(),
+        VotingDriverParts {
+            chain: handle.clone(),
+            client: client.clone(),
+            producer: producer.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+        },
+        shutdown_rx.clone(),
+    )?;
     let sync_task = tokio::spawn(network::run(
         network::NetworkTask {
             events,
@@ -365,7 +284,7 @@ pub(crate) async fn serve(
             view: view.clone(),
             metrics: metrics.clone(),
             delay: settings.net_delay,
-            voting: voting_inbox,
+            voting: voting.inbox,
             relay: Some(relay),
         },
         shutdown_rx.clone(),
@@ -378,12 +297,6 @@ pub(crate) async fn serve(
     }
 
     // RPC.
-    let listener = tokio::net::TcpListener::bind(settings.rpc_addr)
-        .await
-        .with_context(|| format!("cannot listen for RPC on {} (in use?)", settings.rpc_addr))?;
-    let rpc_addr = listener
-        .local_addr()
-        .context("the RPC listener has no address")?;
     let control = ProducerControl::default();
     let rpc_state = RpcState {
         chain: handle.clone(),
@@ -397,16 +310,10 @@ pub(crate) async fn serve(
             .map(|_| control.clone()),
         admin: args.rpc_admin,
         journal: Some(journal.clone()),
-        voting: voting_status,
+        voting: voting.status,
         closing: shutdown_rx.clone(),
     };
-    if args.rpc_admin {
-        warn!("--rpc-admin: admin RPC methods are on; anyone who reaches the RPC may use them");
-    }
-    let mut rpc_shutdown = shutdown_rx.clone();
-    let rpc_task = tokio::spawn(rpc::serve(listener, rpc_state, async move {
-        let _ = rpc_shutdown.changed().await;
-    }));
+    let (rpc_addr, rpc_task) = spawn_rpc(&settings, rpc_state, shutdown_rx.clone()).await?;
     println!(
         "toychain node: rpc http://{} · peer {} · p2p {}",
         settings.rpc_addr,
@@ -420,28 +327,18 @@ pub(crate) async fn serve(
     // Production. A voting engine's blocks are built when its machine asks (above); its
     // producer never has a turn of its own.
     let producer_thread = match producer {
-        Some(producer) if !kind.votes() => {
-            let guard = if producer.signs_blocks() {
-                Some(SignGuard::open(&settings.data_dir)?)
-            } else {
-                None
-            };
-            Some(
-                ProducerLoop {
-                    chain: handle.clone(),
-                    producer,
-                    clock,
-                    client: Some(client.clone()),
-                    runtime: tokio::runtime::Handle::current(),
-                    metrics: metrics.clone(),
-                    control: control.clone(),
-                    on_demand: args.on_demand,
-                    guard,
-                    wait_for_peer: (!settings.bootnodes.is_empty()).then_some(FIRST_PEER_WAIT),
-                }
-                .spawn(),
-            )
-        }
+        Some(producer) if !kind.votes() => Some(spawn_producer(
+            &settings,
+            &args,
+            producer,
+            ProducerLoopParts {
+                chain: handle.clone(),
+                client: client.clone(),
+                clock,
+                metrics: metrics.clone(),
+                control: control.clone(),
+            },
+        )?),
         _ => None,
     };
 
@@ -463,27 +360,270 @@ pub(crate) async fn serve(
         control.stop();
         return Ok(());
     }
-    info!("shutting down");
-    control.stop();
-    let _ = shutdown_tx.send(true);
-    let _ = client.shutdown().await;
-    if let Some(thread) = producer_thread {
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    Running {
+        shutdown: shutdown_tx,
+        control,
+        client,
+        producer_thread,
+        tasks: [rpc_task, sync_task, net_task, journal_task, relay_task]
+            .into_iter()
+            .chain(voting.task)
+            .collect(),
+        handle,
+        actor_thread,
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), rpc_task).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), sync_task).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), net_task).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), journal_task).await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), relay_task).await;
-    if let Some(task) = voting_task {
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    }
-    drop(handle);
-    drop(client);
-    // The actor flushes the store when its last handle is gone.
-    let _ = tokio::task::spawn_blocking(move || actor_thread.join()).await;
-    info!("stopped");
+    .shut_down()
+    .await;
     Ok(())
+}
+
+/// What a running node stops, in order, at a graceful shutdown.
+struct Running {
+    shutdown: watch::Sender<bool>,
+    control: ProducerControl,
+    client: net::Client,
+    producer_thread: Option<std::thread::JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    handle: actor::ChainHandle,
+    actor_thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops production, tells every task, closes the network, waits (boundedly) for the
+    /// tasks, and lets the chain actor flush the store.
+    async fn shut_down(self) {
+        info!("shutting down");
+        self.control.stop();
+        let _ = self.shutdown.send(true);
+        let _ = self.client.shutdown().await;
+        if let Some(thread) = self.producer_thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        drop(self.handle);
+        drop(self.client);
+        // The actor flushes the store when its last handle is gone.
+        let actor_thread = self.actor_thread;
+        let _ = tokio::task::spawn_blocking(move || actor_thread.join()).await;
+        info!("stopped");
+    }
+}
+
+/// What the producer loop shares with the rest of the node.
+struct ProducerLoopParts {
+    chain: actor::ChainHandle,
+    client: net::Client,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    control: ProducerControl,
+}
+
+/// Starts the producer thread of a block engine, with the double-sign guard when its
+/// blocks are signed.
+fn spawn_producer(
+    settings: &Settings,
+    args: &NodeArgs,
+    producer: Arc<dyn chain::BlockProducer>,
+    parts: ProducerLoopParts,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let guard = if producer.signs_blocks() {
+        Some(SignGuard::open(&settings.data_dir)?)
+    } else {
+        None
+    };
+    Ok(ProducerLoop {
+        chain: parts.chain,
+        producer,
+        clock: parts.clock,
+        client: Some(parts.client),
+        runtime: tokio::runtime::Handle::current(),
+        metrics: parts.metrics,
+        control: parts.control,
+        on_demand: args.on_demand,
+        guard,
+        wait_for_peer: (!settings.bootnodes.is_empty()).then_some(FIRST_PEER_WAIT),
+    }
+    .spawn())
+}
+
+/// The system clock, shifted by `--clock-skew` seconds when asked.
+fn node_clock(skew_secs: i64) -> Arc<dyn Clock> {
+    if skew_secs == 0 {
+        return Arc::new(SystemClock);
+    }
+    warn!(
+        skew_secs,
+        "--clock-skew: this node's clock is shifted from the system clock"
+    );
+    Arc::new(SkewedClock::new(
+        Arc::new(SystemClock),
+        skew_secs.saturating_mul(1000),
+    ))
+}
+
+/// The chain in the data dir's RocksDB, its mempool and the node's metrics, sharing one
+/// signature cache: a tx verified at admission is not verified again when its block is
+/// built or imported.
+fn open_chain(
+    settings: &Settings,
+    args: &NodeArgs,
+    engine: &Arc<dyn chain::ConsensusEngine>,
+    clock: &Arc<dyn Clock>,
+) -> anyhow::Result<(Chain, Mempool, Arc<Metrics>)> {
+    let spec = &settings.spec;
+    let store = Arc::new(
+        RocksStore::open(settings.data_dir.join("db")).with_context(|| {
+            format!(
+                "cannot open the database in {}",
+                settings.data_dir.display()
+            )
+        })?,
+    );
+    let chain_id = chain::ChainId(spec.chain_id);
+    let chain_config = ChainConfig::new(chain_id);
+    let signatures = chain_config.signature_cache.clone();
+    let chain = Chain::open(
+        store,
+        engine.clone(),
+        clock.clone(),
+        chain_config,
+        &spec.genesis(),
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the chain in {}: {e}",
+            settings.data_dir.display()
+        )
+    })?;
+    let metrics = Arc::new(Metrics::default());
+    metrics.attach_signature_cache(signatures.clone());
+    let mempool = Mempool::new(
+        chain_id,
+        MempoolConfig {
+            max_txs: usize::try_from(args.mempool_txs).unwrap_or(usize::MAX),
+            ..spec.mempool_config()
+        },
+    )
+    .with_signature_cache(signatures);
+    info!(
+        chain = %spec.name,
+        engine = engine.name(),
+        genesis = %chain.genesis().hash(),
+        height = chain.head().height().0,
+        "chain ready"
+    );
+    Ok((chain, mempool, metrics))
+}
+
+/// The network's settings: addresses, the node key, and message bounds that fit the
+/// engine (a proposal or a Raft append carries whole blocks; a certified block its
+/// certificate).
+fn net_config(
+    settings: &Settings,
+    genesis: chain::BlockHash,
+    kind: EngineKind,
+    engine: &dyn chain::ConsensusEngine,
+) -> anyhow::Result<net::NetworkConfig> {
+    let mut config = net::NetworkConfig::new(node_key(&settings.data_dir)?, genesis);
+    config.listen = vec![settings.p2p_listen.clone()];
+    config.bootnodes = settings.bootnodes.clone();
+    config.mdns = settings.mdns;
+    if kind.votes() {
+        config.max_engine_bytes = kind.max_message_bytes() + voting::FRAME_HEADER_BYTES;
+    }
+    if engine.requires_certificate() {
+        config.max_block_bytes = <chain::CertifiedBlock as chain::Canonical>::MAX_BYTES;
+    }
+    Ok(config)
+}
+
+/// What the voting driver shares with the rest of the node.
+struct VotingDriverParts {
+    chain: actor::ChainHandle,
+    client: net::Client,
+    producer: Option<Arc<dyn chain::BlockProducer>>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+}
+
+/// A voting engine's running driver: where the network hands it messages, its status for
+/// RPC, its task. All `None` for an engine that does not vote.
+struct VotingParts {
+    inbox: Option<voting::VotingInbox>,
+    status: Option<VotingStatus>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts a voting engine's machine, restored from what it last persisted.
+fn spawn_voting(
+    settings: &Settings,
+    engine: &dyn chain::ConsensusEngine,
+    parts: VotingDriverParts,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<VotingParts> {
+    let persisted = voting::load_state(&settings.data_dir)?;
+    let machine = engine
+        .voting_machine(settings.author.as_ref(), persisted.as_deref())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot start the {} voting machine from {}: {e}",
+                engine.name(),
+                settings.data_dir.join(voting::STATE_FILE).display()
+            )
+        })?;
+    let Some(machine) = machine else {
+        return Ok(VotingParts {
+            inbox: None,
+            status: None,
+            task: None,
+        });
+    };
+    let status = VotingStatus::default();
+    let (inbox, task) = VotingDriver {
+        machine,
+        chain: parts.chain,
+        client: parts.client,
+        producer: parts.producer,
+        clock: parts.clock,
+        metrics: parts.metrics,
+        data_dir: settings.data_dir.clone(),
+        status: status.clone(),
+    }
+    .spawn(shutdown);
+    Ok(VotingParts {
+        inbox: Some(inbox),
+        status: Some(status),
+        task: Some(task),
+    })
+}
+
+/// Binds the RPC port and serves JSON-RPC (HTTP and WebSocket), the dashboard and
+/// `/metrics` until shutdown; returns the bound address.
+async fn spawn_rpc(
+    settings: &Settings,
+    state: RpcState,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(settings.rpc_addr)
+        .await
+        .with_context(|| format!("cannot listen for RPC on {} (in use?)", settings.rpc_addr))?;
+    let rpc_addr = listener
+        .local_addr()
+        .context("the RPC listener has no address")?;
+    if state.admin {
+        warn!("--rpc-admin: admin RPC methods are on; anyone who reaches the RPC may use them");
+    }
+    let task = tokio::spawn(async move {
+        let serving = rpc::serve(listener, state, async move {
+            let _ = shutdown.changed().await;
+        });
+        if let Err(e) = serving.await {
+            warn!(error = %e, "the RPC server stopped");
+        }
+    });
+    Ok((rpc_addr, task))
 }
 
 /// Compacts the journal every [`tx_journal::COMPACT_INTERVAL`] until shutdown.

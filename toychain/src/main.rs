@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         cli::Command::Bench(args) => args.execute(),
         cli::Command::Dev(args) => args.execute(),
         cli::Command::Compare(args) => args.execute(),
-        cli::Command::Simulate(args) => lab::simulate::run(args),
+        cli::Command::Simulate(args) => args.execute(),
         cli::Command::Reliability(args) => args.execute(),
     };
     match result {

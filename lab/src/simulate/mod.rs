@@ -348,29 +348,31 @@ fn hash_shares(rates: &[f64], nodes: usize, engines: &[EngineKind]) -> anyhow::R
     Ok(rates.iter().map(|r| r / total).collect())
 }
 
-pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
-    if let Some(name) = &args.sweep {
-        return sweep(name, &args);
-    }
-    let plan = Plan::from_args(args)?;
-    std::fs::create_dir_all(&plan.out)
-        .with_context(|| format!("cannot create --out {}", plan.out.display()))?;
-    let bar = progress_bar(plan.specs.len() as u64 * plan.duration_s, "simulated");
-    let mut results = Vec::new();
-    for (i, spec) in plan.specs.iter().enumerate() {
-        let kind = spec.engine.kind();
-        let done = i as u64 * plan.duration_s;
-        bar.set_message(format!("{kind}: {} node(s)", plan.nodes));
-        let started = Instant::now();
-        let outcome = quietly(|| {
-            world::simulate(setup(&plan, spec), &mut |secs| {
-                bar.set_position(done + secs)
+impl SimulateArgs {
+    /// Runs `toychain simulate`.
+    pub fn execute(self) -> anyhow::Result<()> {
+        if let Some(name) = &self.sweep {
+            return sweep(name, &self);
+        }
+        let plan = Plan::from_args(self)?;
+        std::fs::create_dir_all(&plan.out)
+            .with_context(|| format!("cannot create --out {}", plan.out.display()))?;
+        let bar = progress_bar(plan.specs.len() as u64 * plan.duration_s, "simulated");
+        let mut results = Vec::new();
+        for (i, spec) in plan.specs.iter().enumerate() {
+            let kind = spec.engine.kind();
+            let done = i as u64 * plan.duration_s;
+            bar.set_message(format!("{kind}: {} node(s)", plan.nodes));
+            let started = Instant::now();
+            let outcome = quietly(|| {
+                world::simulate(setup(&plan, spec), &mut |secs| {
+                    bar.set_position(done + secs)
+                })
             })
-        })
-        .with_context(|| format!("{kind} simulation"))?;
-        let wall = started.elapsed();
-        let result = metrics::compute(&outcome.record, plan.tx_rate);
-        bar.suspend(|| {
+            .with_context(|| format!("{kind} simulation"))?;
+            let wall = started.elapsed();
+            let result = metrics::compute(&outcome.record, plan.tx_rate);
+            bar.suspend(|| {
             say(&report::one_line(&result.metrics));
             say(&format!(
                 "{kind}: {} of virtual time on {} node(s) in {:.1} s of wall time ({} events, {} \
@@ -395,28 +397,29 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 say(&format!("{kind}: {count} × {problem}"));
             }
         });
-        results.push(result);
+            results.push(result);
+        }
+        bar.finish_and_clear();
+        let about = report::About {
+            title: format!(
+                "toychain simulate: {}",
+                plan.engines
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            intro: intro(&plan),
+            settings: &plan,
+            machine: false,
+            poll_interval_ms: None,
+        };
+        let mut written = report::write_report(&about, &plan.out, &results)?;
+        written.extend(charts::write(&plan.out, &results)?);
+        written.push(crate::report_html::write(&plan.out, &written)?);
+        say_written(&plan.out, &written);
+        Ok(())
     }
-    bar.finish_and_clear();
-    let about = report::About {
-        title: format!(
-            "toychain simulate: {}",
-            plan.engines
-                .iter()
-                .map(|k| k.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        intro: intro(&plan),
-        settings: &plan,
-        machine: false,
-        poll_interval_ms: None,
-    };
-    let mut written = report::write_report(&about, &plan.out, &results)?;
-    written.extend(charts::write(&plan.out, &results)?);
-    written.push(crate::report_html::write(&plan.out, &written)?);
-    say_written(&plan.out, &written);
-    Ok(())
 }
 
 /// `--sweep`: the simulator against a closed form; exits non-zero when a point is off.

@@ -229,12 +229,13 @@ fn a_mixed_list_with_voting_engines_runs_and_repeats_byte_for_byte() {
         .map(|_| tempfile::tempdir().expect("tempdir"))
         .collect();
     for dir in &dirs {
-        run(SimulateArgs {
+        SimulateArgs {
             duration: "30".into(),
             tx_rate: 1.0,
             out: dir.path().to_path_buf(),
             ..args(&["pow", "pbft", "raft"])
-        })
+        }
+        .execute()
         .expect("runs");
     }
     let mut names: Vec<_> = std::fs::read_dir(dirs[0].path())
@@ -267,7 +268,9 @@ fn sweep_args(name: &str, size: Option<u64>, out: &std::path::Path) -> SimulateA
 #[test]
 fn the_pbft_sweep_writes_its_table_chart_and_verdict() {
     let dir = tempfile::tempdir().expect("tempdir");
-    run(sweep_args("pbft", Some(4), dir.path())).expect("every point within tolerance");
+    sweep_args("pbft", Some(4), dir.path())
+        .execute()
+        .expect("every point within tolerance");
     let md = std::fs::read_to_string(dir.path().join("sweep-pbft.md")).expect("written");
     assert!(md.contains("3d = 150 ms"), "{md}");
     assert!(md.contains("τ + 4d"), "{md}");
@@ -275,7 +278,9 @@ fn the_pbft_sweep_writes_its_table_chart_and_verdict() {
     for file in ["sweep-pbft.csv", "sweep-pbft.svg"] {
         assert!(dir.path().join(file).exists(), "{file}");
     }
-    let err = run(sweep_args("pbft", Some(1), dir.path())).expect_err("too small");
+    let err = sweep_args("pbft", Some(1), dir.path())
+        .execute()
+        .expect_err("too small");
     assert!(err.to_string().contains("--sweep-blocks 1"), "{err}");
 }
 
@@ -287,7 +292,9 @@ fn full_voting_sweeps() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = std::env::var_os("SWEEP_OUT").map_or_else(|| dir.path().to_path_buf(), PathBuf::from);
     for name in ["pbft", "raft"] {
-        run(sweep_args(name, None, &out)).expect("every point within tolerance");
+        sweep_args(name, None, &out)
+            .execute()
+            .expect("every point within tolerance");
         let md = std::fs::read_to_string(out.join(format!("sweep-{name}.md"))).expect("written");
         println!("{md}");
     }

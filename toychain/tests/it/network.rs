@@ -627,6 +627,37 @@ fn bench_sync_measures_a_small_chain_end_to_end() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// Gossips blocks `make(0)`, `make(1)`, … (at most `count`) to the node at `rpc` from a
+/// fresh raw peer until the node drops it, then waits for the ban; returns how many left
+/// this side. Publishing only queues, and the node judges at its own pace, so the ban may
+/// come after the last block was sent.
+fn gossip_until_banned(rpc: &str, count: u64, make: impl Fn(u64) -> Vec<u8>) -> u64 {
+    runtime().block_on(async {
+        let client = connect_fake_peer(rpc).await;
+        let mut sent = 0;
+        let until = Instant::now() + Duration::from_secs(120);
+        while sent < count && Instant::now() < until {
+            if client.peers().await.expect("peers").is_empty() {
+                break;
+            }
+            if client.publish(net::Topic::Block, make(sent)).await.is_ok() {
+                sent += 1;
+            } else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let until = Instant::now() + Duration::from_secs(90);
+        while !client.peers().await.expect("peers").is_empty() {
+            assert!(
+                Instant::now() < until,
+                "still connected after {sent} blocks"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        sent
+    })
+}
+
 /// The node's resident memory, in bytes (Linux).
 fn rss_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
@@ -689,32 +720,7 @@ fn an_orphan_flood_is_bounded_in_memory_and_costs_the_sender_its_connection() {
     };
     let pid = node.child.id();
     let rss_before = rss_bytes(pid);
-    let sent = runtime().block_on(async {
-        let client = connect_fake_peer(&node.rpc).await;
-        let mut sent = 0;
-        let until = Instant::now() + Duration::from_secs(120);
-        while sent < BLOCKS && Instant::now() < until {
-            if client.peers().await.expect("peers").is_empty() {
-                break;
-            }
-            if client.publish(net::Topic::Block, block(sent)).await.is_ok() {
-                sent += 1;
-            } else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        // Publishing only queues; the node judges at its own pace, so the ban may come
-        // after the last block left this side.
-        let until = Instant::now() + Duration::from_secs(90);
-        while !client.peers().await.expect("peers").is_empty() {
-            assert!(
-                Instant::now() < until,
-                "still connected after {sent} orphan blocks"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        sent
-    });
+    let sent = gossip_until_banned(&node.rpc, BLOCKS, block);
     let grown = rss_bytes(pid).saturating_sub(rss_before);
     eprintln!(
         "orphan flood: {sent} blocks sent, then banned; RSS {} MB before, grew {} MB",
@@ -778,33 +784,7 @@ fn an_outsiders_signed_blocks_are_refused_and_cost_it_its_connection() {
         }
         .encode()
     };
-    runtime().block_on(async {
-        let client = connect_fake_peer(&node.rpc).await;
-        let mut sent = 0;
-        let until = Instant::now() + Duration::from_secs(60);
-        while sent < FORGED && Instant::now() < until {
-            if client.peers().await.expect("peers").is_empty() {
-                break;
-            }
-            if client
-                .publish(net::Topic::Block, forged(sent))
-                .await
-                .is_ok()
-            {
-                sent += 1;
-            } else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        let until = Instant::now() + Duration::from_secs(90);
-        while !client.peers().await.expect("peers").is_empty() {
-            assert!(
-                Instant::now() < until,
-                "still connected after {sent} forged blocks"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
+    gossip_until_banned(&node.rpc, FORGED, forged);
     assert!(
         gossip_rejected(&node) >= 3,
         "the forgeries were not held against the sender"
