@@ -292,21 +292,29 @@ mod tests {
         format!("http://127.0.0.1:{port}")
     }
 
-    fn run_for(workload: Workload<'_>, millis: u64) -> WorkloadOutcome {
-        let stop = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            let handle = s.spawn(|| workload.run(Instant::now(), &stop));
-            std::thread::sleep(Duration::from_millis(millis));
-            stop.store(true, Ordering::Relaxed);
-            handle.join().expect("the generator does not panic")
-        })
+    /// `n` transfers sent one after another, with no clock involved: what the loop in
+    /// [`Workload::run`] does at each due time.
+    fn send(mut workload: Workload<'_>, n: usize) -> WorkloadOutcome {
+        let started = Instant::now();
+        for _ in 0..n {
+            workload.send_one(started);
+        }
+        workload.outcome
+    }
+
+    #[test]
+    fn a_stop_set_before_the_first_transfer_sends_nothing() {
+        let clients = [RpcClient::new(&unused_url(), Duration::from_millis(200))];
+        let workload = Workload::new(&clients, dev_trader_keys(1), ChainId(1337), 50.0, 7);
+        let outcome = workload.run(Instant::now(), &AtomicBool::new(true));
+        assert!(outcome.acked.is_empty() && outcome.refused.is_empty());
     }
 
     #[test]
     fn an_unreachable_node_is_counted_not_fatal() {
         let clients = [RpcClient::new(&unused_url(), Duration::from_millis(200))];
         let workload = Workload::new(&clients, dev_trader_keys(1), ChainId(1337), 50.0, 7);
-        let outcome = run_for(workload, 300);
+        let outcome = send(workload, 3);
         assert!(outcome.acked.is_empty());
         assert!(
             outcome
@@ -326,7 +334,7 @@ mod tests {
         let down = [AtomicBool::new(true)];
         let workload =
             Workload::new(&clients, dev_trader_keys(1), ChainId(1337), 100.0, 7).skipping(&down);
-        let outcome = run_for(workload, 200);
+        let outcome = send(workload, 3);
         assert!(outcome.acked.is_empty());
         assert!(outcome.refused.get("node down").copied().unwrap_or(0) > 0);
         assert_eq!(
