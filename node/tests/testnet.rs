@@ -9,6 +9,32 @@ const DEADLINE: Duration = Duration::from_secs(90);
 /// dev spec's 4 s view timeout, so a view change is tried within it (and needs a quorum too).
 const HALT_WINDOW: Duration = Duration::from_secs(6);
 
+/// `nodes` nodes of `kind` (with these engine parameters, if any) making 1 s blocks, once
+/// every node is at height 3.
+fn started(
+    dir: &std::path::Path,
+    kind: config::EngineKind,
+    nodes: usize,
+    engine: Option<config::EngineSpec>,
+) -> node::testnet::TestNet {
+    // `RUST_LOG=node::voting=debug,miner=debug` shows what the nodes do.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut builder = TestBuilder::new(&dir.join("net"), kind).block_time(1);
+    if let Some(engine) = engine {
+        builder = builder.engine(engine);
+    }
+    for _ in 0..nodes {
+        builder = builder.add_node();
+    }
+    let net = builder.start().expect("the nodes start");
+    net.wait_until(3, DEADLINE)
+        .expect("every node reaches height 3");
+    net
+}
+
 /// Three PoA signers: one crashes and the two others keep signing (Clique lets a signer
 /// sign again after ⌊3/2⌋ + 1 = 2 blocks, so two alternate); restarted, it catches up on
 /// its stored chain; cut off alone, it cannot outweigh the two, and after the heal all
@@ -16,14 +42,7 @@ const HALT_WINDOW: Duration = Duration::from_secs(6);
 #[test]
 fn n3_poa_crash_restart_partition_and_heal_end_on_one_chain() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut net = TestBuilder::new(&dir.path().join("net"), config::EngineKind::Poa)
-        .add_node()
-        .add_node()
-        .add_node()
-        .block_time(1)
-        .start()
-        .expect("three nodes start");
-    net.wait_until(3, DEADLINE).expect("all three produce");
+    let mut net = started(dir.path(), config::EngineKind::Poa, 3, None);
 
     net.crash(2).expect("node 2 crashes");
     let before = net.heights()[0].expect("node 0 runs");
@@ -90,15 +109,7 @@ fn assert_halted(net: &node::testnet::TestNet, nodes: &[usize], what: &str) -> V
 #[test]
 fn pbft_n4f2_crash_two_halts_without_forks_then_resumes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut net = TestBuilder::new(&dir.path().join("net"), config::EngineKind::Pbft)
-        .add_node()
-        .add_node()
-        .add_node()
-        .add_node()
-        .block_time(1)
-        .start()
-        .expect("four validators start");
-    net.wait_until(3, DEADLINE).expect("four validators commit");
+    let mut net = started(dir.path(), config::EngineKind::Pbft, 4, None);
 
     net.crash(2).expect("crash 2");
     net.crash(3).expect("crash 3");
@@ -135,15 +146,7 @@ fn pbft_n4f2_crash_two_halts_without_forks_then_resumes() {
 #[test]
 fn pbft_n4_partition_2_2_halts_and_heals() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let net = TestBuilder::new(&dir.path().join("net"), config::EngineKind::Pbft)
-        .add_node()
-        .add_node()
-        .add_node()
-        .add_node()
-        .block_time(1)
-        .start()
-        .expect("four validators start");
-    net.wait_until(3, DEADLINE).expect("four validators commit");
+    let net = started(dir.path(), config::EngineKind::Pbft, 4, None);
 
     net.partition(&[0, 1]).expect("split 2 | 2");
     net.wait_level(&[0, 1], DEADLINE).expect("one half settles");
@@ -192,20 +195,12 @@ fn raft_spec(servers: usize) -> config::EngineSpec {
 static RAFT_ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn raft_net(dir: &std::path::Path, servers: usize) -> node::testnet::TestNet {
-    // `RUST_LOG=node::voting=debug,miner=debug` shows the servers' elections.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let mut builder = TestBuilder::new(&dir.join("net"), config::EngineKind::Raft)
-        .engine(raft_spec(servers))
-        .block_time(1);
-    for _ in 0..servers {
-        builder = builder.add_node();
-    }
-    let net = builder.start().expect("the servers start");
-    net.wait_until(3, DEADLINE).expect("the servers commit");
-    net
+    started(
+        dir,
+        config::EngineKind::Raft,
+        servers,
+        Some(raft_spec(servers)),
+    )
 }
 
 /// Node `i`'s voting status (`node_status.voting`).
