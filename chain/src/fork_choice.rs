@@ -6,6 +6,14 @@
 //! strictly heavier; between equal branches the engine's [`TieBreak`] decides. No branch
 //! that forks below the engine's finalized block is ever adopted (checked by the chain,
 //! which knows where branches fork).
+//!
+//! A side block is stored unexecuted only while its branch is not preferred to the head,
+//! and the head only ever moves to a preferred branch, so every stored valid branch is at
+//! most as heavy as the head. When the preferred branch fails during the switch (a block of
+//! it breaks its state transition), its failing block and those above it are marked invalid
+//! and the head stays: by that invariant no other valid branch, the failed branch's valid
+//! prefix included, is preferred to it. The cases are in the chain's `fork_choice_table`
+//! test.
 
 use crate::primitives::{BlockHash, Weight};
 
