@@ -47,6 +47,8 @@ pub(crate) struct Settings {
     clock_skew: i64,
     /// `--net-delay`.
     net_delay: Duration,
+    /// What a test puts around the voting machine (never set from flags or files).
+    pub(crate) voting_wrap: Option<crate::testnet::MachineWrap>,
 }
 
 fn usage(message: String) -> anyhow::Error {
@@ -162,6 +164,7 @@ pub(crate) fn settings(args: &NodeArgs) -> anyhow::Result<Settings> {
         mdns: args.mdns || file.mdns,
         clock_skew: args.clock_skew,
         net_delay: Duration::from_millis(args.net_delay),
+        voting_wrap: None,
     })
 }
 
@@ -573,13 +576,16 @@ fn spawn_voting(
                 settings.data_dir.join(voting::STATE_FILE).display()
             )
         })?;
-    let Some(machine) = machine else {
+    let Some(mut machine) = machine else {
         return Ok(VotingParts {
             inbox: None,
             status: None,
             task: None,
         });
     };
+    if let Some(wrap) = &settings.voting_wrap {
+        machine = (wrap.0)(machine);
+    }
     let status = VotingStatus::default();
     let (inbox, task) = VotingDriver {
         machine,

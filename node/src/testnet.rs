@@ -32,11 +32,13 @@ use crate::ports::free_port_bases;
 use crate::rpc_client::RpcClient;
 use crate::run::{Ready, Shutdown, Stop, serve, settings};
 use anyhow::{Context, anyhow};
+use chain::VotingMachine;
 use clap::Parser;
 use config::{ChainSpec, EngineKind};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -63,14 +65,36 @@ pub struct NodeHandle {
     thread: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
+/// What a test puts around a node's voting machine: the node drives the returned machine
+/// in its place. A Byzantine replica in a test is an honest machine wrapped in one that
+/// rewrites its outputs (as Polkadot's `malus` and CometBFT's `maverick` nodes are honest
+/// nodes with one behaviour replaced); nothing outside [`TestBuilder::wrap_machine`] sets
+/// it.
+#[derive(Clone)]
+pub struct MachineWrap(
+    pub Arc<dyn Fn(Box<dyn VotingMachine>) -> Box<dyn VotingMachine> + Send + Sync>,
+);
+
+impl std::fmt::Debug for MachineWrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MachineWrap")
+    }
+}
+
 /// Starts a node from `toychain node`'s flags (without the command name) on a runtime of
 /// its own, and returns once it serves RPC.
 pub fn launch(flags: &[String]) -> anyhow::Result<NodeHandle> {
+    launch_wrapped(flags, None)
+}
+
+/// [`launch`], with the node's voting machine inside `wrap`.
+fn launch_wrapped(flags: &[String], wrap: Option<MachineWrap>) -> anyhow::Result<NodeHandle> {
     let args =
         NodeCommand::try_parse_from(std::iter::once("node".to_owned()).chain(flags.to_vec()))
             .map_err(|e| anyhow!("bad node flags {flags:?}: {e}"))?
             .args;
-    let settings = settings(&args)?;
+    let mut settings = settings(&args)?;
+    settings.voting_wrap = wrap;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Ready>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let thread = std::thread::Builder::new()
@@ -156,6 +180,7 @@ pub struct TestBuilder {
     nodes: usize,
     block_time: Option<u64>,
     engine: Option<miner::EngineSpec>,
+    wraps: Vec<(usize, MachineWrap)>,
 }
 
 impl TestBuilder {
@@ -167,6 +192,7 @@ impl TestBuilder {
             nodes: 0,
             block_time: None,
             engine: None,
+            wraps: Vec::new(),
         }
     }
 
@@ -186,6 +212,16 @@ impl TestBuilder {
     /// be the nodes' dev accounts, alice, bob, …).
     pub fn engine(mut self, engine: miner::EngineSpec) -> TestBuilder {
         self.engine = Some(engine);
+        self
+    }
+
+    /// Runs node `i`'s voting machine inside `wrap` (at every start of that node).
+    pub fn wrap_machine(
+        mut self,
+        i: usize,
+        wrap: impl Fn(Box<dyn VotingMachine>) -> Box<dyn VotingMachine> + Send + Sync + 'static,
+    ) -> TestBuilder {
+        self.wraps.push((i, MachineWrap(Arc::new(wrap))));
         self
     }
 
@@ -228,10 +264,16 @@ impl TestBuilder {
         };
         let (_, p2p_base) = free_port_bases(self.nodes)?;
         for (i, author) in accounts.iter().take(self.nodes).enumerate() {
+            let wrap = self
+                .wraps
+                .iter()
+                .find(|(j, _)| *j == i)
+                .map(|(_, w)| w.clone());
             net.slots.push(Slot {
                 author,
                 p2p_port: p2p_base + u16::try_from(i)?,
                 node: None,
+                wrap,
             });
             net.start_node(i)?;
         }
@@ -244,6 +286,7 @@ struct Slot {
     author: &'static str,
     p2p_port: u16,
     node: Option<NodeHandle>,
+    wrap: Option<MachineWrap>,
 }
 
 /// Running nodes started by a [`TestBuilder`]; dropping it stops them.
@@ -295,7 +338,8 @@ impl TestNet {
                 flags.push(self.p2p_addr(j));
             }
         }
-        let node = launch(&flags).with_context(|| format!("node {i}"))?;
+        let node = launch_wrapped(&flags, self.slots[i].wrap.clone())
+            .with_context(|| format!("node {i}"))?;
         self.slots[i].node = Some(node);
         Ok(())
     }

@@ -1,7 +1,12 @@
 //! Multi-node tests on the in-process test network (`node::testnet`): the nodes are real
 //! (store, network on 127.0.0.1, RPC, producer), only not separate processes.
 
+use chain::BlockProducer;
+use miner::pbft::PbftProducer;
+use miner::pbft::message::{PbftMessage, Proposal};
+use miner::quorum::{SignedVote, VoteBody};
 use node::testnet::TestBuilder;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -173,6 +178,141 @@ fn pbft_n4_partition_2_2_halts_and_heals() {
         hashes[0].is_some() && hashes.iter().all(|h| h == &hashes[0]),
         "{hashes:?}"
     );
+}
+
+/// A PBFT primary that equivocates: every PRE-PREPARE its honest machine sends goes out
+/// with a twin beside it, the same block one second later, validly sealed and signed for
+/// the same view and height (the twin first at odd heights, so either may arrive first).
+#[derive(Debug)]
+struct Equivocating {
+    inner: Box<dyn chain::VotingMachine>,
+    key: chain::SecretKey,
+    /// (height, its proposal, the twin), one per proposal it made.
+    twins: Arc<Mutex<Vec<(u64, chain::BlockHash, chain::BlockHash)>>>,
+}
+
+impl Equivocating {
+    fn twin(&self, p: &Proposal) -> Option<Proposal> {
+        let mut header = p.block.header.clone();
+        header.timestamp = chain::Timestamp(header.timestamp.0 + 1);
+        let header = PbftProducer::new(self.key.clone())
+            .seal(header, &chain::CancelFlag::new())
+            .ok()??;
+        let block = chain::Block {
+            header,
+            txs: p.block.txs.clone(),
+        };
+        let body = VoteBody {
+            block: block.hash(),
+            ..p.vote.body
+        };
+        Some(Proposal {
+            vote: SignedVote::sign("pbft", body, &self.key),
+            block,
+            justification: p.justification.clone(),
+        })
+    }
+}
+
+impl chain::VotingMachine for Equivocating {
+    fn handle(
+        &mut self,
+        now_millis: u64,
+        input: chain::VoteInput,
+    ) -> Result<Vec<chain::VoteOutput>, chain::EngineError> {
+        let mut out = Vec::new();
+        for output in self.inner.handle(now_millis, input)? {
+            let twin = match &output {
+                chain::VoteOutput::Broadcast(bytes) => match PbftMessage::decode(bytes) {
+                    Ok(PbftMessage::PrePrepare(p)) => self.twin(&p).map(|twin| (p, twin)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let Some((original, twin)) = twin else {
+                out.push(output);
+                continue;
+            };
+            let height = original.block.header.height.0;
+            if let Ok(mut twins) = self.twins.lock() {
+                twins.push((height, original.block.hash(), twin.block.hash()));
+            }
+            let twin = chain::VoteOutput::Broadcast(PbftMessage::PrePrepare(twin).encode());
+            if height % 2 == 1 {
+                out.extend([twin, output]);
+            } else {
+                out.extend([output, twin]);
+            }
+        }
+        Ok(out)
+    }
+
+    fn status(&self) -> Vec<(&'static str, String)> {
+        self.inner.status()
+    }
+}
+
+/// Castro and Liskov §4.2: a Byzantine primary (the primary of view 0) sends two
+/// valid PRE-PREPAREs for each height it proposes. A replica accepts at most one proposal
+/// per view and height and refuses the other as an equivocation (which costs the primary
+/// its score), and any two quorums of 2f + 1 share an honest replica, so no two nodes ever
+/// hold different blocks at a height; the honest three keep deciding (with the primary's
+/// proposals, or after a view change once it is cut off).
+#[test]
+fn pbft_n4_byzantine_primary_equivocates_no_conflicting_commit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let twins = Arc::new(Mutex::new(Vec::new()));
+    let recorded = twins.clone();
+    // View v's primary is the validator at v mod N in address order.
+    let keys: Vec<chain::SecretKey> = chain::dev::DEV_ACCOUNTS[..4]
+        .iter()
+        .map(|name| chain::dev::dev_key(name).expect("dev key"))
+        .collect();
+    let primary = (0..4)
+        .min_by_key(|&i| keys[i].address())
+        .expect("four validators");
+    let key = keys[primary].clone();
+    let mut builder = TestBuilder::new(&dir.path().join("net"), config::EngineKind::Pbft)
+        .block_time(1)
+        .wrap_machine(primary, move |inner| {
+            Box::new(Equivocating {
+                inner,
+                key: key.clone(),
+                twins: recorded.clone(),
+            })
+        });
+    for _ in 0..4 {
+        builder = builder.add_node();
+    }
+    let net = builder.start().expect("the nodes start");
+    const TOP: u64 = 8;
+    let honest: Vec<usize> = (0..4).filter(|&i| i != primary).collect();
+    net.wait_nodes(&honest, TOP, DEADLINE)
+        .expect("the honest three keep deciding");
+
+    let twins = twins.lock().expect("twins").clone();
+    assert!(!twins.is_empty(), "the primary never equivocated");
+    for height in 1..=TOP {
+        let hashes: Vec<String> = (0..4)
+            .filter_map(|i| net.hash_at(i, height).ok().flatten())
+            .collect();
+        assert!(hashes.len() >= 3, "height {height}: {hashes:?}");
+        assert!(
+            hashes.iter().all(|h| *h == hashes[0]),
+            "two blocks decided at height {height}: {hashes:?}"
+        );
+    }
+    // Each equivocation was decided one way, or neither way, on every node alike.
+    for (height, original, twin) in &twins {
+        let (original, twin) = (original.to_hex(), twin.to_hex());
+        let seen: Vec<String> = (0..4)
+            .filter_map(|i| net.hash_at(i, *height).ok().flatten())
+            .collect();
+        assert!(
+            !(seen.contains(&original) && seen.contains(&twin)),
+            "both proposals for height {height} were decided: {seen:?}"
+        );
+    }
 }
 
 // Raft on real nodes (Ongaro and Ousterhout, 2014). The paper's 150–300 ms election range

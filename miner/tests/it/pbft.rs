@@ -1964,3 +1964,249 @@ fn view_timer_asks_for_the_next_view_and_backs_off() {
     );
     assert_eq!(b.machine.view(), 2);
 }
+
+// ---- lock and polka (CometBFT's LockSuite, where it applies to PBFT) --------------------
+
+/// Node 1 (the bench replica) takes view 0's proposal `x` from node 0, finds it valid and
+/// prepares it, then gets the PREPAREs of `others`; returns `x` and every output, in order.
+fn prepare_at_bench(b: &mut Bench, others: &[usize]) -> (Block, Vec<VoteOutput>) {
+    let x = b.block(0, 0, 1);
+    let hash = x.hash();
+    let mut outputs = b.send(&b.proposal(0, 0, x.clone())).expect("proposal");
+    outputs.extend(
+        b.machine
+            .handle(START_MS, VoteInput::Validated { hash, valid: true })
+            .expect("validated"),
+    );
+    for &i in others {
+        let prepare = PbftMessage::Prepare(b.vote(i, b.body(0, hash, Phase::Prepare)));
+        outputs.extend(b.send(&prepare).expect("prepare"));
+    }
+    (x, outputs)
+}
+
+/// The replica's own broadcasts among `outputs`, decoded.
+fn sent_messages(outputs: &[VoteOutput]) -> Vec<PbftMessage> {
+    broadcasts(outputs)
+        .iter()
+        .map(|bytes| PbftMessage::decode(bytes).expect("own message decodes"))
+        .collect()
+}
+
+/// The replica's view timer fires: its VIEW-CHANGE to the next view.
+fn time_out(b: &mut Bench) -> Vec<VoteOutput> {
+    b.machine
+        .handle(
+            START_MS + 2_000,
+            VoteInput::Timeout(miner::pbft::TIMER_VIEW),
+        )
+        .expect("timeout")
+}
+
+/// CometBFT's lock and polka cases (`consensus/state_test.go`, LockSuite), read for PBFT:
+/// a polka is 2f+1 PREPAREs for one block in one view (PBFT's "prepared"), and a replica
+/// is locked on the block it prepared. The lock is carried by its VIEW-CHANGE, and a
+/// NEW-VIEW moves it only to a block prepared in a higher view (the NEW-VIEW table above
+/// has the refusals: `a lower prepared view loses` is `TestStateLock_POLSafety1`).
+#[test]
+fn lock_and_polka_cases_from_cometbft() {
+    type Check = fn(&mut Bench);
+    let cases: [(&str, &str, Check); 6] = [
+        (
+            "no COMMIT before a polka: two PREPAREs of three are not enough",
+            "TestStateFullRound2; Castro-Liskov §4.2 prepared(m,v,n,i)",
+            |b| {
+                let (_, outputs) = prepare_at_bench(b, &[0]);
+                assert!(
+                    !words(&outputs).contains(&"send commit".to_owned()),
+                    "{:?}",
+                    words(&outputs)
+                );
+                // The same block again: `block` is deterministic.
+                let x = b.block(0, 0, 1);
+                let third = PbftMessage::Prepare(b.vote(2, b.body(0, x.hash(), Phase::Prepare)));
+                let outputs = b.send(&third).expect("third prepare");
+                assert!(
+                    words(&outputs).contains(&"send commit".to_owned()),
+                    "the polka makes the commit: {:?}",
+                    words(&outputs)
+                );
+            },
+        ),
+        (
+            "a polka without the proposal is no lock: no COMMIT for a block never seen",
+            "TestStateLock_MissingProposalWhenPOLSeenDoesNotUpdateLock",
+            |b| {
+                let x = b.block(0, 0, 1);
+                let mut said = Vec::new();
+                for i in [0, 2, 3] {
+                    let prepare =
+                        PbftMessage::Prepare(b.vote(i, b.body(0, x.hash(), Phase::Prepare)));
+                    if let Ok(outputs) = b.send(&prepare) {
+                        said.extend(words(&outputs));
+                    }
+                }
+                assert!(!said.contains(&"send commit".to_owned()), "{said:?}");
+                assert!(!said.contains(&"send prepare".to_owned()), "{said:?}");
+            },
+        ),
+        (
+            "the lock outlives the view: the VIEW-CHANGE carries the prepared block and its certificate",
+            "TestStateLock_NoPOL",
+            |b| {
+                let (x, _) = prepare_at_bench(b, &[0, 2]);
+                let sent = sent_messages(&time_out(b));
+                let vc = sent
+                    .iter()
+                    .find_map(|m| match m {
+                        PbftMessage::ViewChange(vc) => Some(vc.clone()),
+                        _ => None,
+                    })
+                    .expect("a view change");
+                assert_eq!(vc.vote.body.view, 1);
+                assert_eq!(vc.prepared_hash(), Some(x.hash()));
+                assert_eq!(vc.prepared_view(), Some(0));
+                assert_eq!(
+                    vc.prepared.as_ref().map(|c| c.signatures.len()),
+                    Some(3),
+                    "2f+1 PREPAREs prove it"
+                );
+                assert_eq!(vc.block.as_ref().map(Block::hash), Some(x.hash()));
+            },
+        ),
+        (
+            "the new primary proposes the block it is locked on, not a fresh one",
+            "TestProposeValidBlock",
+            |b| {
+                // Node 1 is view 1's primary: its own view change and two others make 2f+1.
+                let (x, _) = prepare_at_bench(b, &[0, 2]);
+                time_out(b);
+                let mut sent = Vec::new();
+                for i in [2, 3] {
+                    let vc = view_change(b, i, 1, None);
+                    sent.extend(sent_messages(
+                        &b.send(&PbftMessage::ViewChange(vc)).expect("vc"),
+                    ));
+                }
+                let proposal = sent
+                    .iter()
+                    .find_map(|m| match m {
+                        PbftMessage::NewView(nv) => Some(nv.proposal.clone()),
+                        _ => None,
+                    })
+                    .expect("a new view");
+                assert_eq!(
+                    proposal.map(|p| p.block.hash()),
+                    Some(x.hash()),
+                    "re-proposes x"
+                );
+            },
+        ),
+        (
+            "a polka in a higher view moves the lock: the replica prepares the re-proposed block",
+            "TestStateLock_POLUpdateLock, TestStateLock_POLRelock",
+            |b| {
+                let (x, _) = prepare_at_bench(b, &[0, 2]);
+                // View 2 (primary node 2) re-proposes y, prepared by others in view 1.
+                let y = b.block(1, 1, 2);
+                assert_ne!(x.hash(), y.hash());
+                let vcs = vec![
+                    ViewChange {
+                        block: None,
+                        ..view_change(b, 0, 2, Some((&y, 1)))
+                    },
+                    ViewChange {
+                        block: None,
+                        ..view_change(b, 2, 2, None)
+                    },
+                    ViewChange {
+                        block: None,
+                        ..view_change(b, 3, 2, None)
+                    },
+                ];
+                let proposal = Proposal {
+                    vote: b.vote(2, b.body(2, y.hash(), Phase::Propose)),
+                    block: y.clone(),
+                    justification: None,
+                };
+                let outputs = b
+                    .send(&PbftMessage::NewView(NewView {
+                        view_changes: vcs,
+                        proposal: Some(proposal),
+                    }))
+                    .expect("new view");
+                assert!(
+                    outputs
+                        .iter()
+                        .any(|o| matches!(o, VoteOutput::Validate(v) if v.hash() == y.hash())),
+                    "{:?}",
+                    words(&outputs)
+                );
+                let outputs = b
+                    .machine
+                    .handle(
+                        START_MS,
+                        VoteInput::Validated {
+                            hash: y.hash(),
+                            valid: true,
+                        },
+                    )
+                    .expect("validated");
+                let prepared: Vec<BlockHash> = sent_messages(&outputs)
+                    .iter()
+                    .filter_map(|m| match m {
+                        PbftMessage::Prepare(v) if v.body.view == 2 => Some(v.body.block),
+                        _ => None,
+                    })
+                    .collect();
+                assert_eq!(prepared, [y.hash()]);
+            },
+        ),
+        (
+            "a polka from an earlier view does not move the lock: the NEW-VIEW must carry the highest",
+            "TestStateLock_POLSafety1, TestStateLock_POLSafety2",
+            |b| {
+                // The replica's own lock (x, view 0) is outranked by y (view 1) in the same
+                // set, so re-proposing x is refused and the replica stays in its view.
+                let (x, _) = prepare_at_bench(b, &[0, 2]);
+                let y = b.block(1, 1, 2);
+                let vcs = vec![
+                    ViewChange {
+                        block: None,
+                        ..view_change(b, 0, 2, Some((&x, 0)))
+                    },
+                    ViewChange {
+                        block: None,
+                        ..view_change(b, 2, 2, Some((&y, 1)))
+                    },
+                    ViewChange {
+                        block: None,
+                        ..view_change(b, 3, 2, None)
+                    },
+                ];
+                let proposal = Proposal {
+                    vote: b.vote(2, b.body(2, x.hash(), Phase::Propose)),
+                    block: x.clone(),
+                    justification: None,
+                };
+                let result = b.send(&PbftMessage::NewView(NewView {
+                    view_changes: vcs,
+                    proposal: Some(proposal),
+                }));
+                assert!(
+                    matches!(result, Err(EngineError::Rejected { .. })),
+                    "{result:?}"
+                );
+                assert_eq!(b.machine.view(), 0);
+            },
+        ),
+    ];
+    for (name, source, check) in cases {
+        let mut b = Bench::new();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&mut b)));
+        if let Err(panic) = outcome {
+            eprintln!("case failed: {name} ({source})");
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
