@@ -1,6 +1,9 @@
 //! The dashboard served at `GET /`: one page that shows every node of a devnet side by side
 //! (heads, peers, mempool, sync, finality, the block tree with forks and reorgs, blocks with
-//! their `engine_explain`, accounts), live over the nodes' WebSocket subscriptions.
+//! their `engine_explain`, accounts), live over the nodes' WebSocket subscriptions, and one
+//! panel for the engine (`assets/panels.js`): PoW difficulty and estimated hash rate, the PoS
+//! head's kernel and coin ages, the DPoS round's slots and LIB, PoA signers, turn, cool-down
+//! and votes, PBFT and Raft vote progress per node.
 //!
 //! Its files are compiled into the binary, so it works offline. The page is built with
 //! Preact and htm, vendored as one standalone ES module (`assets/vendor/`, htm 3.1.1 with
@@ -14,12 +17,14 @@ use axum::response::{IntoResponse, Response};
 
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
+const PANELS_JS: &str = include_str!("../assets/panels.js");
 const STYLE_CSS: &str = include_str!("../assets/style.css");
 const PREACT_HTM_JS: &str = include_str!("../assets/vendor/htm-preact-standalone.module.js");
 
 /// The files under `/assets/`: name, content type, body.
-const ASSETS: [(&str, &str, &str); 3] = [
+const ASSETS: [(&str, &str, &str); 4] = [
     ("app.js", "text/javascript; charset=utf-8", APP_JS),
+    ("panels.js", "text/javascript; charset=utf-8", PANELS_JS),
     ("style.css", "text/css; charset=utf-8", STYLE_CSS),
     (
         "htm-preact-standalone.module.js",
