@@ -136,7 +136,12 @@ fn rpc_height(net: &TestNet, i: usize) -> u64 {
 
 /// What the engine panel shows, read in one go once it is drawn for `engine`: the hash of
 /// the head it describes, and the `attributes` of its element `selector`.
-fn panel_values(tab: &Tab, engine: &str, selector: &str, attributes: &[&str]) -> (String, Vec<String>) {
+fn panel_values(
+    tab: &Tab,
+    engine: &str,
+    selector: &str,
+    attributes: &[&str],
+) -> (String, Vec<String>) {
     let panel = format!(".engine-panel[data-engine=\"{engine}\"]");
     wait_js(
         tab,
@@ -239,7 +244,10 @@ fn dashboard_follows_heads_shows_fork_and_reorg_explains_blocks_and_shows_accoun
     // says over how many blocks it was estimated.
     let (hash, shown) = panel_values(&tab, "pow", ".pow", &["data-bits", "data-work"]);
     let explained = explain(&net, &hash);
-    assert_eq!(shown, [field(&explained, "bits"), field(&explained, "work")]);
+    assert_eq!(
+        shown,
+        [field(&explained, "bits"), field(&explained, "work")]
+    );
     wait_js(
         &tab,
         "Number(document.querySelector('.pow-hashrate')?.getAttribute('data-window')) > 0 \
@@ -395,7 +403,10 @@ fn engine_panels_of_poa_dpos_and_pbft_show_what_the_rpc_returns() {
                 assert_eq!(shown[2], next.to_string());
                 let in_turn = list[usize::try_from(next).expect("small") % list.len()];
                 assert_eq!(shown[1], in_turn, "signers[n mod N] is in turn for n");
-                let rows = eval(&tab, "document.querySelectorAll('.poa-signers tr[data-signer]').length");
+                let rows = eval(
+                    &tab,
+                    "document.querySelectorAll('.poa-signers tr[data-signer]').length",
+                );
                 assert_eq!(rows.as_u64(), Some(3));
                 // A vote to add dave is pending on alice's row once a block includes it,
                 // as alice's account fields have it.
@@ -408,7 +419,10 @@ fn engine_panels_of_poa_dpos_and_pbft_show_what_the_rpc_returns() {
                     let account = client
                         .call("state_getAccount", serde_json::json!([alice.to_string()]))
                         .expect("state_getAccount");
-                    let votes = account["engine"]["pending_votes"].as_str().unwrap_or_default().to_owned();
+                    let votes = account["engine"]["pending_votes"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
                     if !votes.is_empty() {
                         break votes;
                     }
@@ -426,25 +440,32 @@ fn engine_panels_of_poa_dpos_and_pbft_show_what_the_rpc_returns() {
                 );
             }
             config::EngineKind::Dpos => {
-                let (hash, _) = panel_values(&tab, "dpos", ".dpos", &["data-round"]);
-                let explained = explain(&net, &hash);
-                let slot = field(&explained, "slot");
-                let owner = eval(
+                panel_values(&tab, "dpos", ".dpos-slots tr[data-slot]", &["data-owner"]);
+                // The head and its slot table, read in one go (a block a second redraws it).
+                let read = eval(
                     &tab,
-                    &format!(
-                        "document.querySelector('.engine-panel[data-hash=\"{hash}\"] \
-                         .dpos-slots tr[data-slot=\"{slot}\"]')?.getAttribute('data-owner')"
-                    ),
+                    "JSON.stringify([document.querySelector('.engine-panel').getAttribute('data-hash'), \
+                       [...document.querySelectorAll('.dpos-slots tr[data-slot]')] \
+                         .map((r) => [r.getAttribute('data-slot'), r.getAttribute('data-owner')])])",
                 );
+                let (hash, rows): (String, Vec<(String, String)>) =
+                    serde_json::from_str(read.as_str().expect("a JSON string"))
+                        .expect("the head and its slots");
+                let explained = explain(&net, &hash);
                 assert_eq!(
-                    owner.as_str(),
-                    Some(field(&explained, "producer").as_str()),
-                    "the slot table gives the head's slot to the head's producer"
+                    rows.len().to_string(),
+                    field(&explained, "slots_per_round"),
+                    "a row per slot of the round: {rows:?}"
                 );
-                let rows = eval(&tab, "document.querySelectorAll('.dpos-slots tr[data-slot]').length");
+                let slot = field(&explained, "slot");
+                let owner = rows
+                    .iter()
+                    .find(|(s, _)| *s == slot)
+                    .map(|(_, o)| o.clone());
                 assert_eq!(
-                    rows.as_u64().map(|n| n.to_string()),
-                    Some(field(&explained, "slots_per_round"))
+                    owner,
+                    Some(field(&explained, "producer")),
+                    "the slot table gives the head's slot {slot} to the head's producer: {rows:?}"
                 );
             }
             _ => {
@@ -453,7 +474,10 @@ fn engine_panels_of_poa_dpos_and_pbft_show_what_the_rpc_returns() {
                 let explained = explain(&net, &hash);
                 assert_eq!(
                     shown,
-                    [field(&explained, "validators_at_head"), field(&explained, "quorum")]
+                    [
+                        field(&explained, "validators_at_head"),
+                        field(&explained, "quorum")
+                    ]
                 );
                 wait_js(
                     &tab,
@@ -464,7 +488,11 @@ fn engine_panels_of_poa_dpos_and_pbft_show_what_the_rpc_returns() {
             }
         }
         let errors = errors.lock().map(|e| e.clone()).unwrap_or_default();
-        assert!(errors.is_empty(), "{}: console errors: {errors:#?}", kind.name());
+        assert!(
+            errors.is_empty(),
+            "{}: console errors: {errors:#?}",
+            kind.name()
+        );
         let _ = tab.close(false);
     }
 }

@@ -4,8 +4,8 @@
 use crate::support::{GENESIS_TIME, build, engine_chain, produce, seal};
 use chain::dev::dev_key;
 use chain::{
-    Address, Amount, Block, BlockError, BlockProducer, Chain, ChainView, Height, ImportOutcome,
-    ManualClock, SecretKey, Timestamp, Transaction, TxError, TxKind,
+    Address, Amount, Block, BlockError, BlockProducer, Chain, ChainView, ConsensusEngine, Height,
+    ImportOutcome, ManualClock, SecretKey, Timestamp, Transaction, TxError, TxKind,
 };
 use miner::dpos::{DposEngine, DposError, DposParams, DposProducer};
 use std::collections::BTreeSet;
