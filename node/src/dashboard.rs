@@ -63,3 +63,45 @@ pub async fn asset(Path(name): Path<String>) -> Response {
             .into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names after `/assets/` in `text`.
+    fn referred(text: &str) -> Vec<String> {
+        text.split("/assets/")
+            .skip(1)
+            .map(|rest| {
+                rest.chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// A file the page loads but the node does not serve would fail in every browser, and
+    /// only there.
+    #[test]
+    fn every_asset_the_page_loads_is_served() {
+        let served: Vec<&str> = ASSETS.iter().map(|(name, _, _)| *name).collect();
+        let loaded: Vec<String> = [INDEX_HTML, APP_JS, PANELS_JS]
+            .into_iter()
+            .flat_map(referred)
+            .collect();
+        for name in [
+            "app.js",
+            "panels.js",
+            "style.css",
+            "htm-preact-standalone.module.js",
+        ] {
+            assert!(loaded.iter().any(|n| n == name), "{name} not in {loaded:?}");
+        }
+        for name in &loaded {
+            assert!(
+                served.contains(&name.as_str()),
+                "the page loads /assets/{name}, which is not served"
+            );
+        }
+    }
+}
