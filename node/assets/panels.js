@@ -10,7 +10,7 @@ const params = new URLSearchParams(location.search);
  * `getnetworkhashps` looks back 120 by default; a devnet with one-second blocks needs fewer
  * to follow a change).
  */
-export const HASHPS_BLOCKS = Math.max(1, Math.min(1000, Number(params.get("hashps")) || 60));
+const HASHPS_BLOCKS = Math.max(1, Math.min(1000, Number(params.get("hashps")) || 60));
 
 // Blocks and a PoW header's explain depend only on the block hash, so they are kept; an
 // explain of the head is always asked again (PoA, DPoS and the voting engines read the
