@@ -2,6 +2,7 @@
 // JSON-RPC WebSocket (ordinary calls and the chain_subscribe* subscriptions). Built with
 // Preact + htm (vendored, see vendor/); no build step, no network beyond the nodes.
 import { html, render, useState, useEffect } from "/assets/htm-preact-standalone.module.js";
+import { EnginePanel, loadPanel } from "/assets/panels.js";
 
 const params = new URLSearchParams(location.search);
 /** The nodes to show: `?nodes=host:port,host:port`, else the node that served the page. */
@@ -27,6 +28,7 @@ const store = {
   selected: null, // {hash, block, explain, node} of the clicked block
   account: null, // {address, account, history} or {error}
   tx: null,
+  panel: null, // the engine panel's data (see panels.js), from the first live node's head
 };
 let version = 0;
 const listeners = new Set();
@@ -130,6 +132,7 @@ async function start(conn) {
     addBlock(b, node.i);
     node.head = { height: b.height, hash: b.hash };
     conn.call("engine_explain", [b.hash]).then((x) => { node.explainHead = x; changed(); }, () => {});
+    schedulePanel();
     changed();
   });
   await conn.subscribe("chain_subscribeReorgs", (r) => {
@@ -145,6 +148,7 @@ async function start(conn) {
     node.finalized = f;
     changed();
   });
+  schedulePanel();
   changed();
 }
 
@@ -166,7 +170,35 @@ async function refresh(conn) {
 const conns = store.nodes.map((n) => new NodeConn(n));
 setInterval(() => {
   for (const c of conns) if (c.node.connected) refresh(c).catch((e) => c.fail(e));
+  schedulePanel();
 }, POLL_MS);
+
+// The engine panel is read from the first live node; one load at a time, and heads that
+// arrive meanwhile make one more load when it ends.
+let panelLoading = false;
+let panelAgain = false;
+function schedulePanel() {
+  if (panelLoading) {
+    panelAgain = true;
+    return;
+  }
+  const conn = conns.find((c) => c.node.connected && c.node.info && c.node.head);
+  if (!conn) return;
+  panelLoading = true;
+  const extra = store.account && !store.account.error ? [store.account.address] : [];
+  loadPanel(conn, conn.node, store.nodes, extra)
+    .then((p) => { store.panel = p; }, (e) => {
+      store.panel = { ...(store.panel || { engine: conn.node.info.engine, node: conn.node.i }), error: String(e.message || e) };
+    })
+    .finally(() => {
+      panelLoading = false;
+      changed();
+      if (panelAgain) {
+        panelAgain = false;
+        schedulePanel();
+      }
+    });
+}
 
 async function selectBlock(hash) {
   const blk = store.blocks.get(hash);
@@ -194,6 +226,7 @@ async function lookupAccount(address) {
   } catch (e) {
     store.account = { address, error: String(e.message) };
   }
+  schedulePanel();
   changed();
 }
 
@@ -235,7 +268,7 @@ function NodeCard({ node }) {
       <dt>reorgs</dt><dd>${s.reorgs ?? 0} (max depth ${s.reorg_depth_max ?? 0})</dd>
       <dt>side blocks</dt><dd>${s.side_blocks ?? 0}</dd>
     </dl>
-    ${voting && html`<h3>votes</h3><${Fields} obj=${voting} />`}
+    ${voting && html`<details><summary>votes (${voting.phase || voting.role || "status"})</summary><${Fields} obj=${voting} /></details>`}
     ${node.explainHead && html`<details><summary>engine (head #${node.explainHead.height})</summary>
       <${Fields} obj=${node.explainHead} /></details>`}
     ${node.peers.length > 0 && html`<details><summary>peers (${node.peers.length})</summary><ul class="peers">${node.peers.map((p) => html`
@@ -375,6 +408,7 @@ function App() {
       <span>${first ? `${first.info.engine} · chain ${first.info.chain_id} · genesis ${short(first.info.genesis_hash)}` : "connecting…"}</span></header>
     <main>
       <div class="nodes">${store.nodes.map((n) => html`<${NodeCard} node=${n} />`)}</div>
+      <${EnginePanel} p=${store.panel} nodes=${store.nodes} />
       <section class="card"><h2>block tree</h2>
         <p class="legend"><span class="side">side branch</span> <span class="reorged">reorged out</span>
           · dots: node heads · lines: finalized, ${K}-confirmed (node ${(store.nodes.find((n) => n.head) || store.nodes[0]).i})</p>
@@ -387,4 +421,6 @@ function App() {
     </main>`;
 }
 
-render(html`<${App} />`, document.getElementById("app"));
+const root = document.getElementById("app");
+root.textContent = ""; // the "loading…" placeholder, which render() would keep beside the page
+render(html`<${App} />`, root);

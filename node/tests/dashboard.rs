@@ -1,7 +1,7 @@
 //! The dashboard in a real browser: headless Chromium, driven over the DevTools protocol by
 //! `headless_chrome`, opens the page of an in-process devnet and must follow it — heads as
 //! the RPC reports them, a partition as a fork, the heal as a reorg, a clicked block's
-//! `engine_explain` — without a console error.
+//! `engine_explain`, the engine panels' values as the RPC has them — without a console error.
 //!
 //! Without Chromium the test says so and passes, except under `CI=true`, where it fails:
 //! `.ci/run` installs Debian's `chromium`. Set `CHROMIUM=/path/to/chrome` to use another.
@@ -134,6 +134,86 @@ fn rpc_height(net: &TestNet, i: usize) -> u64 {
     net.heights()[i].unwrap_or_else(|| panic!("node {i} answers"))
 }
 
+/// What the engine panel shows, read in one go once it is drawn for `engine`: the hash of
+/// the head it describes, and the `attributes` of its element `selector`.
+fn panel_values(
+    tab: &Tab,
+    engine: &str,
+    selector: &str,
+    attributes: &[&str],
+) -> (String, Vec<String>) {
+    let panel = format!(".engine-panel[data-engine=\"{engine}\"]");
+    wait_js(
+        tab,
+        &format!("document.querySelector('{panel} {selector}') !== null"),
+        &format!("the {engine} panel is drawn"),
+    );
+    let names = serde_json::to_string(attributes).expect("a list of names");
+    let read = eval(
+        tab,
+        &format!(
+            "(() => {{ const p = document.querySelector('{panel}'); \
+             const e = p.querySelector('{selector}'); \
+             return JSON.stringify([p.getAttribute('data-hash'), \
+               {names}.map((a) => e.getAttribute(a))]); }})()"
+        ),
+    );
+    let (hash, values): (String, Vec<Option<String>>) =
+        serde_json::from_str(read.as_str().expect("a JSON string")).expect("hash and values");
+    let values = values
+        .into_iter()
+        .zip(attributes)
+        .map(|(v, a)| v.unwrap_or_else(|| panic!("{selector} has no {a}")))
+        .collect();
+    (hash, values)
+}
+
+/// `engine_explain` of `hash`, as node 0's RPC answers it.
+fn explain(net: &TestNet, hash: &str) -> Value {
+    net.node(0)
+        .expect("node 0 runs")
+        .client()
+        .call("engine_explain", serde_json::json!([hash]))
+        .expect("engine_explain")
+}
+
+/// `voter` (a dev account) votes to add `target` as a PoA authority, through node 0's
+/// `tx_submit`; returns the target's address.
+fn propose_authority(net: &TestNet, voter: &str, target: &str) -> chain::Address {
+    use chain::Canonical;
+    let client = net.node(0).expect("node 0 runs").client();
+    let key = chain::dev::dev_key(voter).expect("a dev account");
+    let address = chain::dev::dev_address(target).expect("a dev account");
+    let info = client
+        .call("chain_info", serde_json::json!([]))
+        .expect("chain_info");
+    let account = client
+        .call(
+            "state_getAccount",
+            serde_json::json!([key.address().to_string()]),
+        )
+        .expect("state_getAccount");
+    let tx = chain::Transaction::signed(
+        &key,
+        chain::ChainId(info["chain_id"].as_u64().expect("a chain id")),
+        account["pending_nonce"].as_u64().expect("a nonce"),
+        chain::Amount::from_toy(1).expect("the fee fits"),
+        chain::TxKind::ProposeAuthority { address, add: true },
+    );
+    client
+        .call("tx_submit", serde_json::json!([hex::encode(tx.encode())]))
+        .expect("the vote is accepted");
+    address
+}
+
+/// The `key` field of an `engine_explain` answer.
+fn field(explained: &Value, key: &str) -> String {
+    explained[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {explained}"))
+        .to_owned()
+}
+
 /// Two PoW miners: the page follows node 0's head; cut apart, the two branches show as a
 /// fork; healed, the reorg is listed and the reverted blocks are marked; a click on a block
 /// shows its header and its `engine_explain`; the account page shows a balance; no console
@@ -158,6 +238,21 @@ fn dashboard_follows_heads_shows_fork_and_reorg_explains_blocks_and_shows_accoun
         &tab,
         "document.querySelectorAll('svg.tree g.block').length > 0",
         "the block tree is drawn",
+    );
+
+    // The PoW panel: the difficulty of the head it names is the RPC's, and the hash rate
+    // says over how many blocks it was estimated.
+    let (hash, shown) = panel_values(&tab, "pow", ".pow", &["data-bits", "data-work"]);
+    let explained = explain(&net, &hash);
+    assert_eq!(
+        shown,
+        [field(&explained, "bits"), field(&explained, "work")]
+    );
+    wait_js(
+        &tab,
+        "Number(document.querySelector('.pow-hashrate')?.getAttribute('data-window')) > 0 \
+         && document.querySelector('.pow-hashrate').textContent.includes('H/s')",
+        "an estimated hash rate over at least one block",
     );
 
     // The page's head follows the RPC's.
@@ -265,7 +360,145 @@ fn dashboard_follows_heads_shows_fork_and_reorg_explains_blocks_and_shows_accoun
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
 
-/// Writes `docs/dashboard-<engine>.png` for every engine: three nodes, a few blocks.
+/// The engine panels of PoA, DPoS and PBFT (three nodes each) show what the RPC returns for
+/// the head they name: PoA's signers and the signer in turn for the next block, the DPoS
+/// slot table's owner of the head's slot, PBFT's validators and quorum with a vote-progress
+/// row per node; no console error.
+#[test]
+fn engine_panels_of_poa_dpos_and_pbft_show_what_the_rpc_returns() {
+    let Some(browser) = browser() else { return };
+    for kind in [
+        config::EngineKind::Poa,
+        config::EngineKind::Dpos,
+        config::EngineKind::Pbft,
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let net = TestBuilder::new(&dir.path().join("net"), kind)
+            .add_node()
+            .add_node()
+            .add_node()
+            .block_time(1)
+            .start()
+            .expect("three nodes start");
+        net.wait_until(2, DEADLINE).expect("blocks");
+        let tab = browser.new_tab().expect("a tab");
+        let errors = collect_errors(&tab);
+        tab.navigate_to(&dashboard_url(&net))
+            .and_then(|t| t.wait_until_navigated())
+            .expect("the page loads");
+        match kind {
+            config::EngineKind::Poa => {
+                let (hash, shown) = panel_values(
+                    &tab,
+                    "poa",
+                    ".poa",
+                    &["data-signers", "data-in-turn", "data-next"],
+                );
+                let explained = explain(&net, &hash);
+                let signers = field(&explained, "authorities_at_head");
+                assert_eq!(shown[0], signers);
+                let list: Vec<&str> = signers.split(',').collect();
+                assert_eq!(list.len(), 3, "{signers}");
+                let next = explained["height"].as_u64().expect("a height") + 1;
+                assert_eq!(shown[2], next.to_string());
+                let in_turn = list[usize::try_from(next).expect("small") % list.len()];
+                assert_eq!(shown[1], in_turn, "signers[n mod N] is in turn for n");
+                let rows = eval(
+                    &tab,
+                    "document.querySelectorAll('.poa-signers tr[data-signer]').length",
+                );
+                assert_eq!(rows.as_u64(), Some(3));
+                // A vote to add dave is pending on alice's row once a block includes it,
+                // as alice's account fields have it.
+                let alice = chain::dev::dev_address("alice").expect("a dev account");
+                assert!(list.contains(&alice.to_string().as_str()), "{signers}");
+                let dave = propose_authority(&net, "alice", "dave");
+                let client = net.node(0).expect("node 0 runs").client();
+                let until = Instant::now() + DEADLINE;
+                let pending = loop {
+                    let account = client
+                        .call("state_getAccount", serde_json::json!([alice.to_string()]))
+                        .expect("state_getAccount");
+                    let votes = account["engine"]["pending_votes"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    if !votes.is_empty() {
+                        break votes;
+                    }
+                    assert!(Instant::now() < until, "the vote is never included");
+                    std::thread::sleep(Duration::from_millis(200));
+                };
+                assert_eq!(pending, format!("+{dave}"));
+                wait_js(
+                    &tab,
+                    &format!(
+                        "document.querySelector('.poa-signers tr[data-signer=\"{alice}\"]') \
+                         ?.getAttribute('data-votes') === '{pending}'"
+                    ),
+                    "alice's pending vote on the PoA panel",
+                );
+            }
+            config::EngineKind::Dpos => {
+                panel_values(&tab, "dpos", ".dpos-slots tr[data-slot]", &["data-owner"]);
+                // The head and its slot table, read in one go (a block a second redraws it).
+                let read = eval(
+                    &tab,
+                    "JSON.stringify([document.querySelector('.engine-panel').getAttribute('data-hash'), \
+                       [...document.querySelectorAll('.dpos-slots tr[data-slot]')] \
+                         .map((r) => [r.getAttribute('data-slot'), r.getAttribute('data-owner')])])",
+                );
+                let (hash, rows): (String, Vec<(String, String)>) =
+                    serde_json::from_str(read.as_str().expect("a JSON string"))
+                        .expect("the head and its slots");
+                let explained = explain(&net, &hash);
+                assert_eq!(
+                    rows.len().to_string(),
+                    field(&explained, "slots_per_round"),
+                    "a row per slot of the round: {rows:?}"
+                );
+                let slot = field(&explained, "slot");
+                let owner = rows
+                    .iter()
+                    .find(|(s, _)| *s == slot)
+                    .map(|(_, o)| o.clone());
+                assert_eq!(
+                    owner,
+                    Some(field(&explained, "producer")),
+                    "the slot table gives the head's slot {slot} to the head's producer: {rows:?}"
+                );
+            }
+            _ => {
+                let (hash, shown) =
+                    panel_values(&tab, "pbft", ".pbft", &["data-validators", "data-quorum"]);
+                let explained = explain(&net, &hash);
+                assert_eq!(
+                    shown,
+                    [
+                        field(&explained, "validators_at_head"),
+                        field(&explained, "quorum")
+                    ]
+                );
+                wait_js(
+                    &tab,
+                    "[0, 1, 2].every((i) => (document.querySelector( \
+                       `.voting-progress tr[data-node-row=\"${i}\"]`)?.getAttribute('data-view') || '') !== '')",
+                    "a vote-progress row with a view for every node",
+                );
+            }
+        }
+        let errors = errors.lock().map(|e| e.clone()).unwrap_or_default();
+        assert!(
+            errors.is_empty(),
+            "{}: console errors: {errors:#?}",
+            kind.name()
+        );
+        let _ = tab.close(false);
+    }
+}
+
+/// Writes `docs/dashboard-<engine>.png` for every engine: three nodes, a few blocks, the
+/// engine panel drawn (on PoA with one vote pending), a block clicked.
 #[test]
 #[ignore = "writes the README's screenshots; run with --ignored"]
 fn dashboard_screenshots_of_every_engine() {
@@ -288,7 +521,18 @@ fn dashboard_screenshots_of_every_engine() {
             .start()
             .expect("three nodes start");
         net.wait_until(3, DEADLINE).expect("blocks");
+        if kind == config::EngineKind::Poa {
+            propose_authority(&net, "alice", "dave");
+        }
         let tab = browser.new_tab().expect("a tab");
+        // Tall enough for the node cards, the engine panel, the tree and the block panel.
+        tab.set_bounds(headless_chrome::types::Bounds::Normal {
+            left: Some(0),
+            top: Some(0),
+            width: Some(1400.0),
+            height: Some(1500.0),
+        })
+        .expect("the window is resized");
         tab.navigate_to(&dashboard_url(&net))
             .and_then(|t| t.wait_until_navigated())
             .expect("the page loads");
@@ -296,6 +540,21 @@ fn dashboard_screenshots_of_every_engine() {
         let until = Instant::now() + DEADLINE;
         while page_height(&tab, 0).is_none_or(|h| h < height) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(200));
+        }
+        wait_js(
+            &tab,
+            &format!(
+                "document.querySelector('.engine-panel[data-engine=\"{}\"] dl') !== null",
+                kind.name()
+            ),
+            "the engine panel is drawn",
+        );
+        if kind == config::EngineKind::Poa {
+            wait_js(
+                &tab,
+                "(document.querySelector('.poa-proposals')?.textContent || '').includes('votes needed')",
+                "the pending vote is on the PoA panel",
+            );
         }
         // Something to click, so the block panel is part of the picture; then back to the top.
         let _ = tab

@@ -454,8 +454,8 @@ impl ConsensusEngine for DposEngine {
             .map(|hash| BlockId { height, hash }))
     }
 
-    /// The slot, its round and owner, and the schedule (the head's round when the block
-    /// is in it).
+    /// The slot, its round and owner, the round's shape (slots and their length), and the
+    /// schedule (the head's round when the block is in it).
     fn explain(
         &self,
         chain: &dyn ChainView,
@@ -472,6 +472,8 @@ impl ConsensusEngine for DposEngine {
                 "slot_in_round",
                 (slot % u64::from(self.params.producers)).to_string(),
             ),
+            ("slots_per_round", self.params.producers.to_string()),
+            ("slot_secs", self.params.slot_secs.to_string()),
         ];
         let current = self.round_state(chain.state())?;
         if current.round == round {

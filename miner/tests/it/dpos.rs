@@ -4,8 +4,8 @@
 use crate::support::{GENESIS_TIME, build, engine_chain, produce, seal};
 use chain::dev::dev_key;
 use chain::{
-    Address, Amount, Block, BlockError, BlockProducer, Chain, ChainView, Height, ImportOutcome,
-    ManualClock, SecretKey, Timestamp, Transaction, TxError, TxKind,
+    Address, Amount, Block, BlockError, BlockProducer, Chain, ChainView, ConsensusEngine, Height,
+    ImportOutcome, ManualClock, SecretKey, Timestamp, Transaction, TxError, TxKind,
 };
 use miner::dpos::{DposEngine, DposError, DposParams, DposProducer};
 use std::collections::BTreeSet;
@@ -239,6 +239,34 @@ fn a_block_is_irreversible_once_more_than_two_thirds_of_producers_built_on_it() 
         Some(finalized.hash),
         chain.best_hash_at(finalized.height).expect("index")
     );
+}
+
+/// What the dashboard's DPoS panel reads: the round's shape, its schedule (whose entry for
+/// the head's slot is the head's producer) and the last irreversible height.
+#[test]
+fn explain_shows_the_rounds_slots_the_schedule_and_the_irreversible_height() {
+    let (mut chain, engine, producers) = setup();
+    let slot = first_slot();
+    fill(&mut chain, &engine, &producers, slot, Vec::new());
+    fill(&mut chain, &engine, &producers, slot + 2, Vec::new());
+    let head = chain.head();
+    let fields: std::collections::BTreeMap<&str, String> = engine
+        .explain(&chain, &head)
+        .expect("explains")
+        .into_iter()
+        .collect();
+    let explained = slot + 2;
+    assert_eq!(fields["slots_per_round"], "4");
+    assert_eq!(fields["slot_secs"], SLOT.to_string());
+    assert_eq!(fields["slot"], explained.to_string());
+    assert_eq!(fields["round"], (explained / 4).to_string());
+    assert_eq!(fields["slot_in_round"], (explained % 4).to_string());
+    let schedule: Vec<&str> = fields["schedule"].split(',').collect();
+    assert_eq!(schedule.len(), 4, "{schedule:?}");
+    let index = usize::try_from(explained % 4).expect("small");
+    assert_eq!(schedule[index], head.producer.to_string());
+    let finalized = chain.finalized().expect("finalized").expect("a block");
+    assert_eq!(fields["last_irreversible"], finalized.height.0.to_string());
 }
 
 fn tx(from: &str, nonce: u64, kind: TxKind) -> Transaction {
