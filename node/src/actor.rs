@@ -73,6 +73,9 @@ enum Command {
     },
     SubmitTxs {
         txs: Vec<Transaction>,
+        /// Each transaction judged on its own (an RPC batch: independent calls), rather
+        /// than stopping at the first bad one (a gossip batch: one sender).
+        independent: bool,
         reply: oneshot::Sender<Vec<Result<TxHash, MempoolError>>>,
     },
     PendingTxs {
@@ -309,8 +312,16 @@ fn run(mut ledger: Ledger, mut rx: mpsc::Receiver<Command>, publish: Publish) {
                 publish.pool(&ledger);
                 let _ = reply.send(result);
             }
-            Command::SubmitTxs { txs, reply } => {
-                let results = ledger.submit_batch(txs);
+            Command::SubmitTxs {
+                txs,
+                independent,
+                reply,
+            } => {
+                let results = if independent {
+                    txs.into_iter().map(|tx| ledger.submit(tx)).collect()
+                } else {
+                    ledger.submit_batch(txs)
+                };
                 let accepted = results.iter().filter(|r| r.is_ok()).count() as u64;
                 metrics.txs_accepted.fetch_add(accepted, Ordering::Relaxed);
                 publish.pool(&ledger);
@@ -558,7 +569,26 @@ impl ChainHandle {
         &self,
         txs: Vec<Transaction>,
     ) -> Result<Vec<Result<TxHash, MempoolError>>, ActorStopped> {
-        self.ask(|reply| Command::SubmitTxs { txs, reply }).await
+        self.ask(|reply| Command::SubmitTxs {
+            txs,
+            independent: false,
+            reply,
+        })
+        .await
+    }
+
+    /// Admits transactions from independent callers (an RPC batch) in one trip to the
+    /// actor, in order, each judged on its own: one result per transaction.
+    pub async fn submit_txs_each(
+        &self,
+        txs: Vec<Transaction>,
+    ) -> Result<Vec<Result<TxHash, MempoolError>>, ActorStopped> {
+        self.ask(|reply| Command::SubmitTxs {
+            txs,
+            independent: true,
+            reply,
+        })
+        .await
     }
 
     /// Pending transactions to announce, best first, bounded in count and encoded bytes.

@@ -1,10 +1,12 @@
 //! Counters and gauges, rendered in Prometheus text format at `GET /metrics`.
 
 use crate::actor::HeadInfo;
-use chain::SignatureCache;
+use chain::{BlockHash, SignatureCache};
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -21,13 +23,31 @@ pub struct Metrics {
     pub txs_accepted: AtomicU64,
     pub rpc_requests: AtomicU64,
     pub rpc_errors: AtomicU64,
+    /// Runs of `tx_submit` calls in RPC batches admitted in one trip to the chain actor.
+    pub rpc_tx_batches: AtomicU64,
     pub gossip_rejected: AtomicU64,
     pub engine_messages: AtomicU64,
     /// WebSocket clients disconnected for not reading what they subscribed to.
     pub ws_dropped: AtomicU64,
     /// The node's signature cache, whose hits and misses are rendered with the rest.
     signature_cache: OnceLock<Arc<SignatureCache>>,
+    /// How long this node's voting machine took from each proposal to its decision.
+    commit_times: Mutex<CommitTimes>,
 }
+
+/// Blocks a voting engine decided on this node: from when the node first held the
+/// proposal (built it, or was asked to validate it) to when it imported the decided block.
+#[derive(Debug, Default)]
+struct CommitTimes {
+    /// The latest decisions, oldest first, at most [`RECENT_COMMITS`].
+    recent: VecDeque<(BlockHash, Duration)>,
+    sum: Duration,
+    count: u64,
+}
+
+/// How many decided blocks keep their commit latency for `chain_getBlock` and
+/// `engine_explain` (an hour of 1 s blocks).
+const RECENT_COMMITS: usize = 4096;
 
 impl Metrics {
     pub fn set_head(&self, head: &HeadInfo) {
@@ -42,9 +62,39 @@ impl Metrics {
         let _ = self.signature_cache.set(cache);
     }
 
+    /// Records that the voting machine decided `block` `latency` after this node first
+    /// held its proposal.
+    pub fn record_commit(&self, block: BlockHash, latency: Duration) {
+        if let Ok(mut times) = self.commit_times.lock() {
+            if times.recent.len() == RECENT_COMMITS {
+                times.recent.pop_front();
+            }
+            times.recent.push_back((block, latency));
+            times.sum += latency;
+            times.count += 1;
+        }
+    }
+
+    /// The commit latency of `block`, when this node decided it recently.
+    pub fn commit_latency(&self, block: &BlockHash) -> Option<Duration> {
+        let times = self.commit_times.lock().ok()?;
+        times
+            .recent
+            .iter()
+            .rev()
+            .find(|(hash, _)| hash == block)
+            .map(|(_, latency)| *latency)
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 16] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 17] = [
+            (
+                "toychain_rpc_tx_batches_total",
+                "counter",
+                "Runs of tx_submit calls in RPC batches, each admitted in one trip to the chain actor.",
+                &self.rpc_tx_batches,
+            ),
             (
                 "toychain_ws_slow_clients_dropped_total",
                 "counter",
@@ -175,6 +225,19 @@ impl Metrics {
         for (name, kind, help, value) in cache_rows {
             write_metric(&mut out, name, kind, help, value);
         }
+        let (sum, count) = self
+            .commit_times
+            .lock()
+            .map(|t| (t.sum.as_secs_f64(), t.count))
+            .unwrap_or_default();
+        let name = "toychain_voting_commit_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} From holding a proposal to importing it decided, per block this node's voting machine decided."
+        );
+        let _ = writeln!(out, "# TYPE {name} summary");
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {count}");
         out
     }
 }
@@ -233,6 +296,46 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE toychain_signature_cache_hits_total counter\n"));
+    }
+
+    #[test]
+    fn commit_latencies_are_kept_per_block_and_summed() {
+        let m = Metrics::default();
+        let text = m.render();
+        assert!(
+            text_has(&text, "toychain_voting_commit_seconds_count 0"),
+            "{text}"
+        );
+        let (a, b) = (BlockHash([1; 32]), BlockHash([2; 32]));
+        m.record_commit(a, Duration::from_millis(250));
+        m.record_commit(b, Duration::from_millis(500));
+        assert_eq!(m.commit_latency(&a), Some(Duration::from_millis(250)));
+        assert_eq!(m.commit_latency(&BlockHash([3; 32])), None);
+        let text = m.render();
+        assert!(
+            text_has(&text, "toychain_voting_commit_seconds_sum 0.75"),
+            "{text}"
+        );
+        assert!(
+            text_has(&text, "toychain_voting_commit_seconds_count 2"),
+            "{text}"
+        );
+        // Only the latest decisions are kept per block; the sums keep counting.
+        for i in 0..RECENT_COMMITS as u64 {
+            let mut hash = [9; 32];
+            hash[..8].copy_from_slice(&i.to_le_bytes());
+            m.record_commit(BlockHash(hash), Duration::ZERO);
+        }
+        assert_eq!(m.commit_latency(&a), None, "the oldest is forgotten");
+        let text = m.render();
+        let count = 2 + RECENT_COMMITS;
+        assert!(
+            text_has(
+                &text,
+                &format!("toychain_voting_commit_seconds_count {count}")
+            ),
+            "{text}"
+        );
     }
 
     fn text_has(text: &str, line: &str) -> bool {

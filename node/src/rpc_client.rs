@@ -78,6 +78,33 @@ impl RpcClient {
             })
     }
 
+    /// Sends `calls` (a JSON array of JSON-RPC calls, ids chosen by the caller) as one
+    /// batch and returns the node's array of answers as it is, errors included.
+    pub fn batch(&self, calls: Value) -> Result<Value, RpcCallError> {
+        let mut response = self.agent.post(&self.url).send_json(&calls).map_err(|e| {
+            RpcCallError::Unreachable {
+                url: self.url.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        let answer: Value =
+            response
+                .body_mut()
+                .read_json()
+                .map_err(|e| RpcCallError::BadAnswer {
+                    url: self.url.clone(),
+                    reason: e.to_string(),
+                })?;
+        if answer.is_array() {
+            Ok(answer)
+        } else {
+            Err(RpcCallError::BadAnswer {
+                url: self.url.clone(),
+                reason: format!("a batch was answered with {answer}"),
+            })
+        }
+    }
+
     /// [`RpcClient::call`] with the failure as one line for people: which node, which
     /// method, and what to do.
     pub fn call_explained(&self, method: &str, params: Value) -> anyhow::Result<Value> {

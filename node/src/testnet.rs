@@ -71,9 +71,10 @@ pub struct NodeHandle {
 /// nodes with one behaviour replaced); nothing outside [`TestBuilder::wrap_machine`] sets
 /// it.
 #[derive(Clone)]
-pub struct MachineWrap(
-    pub Arc<dyn Fn(Box<dyn VotingMachine>) -> Box<dyn VotingMachine> + Send + Sync>,
-);
+pub struct MachineWrap(pub Arc<WrapFn>);
+
+/// The function inside a [`MachineWrap`]: the honest machine in, the one to drive out.
+pub type WrapFn = dyn Fn(Box<dyn VotingMachine>) -> Box<dyn VotingMachine> + Send + Sync;
 
 impl std::fmt::Debug for MachineWrap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -103,3 +103,88 @@ fn a_tx_sent_to_a_lone_non_producing_node_is_included_once_a_producer_connects()
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Issue 19: a JSON-RPC batch of `tx_submit` calls is admitted in one trip to the chain
+/// actor, each call still answered on its own and in order: a bad call in the middle gets
+/// its own error and does not stop the calls after it, a notification gets no answer, and
+/// another method splits the run.
+#[test]
+fn a_batch_of_tx_submits_is_admitted_in_one_trip_with_an_answer_per_call() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    let alice = chain::dev::dev_address("alice").context("dev account")?;
+    let spec = ChainSpec::dev_with(EngineKind::Poa, &[alice]);
+    std::fs::write(root.join("spec.toml"), spec.to_toml())?;
+    let (_, p2p) = node::ports::free_port_bases(1)?;
+    // No author: nothing is mined while the batch is checked.
+    let node = start(root, "node", p2p, &[])?;
+    let bob = chain::dev::dev_key("bob").context("dev account")?;
+    let carol = chain::dev::dev_address("carol").context("dev account")?;
+    let transfer = |nonce: u64| {
+        Transaction::signed(
+            &bob,
+            ChainId(spec.chain_id),
+            nonce,
+            Amount::from_base_units(100_000),
+            TxKind::Transfer {
+                to: carol,
+                amount: Amount::from_base_units(1),
+            },
+        )
+    };
+    let call = |id: u64, tx: &Transaction| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tx_submit",
+               "params": [hex::encode(tx.encode())]})
+    };
+    let mut calls: Vec<serde_json::Value> = (0..20).map(|n| call(n, &transfer(n))).collect();
+    // Call 20 repeats the transaction with nonce 5 (refused on its own); 21 is a notification; 22 is another
+    // method; 23 is not a transaction; 24 goes on with nonce 21 after 20 of 21.
+    calls.push(call(20, &transfer(5)));
+    calls.push(json!({"jsonrpc": "2.0", "method": "tx_submit",
+                      "params": [hex::encode(transfer(20).encode())]}));
+    calls.push(json!({"jsonrpc": "2.0", "id": 22, "method": "chain_info", "params": []}));
+    calls.push(json!({"jsonrpc": "2.0", "id": 23, "method": "tx_submit", "params": ["zz"]}));
+    calls.push(call(24, &transfer(21)));
+
+    let metric = |name: &str| -> anyhow::Result<u64> {
+        let text = ureq_metrics(&node)?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow!("no {name} in /metrics"))
+    };
+    let batches_before = metric("toychain_rpc_tx_batches_total")?;
+    let answers = node.client().batch(serde_json::Value::Array(calls))?;
+    let answers = answers.as_array().context("an array of answers")?;
+    let ids: Vec<u64> = answers.iter().filter_map(|a| a["id"].as_u64()).collect();
+    let expected: Vec<u64> = (0..21).chain([22, 23, 24]).collect();
+    assert_eq!(ids, expected, "one answer per call with an id, in order");
+    for answer in &answers[..20] {
+        assert!(answer["result"]["hash"].is_string(), "{answer}");
+    }
+    assert!(answers[20]["error"]["code"].is_i64(), "{}", answers[20]);
+    assert!(answers[21]["result"]["height"].is_u64(), "{}", answers[21]);
+    assert!(answers[22]["error"].is_object(), "{}", answers[22]);
+    assert!(answers[23]["result"]["hash"].is_string(), "{}", answers[23]);
+    // Two runs (before and after chain_info; the malformed call goes on its own): two
+    // trips to the actor for 23 admitted transactions.
+    assert_eq!(metric("toychain_rpc_tx_batches_total")? - batches_before, 2);
+    let account = node.client().call(
+        "state_getAccount",
+        json!([chain::dev::dev_address("bob").context("bob")?.to_string()]),
+    )?;
+    assert_eq!(account["pending_nonce"], 22, "{account}");
+    Ok(())
+}
+
+/// The node's `/metrics` text.
+fn ureq_metrics(node: &NodeHandle) -> anyhow::Result<String> {
+    let url = format!("{}/metrics", node.rpc_url());
+    let mut response = ureq::get(&url)
+        .call()
+        .map_err(|e| anyhow!("GET {url}: {e}"))?;
+    response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| anyhow!("GET {url}: {e}"))
+}

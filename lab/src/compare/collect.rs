@@ -181,6 +181,10 @@ fn fetch_block(
         first_seen: at,
         seen_by: vec![None; nodes],
         preexisting: round == 0,
+        decided_in: value
+            .get("commit_latency_ms")
+            .and_then(Value::as_f64)
+            .map(|ms| ms / 1e3),
     })
 }
 

@@ -362,6 +362,7 @@ mod tests {
             first_seen: height as f64,
             seen_by: vec![Some(height as f64)],
             preexisting: false,
+            decided_in: None,
         }
     }
 

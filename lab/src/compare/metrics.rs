@@ -250,8 +250,12 @@ pub struct EngineMetrics {
     pub reorgs_node_reported: Option<u64>,
     pub reorg_max_depth_node_reported: Option<u64>,
     pub finality_rule: String,
-    /// From a block's first sighting to the first moment it counted as final.
+    /// From a block's first sighting to the first moment it counted as final; for a block
+    /// decided by votes, from its proposal (first sighting minus [`SeenBlock::decided_in`]).
     pub finality_s: Option<Summary>,
+    /// For an engine that decides by votes: from holding a proposal to its decision, as
+    /// the nodes measured it, over the blocks measured.
+    pub commit_latency_s: Option<Summary>,
     /// Final-chain blocks made while measuring that were not final by the end.
     pub blocks_not_final: u64,
     pub tx_offered_per_s: f64,
@@ -316,10 +320,19 @@ pub fn compute(run: &RunRecord, tx_rate: f64) -> EngineResult {
     let mut not_final = 0;
     for block in chain.iter().filter(|b| !b.preexisting) {
         match final_at.get(&block.hash) {
-            Some(at) => finality.push((at - block.first_seen).max(0.0)),
+            // A voting engine's block is shown only once decided: its life began at the
+            // proposal, `decided_in` earlier.
+            Some(at) => {
+                finality.push((at - block.first_seen).max(0.0) + block.decided_in.unwrap_or(0.0));
+            }
             None => not_final += 1,
         }
     }
+    let commit_latency: Vec<f64> = chain
+        .iter()
+        .filter(|b| !b.preexisting)
+        .filter_map(|b| b.decided_in)
+        .collect();
 
     let blocks_seen = run.blocks.values().filter(|b| b.height.0 > 0).count() as u64;
     let blocks_produced = blocks_seen.max(run.counters.blocks_produced.unwrap_or(0));
@@ -353,6 +366,7 @@ pub fn compute(run: &RunRecord, tx_rate: f64) -> EngineResult {
         reorg_max_depth_node_reported: run.counters.reorg_depth_max,
         finality_rule: rule.describe(),
         finality_s: Summary::of(&finality),
+        commit_latency_s: Summary::of(&commit_latency),
         blocks_not_final: not_final,
         tx_offered_per_s: tx_rate,
         tx_submitted: run.submitted.len() as u64,
@@ -534,6 +548,7 @@ mod tests {
                         first_seen: seen,
                         seen_by: vec![Some(seen)],
                         preexisting: false,
+                        decided_in: None,
                     },
                 )
             })

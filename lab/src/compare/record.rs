@@ -27,6 +27,11 @@ pub struct SeenBlock {
     pub seen_by: Vec<Option<Secs>>,
     /// Already there at the collector's first poll, so `first_seen` is not when it was made.
     pub preexisting: bool,
+    /// For a block decided by votes, which no node shows before it is decided: how long
+    /// the node that first showed it took from holding the proposal to the decision
+    /// (`commit_latency_ms` of `chain_getBlock`). The block's life starts that long before
+    /// `first_seen`.
+    pub decided_in: Option<Secs>,
 }
 
 /// Every recorded block by hash: a tree rooted at genesis, forks included.

@@ -61,6 +61,7 @@ impl Recorder {
             first_seen: now,
             seen_by: vec![preexisting.then_some(now); self.nodes],
             preexisting,
+            decided_in: None,
         }
     }
 }
