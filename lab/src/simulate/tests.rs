@@ -253,6 +253,28 @@ fn a_mixed_list_with_voting_engines_runs_and_repeats_byte_for_byte() {
     for engine in ["pow", "pbft", "raft"] {
         assert!(report.contains(engine), "{engine} missing from the report");
     }
+    // A voted block is final once shown, and its finality counts from the proposal: the
+    // commit latency in virtual time, as compare measures it on real nodes.
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dirs[0].path().join("metrics.json")).expect("reads"),
+    )
+    .expect("JSON");
+    for row in json["engines"].as_array().expect("engines") {
+        let p50 = |key: &str| row[key]["p50"].as_f64();
+        match row["engine"].as_str() {
+            Some("pow") => assert!(row["commit_latency_s"].is_null(), "{row}"),
+            Some(engine) => {
+                let latency = p50("commit_latency_s").unwrap_or_else(|| panic!("{engine}: {row}"));
+                let finality = p50("finality_s").unwrap_or_else(|| panic!("{engine}: {row}"));
+                assert!(latency > 0.0, "{engine}: {row}");
+                assert!(
+                    (finality - latency).abs() < 1e-9,
+                    "{engine}: finality p50 {finality} against commit latency p50 {latency}"
+                );
+            }
+            None => panic!("a row without an engine: {row}"),
+        }
+    }
 }
 
 /// `--sweep NAME` with `size` a point into `out`.

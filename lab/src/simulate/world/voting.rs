@@ -29,7 +29,7 @@ use chain::{
     BlockHash, ChainView, EngineError, ImportOutcome, SecretKey, TimerId, VoteInput, VoteOutput,
     VotingMachine,
 };
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// Bytes ahead of a machine's message on the wire: the frame's sequence number.
@@ -107,6 +107,21 @@ pub struct Seat {
     last_head: Option<BlockHash>,
     /// The traced status fields last recorded.
     status: Vec<(&'static str, String)>,
+    /// When this node first held each open proposal (built it, or was asked to check it),
+    /// for the block's commit latency, as the node's driver keeps it.
+    proposed_at: HashMap<BlockHash, Millis>,
+}
+
+/// Open proposals whose start time a seat remembers (older ones were never decided there).
+const MAX_OPEN_PROPOSALS: usize = 256;
+
+impl Seat {
+    fn note_proposal(&mut self, hash: BlockHash, at: Millis) {
+        if self.proposed_at.len() >= MAX_OPEN_PROPOSALS {
+            self.proposed_at.clear();
+        }
+        self.proposed_at.entry(hash).or_insert(at);
+    }
 }
 
 impl Seat {
@@ -151,6 +166,7 @@ pub fn seats(world: &World, keys: &[SecretKey]) -> anyhow::Result<Vec<Seat>> {
                 seen_order: VecDeque::new(),
                 last_head: None,
                 status: Vec::new(),
+                proposed_at: HashMap::new(),
             })
         })
         .collect()
@@ -304,11 +320,15 @@ impl World {
                 timestamp,
                 data,
             } => match self.nodes[node].build_proposal(parent, timestamp, data) {
-                Ok(block) => queue.push_back(VoteInput::Built(Box::new(block))),
+                Ok(block) => {
+                    self.seats[node].note_proposal(block.hash(), at);
+                    queue.push_back(VoteInput::Built(Box::new(block)));
+                }
                 Err(problem) => self.count(problem),
             },
             VoteOutput::Validate(block) => {
                 let hash = block.hash();
+                self.seats[node].note_proposal(hash, at);
                 let valid = match self.nodes[node].chain().validate_proposal(&block) {
                     Ok(()) => true,
                     Err(e) => {
@@ -321,7 +341,18 @@ impl World {
             VoteOutput::Commit { block, certificate } => {
                 let height = block.header.height.0;
                 self.traced(at, node, VoteEvent::Decided { height });
+                let hash = block.hash();
+                let proposed = self.seats[node].proposed_at.remove(&hash);
                 self.commit(at, node, Wire::new(*block), Arc::new(certificate));
+                // The node that first shows a decided block tells how long it took, as
+                // `chain_getBlock`'s `commit_latency_ms` does on a real node.
+                if let (Some(proposed), Some(seen)) =
+                    (proposed, self.recorder.blocks.get_mut(&hash))
+                    && seen.decided_in.is_none()
+                    && seen.seen_by.iter().flatten().count() == 1
+                {
+                    seen.decided_in = Some(at.saturating_sub(proposed) as f64 / 1000.0);
+                }
                 if let Some(head) = self.head_input(node) {
                     queue.push_back(head);
                 }
