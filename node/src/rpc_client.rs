@@ -40,25 +40,29 @@ impl RpcClient {
         &self.url
     }
 
-    pub fn call(&self, method: &str, params: Value) -> Result<Value, RpcCallError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    /// Posts `body` and reads the JSON answer.
+    fn post(&self, body: &Value) -> Result<Value, RpcCallError> {
         let mut response =
             self.agent
                 .post(&self.url)
-                .send_json(&body)
+                .send_json(body)
                 .map_err(|e| RpcCallError::Unreachable {
                     url: self.url.clone(),
                     reason: e.to_string(),
                 })?;
-        let answer: Value =
-            response
-                .body_mut()
-                .read_json()
-                .map_err(|e| RpcCallError::BadAnswer {
-                    url: self.url.clone(),
-                    reason: e.to_string(),
-                })?;
+        response
+            .body_mut()
+            .read_json()
+            .map_err(|e| RpcCallError::BadAnswer {
+                url: self.url.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    pub fn call(&self, method: &str, params: Value) -> Result<Value, RpcCallError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let answer = self.post(&body)?;
         if let Some(error) = answer.get("error") {
             return Err(RpcCallError::Rpc {
                 code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
@@ -81,20 +85,7 @@ impl RpcClient {
     /// Sends `calls` (a JSON array of JSON-RPC calls, ids chosen by the caller) as one
     /// batch and returns the node's array of answers as it is, errors included.
     pub fn batch(&self, calls: Value) -> Result<Value, RpcCallError> {
-        let mut response = self.agent.post(&self.url).send_json(&calls).map_err(|e| {
-            RpcCallError::Unreachable {
-                url: self.url.clone(),
-                reason: e.to_string(),
-            }
-        })?;
-        let answer: Value =
-            response
-                .body_mut()
-                .read_json()
-                .map_err(|e| RpcCallError::BadAnswer {
-                    url: self.url.clone(),
-                    reason: e.to_string(),
-                })?;
+        let answer = self.post(&calls)?;
         if answer.is_array() {
             Ok(answer)
         } else {

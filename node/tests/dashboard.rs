@@ -364,6 +364,17 @@ fn dashboard_follows_heads_shows_fork_and_reorg_explains_blocks_and_shows_accoun
 /// the head they name: PoA's signers and the signer in turn for the next block, the DPoS
 /// slot table's owner of the head's slot, PBFT's validators and quorum with a vote-progress
 /// row per node; no console error.
+/// Three nodes of `kind` making 1 s blocks, under `dir`.
+fn three_nodes(dir: &std::path::Path, kind: config::EngineKind) -> node::testnet::TestNet {
+    TestBuilder::new(&dir.join("net"), kind)
+        .add_node()
+        .add_node()
+        .add_node()
+        .block_time(1)
+        .start()
+        .expect("three nodes start")
+}
+
 #[test]
 fn engine_panels_of_poa_dpos_and_pbft_show_what_the_rpc_returns() {
     let Some(browser) = browser() else { return };
@@ -373,13 +384,7 @@ fn engine_panels_of_poa_dpos_and_pbft_show_what_the_rpc_returns() {
         config::EngineKind::Pbft,
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let net = TestBuilder::new(&dir.path().join("net"), kind)
-            .add_node()
-            .add_node()
-            .add_node()
-            .block_time(1)
-            .start()
-            .expect("three nodes start");
+        let net = three_nodes(dir.path(), kind);
         net.wait_until(2, DEADLINE).expect("blocks");
         let tab = browser.new_tab().expect("a tab");
         let errors = collect_errors(&tab);
@@ -513,13 +518,7 @@ fn dashboard_screenshots_of_every_engine() {
         config::EngineKind::Raft,
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let net = TestBuilder::new(&dir.path().join("net"), kind)
-            .add_node()
-            .add_node()
-            .add_node()
-            .block_time(1)
-            .start()
-            .expect("three nodes start");
+        let net = three_nodes(dir.path(), kind);
         net.wait_until(3, DEADLINE).expect("blocks");
         if kind == config::EngineKind::Poa {
             propose_authority(&net, "alice", "dave");

@@ -2,7 +2,7 @@
 //! other, the three report files and the charts written, plausible figures, and no node
 //! process left behind — after a normal run and after an interruption.
 
-use crate::support::{BIN, all_pids, process_is_gone, toychain, wait_for};
+use crate::support::{BIN, Output, all_pids, process_is_gone, toychain, wait_for};
 use config::EngineKind;
 use serde_json::Value;
 use std::net::TcpListener;
@@ -49,26 +49,32 @@ fn announced_ports(devnet: &Path) -> Vec<u16> {
     ports
 }
 
-#[test]
-fn compare_poa_and_dpos_writes_the_report_and_leaves_no_node() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let out_dir = tmp.path().join("out");
-    let out = out_dir.to_str().expect("UTF-8 path");
-    let run = toychain(&[
+/// `toychain compare` of `engines` on `nodes` nodes for `duration` seconds of 1 s blocks
+/// and 2 transfers a second, writing to `out`.
+fn compare_1s_blocks(engines: &str, nodes: &str, duration: &str, out: &str) -> Output {
+    toychain(&[
         "compare",
         "--engines",
-        "poa,dpos",
+        engines,
         "--nodes",
-        "2",
+        nodes,
         "--duration",
-        "8",
+        duration,
         "--block-time",
         "1",
         "--tx-rate",
         "2",
         "--out",
         out,
-    ]);
+    ])
+}
+
+#[test]
+fn compare_poa_and_dpos_writes_the_report_and_leaves_no_node() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let out_dir = tmp.path().join("out");
+    let out = out_dir.to_str().expect("UTF-8 path");
+    let run = compare_1s_blocks("poa,dpos", "2", "8", out);
     run.assert_ok("compare");
 
     for file in [
@@ -328,21 +334,7 @@ fn compare_reports_pbft_finality_as_its_commit_latency() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let out_dir = tmp.path().join("out");
     let out = out_dir.to_str().expect("UTF-8 path");
-    let run = toychain(&[
-        "compare",
-        "--engines",
-        "pbft",
-        "--nodes",
-        "4",
-        "--duration",
-        "10",
-        "--block-time",
-        "1",
-        "--tx-rate",
-        "2",
-        "--out",
-        out,
-    ]);
+    let run = compare_1s_blocks("pbft", "4", "10", out);
     run.assert_ok("compare");
     let json: Value = serde_json::from_str(
         &std::fs::read_to_string(out_dir.join("metrics.json")).expect("metrics.json"),
