@@ -27,6 +27,14 @@ pub struct Metrics {
     pub rpc_tx_batches: AtomicU64,
     pub gossip_rejected: AtomicU64,
     pub engine_messages: AtomicU64,
+    /// Durable writes of the voting state (each a temp file, two fsyncs and a rename).
+    pub voting_persists: AtomicU64,
+    /// States the voting machine asked to persist that a newer one in the same batch
+    /// replaced before the write: writes saved.
+    pub voting_persists_superseded: AtomicU64,
+    pub voting_persist_bytes: AtomicU64,
+    /// Time spent in those writes, in microseconds.
+    pub voting_persist_micros: AtomicU64,
     /// WebSocket clients disconnected for not reading what they subscribed to.
     pub ws_dropped: AtomicU64,
     /// The node's signature cache, whose hits and misses are rendered with the rest.
@@ -88,7 +96,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 17] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 21] = [
             (
                 "toychain_rpc_tx_batches_total",
                 "counter",
@@ -190,6 +198,30 @@ impl Metrics {
                 "counter",
                 "Engine messages (BFT votes, …) received by gossip.",
                 &self.engine_messages,
+            ),
+            (
+                "toychain_voting_persist_total",
+                "counter",
+                "Durable writes of the voting machine's state (a term, a vote, log entries).",
+                &self.voting_persists,
+            ),
+            (
+                "toychain_voting_persist_superseded_total",
+                "counter",
+                "States to persist replaced by a newer one in the same batch before the write (writes saved).",
+                &self.voting_persists_superseded,
+            ),
+            (
+                "toychain_voting_persist_bytes_total",
+                "counter",
+                "Bytes of voting state written durably.",
+                &self.voting_persist_bytes,
+            ),
+            (
+                "toychain_voting_persist_micros_total",
+                "counter",
+                "Microseconds spent writing the voting state durably.",
+                &self.voting_persist_micros,
             ),
         ];
         let mut out = String::new();

@@ -33,6 +33,9 @@ pub const MAX_BATCH: usize = 1_000;
 pub const MAX_DEV_MINE: u64 = 1_000;
 /// How many blocks back `account_history` looks at most.
 const HISTORY_SCAN_BLOCKS: u64 = 2_000;
+/// A call that takes longer than this to answer is logged as a warning, with its method:
+/// callers (the test network, the devnet launcher) give up after a few seconds.
+const SLOW_CALL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Stable error codes. The standard ones, then toychain's own.
 pub mod codes {
@@ -351,7 +354,16 @@ pub(crate) async fn handle_call(state: &RpcState, call: Value) -> Option<Value> 
             ));
         }
     };
+    let started = std::time::Instant::now();
     let result = dispatch(state, &method, params).await;
+    let took = started.elapsed();
+    if took >= SLOW_CALL {
+        tracing::warn!(
+            method,
+            millis = u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            "slow rpc call"
+        );
+    }
     id.as_ref()?;
     Some(match result {
         Ok(value) => json!({"jsonrpc": "2.0", "id": reply_id, "result": value}),

@@ -13,8 +13,22 @@
 //! proposal is checked with [`chain::Chain::validate_proposal`]; a decision is imported
 //! with its certificate and gossiped as a [`CertifiedBlock`] on the block topic; state to
 //! persist is written to `<data dir>/voting.state` (temp file, fsync, rename, fsync of the
-//! folder) before any later output is acted on, and given back to the engine at start, so
-//! a restarted node never contradicts what it signed.
+//! folder) and given back to the engine at start, so a restarted node never contradicts
+//! what it signed.
+//!
+//! Writes are batched as etcd's raft batches a `Ready`: the messages that queued while the
+//! driver was busy are fed to the machine together, and within a batch the state to
+//! persist is held (a newer one replaces it) and the broadcasts wait with it; both are
+//! flushed — the newest state written once, then the messages sent — before the driver
+//! waits on the chain (build, validate, commit) and at the end of the batch. Nothing leaves
+//! the node before the state that produced it is on disk (the newest state includes what
+//! every earlier one did: it is where the same inputs one at a time would have ended), and
+//! one slow write no longer costs one write per queued message ([`Ready`]).
+//!
+//! A timer that fell due while the driver was busy fires only after the messages that
+//! queued meanwhile: a heartbeat waiting in the inbox resets the election timer it would
+//! otherwise lose to, and the answers a leader already received count for its
+//! check-quorum.
 //!
 //! A message the machine ignores (stale, duplicate, not needed here) is still relayed by
 //! gossip; only one it rejects is dropped and scored against its sender.
@@ -45,6 +59,8 @@ use tracing::{debug, info, warn};
 /// Engine messages queued for the driver at most; when full, further ones are ignored
 /// (no penalty) until it catches up.
 const INBOX: usize = 1024;
+/// Engine messages fed to the machine in one batch at most (see [`Ready`]).
+const MAX_BATCH: usize = 64;
 /// A durable write of the voting state slower than this is logged as a warning.
 const SLOW_PERSIST: Duration = Duration::from_millis(200);
 /// The file, in the data dir, holding what the machine last asked to persist.
@@ -92,6 +108,70 @@ pub fn frame(seq: u64, message: &[u8]) -> Vec<u8> {
 /// to hold a sequence number.
 pub fn unframe(data: &[u8]) -> Option<&[u8]> {
     data.get(FRAME_HEADER_BYTES..)
+}
+
+/// One step of a batch's outputs, in the order the driver carries them out.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Write this state durably; the steps after it wait for the write.
+    Write(Vec<u8>),
+    /// Broadcast this message on the engine topic.
+    Send(Vec<u8>),
+    /// Any other output, carried out as it comes.
+    Act(VoteOutput),
+}
+
+/// A batch's held state and messages (etcd's `Ready`): [`VoteOutput::Persist`] is held, a
+/// newer one replacing it, and broadcasts wait with it; both are flushed, the write first,
+/// before an output that waits on the chain or lets a block leave (build, validate,
+/// commit) and at the end of the batch ([`Ready::flush`]).
+#[derive(Debug, Default)]
+pub struct Ready {
+    state: Option<Vec<u8>>,
+    messages: Vec<Vec<u8>>,
+    /// States replaced by a newer one before they were written.
+    superseded: u64,
+}
+
+impl Ready {
+    /// What to do now for `output`, the next one the machine gave.
+    pub fn push(&mut self, output: VoteOutput) -> Vec<Step> {
+        match output {
+            VoteOutput::Persist(bytes) => {
+                if self.state.replace(bytes).is_some() {
+                    self.superseded += 1;
+                }
+                Vec::new()
+            }
+            VoteOutput::Broadcast(bytes) => {
+                self.messages.push(bytes);
+                Vec::new()
+            }
+            timer @ (VoteOutput::SetTimer { .. } | VoteOutput::CancelTimer(_)) => {
+                vec![Step::Act(timer)]
+            }
+            waits @ (VoteOutput::Build { .. }
+            | VoteOutput::Validate(_)
+            | VoteOutput::Commit { .. }) => {
+                let mut steps = self.flush();
+                steps.push(Step::Act(waits));
+                steps
+            }
+        }
+    }
+
+    /// The held state's write, then the held messages, in the order they were given.
+    pub fn flush(&mut self) -> Vec<Step> {
+        let mut steps: Vec<Step> = self.state.take().map(Step::Write).into_iter().collect();
+        steps.extend(self.messages.drain(..).map(Step::Send));
+        steps
+    }
+
+    /// How many states were replaced before being written (each a write saved), since the
+    /// last call.
+    pub fn take_superseded(&mut self) -> u64 {
+        std::mem::take(&mut self.superseded)
+    }
 }
 
 /// Reads what the machine last persisted in `data_dir`; `None` on a first start.
@@ -230,15 +310,15 @@ impl Driver {
                 },
                 _ = tokio::time::sleep_until(sleep_until), if next_timer.is_some() => {
                     match next_timer {
-                        Some((id, _)) => {
-                            self.timers.remove(&id);
-                            self.feed(VoteInput::Timeout(id)).await.map(|_| ())
-                        }
+                        Some((id, _)) => self.on_timer(id, &mut inbox).await,
                         None => Ok(()),
                     }
                 }
                 message = inbox.recv() => match message {
-                    Some(message) => self.on_message(message).await,
+                    Some(message) => {
+                        let batch = drain(&mut inbox, vec![message]);
+                        self.on_messages(batch).await
+                    }
                     None => break,
                 },
             };
@@ -247,6 +327,27 @@ impl Driver {
             }
         }
         info!("voting machine stopped");
+    }
+
+    /// Timer `id` fell due: the messages already waiting go first (they arrived while the
+    /// driver was busy, before it could look at the clock), and the timer fires only if
+    /// they did not move or cancel it.
+    async fn on_timer(
+        &mut self,
+        id: TimerId,
+        inbox: &mut mpsc::Receiver<EngineMessage>,
+    ) -> Result<(), Stop> {
+        let waiting = drain(inbox, Vec::new());
+        if !waiting.is_empty() {
+            self.on_messages(waiting).await?;
+        }
+        match self.timers.get(&id) {
+            Some(at) if *at <= Instant::now() => {
+                self.timers.remove(&id);
+                self.feed(vec![VoteInput::Timeout(id)]).await.map(|_| ())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Gives the machine the head if it is new to it.
@@ -267,87 +368,117 @@ impl Driver {
             head: voting_head.head,
             voters: voting_head.voters,
         };
-        self.feed(input).await.map(|_| ())
+        self.feed(vec![input]).await.map(|_| ())
     }
 
-    /// A peer's message: fed to the machine, the verdict reported to the network.
-    async fn on_message(&mut self, message: EngineMessage) -> Result<(), Stop> {
-        self.metrics.engine_messages.fetch_add(1, Ordering::Relaxed);
-        let EngineMessage { data, source, id } = message;
-        let (verdict, outcome) = match unframe(&data) {
-            None => {
-                debug!(%source, len = data.len(), "engine frame too short");
-                (Verdict::Reject, Ok(()))
+    /// Peers' messages: fed to the machine as one batch, each verdict reported to the
+    /// network.
+    async fn on_messages(&mut self, batch: Vec<EngineMessage>) -> Result<(), Stop> {
+        self.metrics
+            .engine_messages
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let mut inputs = Vec::with_capacity(batch.len());
+        let mut senders = Vec::with_capacity(batch.len());
+        let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(batch.len());
+        for EngineMessage { data, source, id } in batch {
+            match unframe(&data) {
+                None => {
+                    debug!(%source, len = data.len(), "engine frame too short");
+                    verdicts.push(Some(Verdict::Reject));
+                }
+                Some(bytes) => {
+                    inputs.push(VoteInput::Message(bytes.to_vec()));
+                    verdicts.push(None);
+                }
             }
-            Some(bytes) => match self.feed(VoteInput::Message(bytes.to_vec())).await {
-                Ok(Ok(())) => (Verdict::Accept, Ok(())),
-                Ok(Err(EngineError::Rejected {
-                    engine,
-                    source: reason,
-                })) => {
-                    info!(%source, engine, %reason, "consensus message refused");
-                    (Verdict::Reject, Ok(()))
-                }
-                // Of no use to this node (a stale round, a duplicate, a vote this node
-                // does not need), but not wrong: it is relayed all the same, because in a
-                // partial mesh this node may be the only path to the nodes that need it
-                // (the devnet's nodes all dial node 0; a Raft pre-vote node 0 ignores
-                // while it campaigns itself must still reach the others).
-                Ok(Err(e)) => {
-                    debug!(%source, error = %e, "consensus message ignored (relayed)");
-                    (Verdict::Accept, Ok(()))
-                }
-                // Our own failure, not the sender's.
-                Err(stop) => (Verdict::Ignore, Err(stop)),
-            },
-        };
-        if verdict == Verdict::Reject {
-            self.metrics.gossip_rejected.fetch_add(1, Ordering::Relaxed);
+            senders.push((id, source));
         }
-        let _ = self.client.report(id, source, verdict).await;
+        let (outcome, judged) = match self.feed(inputs).await {
+            Ok(judged) => (Ok(()), judged),
+            // Our own failure, not the senders'.
+            Err(stop) => (Err(stop), Vec::new()),
+        };
+        let mut judged = judged.into_iter();
+        for ((id, source), framing) in senders.into_iter().zip(verdicts) {
+            // A message the batch did not reach (a failed write) is no fault of its sender.
+            let verdict = framing.unwrap_or_else(|| {
+                judged
+                    .next()
+                    .map_or(Verdict::Ignore, |judged| verdict_on(judged, source))
+            });
+            if verdict == Verdict::Reject {
+                self.metrics.gossip_rejected.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = self.client.report(id, source, verdict).await;
+        }
         outcome
     }
 
-    /// Gives `input` to the machine and carries out everything it asks, with the answers
-    /// (built blocks, verdicts, new heads) fed back in order. The outer result is the
-    /// driver's own failure; the inner one the machine's verdict on `input` itself.
-    async fn feed(&mut self, input: VoteInput) -> Result<Result<(), EngineError>, Stop> {
-        let mut queue = VecDeque::from([input]);
-        let mut first = true;
-        let mut verdict = Ok(());
-        while let Some(input) = queue.pop_front() {
+    /// Gives `inputs` to the machine in order and carries out everything it asks, with the
+    /// answers (built blocks, verdicts, new heads) fed back after them; the state to persist
+    /// and the broadcasts go through one [`Ready`]. The error is the driver's own failure;
+    /// otherwise the machine's verdict on each input, in order (an input after a failed
+    /// write is not given to the machine and counts as ignored).
+    async fn feed(&mut self, inputs: Vec<VoteInput>) -> Result<Vec<Result<(), EngineError>>, Stop> {
+        let mut verdicts: Vec<Result<(), EngineError>> = Vec::with_capacity(inputs.len());
+        let originals = inputs.len();
+        let mut queue: VecDeque<VoteInput> = inputs.into();
+        let mut ready = Ready::default();
+        let mut given = 0;
+        let mut stopped = None;
+        'batch: while let Some(input) = queue.pop_front() {
+            let original = given < originals;
+            given += 1;
             let now = self.clock.now_millis();
             let outputs = match self.machine.handle(now, input) {
-                Ok(outputs) => outputs,
-                Err(e) if first => {
-                    verdict = Err(e);
-                    break;
+                Ok(outputs) => {
+                    if original {
+                        verdicts.push(Ok(()));
+                    }
+                    outputs
+                }
+                Err(e) if original => {
+                    verdicts.push(Err(e));
+                    continue;
                 }
                 Err(e) => {
                     debug!(error = %e, "the machine refused an answer to its own request");
                     continue;
                 }
             };
-            first = false;
             for output in outputs {
-                if let Err(stop) = self.act(output, &mut queue).await {
-                    if let Stop::Persist(e) = &stop {
-                        warn!(
-                            error = %e,
-                            path = %self.state_path.display(),
-                            "cannot persist the voting state; the outputs after it are dropped"
-                        );
+                for step in ready.push(output) {
+                    if let Err(stop) = self.step(step, &mut queue).await {
+                        stopped = Some(stop);
+                        break 'batch;
                     }
-                    self.publish_status();
-                    return match stop {
-                        Stop::Persist(_) => Ok(verdict),
-                        Stop::Stopped => Err(Stop::Stopped),
-                    };
                 }
             }
         }
+        if stopped.is_none() {
+            for step in ready.flush() {
+                if let Err(stop) = self.step(step, &mut queue).await {
+                    stopped = Some(stop);
+                    break;
+                }
+            }
+        }
+        self.metrics
+            .voting_persists_superseded
+            .fetch_add(ready.take_superseded(), Ordering::Relaxed);
         self.publish_status();
-        Ok(verdict)
+        match stopped {
+            None => Ok(verdicts),
+            Some(Stop::Stopped) => Err(Stop::Stopped),
+            Some(Stop::Persist(e)) => {
+                warn!(
+                    error = %e,
+                    path = %self.state_path.display(),
+                    "cannot persist the voting state; the outputs after it are dropped"
+                );
+                Ok(verdicts)
+            }
+        }
     }
 
     fn publish_status(&self) {
@@ -356,19 +487,71 @@ impl Driver {
         }
     }
 
+    async fn step(&mut self, step: Step, queue: &mut VecDeque<VoteInput>) -> Result<(), Stop> {
+        match step {
+            Step::Write(bytes) => self.persist(bytes).await,
+            Step::Send(bytes) => {
+                self.send(bytes).await;
+                Ok(())
+            }
+            Step::Act(output) => self.act(output, queue).await,
+        }
+    }
+
+    async fn send(&mut self, message: Vec<u8>) {
+        self.seq = self.seq.wrapping_add(1);
+        let framed = frame(self.seq, &message);
+        if let Err(e) = self.client.publish(Topic::Engine, framed).await {
+            debug!(error = %e, "consensus message not sent");
+        }
+    }
+
+    /// Writes the voting state durably; nothing held after it goes out unless it succeeds.
+    async fn persist(&mut self, bytes: Vec<u8>) -> Result<(), Stop> {
+        let path = self.state_path.clone();
+        let len = bytes.len();
+        let started = Instant::now();
+        tokio::task::spawn_blocking(move || write_durably(&path, &bytes))
+            .await
+            .map_err(|e| Stop::Persist(std::io::Error::other(e.to_string())))?
+            .map_err(Stop::Persist)?;
+        let took = started.elapsed();
+        self.metrics.voting_persists.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .voting_persist_bytes
+            .fetch_add(len as u64, Ordering::Relaxed);
+        self.metrics.voting_persist_micros.fetch_add(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        if took >= SLOW_PERSIST {
+            // Nothing the machine decides goes out before this returns: a slow disk is a
+            // slow consensus.
+            warn!(
+                bytes = len,
+                millis = took.as_millis() as u64,
+                "voting state written slowly"
+            );
+        } else {
+            debug!(
+                bytes = len,
+                micros = took.as_micros() as u64,
+                "voting state written"
+            );
+        }
+        Ok(())
+    }
+
+    /// An output other than a write or a broadcast (those go through [`Ready`]).
     async fn act(
         &mut self,
         output: VoteOutput,
         queue: &mut VecDeque<VoteInput>,
     ) -> Result<(), Stop> {
         match output {
-            VoteOutput::Broadcast(bytes) => {
-                self.seq = self.seq.wrapping_add(1);
-                let framed = frame(self.seq, &bytes);
-                if let Err(e) = self.client.publish(Topic::Engine, framed).await {
-                    debug!(error = %e, "consensus message not sent");
-                }
-            }
+            // Not given here by `Ready`, but carried out the same way if they were.
+            VoteOutput::Broadcast(bytes) => self.send(bytes).await,
+            VoteOutput::Persist(bytes) => self.persist(bytes).await?,
             VoteOutput::SetTimer { id, after_millis } => {
                 self.timers
                     .insert(id, Instant::now() + Duration::from_millis(after_millis));
@@ -431,31 +614,6 @@ impl Driver {
                 }
                 if let Some(head) = self.head_input().await? {
                     queue.push_back(head);
-                }
-            }
-            VoteOutput::Persist(bytes) => {
-                let path = self.state_path.clone();
-                let len = bytes.len();
-                let started = Instant::now();
-                tokio::task::spawn_blocking(move || write_durably(&path, &bytes))
-                    .await
-                    .map_err(|e| Stop::Persist(std::io::Error::other(e.to_string())))?
-                    .map_err(Stop::Persist)?;
-                let took = started.elapsed();
-                if took >= SLOW_PERSIST {
-                    // Nothing the machine decides goes out before this returns: a slow
-                    // disk is a slow consensus.
-                    warn!(
-                        bytes = len,
-                        millis = took.as_millis() as u64,
-                        "voting state written slowly"
-                    );
-                } else {
-                    debug!(
-                        bytes = len,
-                        micros = took.as_micros() as u64,
-                        "voting state written"
-                    );
                 }
             }
         }
@@ -535,6 +693,42 @@ impl Driver {
     }
 }
 
+/// `batch` and the messages already waiting behind it, up to [`MAX_BATCH`] in all.
+fn drain(
+    inbox: &mut mpsc::Receiver<EngineMessage>,
+    mut batch: Vec<EngineMessage>,
+) -> Vec<EngineMessage> {
+    while batch.len() < MAX_BATCH {
+        match inbox.try_recv() {
+            Ok(message) => batch.push(message),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// The network verdict on a peer's message from the machine's: a refusal costs the sender;
+/// a message of no use to this node (a stale round, a duplicate, a vote this node does not
+/// need) is not wrong and is relayed all the same, because in a partial mesh this node may
+/// be the only path to the nodes that need it (the devnet's nodes all dial node 0; a Raft
+/// pre-vote node 0 ignores while it campaigns itself must still reach the others).
+fn verdict_on(judged: Result<(), EngineError>, source: PeerId) -> Verdict {
+    match judged {
+        Ok(()) => Verdict::Accept,
+        Err(EngineError::Rejected {
+            engine,
+            source: reason,
+        }) => {
+            info!(%source, engine, %reason, "consensus message refused");
+            Verdict::Reject
+        }
+        Err(e) => {
+            debug!(%source, error = %e, "consensus message ignored (relayed)");
+            Verdict::Accept
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -569,5 +763,154 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(leftovers.len(), 1, "no temp file is left: {leftovers:?}");
+    }
+
+    fn persist(bytes: &[u8]) -> VoteOutput {
+        VoteOutput::Persist(bytes.to_vec())
+    }
+
+    fn broadcast(bytes: &[u8]) -> VoteOutput {
+        VoteOutput::Broadcast(bytes.to_vec())
+    }
+
+    /// Every step for `outputs` given one after another, then the end of the batch.
+    fn steps(ready: &mut Ready, outputs: Vec<VoteOutput>) -> Vec<Step> {
+        let mut steps: Vec<Step> = outputs.into_iter().flat_map(|o| ready.push(o)).collect();
+        steps.extend(ready.flush());
+        steps
+    }
+
+    #[test]
+    fn a_batch_writes_its_newest_state_once_before_any_message_leaves() {
+        let timer = VoteOutput::SetTimer {
+            id: 1,
+            after_millis: 10,
+        };
+        let mut ready = Ready::default();
+        // Three messages' worth of outputs, as a follower gives for appends that queued
+        // behind a slow write.
+        let got = steps(
+            &mut ready,
+            vec![
+                persist(b"term 2"),
+                broadcast(b"ack 1"),
+                timer.clone(),
+                persist(b"term 2, entry 5"),
+                broadcast(b"ack 2"),
+                broadcast(b"ack 3"),
+                persist(b"term 2, entry 6"),
+            ],
+        );
+        assert_eq!(
+            got,
+            vec![
+                Step::Act(timer),
+                Step::Write(b"term 2, entry 6".to_vec()),
+                Step::Send(b"ack 1".to_vec()),
+                Step::Send(b"ack 2".to_vec()),
+                Step::Send(b"ack 3".to_vec()),
+            ]
+        );
+        assert_eq!(ready.take_superseded(), 2, "two writes saved");
+        assert_eq!(ready.take_superseded(), 0);
+        assert!(ready.flush().is_empty(), "nothing is held after a flush");
+    }
+
+    #[test]
+    fn what_is_held_is_written_and_sent_before_the_driver_waits_on_the_chain() {
+        let block = Block {
+            header: Header {
+                version: chain::block::HEADER_VERSION,
+                parent: BlockHash([0; 32]),
+                height: chain::Height(1),
+                timestamp: Timestamp(1),
+                tx_root: chain::Hash256::ZERO,
+                state_root: chain::Hash256::ZERO,
+                producer: chain::Address::default(),
+                engine: chain::EngineFields::default(),
+            },
+            txs: Vec::new(),
+        };
+        let commit = VoteOutput::Commit {
+            block: Box::new(block),
+            certificate: vec![7],
+        };
+        let build = VoteOutput::Build {
+            parent: BlockHash([1; 32]),
+            timestamp: Timestamp(2),
+            data: Vec::new(),
+        };
+        for waits in [commit, build] {
+            let mut ready = Ready::default();
+            let got = steps(
+                &mut ready,
+                vec![
+                    persist(b"entry 3"),
+                    broadcast(b"append"),
+                    waits.clone(),
+                    broadcast(b"heartbeat"),
+                ],
+            );
+            assert_eq!(
+                got,
+                vec![
+                    Step::Write(b"entry 3".to_vec()),
+                    Step::Send(b"append".to_vec()),
+                    Step::Act(waits),
+                    // Nothing new to write: the message after needs no second write.
+                    Step::Send(b"heartbeat".to_vec()),
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn a_message_never_leaves_before_the_state_given_with_or_before_it() {
+        // Whatever the order, each Send comes after a Write of the newest state given
+        // before its broadcast.
+        let outputs = vec![
+            broadcast(b"m0"),
+            persist(b"s1"),
+            broadcast(b"m1"),
+            persist(b"s2"),
+            VoteOutput::CancelTimer(2),
+            broadcast(b"m2"),
+            persist(b"s3"),
+        ];
+        let mut ready = Ready::default();
+        let got = steps(&mut ready, outputs.clone());
+        let mut written: Option<usize> = None;
+        let mut newest_before: Vec<Option<usize>> = Vec::new();
+        let mut newest = None;
+        for (i, o) in outputs.iter().enumerate() {
+            match o {
+                VoteOutput::Persist(_) => newest = Some(i),
+                VoteOutput::Broadcast(_) => newest_before.push(newest),
+                _ => {}
+            }
+        }
+        let mut sent = 0;
+        for step in &got {
+            match step {
+                Step::Write(bytes) => {
+                    written = outputs
+                        .iter()
+                        .position(|o| o == &VoteOutput::Persist(bytes.clone()));
+                }
+                Step::Send(_) => {
+                    assert!(
+                        written >= newest_before[sent],
+                        "message {sent} left before its state: {got:?}"
+                    );
+                    sent += 1;
+                }
+                Step::Act(_) => {}
+            }
+        }
+        assert_eq!(sent, 3);
+        assert_eq!(
+            got.iter().filter(|s| matches!(s, Step::Write(_))).count(),
+            1
+        );
     }
 }

@@ -1061,6 +1061,129 @@ fn section_9_6_check_quorum_deposes_a_leader_cut_off_from_the_majority() {
     }
 }
 
+fn persists(outputs: &[VoteOutput]) -> usize {
+    outputs
+        .iter()
+        .filter(|o| matches!(o, VoteOutput::Persist(_)))
+        .count()
+}
+
+/// Figure 2 ("persistent state on all servers: currentTerm, votedFor, log[]", updated on
+/// stable storage before responding to RPCs): a write when one of those changes, and only
+/// then. Heartbeats, a resent entry already held, the commit index (volatile state) and the
+/// chain head moving on write nothing, so a server writes once per entry it takes. Each
+/// step: (what happens, writes wanted).
+#[test]
+fn figure_2_only_a_change_of_term_vote_or_log_is_persisted() {
+    let ks = keys(3);
+    let b = block(
+        &ks[1],
+        genesis().hash(),
+        1,
+        EntryData {
+            term: 1,
+            index: 2,
+            live: 0,
+        },
+    );
+    let acks = [&ks[1], &ks[2]]
+        .iter()
+        .map(|k| SignedAck {
+            key: k.public_key(),
+            signature: k.sign(&ack_digest(1, Height(1), &b.hash())),
+        })
+        .collect();
+    let certificate = Certificate { term: 1, acks }.encode();
+    let append = |s: &Server, prev_index, entries: Vec<Entry>, leader_commit, certificates| {
+        Body::AppendEntries {
+            to: s.addr(0),
+            term: 1,
+            prev_index,
+            prev_term: if prev_index == 0 { 0 } else { 1 },
+            entries,
+            leader_commit,
+            certificates,
+        }
+    };
+    let entries = vec![
+        Entry {
+            term: 1,
+            block: None,
+        },
+        Entry {
+            term: 1,
+            block: Some(b.clone()),
+        },
+    ];
+
+    // A follower of server 1.
+    let mut f = Server::new(3, 0, None);
+    let steps: Vec<(&str, Body, usize)> = vec![
+        (
+            "a new term and two new entries",
+            append(&f, 0, entries.clone(), 0, Vec::new()),
+            1,
+        ),
+        (
+            "the same entries resent before the ack",
+            append(&f, 0, entries, 0, Vec::new()),
+            0,
+        ),
+        ("a heartbeat", append(&f, 2, Vec::new(), 0, Vec::new()), 0),
+        (
+            "the commit index moves to the no-op",
+            append(&f, 2, Vec::new(), 1, Vec::new()),
+            0,
+        ),
+        (
+            "the commit index moves to the block, with its certificate",
+            append(&f, 2, Vec::new(), 2, vec![(2, certificate.clone())]),
+            0,
+        ),
+    ];
+    for (what, body, want) in steps {
+        let out = f.from(1, body).expect("handled");
+        assert_eq!(persists(&out), want, "follower: {what}: {out:?}");
+        if want > 0 {
+            assert!(
+                matches!(out.first(), Some(VoteOutput::Persist(_))),
+                "follower: {what}: written before anything else"
+            );
+        }
+    }
+    assert_eq!(f.machine.commit_index(), 2);
+    let out = f
+        .input(VoteInput::Head {
+            head: SealedHeader::new(b.header.clone()),
+            voters: Vec::new(),
+        })
+        .expect("head");
+    assert_eq!(persists(&out), 0, "follower: the committed block imported");
+
+    // A leader.
+    let mut l = Server::new(3, 0, None);
+    let out = l.elect();
+    assert_eq!(persists(&out), 1, "leader: its no-op");
+    let out = l.accept(1, 1, &[], 1);
+    assert_eq!(persists(&out), 0, "leader: the no-op commits");
+    let out = l.timeout(TIMER_HEARTBEAT);
+    assert_eq!(persists(&out), 0, "leader: a heartbeat");
+    let (built, out) = build_block(&mut l);
+    assert_eq!(persists(&out), 1, "leader: the block it appends");
+    let out = l.accept(1, 2, &[&built], 1);
+    assert_eq!(commits(&out).len(), 1, "leader: the block commits");
+    assert_eq!(persists(&out), 0, "leader: the commit index moves");
+    let out = l
+        .input(VoteInput::Head {
+            head: SealedHeader::new(built.header.clone()),
+            voters: Vec::new(),
+        })
+        .expect("head");
+    assert_eq!(persists(&out), 0, "leader: the committed block imported");
+    let out = l.timeout(TIMER_HEARTBEAT);
+    assert_eq!(persists(&out), 0, "leader: a heartbeat after the commit");
+}
+
 #[test]
 fn forged_foreign_malformed_and_oversized_messages_are_rejected() {
     let mut s = Server::new(3, 0, None);
