@@ -114,6 +114,8 @@ pub struct ChainHandle {
     engine: Arc<dyn ConsensusEngine>,
     chain_id: chain::ChainId,
     events: broadcast::Sender<ChainEvent>,
+    /// The signature cache the chain and the mempool verify through.
+    signatures: Arc<chain::SignatureCache>,
 }
 
 fn head_info(chain: &Chain) -> HeadInfo {
@@ -239,6 +241,7 @@ pub fn spawn(
         engine: chain.engine().clone(),
         chain_id: chain.config().chain_id,
         events: events.clone(),
+        signatures: mempool.signature_cache().clone(),
     };
     metrics.set_head(&head_info(&chain));
     let publish = Publish {
@@ -561,6 +564,24 @@ impl ChainHandle {
             reply,
         })
         .await
+    }
+
+    /// Verifies the signatures of `txs` on the blocking pool, in parallel, through the
+    /// shared signature cache, so that admission inside the actor finds each valid one
+    /// there instead of verifying it on the actor's single thread (where it would hold up
+    /// imports and every other command). The verdicts stay the actor's: a transaction
+    /// that fails here is only not cached, and is refused there with its reason.
+    pub async fn warm_signatures(&self, txs: Vec<Transaction>) -> Vec<Transaction> {
+        let txs = Arc::new(txs);
+        let (shared, cache, chain_id) = (txs.clone(), self.signatures.clone(), self.chain_id);
+        let _ = tokio::task::spawn_blocking(move || {
+            use rayon::prelude::*;
+            shared.par_iter().for_each(|tx| {
+                let _ = tx.check_stateless_cached(chain_id, &cache);
+            });
+        })
+        .await;
+        Arc::try_unwrap(txs).unwrap_or_else(|shared| (*shared).clone())
     }
 
     /// Admits a batch of transactions in one trip to the actor (see

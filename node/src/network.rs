@@ -365,7 +365,9 @@ impl Ctx {
                 return Verdict::Reject;
             }
         };
-        match self.chain.submit_txs(batch.txs).await {
+        // Verified in parallel off the chain actor; known ones are cache hits.
+        let txs = self.chain.warm_signatures(batch.txs).await;
+        match self.chain.submit_txs(txs).await {
             Ok(results) => {
                 let verdict = batch_verdict(&results);
                 if verdict == Verdict::Reject

@@ -253,6 +253,7 @@ async fn admit_run(state: &RpcState, run: Vec<(Option<Value>, Transaction)>, out
         .fetch_add(run.len() as u64, Ordering::Relaxed);
     state.metrics.rpc_tx_batches.fetch_add(1, Ordering::Relaxed);
     let txs: Vec<Transaction> = run.iter().map(|(_, tx)| tx.clone()).collect();
+    let txs = state.chain.warm_signatures(txs).await;
     let results = match state.chain.submit_txs_each(txs).await {
         Ok(results) => results.into_iter().map(Some).collect(),
         Err(_) => vec![None; run.len()],
@@ -510,6 +511,12 @@ async fn tx_method(state: &RpcState, method: &str, params: Vec<Value>) -> Result
                 .map_err(|e| RpcError::params(format!("tx is not hex: {e}")))?;
             let tx = Transaction::decode(&bytes)
                 .map_err(|e| RpcError::new(codes::TX_INVALID, e.to_string()))?;
+            let tx = state
+                .chain
+                .warm_signatures(vec![tx])
+                .await
+                .pop()
+                .ok_or_else(|| RpcError::internal("the transaction went missing"))?;
             match state.chain.submit_tx(tx.clone()).await? {
                 Ok(hash) => {
                     accepted(state, tx, hash);
