@@ -154,6 +154,7 @@ fn a_batch_of_tx_submits_is_admitted_in_one_trip_with_an_answer_per_call() -> an
             .ok_or_else(|| anyhow!("no {name} in /metrics"))
     };
     let batches_before = metric("toychain_rpc_tx_batches_total")?;
+    let hits_before = metric("toychain_signature_cache_hits_total")?;
     let answers = node.client().batch(serde_json::Value::Array(calls))?;
     let answers = answers.as_array().context("an array of answers")?;
     let ids: Vec<u64> = answers.iter().filter_map(|a| a["id"].as_u64()).collect();
@@ -169,6 +170,10 @@ fn a_batch_of_tx_submits_is_admitted_in_one_trip_with_an_answer_per_call() -> an
     // Two runs (before and after chain_info; the malformed call goes on its own): two
     // trips to the actor for 23 admitted transactions.
     assert_eq!(metric("toychain_rpc_tx_batches_total")? - batches_before, 2);
+    // Each signature was verified before the chain actor, which then found it in the
+    // cache: a hit per admitted transaction (the repeated one is known before its check).
+    let hits = metric("toychain_signature_cache_hits_total")? - hits_before;
+    assert!(hits >= 22, "{hits} cache hits for 22 admitted transactions");
     let account = node.client().call(
         "state_getAccount",
         json!([chain::dev::dev_address("bob").context("bob")?.to_string()]),
