@@ -45,4 +45,4 @@ pub use store::RocksStore;
 pub use store::{MemoryStore, Store, StoreError};
 pub use tx::{Transaction, TxBatch, TxError, TxKind};
 pub use validation::BlockError;
-pub use voting::{CertifiedBlock, TimerId, VoteInput, VoteOutput, VotingMachine};
+pub use voting::{CertifiedBlock, ProposalClock, TimerId, VoteInput, VoteOutput, VotingMachine};

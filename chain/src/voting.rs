@@ -121,3 +121,64 @@ impl Canonical for CertifiedBlock {
     const NAME: &'static str = "certified block";
     const MAX_BYTES: usize = MAX_BLOCK_BYTES + MAX_CERTIFICATE_BYTES;
 }
+
+/// When a driver of a [`VotingMachine`] first held each open proposal (built it, or was
+/// asked to validate it), so that a decision can be timed from its proposal: the node's
+/// driver keeps one with wall-clock instants, the simulator with virtual milliseconds.
+/// Bounded: past [`ProposalClock::MAX_OPEN`] open proposals (ones never decided here) it
+/// starts over.
+#[derive(Debug)]
+pub struct ProposalClock<T> {
+    open: std::collections::HashMap<BlockHash, T>,
+}
+
+impl<T> Default for ProposalClock<T> {
+    fn default() -> Self {
+        ProposalClock {
+            open: std::collections::HashMap::new(),
+        }
+    }
+}
+
+impl<T: Copy> ProposalClock<T> {
+    /// Most open proposals remembered.
+    pub const MAX_OPEN: usize = 256;
+
+    /// Notes that the proposal `hash` is held at `at`, unless it was held before.
+    pub fn held(&mut self, hash: BlockHash, at: T) {
+        if self.open.len() >= Self::MAX_OPEN && !self.open.contains_key(&hash) {
+            self.open.clear();
+        }
+        self.open.entry(hash).or_insert(at);
+    }
+
+    /// When `hash` was first held, forgetting it: it was decided.
+    pub fn decided(&mut self, hash: &BlockHash) -> Option<T> {
+        self.open.remove(hash)
+    }
+}
+
+#[cfg(test)]
+mod proposal_clock_tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_first_time_and_forgets_on_decision_and_when_full() {
+        let mut clock = ProposalClock::default();
+        let a = BlockHash([1; 32]);
+        clock.held(a, 10u64);
+        clock.held(a, 20);
+        assert_eq!(clock.decided(&a), Some(10), "the first time counts");
+        assert_eq!(clock.decided(&a), None, "forgotten once decided");
+        for i in 0..ProposalClock::<u64>::MAX_OPEN as u8 {
+            clock.held(BlockHash([i; 32]), u64::from(i));
+        }
+        clock.held(BlockHash([255; 32]), 1);
+        assert_eq!(
+            clock.decided(&BlockHash([0; 32])),
+            None,
+            "started over when full"
+        );
+        assert_eq!(clock.decided(&BlockHash([255; 32])), Some(1));
+    }
+}

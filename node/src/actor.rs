@@ -570,15 +570,17 @@ impl ChainHandle {
     /// shared signature cache, so that admission inside the actor finds each valid one
     /// there instead of verifying it on the actor's single thread (where it would hold up
     /// imports and every other command). The verdicts stay the actor's: a transaction
-    /// that fails here is only not cached, and is refused there with its reason.
+    /// that fails here is only not cached, and is refused there with its reason. The
+    /// first failure stops the rest, as the actor stops a gossip batch at its first bad
+    /// transaction: a batch of forgeries costs about one check per thread, not one each.
     pub async fn warm_signatures(&self, txs: Vec<Transaction>) -> Vec<Transaction> {
         let txs = Arc::new(txs);
         let (shared, cache, chain_id) = (txs.clone(), self.signatures.clone(), self.chain_id);
         let _ = tokio::task::spawn_blocking(move || {
             use rayon::prelude::*;
-            shared.par_iter().for_each(|tx| {
-                let _ = tx.check_stateless_cached(chain_id, &cache);
-            });
+            shared
+                .par_iter()
+                .try_for_each(|tx| tx.check_stateless_cached(chain_id, &cache))
         })
         .await;
         Arc::try_unwrap(txs).unwrap_or_else(|shared| (*shared).clone())

@@ -232,13 +232,21 @@ fn as_tx_submit(call: &Value) -> Option<(Option<Value>, Transaction)> {
     {
         return None;
     }
-    let text = match obj.get("params")? {
-        Value::Array(params) if params.len() == 1 => params[0].as_str()?,
+    let tx = match obj.get("params")? {
+        Value::Array(params) if params.len() == 1 => param_tx(&params[0]).ok()?,
         _ => return None,
     };
-    let bytes = hex::decode(text.strip_prefix("0x").unwrap_or(text)).ok()?;
-    let tx = Transaction::decode(&bytes).ok()?;
     Some((obj.get("id").cloned(), tx))
+}
+
+/// `tx_submit`'s parameter: a signed transaction as hex of its canonical encoding.
+fn param_tx(param: &Value) -> Result<Transaction, RpcError> {
+    let text = param
+        .as_str()
+        .ok_or_else(|| RpcError::params("expected the signed tx as a hex string"))?;
+    let bytes = hex::decode(text.strip_prefix("0x").unwrap_or(text))
+        .map_err(|e| RpcError::params(format!("tx is not hex: {e}")))?;
+    Transaction::decode(&bytes).map_err(|e| RpcError::new(codes::TX_INVALID, e.to_string()))
 }
 
 /// Admits `run`'s transactions in one trip to the chain actor and appends each call's
@@ -504,13 +512,7 @@ async fn tx_method(state: &RpcState, method: &str, params: Vec<Value>) -> Result
     match method {
         "tx_submit" => {
             arity(method, &params, 1, 1)?;
-            let text = params[0]
-                .as_str()
-                .ok_or_else(|| RpcError::params("expected the signed tx as a hex string"))?;
-            let bytes = hex::decode(text.strip_prefix("0x").unwrap_or(text))
-                .map_err(|e| RpcError::params(format!("tx is not hex: {e}")))?;
-            let tx = Transaction::decode(&bytes)
-                .map_err(|e| RpcError::new(codes::TX_INVALID, e.to_string()))?;
+            let tx = param_tx(&params[0])?;
             let tx = state
                 .chain
                 .warm_signatures(vec![tx])

@@ -43,10 +43,11 @@ use crate::producer::MAX_BLOCK_TXS;
 use anyhow::Context;
 use chain::{
     Block, BlockHash, BlockProducer, CancelFlag, Canonical, CertifiedBlock, ChainView, Clock,
-    EngineError, Header, ImportOutcome, TimerId, Timestamp, VoteInput, VoteOutput, VotingMachine,
+    EngineError, Header, ImportOutcome, ProposalClock, TimerId, Timestamp, VoteInput, VoteOutput,
+    VotingMachine,
 };
 use net::{Client, MessageId, PeerId, Topic, Verdict};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -239,11 +240,8 @@ struct Driver {
     seq: u64,
     /// When this node first held each open proposal (built it, or was asked to check it),
     /// for the commit latency of the block once decided.
-    proposed_at: HashMap<BlockHash, Instant>,
+    proposed_at: ProposalClock<Instant>,
 }
-
-/// Open proposals whose start time is remembered (older ones were never decided here).
-const MAX_OPEN_PROPOSALS: usize = 256;
 
 /// Why a batch of outputs was abandoned part-way.
 #[derive(Debug)]
@@ -274,7 +272,7 @@ impl VotingDriver {
             timers: BTreeMap::new(),
             last_head: None,
             seq,
-            proposed_at: HashMap::new(),
+            proposed_at: ProposalClock::default(),
         };
         (VotingInbox(tx), tokio::spawn(driver.run(rx, shutdown)))
     }
@@ -565,7 +563,7 @@ impl Driver {
                 data,
             } => {
                 if let Some(block) = self.build(parent, timestamp, data).await? {
-                    self.note_proposal(block.hash());
+                    self.proposed_at.held(block.hash(), Instant::now());
                     info!(
                         height = block.header.height.0,
                         hash = %block.hash().short(),
@@ -577,7 +575,7 @@ impl Driver {
             }
             VoteOutput::Validate(block) => {
                 let hash = block.hash();
-                self.note_proposal(hash);
+                self.proposed_at.held(hash, Instant::now());
                 let valid = match self.chain.validate_proposal(*block).await {
                     Err(_) => return Err(Stop::Stopped),
                     Ok(Ok(())) => true,
@@ -595,7 +593,7 @@ impl Driver {
                 };
                 let bytes = certified.encode();
                 let (height, hash) = (certified.block.header.height, certified.block.hash());
-                if let Some(at) = self.proposed_at.remove(&hash) {
+                if let Some(at) = self.proposed_at.decided(&hash) {
                     self.metrics.record_commit(hash, at.elapsed());
                 }
                 match self.chain.import_certified(certified).await {
@@ -618,14 +616,6 @@ impl Driver {
             }
         }
         Ok(())
-    }
-
-    /// Remembers when this node first held the proposal `hash`.
-    fn note_proposal(&mut self, hash: BlockHash) {
-        if self.proposed_at.len() >= MAX_OPEN_PROPOSALS {
-            self.proposed_at.clear();
-        }
-        self.proposed_at.entry(hash).or_insert_with(Instant::now);
     }
 
     /// The head as an input, when it is new to the machine.

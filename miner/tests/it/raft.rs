@@ -74,6 +74,29 @@ fn state(term: u64, voted_for: Option<Address>, terms: &[u64]) -> PersistedState
 }
 
 /// A block sealed by `key` at `height` on `parent`, placed at `position` in the log.
+/// Block 1 by server 1 in term 1 at log `index`, and its certificate: the acks of servers
+/// 1 and 2, a majority of three.
+fn certified_first_block(ks: &[SecretKey], index: u64) -> (Block, Vec<u8>) {
+    let b = block(
+        &ks[1],
+        genesis().hash(),
+        1,
+        EntryData {
+            term: 1,
+            index,
+            live: 0,
+        },
+    );
+    let acks = [&ks[1], &ks[2]]
+        .iter()
+        .map(|k| SignedAck {
+            key: k.public_key(),
+            signature: k.sign(&ack_digest(1, Height(1), &b.hash())),
+        })
+        .collect();
+    (b, Certificate { term: 1, acks }.encode())
+}
+
 fn block(key: &SecretKey, parent: BlockHash, height: u64, position: EntryData) -> Block {
     let header = Header {
         version: HEADER_VERSION,
@@ -638,25 +661,7 @@ fn section_5_3_the_leader_commits_a_block_a_majority_holds() {
 #[test]
 fn section_5_3_a_follower_commits_up_to_the_leader_commit_with_certificates() {
     let ks = keys(3);
-    let leader = &ks[1];
-    let b = block(
-        leader,
-        genesis().hash(),
-        1,
-        EntryData {
-            term: 1,
-            index: 2,
-            live: 0,
-        },
-    );
-    let acks = [&ks[1], &ks[2]]
-        .iter()
-        .map(|k| SignedAck {
-            key: k.public_key(),
-            signature: k.sign(&ack_digest(1, Height(1), &b.hash())),
-        })
-        .collect();
-    let certificate = Certificate { term: 1, acks }.encode();
+    let (b, certificate) = certified_first_block(&ks, 2);
     for with_certificate in [false, true] {
         let mut s = Server::new(3, 0, None);
         let entries = vec![
@@ -1076,24 +1081,7 @@ fn persists(outputs: &[VoteOutput]) -> usize {
 #[test]
 fn figure_2_only_a_change_of_term_vote_or_log_is_persisted() {
     let ks = keys(3);
-    let b = block(
-        &ks[1],
-        genesis().hash(),
-        1,
-        EntryData {
-            term: 1,
-            index: 2,
-            live: 0,
-        },
-    );
-    let acks = [&ks[1], &ks[2]]
-        .iter()
-        .map(|k| SignedAck {
-            key: k.public_key(),
-            signature: k.sign(&ack_digest(1, Height(1), &b.hash())),
-        })
-        .collect();
-    let certificate = Certificate { term: 1, acks }.encode();
+    let (b, certificate) = certified_first_block(&ks, 2);
     let append = |s: &Server, prev_index, entries: Vec<Entry>, leader_commit, certificates| {
         Body::AppendEntries {
             to: s.addr(0),
@@ -1994,23 +1982,7 @@ fn certificates_forged_short_duplicated_foreign_or_for_another_block_are_refused
 #[test]
 fn corrupted_appends_are_refused_without_panicking() {
     let ks = keys(3);
-    let b = block(
-        &ks[1],
-        genesis().hash(),
-        1,
-        EntryData {
-            term: 1,
-            index: 1,
-            live: 0,
-        },
-    );
-    let acks = [&ks[1], &ks[2]]
-        .iter()
-        .map(|k| SignedAck {
-            key: k.public_key(),
-            signature: k.sign(&ack_digest(1, Height(1), &b.hash())),
-        })
-        .collect();
+    let (b, certificate) = certified_first_block(&ks, 1);
     let body = Body::AppendEntries {
         to: ks[0].address(),
         term: 1,
@@ -2021,7 +1993,7 @@ fn corrupted_appends_are_refused_without_panicking() {
             block: Some(b),
         }],
         leader_commit: 1,
-        certificates: vec![(1, Certificate { term: 1, acks }.encode())],
+        certificates: vec![(1, certificate)],
     };
     let good = Envelope::seal(body, &ks[1]).encode();
     let mut refused = 0;

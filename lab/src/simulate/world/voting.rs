@@ -26,10 +26,10 @@ use crate::simulate::network::Delivery;
 use crate::simulate::node::Wire;
 use crate::simulate::queue::Millis;
 use chain::{
-    BlockHash, ChainView, EngineError, ImportOutcome, SecretKey, TimerId, VoteInput, VoteOutput,
-    VotingMachine,
+    BlockHash, ChainView, EngineError, ImportOutcome, ProposalClock, SecretKey, TimerId, VoteInput,
+    VoteOutput, VotingMachine,
 };
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// Bytes ahead of a machine's message on the wire: the frame's sequence number.
@@ -109,19 +109,7 @@ pub struct Seat {
     status: Vec<(&'static str, String)>,
     /// When this node first held each open proposal (built it, or was asked to check it),
     /// for the block's commit latency, as the node's driver keeps it.
-    proposed_at: HashMap<BlockHash, Millis>,
-}
-
-/// Open proposals whose start time a seat remembers (older ones were never decided there).
-const MAX_OPEN_PROPOSALS: usize = 256;
-
-impl Seat {
-    fn note_proposal(&mut self, hash: BlockHash, at: Millis) {
-        if self.proposed_at.len() >= MAX_OPEN_PROPOSALS {
-            self.proposed_at.clear();
-        }
-        self.proposed_at.entry(hash).or_insert(at);
-    }
+    proposed_at: ProposalClock<Millis>,
 }
 
 impl Seat {
@@ -166,7 +154,7 @@ pub fn seats(world: &World, keys: &[SecretKey]) -> anyhow::Result<Vec<Seat>> {
                 seen_order: VecDeque::new(),
                 last_head: None,
                 status: Vec::new(),
-                proposed_at: HashMap::new(),
+                proposed_at: ProposalClock::default(),
             })
         })
         .collect()
@@ -321,14 +309,14 @@ impl World {
                 data,
             } => match self.nodes[node].build_proposal(parent, timestamp, data) {
                 Ok(block) => {
-                    self.seats[node].note_proposal(block.hash(), at);
+                    self.seats[node].proposed_at.held(block.hash(), at);
                     queue.push_back(VoteInput::Built(Box::new(block)));
                 }
                 Err(problem) => self.count(problem),
             },
             VoteOutput::Validate(block) => {
                 let hash = block.hash();
-                self.seats[node].note_proposal(hash, at);
+                self.seats[node].proposed_at.held(hash, at);
                 let valid = match self.nodes[node].chain().validate_proposal(&block) {
                     Ok(()) => true,
                     Err(e) => {
@@ -342,7 +330,7 @@ impl World {
                 let height = block.header.height.0;
                 self.traced(at, node, VoteEvent::Decided { height });
                 let hash = block.hash();
-                let proposed = self.seats[node].proposed_at.remove(&hash);
+                let proposed = self.seats[node].proposed_at.decided(&hash);
                 self.commit(at, node, Wire::new(*block), Arc::new(certificate));
                 // The node that first shows a decided block tells how long it took, as
                 // `chain_getBlock`'s `commit_latency_ms` does on a real node.
