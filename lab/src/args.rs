@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// What to measure: `pow` (the miner's hash rate) or `sync` (a fresh node catching up
-    /// over loopback, against importing the same blocks with no network).
-    #[arg(value_parser = ["pow", "sync"])]
+    /// What to measure: `pow` (the miner's hash rate), `sync` (a fresh node catching up
+    /// over loopback, against importing the same blocks with no network) or `throughput`
+    /// (a devnet's confirmed transfers a second at rising loads, against the signature
+    /// ceiling measured in the same run).
+    #[arg(value_parser = ["pow", "sync", "throughput"])]
     pub what: String,
     /// Threads (default: every core).
     #[arg(long)]
@@ -21,6 +23,29 @@ pub struct BenchArgs {
     /// Transfers per block (sync).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=5_000))]
     pub txs: u64,
+    /// The engine of the devnet (throughput).
+    #[arg(long, default_value = "poa")]
+    pub engine: String,
+    /// Nodes of the devnet (throughput).
+    #[arg(long, default_value_t = 4)]
+    pub nodes: u64,
+    /// Transfers a second offered, one devnet run each (throughput).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000,2000,3000,4000,6000",
+        value_name = "R,R,..."
+    )]
+    pub rates: Vec<f64>,
+    /// Seconds each rate is measured (throughput).
+    #[arg(long, default_value_t = 20, value_name = "SECS")]
+    pub duration: u64,
+    /// Seconds between blocks (throughput).
+    #[arg(long, default_value_t = 1, value_name = "SECS")]
+    pub block_time: u64,
+    /// Where each run's report and throughput.md go (throughput).
+    #[arg(long, default_value = "bench-throughput-out", value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
