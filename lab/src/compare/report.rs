@@ -812,6 +812,7 @@ mod tests {
             engine_finality: false,
             confirmations_k: 6,
             reverted_after_k: 0,
+            signature_checks: None,
         };
         let (a, b, c) = (row("pow", 0.4), row("poa", 0.0), row("dpos", 0.1));
         assert_eq!(
