@@ -180,17 +180,20 @@ pub struct SimulateArgs {
     /// Instead of one run, check the simulator against theory: `stale` (stale rate against
     /// 1 − e^(−d/T) over a sweep of d/T), `selfish` (a selfish miner's revenue against
     /// Eyal & Sirer's for α from 0.10 to 0.45), `pbft` (commit latency 3d, messages per
-    /// block ~ n², the delay of a view change) or `raft` (contested elections
-    /// 1 − (1 − d/r)^(N−1), first campaign T + r/N, time to a new leader). Writes
+    /// block ~ n², the delay of a view change), `raft` (contested elections
+    /// 1 − (1 − d/r)^(N−1), first campaign T + r/N, time to a new leader) or `family` (every
+    /// voting engine on one network: message delays and messages to commit, recovery after
+    /// a leader crash, crashes tolerated, duelling leaders at start-up). Writes
     /// sweep-<name>.md/.csv/.svg.
     #[arg(
         long,
-        value_name = "stale|selfish|pbft|raft",
+        value_name = "stale|selfish|pbft|raft|family",
         conflicts_with_all = ["engine", "chain", "selfish"]
     )]
     pub sweep: Option<String>,
     /// The size of each point of a --sweep: blocks for stale and selfish (default 20000),
-    /// heights for pbft (default 100), trials for raft (default 1000; half as many for each time-to-leader curve).
+    /// heights for pbft (default 100), trials for raft (default 1000; half as many for each time-to-leader curve),
+    /// steady heights for family (default 30).
     #[arg(long, value_name = "N", requires = "sweep")]
     pub sweep_blocks: Option<u64>,
     /// Inject a fault into every engine's simulation (repeatable): kill-producer@T (kill the

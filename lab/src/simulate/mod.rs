@@ -437,6 +437,7 @@ fn sweep(name: &str, args: &SimulateArgs) -> anyhow::Result<()> {
                 + theory::pbft::VIEW_CHANGE_POINTS.len()
         }
         theory::Sweep::Raft => theory::raft::CONTEST_POINTS.len() + theory::raft::CDF_SPREADS.len(),
+        theory::Sweep::Family => theory::family::engines().len(),
     };
     let bar = counting_bar(points as u64, "points");
     bar.set_message(format!("--sweep {name}: {size} {unit} a point"));

@@ -410,12 +410,17 @@ fn bench_throughput_offers_thousands_a_second_and_reports_against_the_ceiling() 
     // One check per transfer the node saw: admitted ones are not verified again when their
     // blocks are built and imported.
     let refused = row["tx_submit_errors"].as_u64().expect("a count");
-    let checks = row["signature_checks"].as_u64().expect("read from /metrics");
+    let checks = row["signature_checks"]
+        .as_u64()
+        .expect("read from /metrics");
     assert!(
         checks >= submitted && checks <= submitted + refused,
         "{checks} signature checks for {submitted} admitted and {refused} refused transfers"
     );
-    assert!(table.contains("signature checks per transfer per node"), "{table}");
+    assert!(
+        table.contains("signature checks per transfer per node"),
+        "{table}"
+    );
     assert_eq!(
         processes_naming(out),
         Vec::<u32>::new(),
