@@ -238,7 +238,7 @@ mod tests {
         let (journal, _) = TxJournal::open(dir.path()).expect("open");
         let mut chain = memory_chain(TestEngine::default());
         let producer = chain::dev::dev_address("alice").expect("a dev account");
-        let mut import = |chain: &mut chain::Chain, txs: Vec<Transaction>| {
+        let import = |chain: &mut chain::Chain, txs: Vec<Transaction>| {
             let block = build_on_head(chain, 1, producer, txs);
             chain.import_block(block).expect("imports");
         };
