@@ -496,7 +496,10 @@ fn section_producers(out: &mut String, rows: &[&EngineMetrics]) {
         out,
         "{}Blocks of the final chain per producer (node i authors as dev account i). Gini 0 \
          means equal shares; PoA and DPoS take turns, so they should be near 0, while proof of \
-         work with equal hash power is fair only on average and a short run shows luck.\n",
+         work with equal hash power is fair only on average and a short run shows luck. An \
+         engine that decides by votes (PBFT, Raft, Multi-Paxos, ZAB) is led: its leader or \
+         primary proposes every block until it fails or is voted out, so a Gini near \
+         (N−1)/N there is the design, not unfairness.\n",
         extremes(rows, "", |m| Some(m.gini))
     );
 
