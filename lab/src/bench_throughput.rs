@@ -91,6 +91,12 @@ impl Ceiling {
         }
     }
 
+    /// CPU seconds one verification takes when every core verifies: the condition the
+    /// nodes run in under load (with one thread alone a core may run faster).
+    pub fn cpu_per_verification(&self) -> f64 {
+        self.threads.max(1) as f64 / self.all_threads.max(f64::MIN_POSITIVE)
+    }
+
     /// The most transfers a second `nodes` nodes could confirm if each verified each
     /// transfer once and did nothing else.
     pub fn transfers_per_s(&self, nodes: usize) -> f64 {
@@ -107,7 +113,8 @@ pub struct Point {
     pub confirmed_per_s: f64,
     pub p50_s: Option<f64>,
     pub p99_s: Option<f64>,
-    /// Node CPU per confirmed transfer per node, in single-thread signature verifications.
+    /// Node CPU per confirmed transfer per node, in signature verifications (their CPU
+    /// time with every core verifying, [`Ceiling::cpu_per_verification`]).
     pub cpu_in_verifications: Option<f64>,
     /// Signatures verified per admitted transfer per node (the nodes' cache misses).
     pub checks_per_transfer: Option<f64>,
@@ -125,8 +132,11 @@ impl Point {
             p50_s: latency.map(|s| s.p50),
             p99_s: latency.map(|s| s.p99),
             cpu_in_verifications: m.cpu_seconds.and_then(|cpu| {
-                (m.tx_confirmed > 0)
-                    .then(|| cpu / m.tx_confirmed as f64 / nodes.max(1) as f64 * ceiling.one_thread)
+                (m.tx_confirmed > 0).then(|| {
+                    cpu / m.tx_confirmed as f64
+                        / nodes.max(1) as f64
+                        / ceiling.cpu_per_verification()
+                })
             }),
             checks_per_transfer: m.signature_checks.and_then(|checks| {
                 (m.tx_submitted > 0)
@@ -191,8 +201,9 @@ impl Sweep {
         let _ = writeln!(
             out,
             "{} nodes of {} with {} s blocks, {} s per rate. Signature ceiling measured in this \
-             run: {:.0} verifications/s on one thread, {:.0}/s on {} threads, so {:.0} \
-             transfers/s for {} nodes checking each once.\n",
+             run: {:.0} verifications/s on one thread, {:.0}/s on {} threads ({:.0} µs of CPU \
+             each with every core verifying, the unit of the CPU column), so {:.0} transfers/s \
+             for {} nodes checking each once.\n",
             self.nodes,
             self.engine,
             self.block_time,
@@ -200,6 +211,7 @@ impl Sweep {
             ceiling.one_thread,
             ceiling.all_threads,
             ceiling.threads,
+            ceiling.cpu_per_verification() * 1e6,
             limit,
             self.nodes
         );
