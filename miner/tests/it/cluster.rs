@@ -63,6 +63,9 @@ pub struct Cluster<E> {
     pub loss_percent: u64,
     pub jitter_ms: u64,
     pub rng: Rng,
+    /// Every broadcast, with its sender, while `record` is set (to count messages by kind).
+    pub record: bool,
+    pub recorded: Vec<(usize, Vec<u8>)>,
 }
 
 impl<E: ConsensusEngine + 'static> Cluster<E> {
@@ -101,6 +104,8 @@ impl<E: ConsensusEngine + 'static> Cluster<E> {
             loss_percent: 0,
             jitter_ms: 0,
             rng: Rng(1),
+            record: false,
+            recorded: Vec::new(),
         };
         for i in 0..n {
             cluster.restart(i);
@@ -240,6 +245,9 @@ impl<E: ConsensusEngine + 'static> Cluster<E> {
                     VoteOutput::Persist(bytes) => self.nodes[i].persisted = Some(bytes),
                     VoteOutput::Broadcast(bytes) => {
                         self.sent += 1;
+                        if self.record {
+                            self.recorded.push((i, bytes.clone()));
+                        }
                         for j in 0..self.nodes.len() {
                             if j == i || self.blocked.contains(&(i, j)) {
                                 continue;
@@ -361,10 +369,19 @@ impl<E: ConsensusEngine + 'static> Cluster<E> {
             .map(|(_, value)| value)
     }
 
+    /// Server `i`'s term (Raft) or promised ballot (Multi-Paxos, as its packed number, so
+    /// later ballots compare higher).
     pub fn term(&self, i: usize) -> u64 {
-        self.status(i, "term")
-            .and_then(|t| t.parse().ok())
-            .expect("a running server has a term")
+        if let Some(term) = self.status(i, "term") {
+            return term.parse().expect("a term is a number");
+        }
+        let ballot = self
+            .status(i, "ballot")
+            .expect("a running server has a term or ballot");
+        let (round, proposer) = ballot.split_once('.').expect("a ballot is round.proposer");
+        let round: u64 = round.parse().expect("a round is a number");
+        let proposer: u64 = proposer.parse().expect("a proposer index is a number");
+        (round << 16) | proposer
     }
 
     /// The running servers that lead, with their terms.
