@@ -58,6 +58,8 @@ struct Promised {
 #[derive(Clone, Debug)]
 struct Open {
     block: Block,
+    /// When its Accept was last sent: a heartbeat resends one unanswered this long.
+    sent_at: u64,
     votes: BTreeMap<Address, VoteSignature>,
 }
 
@@ -350,7 +352,7 @@ impl PaxosMachine {
         }
         self.commit_decided(out);
         if self.role == Role::Leader {
-            self.continue_repair(out);
+            self.continue_repair(now, out);
         }
     }
 
@@ -518,7 +520,7 @@ impl VotingMachine for PaxosMachine {
                 self.on_timeout(now_millis, id, &mut out);
                 Ok(())
             }
-            VoteInput::Built(block) => self.on_built(*block, &mut out),
+            VoteInput::Built(block) => self.on_built(now_millis, *block, &mut out),
             VoteInput::Validated { hash, .. } => Err(ignored(format!(
                 "paxos asks for no validation (got a verdict on {hash})"
             ))),

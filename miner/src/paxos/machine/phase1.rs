@@ -123,7 +123,8 @@ impl PaxosMachine {
         }
         for proposal in &accepted {
             let built_in = self.check_block(acceptor, "promise", &proposal.block)?;
-            if proposal.ballot >= ballot || proposal.ballot < built_in {
+            // Equal ballots happen: a late Prepare answered after this ballot's Accept.
+            if proposal.ballot > ballot || proposal.ballot < built_in {
                 return Err(malformed(
                     acceptor,
                     "promise",
@@ -213,26 +214,28 @@ impl PaxosMachine {
             },
             out,
         );
-        self.continue_repair(out);
+        self.continue_repair(now, out);
     }
 
     /// A leader repairing: while behind the promisers' decided height it asks one that is
     /// ahead; once level, it re-proposes, slot after slot, the value accepted in the
     /// highest ballot among the promises (§2.2's rule: any later ballot may only propose
     /// that value), each a child of the one before.
-    pub(super) fn continue_repair(&mut self, out: &mut Vec<VoteOutput>) {
+    pub(super) fn continue_repair(&mut self, now: u64, out: &mut Vec<VoteOutput>) {
         let Some(target) = self.repairing else { return };
         if self.committed < target {
-            let ahead = self
+            // Ask every promiser that is ahead: one restarted since may no longer hold
+            // the blocks (then the node's sync of certified blocks brings them).
+            let ahead: Vec<Address> = self
                 .promises
                 .iter()
-                .filter(|(_, p)| p.decided >= target)
+                .filter(|(a, p)| p.decided > self.committed && **a != self.me)
                 .map(|(a, _)| *a)
-                .find(|a| *a != self.me);
-            if let Some(ahead) = ahead {
+                .collect();
+            for to in ahead {
                 self.send(
                     Body::Learn {
-                        to: ahead,
+                        to,
                         from: Height(self.committed.0 + 1),
                     },
                     out,
@@ -264,18 +267,25 @@ impl PaxosMachine {
                 break;
             }
             parent = proposal.block.hash();
-            self.propose(proposal.block, out);
+            self.propose(now, proposal.block, out);
             slot = Height(slot.0 + 1);
         }
     }
 
     /// The leader's heartbeat; a leader with a slot still open resends its Accept instead
     /// of a bare heartbeat, so a lost Accept is made good.
-    pub(super) fn heartbeat(&mut self, _now: u64, out: &mut Vec<VoteOutput>) {
+    pub(super) fn heartbeat(&mut self, now: u64, out: &mut Vec<VoteOutput>) {
         if self.repairing.is_some() {
-            self.continue_repair(out);
+            self.continue_repair(now, out);
         }
-        if let Some(open) = self.open.values().next() {
+        let resend = self.params.heartbeat_ms;
+        if let Some(open) = self
+            .open
+            .values_mut()
+            .next()
+            .filter(|o| now >= o.sent_at.saturating_add(resend))
+        {
+            open.sent_at = now;
             let body = Body::Accept {
                 ballot: self.ballot,
                 decided: self.committed,

@@ -11,9 +11,10 @@ use chain::Timestamp;
 impl PaxosMachine {
     /// Phase 2a for `block` in this leader's ballot: it accepts the block itself first
     /// (persisted before the Accept leaves) and asks every acceptor.
-    pub(super) fn propose(&mut self, block: Block, out: &mut Vec<VoteOutput>) {
+    pub(super) fn propose(&mut self, now: u64, block: Block, out: &mut Vec<VoteOutput>) {
         let height = block.header.height;
         let mut open = Open {
+            sent_at: now,
             block: block.clone(),
             votes: BTreeMap::new(),
         };
@@ -75,6 +76,7 @@ impl PaxosMachine {
 
     pub(super) fn on_built(
         &mut self,
+        now: u64,
         block: Block,
         out: &mut Vec<VoteOutput>,
     ) -> Result<(), EngineError> {
@@ -101,7 +103,7 @@ impl PaxosMachine {
             )));
         }
         self.build_pending = false;
-        self.propose(block, out);
+        self.propose(now, block, out);
         Ok(())
     }
 
