@@ -285,6 +285,20 @@ impl PaxosMachine {
         self.highest_seen = self.highest_seen.max(ballot);
     }
 
+    /// Refuses `ballot`, below the promise, naming the promise (PMS §2.3's optimisation:
+    /// the proposer learns to abandon it).
+    fn nack(&self, to: Address, ballot: Ballot, out: &mut Vec<VoteOutput>) {
+        let promised = self.promised;
+        self.send(
+            Body::Nack {
+                to,
+                ballot,
+                promised,
+            },
+            out,
+        );
+    }
+
     /// Stops leading or campaigning, and waits for `leader` (or a fresh timeout).
     fn become_follower(&mut self, leader: Option<Address>, now: u64, out: &mut Vec<VoteOutput>) {
         if self.role == Role::Leader {

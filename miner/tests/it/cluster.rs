@@ -313,6 +313,58 @@ impl<E: ConsensusEngine + 'static> Cluster<E> {
         }
     }
 
+    /// Splits a cluster of five into the leader with one follower, and the other three
+    /// (cutting every link between the two groups); gives (minority, majority).
+    pub fn split_2_3(&mut self) -> (Vec<usize>, Vec<usize>) {
+        let (old, _) = self.sole_leader();
+        let minority = vec![old, (old + 1) % 5];
+        let majority: Vec<usize> = (0..5).filter(|i| !minority.contains(i)).collect();
+        self.partition(&[&minority, &majority]);
+        (minority, majority)
+    }
+
+    /// On a network that loses 5% of messages and reorders them (up to 30 ms extra
+    /// delay): every second for twelve seconds the network is split at random, a server
+    /// crashes or one comes back, as drawn from `seed`. Ends healed, lossless, with every
+    /// server running.
+    pub fn random_faults(&mut self, seed: u64) {
+        let n = self.nodes.len();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ seed);
+        self.rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
+        self.loss_percent = 5;
+        self.jitter_ms = 30;
+        self.run_for(2_000);
+        for _ in 0..12 {
+            self.heal();
+            match rng.below(4) {
+                0 => {
+                    let cut = 1 + rng.below(n as u64 / 2 + 1) as usize;
+                    let (a, b): (Vec<usize>, Vec<usize>) = (0..n).partition(|i| *i < cut);
+                    self.partition(&[&a, &b]);
+                }
+                1 => self.isolate(rng.below(n as u64) as usize),
+                2 => {
+                    let i = rng.below(n as u64) as usize;
+                    if self.nodes[i].machine.is_some() {
+                        self.crash(i);
+                    } else {
+                        self.restart(i);
+                    }
+                }
+                _ => {}
+            }
+            self.run_for(1_000);
+        }
+        self.heal();
+        self.loss_percent = 0;
+        self.jitter_ms = 0;
+        for i in 0..n {
+            if self.nodes[i].machine.is_none() {
+                self.restart(i);
+            }
+        }
+    }
+
     /// Runs the next event; false when none is due by `until`.
     pub fn step(&mut self, until: u64) -> bool {
         let Some(Reverse((at, seq))) = self.queue.peek().copied() else {

@@ -1106,22 +1106,13 @@ fn n3_leader_crash_reelects_and_keeps_committing() {
     assert_eq!(c.sole_leader(), (new, new_ballot), "no further election");
 }
 
-/// Splits `c` (5 servers) into the leader with one follower, and the other three.
-fn split_2_3(c: &mut Cluster) -> (Vec<usize>, Vec<usize>) {
-    let (old, _) = c.sole_leader();
-    let minority = vec![old, (old + 1) % 5];
-    let majority: Vec<usize> = (0..5).filter(|i| !minority.contains(i)).collect();
-    c.partition(&[&minority, &majority]);
-    (minority, majority)
-}
-
 #[test]
 fn n5_minority_partition_old_leader_cannot_commit() {
     let mut c = cluster(5);
     c.run_for(3_000);
     let (old, ballot) = c.sole_leader();
     let frozen = c.height(old);
-    let (minority, majority) = split_2_3(&mut c);
+    let (minority, majority) = c.split_2_3();
     c.run_for(5_000);
     // The old leader asked for blocks but could gather no majority of Accepted votes:
     // nothing it built after the split was chosen, by it or anyone.
@@ -1145,7 +1136,7 @@ fn n5_minority_partition_old_leader_cannot_commit() {
 fn n5_partition_heals_without_lost_commits() {
     let mut c = cluster(5);
     c.run_for(3_000);
-    let (minority, majority) = split_2_3(&mut c);
+    let (minority, majority) = c.split_2_3();
     c.run_for(5_000);
     let before_heal = majority.iter().map(|i| c.height(*i)).max().expect("three");
     c.heal();
@@ -1260,40 +1251,7 @@ fn steady_state_costs_one_accept_two_accepted_and_one_decided_per_block() {
 fn randomized_partitions_and_crashes_never_decide_two_blocks_at_one_height() {
     for (n, seed) in [(3, 1), (3, 2), (5, 3), (5, 4)] {
         let mut c = cluster(n);
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ seed);
-        c.rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
-        c.loss_percent = 5;
-        c.jitter_ms = 30;
-        c.run_for(2_000);
-        for _ in 0..12 {
-            c.heal();
-            match rng.below(4) {
-                0 => {
-                    let cut = 1 + rng.below(n as u64 / 2 + 1) as usize;
-                    let (a, b): (Vec<usize>, Vec<usize>) = (0..n).partition(|i| *i < cut);
-                    c.partition(&[&a, &b]);
-                }
-                1 => c.isolate(rng.below(n as u64) as usize),
-                2 => {
-                    let i = rng.below(n as u64) as usize;
-                    if c.nodes[i].machine.is_some() {
-                        c.crash(i);
-                    } else {
-                        c.restart(i);
-                    }
-                }
-                _ => {}
-            }
-            c.run_for(1_000);
-        }
-        c.heal();
-        c.loss_percent = 0;
-        c.jitter_ms = 0;
-        for i in 0..n {
-            if c.nodes[i].machine.is_none() {
-                c.restart(i);
-            }
-        }
+        c.random_faults(seed);
         let grown = *c.decided.keys().next_back().expect("decided");
         c.run_for(5_000);
         // What no server holds in its window any more (past it, or from before a

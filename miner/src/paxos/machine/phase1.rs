@@ -56,14 +56,7 @@ impl PaxosMachine {
     ) -> Result<(), EngineError> {
         if ballot < self.promised {
             self.highest_seen = self.highest_seen.max(ballot);
-            self.send(
-                Body::Nack {
-                    to: proposer,
-                    ballot,
-                    promised: self.promised,
-                },
-                out,
-            );
+            self.nack(proposer, ballot, out);
             return Ok(());
         }
         if ballot > self.promised && self.in_lease(now) && self.leader != Some(proposer) {
@@ -329,14 +322,7 @@ impl PaxosMachine {
         out: &mut Vec<VoteOutput>,
     ) -> Result<(), EngineError> {
         if ballot < self.promised {
-            self.send(
-                Body::Nack {
-                    to: leader,
-                    ballot,
-                    promised: self.promised,
-                },
-                out,
-            );
+            self.nack(leader, ballot, out);
             return Ok(());
         }
         self.follow(now, leader, ballot, out);

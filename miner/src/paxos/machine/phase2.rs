@@ -127,14 +127,7 @@ impl PaxosMachine {
             ));
         }
         if ballot < self.promised {
-            self.send(
-                Body::Nack {
-                    to: leader,
-                    ballot,
-                    promised: self.promised,
-                },
-                out,
-            );
+            self.nack(leader, ballot, out);
             return Ok(());
         }
         let height = block.header.height;
