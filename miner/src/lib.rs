@@ -19,11 +19,13 @@
 //! [`spec`] is the engine choice: the tagged enum a chain spec names, the factory that
 //! builds an engine and its producer from it, and the facts the node and the lab need.
 //!
-//! The signed engines share [`seal`] (a producer's signature over the seal hash) and keep
+//! The leader-based voting engines sign their messages in one [`envelope`]. The signed
+//! engines share [`seal`] (a producer's signature over the seal hash) and keep
 //! their own records in the chain state through [`engine_state`].
 
 pub mod dpos;
 pub mod engine_state;
+pub mod envelope;
 pub mod paxos;
 pub mod pbft;
 pub mod poa;

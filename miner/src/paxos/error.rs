@@ -59,3 +59,12 @@ pub enum PaxosError {
     #[error("persisted paxos state is unreadable: {reason}")]
     Persisted { reason: String },
 }
+
+impl From<crate::envelope::BadSignature> for PaxosError {
+    fn from(e: crate::envelope::BadSignature) -> PaxosError {
+        PaxosError::BadMessageSignature {
+            sender: e.sender,
+            reason: e.reason,
+        }
+    }
+}

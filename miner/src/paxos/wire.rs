@@ -1,13 +1,13 @@
 //! What Multi-Paxos puts on the wire, in headers, in certificates and on disk, and how each
 //! is signed. Everything is borsh, decoded strictly under a byte limit.
 
+use crate::envelope::MessageBody;
 use crate::paxos::error::PaxosError;
 use crate::paxos::{ENGINE_NAME, MAX_MESSAGE_BYTES, MAX_OPEN_SLOTS};
 use crate::quorum::{Certificate, Phase, VoteBody, VoterSet};
 use borsh::{BorshDeserialize, BorshSerialize};
 use chain::codec::{MAX_BLOCK_BYTES, decode_limited};
-use chain::crypto::sha256d_parts;
-use chain::{Address, Block, BlockHash, Hash256, Header, Height, PublicKey, SecretKey, Signature};
+use chain::{Address, Block, BlockHash, Header, Height, Signature};
 use std::fmt;
 
 const MESSAGE_DOMAIN: &[u8] = b"toychain/paxos/message";
@@ -222,50 +222,13 @@ impl Body {
     }
 }
 
-/// A message as sent: the sender's key, the body, and the sender's signature over it.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
-pub struct Envelope {
-    pub sender: PublicKey,
-    pub body: Body,
-    pub signature: Signature,
-}
+/// A paxos message as sent: the sender's key, the body, and the sender's signature.
+pub type Envelope = crate::envelope::Envelope<Body>;
 
-fn message_digest(body: &Body) -> Hash256 {
-    let bytes = borsh::to_vec(body).expect("borsh writes to a Vec without failing");
-    Hash256(sha256d_parts(&[MESSAGE_DOMAIN, &bytes]))
-}
-
-impl Envelope {
-    /// Signs `body` with `key`.
-    pub fn seal(body: Body, key: &SecretKey) -> Envelope {
-        let signature = key.sign(&message_digest(&body));
-        Envelope {
-            sender: key.public_key(),
-            body,
-            signature,
-        }
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        borsh::to_vec(self).expect("borsh writes to a Vec without failing")
-    }
-
-    /// Strict decoding under [`MAX_MESSAGE_BYTES`]; the signature is not checked here.
-    pub fn decode(bytes: &[u8]) -> Result<Envelope, chain::codec::CodecError> {
-        decode_limited(bytes, MAX_MESSAGE_BYTES, "paxos message")
-    }
-
-    /// Checks the signature; returns the sender's address.
-    pub fn verify(&self) -> Result<Address, PaxosError> {
-        let sender = self.sender.address();
-        self.sender
-            .verify(&message_digest(&self.body), &self.signature)
-            .map_err(|e| PaxosError::BadMessageSignature {
-                sender,
-                reason: e.to_string(),
-            })?;
-        Ok(sender)
-    }
+impl MessageBody for Body {
+    const DOMAIN: &'static [u8] = MESSAGE_DOMAIN;
+    const NAME: &'static str = "paxos message";
+    const MAX_BYTES: usize = MAX_MESSAGE_BYTES;
 }
 
 /// What an acceptor writes before it answers ("Paxos Made Simple" §2.3: an acceptor must

@@ -417,10 +417,15 @@ impl PaxosMachine {
             .map_err(reject)?;
             checked.push((block, certificate));
         }
-        let committed = self.committed;
+        // Blocks far beyond this learner's height wait for none before them: dropped,
+        // so what is kept stays bounded.
+        let (committed, horizon) = (
+            self.committed,
+            Height(self.committed.0 + MAX_OPEN_SLOTS as u64),
+        );
         let fresh: Vec<_> = checked
             .into_iter()
-            .filter(|(b, _)| b.header.height > committed)
+            .filter(|(b, _)| b.header.height > committed && b.header.height <= horizon)
             .collect();
         if fresh.is_empty() {
             return Err(ignored("learned nothing new"));
