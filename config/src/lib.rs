@@ -336,7 +336,10 @@ mod tests {
                 spec.replace("balance = \"1000000\"", "balance = \"1.123456789\""),
                 "1.123456789",
             ),
-            (spec.replace("kind = \"pow\"", "kind = \"hotstuff\""), "hotstuff"),
+            (
+                spec.replace("kind = \"pow\"", "kind = \"hotstuff\""),
+                "hotstuff",
+            ),
             (format!("{spec}\n[extra]\nx = 1\n"), "extra"),
         ];
         for (text, needle) in cases {

@@ -250,6 +250,23 @@ impl Lab {
     }
 }
 
+/// Phase 1a from a proposer that has decided nothing.
+fn prepare(ballot: Ballot) -> Body {
+    Body::Prepare {
+        ballot,
+        decided: Height(0),
+    }
+}
+
+/// Phase 2a for `block` from a leader that has decided nothing.
+fn accept(ballot: Ballot, block: Block) -> Body {
+    Body::Accept {
+        ballot,
+        decided: Height(0),
+        block,
+    }
+}
+
 /// The bodies among `sent`, by kind name.
 fn kinds(sent: &[Sent]) -> Vec<&'static str> {
     sent.iter().map(|s| s.body.name()).collect()
@@ -290,16 +307,7 @@ fn phase_1b_a_promise_refuses_lower_ballots() {
     let high = Ballot::new(2, 1);
     let ask = |lab: &mut Lab, ballot: Ballot| {
         let from = usize::from(ballot.proposer());
-        let sent = lab
-            .from(
-                from,
-                acceptor,
-                Body::Prepare {
-                    ballot,
-                    decided: Height(0),
-                },
-            )
-            .expect("answered");
+        let sent = lab.from(from, acceptor, prepare(ballot)).expect("answered");
         assert_eq!(sent.len(), 1);
         sent[0].body.clone()
     };
@@ -334,15 +342,7 @@ fn phase_1b_a_promise_refuses_lower_ballots() {
     // An accepted value comes back in the next promise, with its ballot.
     let x = first_block(&lab.keys[1], high, 0);
     let accepted = lab
-        .from(
-            1,
-            acceptor,
-            Body::Accept {
-                ballot: high,
-                decided: Height(0),
-                block: x.clone(),
-            },
-        )
+        .from(1, acceptor, accept(high, x.clone()))
         .expect("accepted");
     assert_eq!(kinds(&accepted), ["accepted"]);
     // Past the lease the Accept gave server 1, a higher ballot is promised.
@@ -372,29 +372,11 @@ fn phase_2b_an_acceptor_accepts_only_at_or_above_its_promise() {
     let mut lab = Lab::new(3);
     let acceptor = 0;
     let promised = Ballot::new(2, 1);
-    lab.from(
-        1,
-        acceptor,
-        Body::Prepare {
-            ballot: promised,
-            decided: Height(0),
-        },
-    )
-    .expect("promised");
+    lab.from(1, acceptor, prepare(promised)).expect("promised");
 
     let low = Ballot::new(1, 2);
     let early = first_block(&lab.keys[2], low, 0);
-    let answer = lab
-        .from(
-            2,
-            acceptor,
-            Body::Accept {
-                ballot: low,
-                decided: Height(0),
-                block: early,
-            },
-        )
-        .expect("answered");
+    let answer = lab.from(2, acceptor, accept(low, early)).expect("answered");
     assert_eq!(
         answer[0].body,
         Body::Nack {
@@ -407,15 +389,7 @@ fn phase_2b_an_acceptor_accepts_only_at_or_above_its_promise() {
 
     let x = first_block(&lab.keys[1], promised, 0);
     let answer = lab
-        .from(
-            1,
-            acceptor,
-            Body::Accept {
-                ballot: promised,
-                decided: Height(0),
-                block: x.clone(),
-            },
-        )
+        .from(1, acceptor, accept(promised, x.clone()))
         .expect("answered");
     let Body::Accepted {
         to,
@@ -454,15 +428,7 @@ fn phase_2b_an_acceptor_accepts_only_at_or_above_its_promise() {
     let higher = Ballot::new(4, 2);
     let y = first_block(&lab.keys[2], higher, 1);
     let answer = lab
-        .from(
-            2,
-            acceptor,
-            Body::Accept {
-                ballot: higher,
-                decided: Height(0),
-                block: y.clone(),
-            },
-        )
+        .from(2, acceptor, accept(higher, y.clone()))
         .expect("answered");
     assert_eq!(kinds(&answer), ["accepted"]);
     assert_eq!(lab.machines[acceptor].promised(), higher);
@@ -484,26 +450,9 @@ fn a_new_leader_re_proposes_the_highest_ballot_accepted_value() {
     let (b1, b2) = (Ballot::new(1, 1), Ballot::new(2, 2));
     let mut lab = Lab::new(3);
     let y = first_block(&lab.keys[2], b2, 1);
-    lab.from(
-        2,
-        0,
-        Body::Prepare {
-            ballot: b2,
-            decided: Height(0),
-        },
-    )
-    .expect("promised");
+    lab.from(2, 0, prepare(b2)).expect("promised");
     // Server 0 itself accepted y in 2.2, and server 1 offers x of 1.1.
-    lab.from(
-        2,
-        0,
-        Body::Accept {
-            ballot: b2,
-            decided: Height(0),
-            block: y.clone(),
-        },
-    )
-    .expect("accepted");
+    lab.from(2, 0, accept(b2, y.clone())).expect("accepted");
     // Server 0 has seen ballot 2.2, so its own goes above it.
     lab.timeout(0, TIMER_ELECTION);
     let ballot = lab.machines[0].ballot();
@@ -747,25 +696,8 @@ fn a_restarted_acceptor_keeps_its_promise_and_accepted_value() {
     let mut lab = Lab::new(3);
     let ballot = Ballot::new(2, 1);
     let x = first_block(&lab.keys[1], ballot, 0);
-    lab.from(
-        1,
-        0,
-        Body::Prepare {
-            ballot,
-            decided: Height(0),
-        },
-    )
-    .expect("promised");
-    lab.from(
-        1,
-        0,
-        Body::Accept {
-            ballot,
-            decided: Height(0),
-            block: x.clone(),
-        },
-    )
-    .expect("accepted");
+    lab.from(1, 0, prepare(ballot)).expect("promised");
+    lab.from(1, 0, accept(ballot, x.clone())).expect("accepted");
     lab.restart(0);
     assert_eq!(lab.machines[0].promised(), ballot);
     assert_eq!(
@@ -773,16 +705,7 @@ fn a_restarted_acceptor_keeps_its_promise_and_accepted_value() {
         Some(&Proposal { ballot, block: x })
     );
     let low = Ballot::new(1, 2);
-    let answer = lab
-        .from(
-            2,
-            0,
-            Body::Prepare {
-                ballot: low,
-                decided: Height(0),
-            },
-        )
-        .expect("answered");
+    let answer = lab.from(2, 0, prepare(low)).expect("answered");
     assert_eq!(
         answer[0].body,
         Body::Nack {

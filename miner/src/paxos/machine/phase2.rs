@@ -137,7 +137,6 @@ impl PaxosMachine {
                 self.committed
             )));
         }
-        self.follow(now, leader, ballot, out);
         if height <= self.committed {
             // Decided here already: only the chosen value can be proposed again (P2c), and
             // accepting it again changes nothing but helps the leader's majority.
@@ -149,6 +148,7 @@ impl PaxosMachine {
                 )));
             }
         }
+        self.follow(now, leader, ballot, out);
         if let Some(vote) = self.accept_locally(ballot, &block) {
             self.send(
                 Body::Accepted {
@@ -349,6 +349,8 @@ impl PaxosMachine {
         self.decided
             .insert(body.height, (block, certificate.to_vec()));
         self.commit_decided(out);
+        // A gap before it: this learner missed earlier decisions.
+        self.learn_if_behind(now, sender, body.height, out);
         Ok(())
     }
 
