@@ -1382,3 +1382,31 @@ fn explain_and_status_name_the_ballot_the_leader_and_the_acceptors() {
     assert_eq!(c.term(leader), ballot);
     assert_eq!(explained["chosen_in_ballot"], status["ballot"]);
 }
+
+/// Two proposers whose timers fire at the same instant do not split the vote as Raft's
+/// candidates can: their ballots of one round are ordered by proposer index, so the
+/// lower one's Prepare is refused by the higher candidate (which has promised itself),
+/// the lower one backs off, and promises the higher one in the same exchange; one round
+/// trip decides who leads.
+#[test]
+fn n3_two_proposers_starting_together_agree_on_the_higher_ballot_in_one_round_trip() {
+    let mut c = cluster(3);
+    c.run_for(3_000);
+    let (old, _) = c.sole_leader();
+    c.crash(old);
+    let (a, b) = ((old + 1) % 3, (old + 2) % 3);
+    let started = c.now;
+    c.feed(a, VoteInput::Timeout(TIMER_ELECTION));
+    c.feed(b, VoteInput::Timeout(TIMER_ELECTION));
+    let elected = c.run_until(1_000, |c| !c.leaders().is_empty());
+    let (leader, _) = c.sole_leader();
+    assert_eq!(leader, a.max(b), "the higher index wins the tie");
+    assert!(
+        elected - started <= 2 * LATENCY_MS,
+        "one Prepare and Promise exchange: {} ms",
+        elected - started
+    );
+    c.run_for(3_000);
+    assert_eq!(c.sole_leader().0, leader, "no further duel");
+    assert!(c.height(a.min(b)) >= 3, "and blocks are decided on");
+}
