@@ -348,11 +348,8 @@ impl PaxosMachine {
             self.committed = height;
             self.committed_hash = head.hash();
         }
-        let before = self.accepted.len();
+        // Decided slots' values are dropped without a write (see `commit_decided`).
         self.accepted.retain(|h, _| *h > height);
-        if self.accepted.len() != before {
-            self.dirty = true;
-        }
         self.open.retain(|h, _| *h > height);
         let keep_from = Height(height.0.saturating_sub(COMMITTED_WINDOW as u64));
         self.decided.retain(|h, _| *h > keep_from);

@@ -257,12 +257,10 @@ impl PaxosMachine {
             self.committed = block.header.height;
             self.committed_hash = block.hash();
         }
+        // Values of decided slots need no longer be kept; dropping them needs no write
+        // (a restarted acceptor drops them again at its head).
         let committed = self.committed;
-        let before = self.accepted.len();
         self.accepted.retain(|h, _| *h > committed);
-        if self.accepted.len() != before {
-            self.dirty = true;
-        }
     }
 
     /// Asks `peer` for the decided blocks after this learner's, when `peer` reports a
