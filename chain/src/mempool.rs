@@ -141,11 +141,21 @@ pub struct Mempool {
     chain_id: ChainId,
     txs: HashMap<TxHash, PoolTx>,
     by_sender: HashMap<Address, BTreeMap<u64, TxHash>>,
+    /// What each sender's pooled transactions cost together (amounts and fees, summed
+    /// wide so no sum overflows): kept as transactions come and go, so admission checks a
+    /// sender's balance in constant time rather than once per transaction it has pooled.
+    cost_by_sender: HashMap<Address, u128>,
     /// (fee rate, hash), lowest first: the eviction order.
     by_rate: BTreeSet<(FeeRate, TxHash)>,
     bytes: usize,
     /// Signatures verified on this node, shared with the chain.
     signatures: Arc<SignatureCache>,
+}
+
+/// What a pooled transaction spends: its amount and fee (a transaction whose sum
+/// overflows never enters the pool, so this is exact for pooled ones).
+fn pooled_cost(tx: &Transaction) -> u128 {
+    u128::from(tx.kind.amount().0) + u128::from(tx.fee.0)
 }
 
 impl Mempool {
@@ -155,6 +165,7 @@ impl Mempool {
             chain_id,
             txs: HashMap::new(),
             by_sender: HashMap::new(),
+            cost_by_sender: HashMap::new(),
             by_rate: BTreeSet::new(),
             bytes: 0,
             signatures: Arc::new(SignatureCache::default()),
@@ -268,15 +279,12 @@ impl Mempool {
             }
         }
         // The balance must cover every pooled tx of the sender with this one in its slot.
-        let mut needed = tx.total_cost().ok_or(TxError::AmountOverflow)?;
-        if let Some(m) = pending {
-            for (nonce, h) in m {
-                if *nonce != tx.nonce {
-                    let cost = self.txs[h].tx.total_cost().ok_or(TxError::AmountOverflow)?;
-                    needed = needed.checked_add(cost).ok_or(TxError::AmountOverflow)?;
-                }
-            }
-        }
+        let cost = tx.total_cost().ok_or(TxError::AmountOverflow)?;
+        let pooled = self.cost_by_sender.get(&sender).copied().unwrap_or(0);
+        let replaced_cost = replaced.map_or(0, |h| pooled_cost(&self.txs[&h].tx));
+        let needed = u64::try_from(pooled - replaced_cost + u128::from(cost.0))
+            .map(Amount)
+            .map_err(|_| TxError::AmountOverflow)?;
         if needed > account.balance {
             return Err(TxError::InsufficientBalance {
                 address: sender,
@@ -296,6 +304,7 @@ impl Mempool {
             .insert(tx.nonce, hash);
         self.by_rate.insert((FeeRate::new(tx.fee, bytes), hash));
         self.bytes += bytes;
+        *self.cost_by_sender.entry(sender).or_default() += pooled_cost(&tx);
         self.txs.insert(hash, PoolTx { tx, sender, bytes });
         Ok(hash)
     }
@@ -356,6 +365,13 @@ impl Mempool {
             if m.is_empty() {
                 self.by_sender.remove(&pooled.sender);
             }
+        }
+        if self.by_sender.contains_key(&pooled.sender) {
+            if let Some(cost) = self.cost_by_sender.get_mut(&pooled.sender) {
+                *cost -= pooled_cost(&pooled.tx);
+            }
+        } else {
+            self.cost_by_sender.remove(&pooled.sender);
         }
         self.bytes -= pooled.bytes;
         Some(pooled.tx)
@@ -422,6 +438,7 @@ impl Mempool {
             .chain(extra.into_iter().map(|tx| (tx.hash(), tx)))
             .collect();
         self.by_sender.clear();
+        self.cost_by_sender.clear();
         self.by_rate.clear();
         self.bytes = 0;
         // Nonce order first so each sender's run is rebuilt without gaps; higher fee first

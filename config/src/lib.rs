@@ -123,6 +123,19 @@ impl ChainSpec {
         Ok(spec)
     }
 
+    /// Allocates the dev balance (1,000,000 TOY) to each of `accounts` that the genesis does
+    /// not fund yet: the lab's extra traders and load accounts.
+    pub fn fund_dev_balance(&mut self, accounts: impl IntoIterator<Item = Address>) {
+        let balance = Amount::from_toy(DEV_BALANCE_TOY).expect("fits in u64");
+        let mut funded: std::collections::HashSet<Address> =
+            self.genesis.alloc.iter().map(|a| a.address).collect();
+        for address in accounts {
+            if funded.insert(address) {
+                self.genesis.alloc.push(Alloc { address, balance });
+            }
+        }
+    }
+
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a chain spec serializes to TOML")
     }

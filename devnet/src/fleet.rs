@@ -166,11 +166,17 @@ impl Layout {
         if let Some(secs) = block_time {
             spec.set_block_time(secs)?;
         }
+        self.write_spec(&spec)?;
+        Ok((spec, false))
+    }
+
+    /// Writes `spec` as this devnet's spec (its nodes start from it).
+    pub fn write_spec(&self, spec: &ChainSpec) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("cannot create {}", self.root.display()))?;
+        let path = self.spec_path();
         std::fs::write(&path, spec.to_toml())
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok((spec, false))
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// Refuses to start when a port is taken: a node would die at once with less context.

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// What to measure: `pow` (the miner's hash rate) or `sync` (a fresh node catching up
-    /// over loopback, against importing the same blocks with no network).
-    #[arg(value_parser = ["pow", "sync"])]
+    /// What to measure: `pow` (the miner's hash rate), `sync` (a fresh node catching up
+    /// over loopback, against importing the same blocks with no network) or `throughput`
+    /// (a devnet's confirmed transfers a second at rising loads, against the signature
+    /// ceiling measured in the same run).
+    #[arg(value_parser = ["pow", "sync", "throughput"])]
     pub what: String,
     /// Threads (default: every core).
     #[arg(long)]
@@ -21,6 +23,29 @@ pub struct BenchArgs {
     /// Transfers per block (sync).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=5_000))]
     pub txs: u64,
+    /// The engine of the devnet (throughput).
+    #[arg(long, default_value = "poa")]
+    pub engine: String,
+    /// Nodes of the devnet (throughput).
+    #[arg(long, default_value_t = 4)]
+    pub nodes: u64,
+    /// Transfers a second offered, one devnet run each (throughput).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000,2000,3000,4000,6000",
+        value_name = "R,R,..."
+    )]
+    pub rates: Vec<f64>,
+    /// Seconds each rate is measured (throughput).
+    #[arg(long, default_value_t = 20, value_name = "SECS")]
+    pub duration: u64,
+    /// Seconds between blocks (throughput).
+    #[arg(long, default_value_t = 1, value_name = "SECS")]
+    pub block_time: u64,
+    /// Where each run's report and throughput.md go (throughput).
+    #[arg(long, default_value = "bench-throughput-out", value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -155,17 +180,20 @@ pub struct SimulateArgs {
     /// Instead of one run, check the simulator against theory: `stale` (stale rate against
     /// 1 − e^(−d/T) over a sweep of d/T), `selfish` (a selfish miner's revenue against
     /// Eyal & Sirer's for α from 0.10 to 0.45), `pbft` (commit latency 3d, messages per
-    /// block ~ n², the delay of a view change) or `raft` (contested elections
-    /// 1 − (1 − d/r)^(N−1), first campaign T + r/N, time to a new leader). Writes
+    /// block ~ n², the delay of a view change), `raft` (contested elections
+    /// 1 − (1 − d/r)^(N−1), first campaign T + r/N, time to a new leader) or `family` (every
+    /// voting engine on one network: message delays and messages to commit, recovery after
+    /// a leader crash, crashes tolerated, duelling leaders at start-up). Writes
     /// sweep-<name>.md/.csv/.svg.
     #[arg(
         long,
-        value_name = "stale|selfish|pbft|raft",
+        value_name = "stale|selfish|pbft|raft|family",
         conflicts_with_all = ["engine", "chain", "selfish"]
     )]
     pub sweep: Option<String>,
     /// The size of each point of a --sweep: blocks for stale and selfish (default 20000),
-    /// heights for pbft (default 100), trials for raft (default 1000; half as many for each time-to-leader curve).
+    /// heights for pbft (default 100), trials for raft (default 1000; half as many for each time-to-leader curve),
+    /// steady heights for family (default 30).
     #[arg(long, value_name = "N", requires = "sweep")]
     pub sweep_blocks: Option<u64>,
     /// Inject a fault into every engine's simulation (repeatable): kill-producer@T (kill the

@@ -7,6 +7,7 @@
 pub mod args;
 pub mod bench;
 pub mod bench_sync;
+pub mod bench_throughput;
 pub mod compare;
 pub mod reliability;
 pub mod report_html;

@@ -1,6 +1,12 @@
-//! The one workload generator of the lab: `rate` signed transfers a second among a set of
-//! trading accounts, sent through the nodes' RPC from a seeded RNG, so every engine and
-//! every fault scenario gets the same workload. `compare` and `reliability` both run it;
+//! The workload generators of the lab: signed transfers sent through the nodes' RPC from a
+//! seed, so every engine and every fault scenario gets the same workload.
+//! - [`Workload`] (here): `rate` transfers a second among the dev accounts, one call each,
+//!   signed as they fall due, each trader's nonce tracked; the reliability suite runs it
+//!   and checks the traders' balances afterwards.
+//! - [`batched::Presigned`]: what `compare` runs, up to 50,000 a second: many load
+//!   accounts funded at genesis, pre-signed, sent in JSON-RPC batches by one thread per
+//!   node.
+//!
 //! `simulate` draws its own transfers in virtual time but from the same accounts
 //! ([`traders`]) and amounts ([`MAX_AMOUNT`]).
 //!
@@ -24,6 +30,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tracing::debug;
+
+pub mod batched;
 
 /// Longest sleep between checks of the stop flag.
 const NAP: Duration = Duration::from_millis(50);

@@ -149,6 +149,13 @@ pub trait EngineParams:
         0
     }
 
+    /// Whether the engine's quorums outvote validators that lie (Byzantine faults, PBFT's
+    /// ⌊(n−1)/3⌋), rather than only ones that crash: a crash-fault engine believes any
+    /// leader it elected.
+    fn tolerates_lies() -> bool {
+        false
+    }
+
     /// What a block mints.
     fn reward(&self) -> Reward;
 
@@ -250,6 +257,13 @@ macro_rules! engines {
             pub fn max_message_bytes(self) -> usize {
                 match self {
                     $(EngineKind::$variant => <$params as EngineParams>::max_message_bytes(),)+
+                }
+            }
+
+            /// Whether the engine's quorums outvote lying validators (Byzantine faults).
+            pub fn tolerates_lies(self) -> bool {
+                match self {
+                    $(EngineKind::$variant => <$params as EngineParams>::tolerates_lies(),)+
                 }
             }
 

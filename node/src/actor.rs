@@ -96,6 +96,10 @@ enum Command {
         hash: TxHash,
         reply: oneshot::Sender<bool>,
     },
+    PendingAmong {
+        hashes: Vec<TxHash>,
+        reply: oneshot::Sender<Vec<bool>>,
+    },
 }
 
 /// The actor is gone (the node is shutting down).
@@ -349,6 +353,9 @@ fn run(mut ledger: Ledger, mut rx: mpsc::Receiver<Command>, publish: Publish) {
             }
             Command::IsPending { hash, reply } => {
                 let _ = reply.send(ledger.mempool.contains(&hash));
+            }
+            Command::PendingAmong { hashes, reply } => {
+                let _ = reply.send(hashes.iter().map(|h| ledger.mempool.contains(h)).collect());
             }
         }
     }
@@ -652,5 +659,11 @@ impl ChainHandle {
 
     pub async fn is_pending(&self, hash: TxHash) -> Result<bool, ActorStopped> {
         self.ask(|reply| Command::IsPending { hash, reply }).await
+    }
+
+    /// For each of `hashes`, whether it is in the mempool: one trip to the actor.
+    pub async fn pending_among(&self, hashes: Vec<TxHash>) -> Result<Vec<bool>, ActorStopped> {
+        self.ask(|reply| Command::PendingAmong { hashes, reply })
+            .await
     }
 }

@@ -59,6 +59,24 @@ impl RpcClient {
             })
     }
 
+    /// The value of the Prometheus sample `name` (a counter or gauge without labels) on
+    /// the node's `GET /metrics`; `None` when the node cannot be read or has no such sample.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let url = format!("{}/metrics", self.url.trim_end_matches('/'));
+        let text = self
+            .agent
+            .get(&url)
+            .call()
+            .ok()?
+            .body_mut()
+            .read_to_string()
+            .ok()?;
+        text.lines().find_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            (key == name).then(|| value.trim().parse().ok()).flatten()
+        })
+    }
+
     pub fn call(&self, method: &str, params: Value) -> Result<Value, RpcCallError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});

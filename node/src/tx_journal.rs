@@ -115,16 +115,20 @@ impl TxJournal {
             return Ok(());
         }
         let mut gone = std::collections::HashSet::new();
-        for hash in &snapshot {
-            if chain.is_pending(*hash).await? {
+        // One trip to the chain actor for the whole journal (it holds tens of thousands of
+        // records under load, and every trip waits behind imports and admissions).
+        let pending = chain.pending_among(snapshot.clone()).await?;
+        let head_height = chain.head().id.height.0;
+        let reader = chain.reader();
+        for (hash, pending) in snapshot.iter().zip(pending) {
+            if pending {
                 continue;
             }
-            let reader = chain.reader();
             let confirmations = match reader.tx_location(hash)? {
                 None => None,
                 Some((block, _)) => reader
                     .header(&block)?
-                    .map(|header| chain.head().id.height.0.saturating_sub(header.height().0) + 1),
+                    .map(|header| head_height.saturating_sub(header.height().0) + 1),
             };
             if confirmations.is_none_or(|c| c >= KEEP_CONFIRMATIONS) {
                 gone.insert(*hash);
@@ -223,6 +227,39 @@ mod tests {
             wallet::DEFAULT_FEE,
         )
         .expect("a transfer")
+    }
+
+    /// Compaction asks the chain actor about the whole journal in one trip and keeps what
+    /// a crash could still lose: pending txs and those in shallow blocks.
+    #[tokio::test]
+    async fn compaction_keeps_pending_and_shallow_txs_and_drops_deep_and_forgotten_ones() {
+        use chain::test_utils::{TestEngine, build_on_head, memory_chain};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (journal, _) = TxJournal::open(dir.path()).expect("open");
+        let mut chain = memory_chain(TestEngine::default());
+        let producer = chain::dev::dev_address("alice").expect("a dev account");
+        let import = |chain: &mut chain::Chain, txs: Vec<Transaction>| {
+            let block = build_on_head(chain, 1, producer, txs);
+            chain.import_block(block).expect("imports");
+        };
+        let (deep, shallow, pending, forgotten) = (tx(0), tx(1), tx(2), tx(7));
+        import(&mut chain, vec![deep.clone()]);
+        for _ in 1..KEEP_CONFIRMATIONS {
+            import(&mut chain, Vec::new());
+        }
+        import(&mut chain, vec![shallow.clone()]);
+        let mut mempool = chain::Mempool::new(chain::ChainId(1337), Default::default());
+        mempool
+            .insert(pending.clone(), chain.state())
+            .expect("the next nonce");
+        for t in [&deep, &shallow, &pending, &forgotten] {
+            journal.append(t).expect("append");
+        }
+        let (handle, _actor) = crate::actor::spawn(chain, mempool, Default::default());
+        journal.compact(&handle).await.expect("compacts");
+        drop(journal);
+        let (_, kept) = TxJournal::open(dir.path()).expect("reopen");
+        assert_eq!(kept, vec![shallow, pending]);
     }
 
     #[test]

@@ -165,6 +165,44 @@ fn refuses_duplicates_gaps_old_nonces_and_overspending() {
     );
 }
 
+/// The sender's pooled cost is kept as transactions come and go (not summed per admission):
+/// a replacement counts only the new one, a transaction mined and dropped from the pool
+/// stops counting, and the balance check is exact to the base unit.
+#[test]
+fn the_balance_check_follows_replacements_and_mined_transactions() {
+    let mut chain = memory_chain(TestEngine::default());
+    let mut pool = new_pool(100, 1 << 20);
+    let balance = chain.account(&addr("bob")).expect("read").balance.0;
+    pool.insert(transfer("bob", "carol", 0, balance / 2, 1), chain.state())
+        .expect("half fits");
+    let cheaper = transfer("bob", "carol", 0, balance / 4, 2);
+    pool.insert(cheaper.clone(), chain.state())
+        .expect("a replacement with a higher fee");
+    // Counting the replaced transaction too would refuse this one.
+    let second = transfer("bob", "dave", 1, balance / 2, 1);
+    pool.insert(second.clone(), chain.state())
+        .expect("the replacement and this fit together");
+
+    let block = build_on_head(&chain, 1, addr("carol"), vec![cheaper.clone()]);
+    let ImportOutcome::NewHead(change) = chain.import_block(block).expect("imports") else {
+        panic!("new head expected");
+    };
+    pool.on_head_change(&change, chain.state())
+        .expect("revalidate");
+    assert!(!pool.contains(&cheaper.hash()) && pool.contains(&second.hash()));
+    let left = chain.account(&addr("bob")).expect("read").balance.0;
+    let room = left - (balance / 2 + 1);
+    let err = pool
+        .insert(transfer("bob", "eve", 2, room, 1), chain.state())
+        .expect_err("one base unit too many");
+    assert!(
+        matches!(err, MempoolError::Invalid(TxError::InsufficientBalance { needed, .. }) if needed.0 == left + 1),
+        "{err}"
+    );
+    pool.insert(transfer("bob", "eve", 2, room - 1, 1), chain.state())
+        .expect("exactly the balance");
+}
+
 #[test]
 fn a_bad_signature_is_bad_data() {
     let chain = memory_chain(TestEngine::default());

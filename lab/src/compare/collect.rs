@@ -207,6 +207,11 @@ pub fn node_counters(clients: &[RpcClient]) -> NodeCounters {
         blocks_produced: field("blocks_produced").map(|v| v.iter().sum()),
         reorgs: field("reorgs").map(|v| v.iter().sum()),
         reorg_depth_max: field("reorg_depth_max").and_then(|v| v.into_iter().max()),
+        signature_checks: clients
+            .iter()
+            .map(|c| c.metric("toychain_signature_cache_misses_total"))
+            .sum::<Option<f64>>()
+            .map(|checks| checks as u64),
     }
 }
 

@@ -289,6 +289,9 @@ pub struct EngineMetrics {
     /// Blocks reverted after `confirmations_k` blocks were on top of them on some node
     /// ([`reverted_after`]).
     pub reverted_after_k: u64,
+    /// Signatures the nodes verified over the run (their caches' misses, all nodes): with
+    /// one check per node per transfer, about `nodes × tx_submitted`.
+    pub signature_checks: Option<u64>,
 }
 
 /// One engine's figures plus the raw series the charts draw.
@@ -390,6 +393,7 @@ pub fn compute(run: &RunRecord, tx_rate: f64) -> EngineResult {
         engine_finality: matches!(rule, Finality::Reported),
         confirmations_k: miner::CONFIRMATIONS,
         reverted_after_k: reverted_after(&run.blocks, &run.observations, miner::CONFIRMATIONS),
+        signature_checks: run.counters.signature_checks,
     };
     EngineResult {
         metrics,
@@ -786,6 +790,7 @@ mod tests {
                 blocks_produced: Some(5),
                 reorgs: Some(1),
                 reorg_depth_max: Some(1),
+                signature_checks: Some(3),
             },
             faults: Vec::new(),
         };

@@ -22,10 +22,11 @@ pub(crate) mod record;
 pub(crate) mod report;
 
 use crate::args::CompareArgs;
-use crate::workload::{self, Workload, WorkloadOutcome};
+use crate::workload::WorkloadOutcome;
+use crate::workload::batched::{self, Presigned};
 use anyhow::{Context, anyhow};
-use chain::ChainId;
 use chain::dev::DEV_ACCOUNTS;
+use chain::{ChainId, SecretKey};
 use collect::{Collector, cpu_seconds, node_counters};
 use config::EngineKind;
 use config::UsageError;
@@ -46,7 +47,7 @@ const POLL: Duration = Duration::from_millis(200);
 /// Longest measurement accepted: a day.
 const MAX_DURATION: u64 = 86_400;
 /// Most transfers a second the generator offers.
-const MAX_TX_RATE: f64 = 1_000.0;
+pub(crate) const MAX_TX_RATE: f64 = batched::MAX_RATE;
 /// Longest block time accepted.
 const MAX_BLOCK_TIME: u64 = 3_600;
 /// Tries at finding N consecutive free ports.
@@ -255,7 +256,8 @@ struct Devnet {
     layout: Layout,
     block_time: u64,
     fleet: Fleet,
-    chain_id: ChainId,
+    /// The load, signed before the nodes started.
+    load: Presigned,
 }
 
 /// What one engine's turn reports on its progress with.
@@ -267,6 +269,27 @@ struct Progress<'a> {
     done_secs: u64,
 }
 
+/// One run of `kind` as `compare` measures it (a devnet of `plan.nodes` nodes under
+/// `plan.tx_rate` transfers a second for `plan.duration_s`): its figures, or `None` when
+/// interrupted. `toychain bench throughput` runs its sweep with it.
+pub(crate) fn measure_engine(
+    plan: &Plan,
+    kind: EngineKind,
+    signals: &SignalWatch,
+    bar: &ProgressBar,
+) -> anyhow::Result<Option<EngineResult>> {
+    let progress = Progress {
+        kind,
+        signals,
+        bar,
+        done_secs: 0,
+    };
+    Ok(match run_engine(plan, &progress)? {
+        Turn::Done(result) => Some(*result),
+        Turn::Interrupted => None,
+    })
+}
+
 /// One engine's devnet, load and measurement; the devnet is stopped before returning.
 fn run_engine(plan: &Plan, progress: &Progress<'_>) -> anyhow::Result<Turn> {
     let Progress {
@@ -276,8 +299,7 @@ fn run_engine(plan: &Plan, progress: &Progress<'_>) -> anyhow::Result<Turn> {
         done_secs,
     } = *progress;
     bar.set_position(done_secs);
-    bar.set_message(format!("{kind}: starting {} node(s)", plan.nodes));
-    let Some((mut net, clients)) = start_devnet(plan, kind, signals)? else {
+    let Some((mut net, clients)) = start_devnet(plan, progress)? else {
         return Ok(Turn::Interrupted);
     };
     let pids = net.fleet.pids();
@@ -369,9 +391,9 @@ fn run_engine(plan: &Plan, progress: &Progress<'_>) -> anyhow::Result<Turn> {
 /// interrupted meanwhile.
 fn start_devnet(
     plan: &Plan,
-    kind: EngineKind,
-    signals: &SignalWatch,
+    progress: &Progress<'_>,
 ) -> anyhow::Result<Option<(Devnet, Vec<RpcClient>)>> {
+    let Progress { kind, signals, .. } = *progress;
     let nodes = plan.nodes;
     let (rpc_port, p2p_port) = node::ports::free_port_bases(nodes)?;
     let layout = Layout::at(
@@ -381,8 +403,26 @@ fn start_devnet(
         p2p_port,
     );
     layout.wipe()?;
-    let (spec, _) = layout.spec(kind, plan.block_time_s)?;
+    let (mut spec, _) = layout.spec(kind, plan.block_time_s)?;
     layout.check_ports()?;
+    // The load accounts are funded at genesis and the load signed before any node runs,
+    // so signing costs the nodes nothing.
+    let keys = batched::load_accounts(plan.tx_rate, nodes);
+    spec.fund_dev_balance(keys.iter().map(SecretKey::address));
+    layout.write_spec(&spec)?;
+    let total = (plan.tx_rate * (plan.duration_s + 1) as f64).ceil() as u64;
+    let bar = progress.bar;
+    bar.set_message(format!("{kind}: signing {total} transfers"));
+    let load = Presigned::sign(
+        keys,
+        ChainId(spec.chain_id),
+        plan.tx_rate,
+        nodes,
+        plan.seed,
+        total,
+        &|n| bar.set_message(format!("{kind}: signed {n} of {total} transfers")),
+    );
+    bar.set_message(format!("{kind}: starting {nodes} node(s)"));
     let mut fleet = Fleet::start_with(&layout, false, |i| inject::node_args(&plan.faults, i))?;
     let clients: Vec<RpcClient> = (0..nodes)
         .map(|i| RpcClient::new(&layout.rpc_url(i), RPC_TIMEOUT))
@@ -391,17 +431,19 @@ fn start_devnet(
         fleet.stop(signals);
         return Ok(None);
     };
-    let Some(chain_id) = info.get("chain_id").and_then(Value::as_u64).map(ChainId) else {
+    let chain_id = info.get("chain_id").and_then(Value::as_u64).map(ChainId);
+    if chain_id != Some(ChainId(spec.chain_id)) {
         fleet.stop(signals);
         return Err(anyhow!(
-            "node 0 answered chain_info without a chain_id: {info}"
+            "node 0 answered chain_info with chain_id {chain_id:?}, the spec has {}: {info}",
+            spec.chain_id
         ));
-    };
+    }
     let net = Devnet {
         layout,
         block_time: spec.engine.block_time(),
         fleet,
-        chain_id,
+        load,
     };
     Ok(Some((net, clients)))
 }
@@ -423,15 +465,10 @@ fn measure(
         bar,
         done_secs,
     } = *progress;
-    let Devnet {
-        fleet, chain_id, ..
-    } = net;
+    let Devnet { fleet, load, .. } = net;
     let stop = AtomicBool::new(false);
     let (outcome, load) = std::thread::scope(|s| {
-        let load = s.spawn(|| {
-            let traders = workload::dev_trader_keys(plan.nodes);
-            Workload::new(clients, traders, *chain_id, plan.tx_rate, plan.seed).run(started, &stop)
-        });
+        let load = s.spawn(|| load.run(clients, started, &stop));
         let mut next_poll = started + POLL;
         let outcome = loop {
             if signals.count() > 0 {

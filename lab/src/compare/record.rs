@@ -62,6 +62,8 @@ pub struct NodeCounters {
     pub blocks_produced: Option<u64>,
     pub reorgs: Option<u64>,
     pub reorg_depth_max: Option<u64>,
+    /// Signatures the nodes actually verified (their signature caches' misses), summed.
+    pub signature_checks: Option<u64>,
 }
 
 /// One engine's whole run.

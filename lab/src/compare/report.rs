@@ -182,13 +182,14 @@ fn intro(plan: &Plan, machine: &Machine) -> String {
     };
     format!(
         "{} node(s) per devnet on 127.0.0.1, {} s measured per engine, {} transfers/s offered \
-         between {} (seed {}), block time: {block_time}. Machine: {}. Every node's RPC was \
+         between {} load accounts funded at genesis, pre-signed and sent in JSON-RPC batches \
+         (seed {}), block time: {block_time}. Machine: {}. Every node's RPC was \
          polled every {} ms; times are when the collector first saw something, so they carry \
          up to that much polling delay.\n",
         plan.nodes,
         plan.duration_s,
         plan.tx_rate,
-        crate::workload::traders(plan.nodes).join(", "),
+        crate::workload::batched::sender_count(plan.tx_rate, plan.nodes),
         plan.seed,
         machine.describe(),
         super::POLL.as_millis()
@@ -811,6 +812,7 @@ mod tests {
             engine_finality: false,
             confirmations_k: 6,
             reverted_after_k: 0,
+            signature_checks: None,
         };
         let (a, b, c) = (row("pow", 0.4), row("poa", 0.0), row("dpos", 0.1));
         assert_eq!(

@@ -59,7 +59,7 @@ use crate::workload;
 use anyhow::Context;
 use chain::SecretKey;
 use chain::dev::{DEV_ACCOUNTS, dev_key};
-use config::{Alloc, ChainSpec, EngineKind};
+use config::{ChainSpec, EngineKind};
 use devnet::say;
 use network::LinkModel;
 use serde::Serialize;
@@ -187,15 +187,7 @@ fn dev_spec(
 ) -> ChainSpec {
     let addresses: Vec<chain::Address> = authors.iter().map(|(_, k)| k.address()).collect();
     let mut spec = ChainSpec::dev_with(kind, &addresses);
-    let balance = spec.genesis.alloc.first().map(|a| a.balance);
-    if let Some(balance) = balance {
-        for (_, key) in authors.iter().chain(traders) {
-            let address = key.address();
-            if !spec.genesis.alloc.iter().any(|a| a.address == address) {
-                spec.genesis.alloc.push(Alloc { address, balance });
-            }
-        }
-    }
+    spec.fund_dev_balance(authors.iter().chain(traders).map(|(_, key)| key.address()));
     if let Some(secs) = block_time {
         spec.engine.set_block_time(secs);
     }
@@ -445,6 +437,7 @@ fn sweep(name: &str, args: &SimulateArgs) -> anyhow::Result<()> {
                 + theory::pbft::VIEW_CHANGE_POINTS.len()
         }
         theory::Sweep::Raft => theory::raft::CONTEST_POINTS.len() + theory::raft::CDF_SPREADS.len(),
+        theory::Sweep::Family => theory::family::engines().len(),
     };
     let bar = counting_bar(points as u64, "points");
     bar.set_message(format!("--sweep {name}: {size} {unit} a point"));

@@ -321,3 +321,43 @@ fn full_voting_sweeps() {
         println!("{md}");
     }
 }
+
+#[test]
+fn a_load_beyond_what_one_block_a_second_carries_is_simulated_and_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    SimulateArgs {
+        nodes: 2,
+        duration: "2".into(),
+        block_time: Some(1),
+        tx_rate: 20_000.0,
+        out: dir.path().to_path_buf(),
+        ..args(&["poa"])
+    }
+    .execute()
+    .expect("20,000 transfers a second is within the limit");
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("metrics.json")).expect("reads"),
+    )
+    .expect("JSON");
+    let row = &json["engines"][0];
+    assert_eq!(row["tx_offered_per_s"].as_f64(), Some(20_000.0), "{row}");
+    let submitted = row["tx_submitted"].as_u64().expect("a count");
+    let refused = row["tx_submit_errors"].as_u64().expect("a count");
+    assert!(
+        submitted + refused >= 36_000,
+        "offered 40,000 over 2 s: {row}"
+    );
+    assert!(row["tx_confirmed"].as_u64() > Some(0), "{row}");
+    assert!(
+        row["tx_latency_s"]["p99"].as_f64().is_some(),
+        "p99 inclusion reported: {row}"
+    );
+    let err = SimulateArgs {
+        tx_rate: 60_000.0,
+        out: dir.path().to_path_buf(),
+        ..args(&["poa"])
+    }
+    .execute()
+    .expect_err("above the limit");
+    assert!(err.to_string().contains("--tx-rate 60000"), "{err}");
+}

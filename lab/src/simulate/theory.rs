@@ -32,6 +32,7 @@ use serde::Serialize;
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
+pub mod family;
 pub mod pbft;
 pub mod raft;
 
@@ -239,6 +240,7 @@ pub enum Sweep {
     Selfish,
     Pbft,
     Raft,
+    Family,
 }
 
 impl Sweep {
@@ -248,6 +250,7 @@ impl Sweep {
             Sweep::Stale | Sweep::Selfish => (100, 10_000_000, 20_000, "blocks"),
             Sweep::Pbft => (2, 100_000, 100, "heights"),
             Sweep::Raft => (10, 1_000_000, 1_000, "trials"),
+            Sweep::Family => (4, 10_000, 30, "heights"),
         }
     }
 }
@@ -261,10 +264,13 @@ impl std::str::FromStr for Sweep {
             "selfish" => Ok(Sweep::Selfish),
             "pbft" => Ok(Sweep::Pbft),
             "raft" => Ok(Sweep::Raft),
+            "family" => Ok(Sweep::Family),
             other => Err(format!(
                 "--sweep {other}: choose stale (stale rate against 1 − e^(−d/T)), selfish \
                  (Eyal–Sirer revenue), pbft (commit latency, messages per block, view change) \
-                 or raft (contested elections, first candidate, time to leader)"
+                 raft (contested elections, first candidate, time to leader) or family (the \
+                 voting engines side by side: delays and messages to commit, recovery, crashes \
+                 tolerated, duelling leaders)"
             )),
         }
     }
@@ -306,6 +312,7 @@ pub fn run_sweep(
     let table = match sweep {
         Sweep::Pbft => pbft::table(blocks, seed, progress)?,
         Sweep::Raft => raft::table(blocks, seed, progress)?,
+        Sweep::Family => family::table(blocks, seed, progress)?,
         Sweep::Stale => stale_table(blocks, seed, progress)?,
         Sweep::Selfish => selfish_table(blocks, seed, progress)?,
     };

@@ -51,6 +51,11 @@ impl EngineParams for PbftParams {
         MAX_MESSAGE_BYTES
     }
 
+    /// Quorums of ⌈(n+f+1)/2⌉ share an honest replica with f = ⌊(n−1)/3⌋ liars.
+    fn tolerates_lies() -> bool {
+        true
+    }
+
     fn build(&self, author: Option<&SecretKey>, _mode: Mode) -> Result<Engines, SpecError> {
         let engine = PbftEngine::new(self.clone()).map_err(|e| SpecError::invalid("pbft", e))?;
         Ok(Engines {

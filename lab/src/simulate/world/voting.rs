@@ -38,7 +38,7 @@ const FRAME_BYTES: usize = 8;
 /// delivery takes (the largest `--latency` and `delay:` fault are a minute each).
 pub const SEEN_FOR_MS: Millis = 180_000;
 /// Status fields the trace follows: a change in any of them is recorded.
-const TRACED_FIELDS: [&str; 3] = ["role", "term", "view"];
+const TRACED_FIELDS: [&str; 5] = ["role", "term", "view", "ballot", "epoch"];
 
 /// What a sweep asks of a voting run besides the run itself.
 #[derive(Debug, Clone, Copy, Default)]
