@@ -349,7 +349,10 @@ mod tests {
                 spec.replace("balance = \"1000000\"", "balance = \"1.123456789\""),
                 "1.123456789",
             ),
-            (spec.replace("kind = \"pow\"", "kind = \"paxos\""), "paxos"),
+            (
+                spec.replace("kind = \"pow\"", "kind = \"hotstuff\""),
+                "hotstuff",
+            ),
             (format!("{spec}\n[extra]\nx = 1\n"), "extra"),
         ];
         for (text, needle) in cases {
@@ -500,10 +503,10 @@ mod tests {
 
     #[test]
     fn unknown_engine_names_the_known_ones() {
-        let err = "paxos"
+        let err = "hotstuff"
             .parse::<EngineKind>()
             .expect_err("unknown")
             .to_string();
-        assert!(err.contains("paxos") && err.contains("pow"), "{err}");
+        assert!(err.contains("hotstuff") && err.contains("pow"), "{err}");
     }
 }

@@ -13,15 +13,20 @@
 //!   height, blocks final by a certificate of 2f+1 COMMITs ([`quorum`] counts them).
 //! - [`raft`]: Raft's elected leader and replicated log, with pre-vote and check-quorum;
 //!   blocks are committed by a majority's certificate.
+//! - [`paxos`]: Multi-Paxos with a distinguished proposer: phase 1 once for all open
+//!   slots, phase 2 per block, blocks chosen by a majority's signed Accepted messages.
 //!
 //! [`spec`] is the engine choice: the tagged enum a chain spec names, the factory that
 //! builds an engine and its producer from it, and the facts the node and the lab need.
 //!
-//! The signed engines share [`seal`] (a producer's signature over the seal hash) and keep
+//! The leader-based voting engines sign their messages in one [`envelope`]. The signed
+//! engines share [`seal`] (a producer's signature over the seal hash) and keep
 //! their own records in the chain state through [`engine_state`].
 
 pub mod dpos;
 pub mod engine_state;
+pub mod envelope;
+pub mod paxos;
 pub mod pbft;
 pub mod poa;
 pub mod pos;

@@ -96,6 +96,64 @@ impl VoterSet {
     }
 }
 
+/// ⌊n/2⌋+1: any two sets this large out of `n` share a member (the crash-fault quorum of
+/// Raft and Multi-Paxos).
+pub fn majority(n: usize) -> usize {
+    n / 2 + 1
+}
+
+/// Checks the parameters of a leader-based crash-fault engine (Raft, Multi-Paxos): one to
+/// `max_servers` distinct servers, a block every `block_time` seconds, heartbeats every
+/// `heartbeat_ms`, and election timeouts drawn from `[min_ms, max_ms)`. Gives the field at
+/// fault and why.
+pub fn check_leader_params(
+    servers: &[Address],
+    max_servers: usize,
+    block_time: u64,
+    heartbeat_ms: u64,
+    min_ms: u64,
+    max_ms: u64,
+) -> Result<(), (&'static str, String)> {
+    if servers.is_empty() {
+        return Err(("servers", "at least one is needed".into()));
+    }
+    if servers.len() > max_servers {
+        return Err((
+            "servers",
+            format!("{} listed, at most {max_servers}", servers.len()),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for server in servers {
+        if !seen.insert(server) {
+            return Err(("servers", format!("{server} is listed twice")));
+        }
+    }
+    if block_time == 0 {
+        return Err(("block_time", "must be at least 1 second".into()));
+    }
+    if heartbeat_ms == 0 {
+        return Err(("heartbeat_ms", "must be at least 1 ms".into()));
+    }
+    if min_ms <= heartbeat_ms {
+        return Err((
+            "election_timeout_min_ms",
+            format!(
+                "{min_ms} ms must exceed heartbeat_ms ({heartbeat_ms} ms), or followers stand between heartbeats"
+            ),
+        ));
+    }
+    if max_ms <= min_ms {
+        return Err((
+            "election_timeout_max_ms",
+            format!(
+                "{max_ms} ms must exceed election_timeout_min_ms ({min_ms} ms): the range [min, max) is what splits votes apart"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The step of a round a vote belongs to; part of what is signed, so a PREPARE never
 /// counts as a COMMIT.
 #[derive(

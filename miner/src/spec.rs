@@ -411,6 +411,7 @@ engines! {
     Poa(crate::poa::PoaParams) = "poa",
     Pbft(crate::pbft::PbftParams) = "pbft",
     Raft(crate::raft::RaftParams) = "raft",
+    Paxos(crate::paxos::PaxosParams) = "paxos",
 }
 
 #[cfg(test)]
@@ -438,7 +439,7 @@ mod tests {
             chain::dev::dev_address("bob").expect("dev account"),
         ];
         for kind in EngineKind::ALL {
-            let voting = matches!(kind.name(), "pbft" | "raft");
+            let voting = matches!(kind.name(), "pbft" | "raft" | "paxos");
             assert_eq!(kind.votes(), voting, "{kind}");
             assert_eq!(kind.max_message_bytes() > 0, voting, "{kind}");
             if !voting {

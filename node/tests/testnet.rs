@@ -685,3 +685,205 @@ fn n3_raft_writes_its_state_about_once_per_committed_block() {
         );
     }
 }
+
+/// Multi-Paxos on real nodes, the Raft cases by the same names. The timings are Raft's
+/// here (heartbeats every 200 ms, phase 1 after 2–4 s of silence) for the same reason:
+/// five in-process nodes on two busy cores.
+mod paxos {
+    use super::*;
+
+    fn paxos_spec(servers: usize) -> config::EngineSpec {
+        use miner::EngineParams as _;
+        let mut p = <miner::paxos::PaxosParams as miner::EngineParams>::devnet(
+            &config::dev_authorities(servers),
+        );
+        p.set_block_time(1);
+        p.heartbeat_ms = 200;
+        p.election_timeout_min_ms = 2_000;
+        p.election_timeout_max_ms = 4_000;
+        config::EngineSpec::Paxos(p)
+    }
+
+    fn paxos_net(dir: &std::path::Path, servers: usize) -> node::testnet::TestNet {
+        started(
+            dir,
+            config::EngineKind::Paxos,
+            servers,
+            Some(paxos_spec(servers)),
+        )
+    }
+
+    /// The promised ballot of a voting status (`round.proposer`), ordered as ballots are.
+    fn ballot_of(status: &serde_json::Value) -> (u64, u64) {
+        let ballot = status["ballot"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a ballot in {status}"));
+        let (round, proposer) = ballot
+            .split_once('.')
+            .unwrap_or_else(|| panic!("a ballot is round.proposer: {ballot}"));
+        let number = |s: &str| {
+            s.parse::<u64>()
+                .unwrap_or_else(|_| panic!("a number in ballot {ballot}"))
+        };
+        (number(round), number(proposer))
+    }
+
+    /// PMS §3: when the distinguished proposer crashes, another server's timer fires, it
+    /// runs phase 1 with a higher ballot, wins a majority of the two left and decides on.
+    #[test]
+    fn n3_leader_crash_reelects_and_keeps_committing() {
+        let _alone = RAFT_ALONE.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut net = paxos_net(dir.path(), 3);
+        let leader = leader_of(&net, &[0, 1, 2]);
+        let old_ballot = ballot_of(&voting(&net, leader));
+        net.crash(leader).expect("the leader crashes");
+        let rest: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+        let top = *heights_of(&net, &rest).iter().max().expect("heights");
+        net.wait_nodes(&rest, top + 3, DEADLINE)
+            .expect("two of three servers decide on");
+        let new_leader = leader_of(&net, &rest);
+        assert!(
+            ballot_of(&voting(&net, new_leader)) > old_ballot,
+            "a higher ballot"
+        );
+        assert_one_chain_at(&net, &rest, top + 3);
+    }
+
+    /// PMS §2.3: a restarted acceptor keeps its promise and accepted values (persisted),
+    /// and the leader teaches it the blocks decided meanwhile (the node's certified sync
+    /// brings what the leader's window no longer holds).
+    #[test]
+    fn n3_restart_follower_catches_up_from_log() {
+        let _alone = RAFT_ALONE.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut net = paxos_net(dir.path(), 3);
+        let leader = leader_of(&net, &[0, 1, 2]);
+        let follower = (leader + 1) % 3;
+        net.crash(follower).expect("a follower crashes");
+        let rest: Vec<usize> = (0..3).filter(|&i| i != follower).collect();
+        let top = *heights_of(&net, &rest).iter().max().expect("heights");
+        net.wait_nodes(&rest, top + 3, DEADLINE)
+            .expect("two servers decide on");
+        net.restart_after(follower, Duration::ZERO)
+            .expect("the follower restarts on its data");
+        net.wait_nodes(&[0, 1, 2], top + 4, DEADLINE)
+            .expect("the follower catches up");
+        assert_one_chain_at(&net, &[0, 1, 2], top + 4);
+    }
+
+    /// The five servers, with the leader and one follower cut off from the other three.
+    struct Split {
+        old_leader: usize,
+        old_ballot: (u64, u64),
+        minority: Vec<usize>,
+        majority: Vec<usize>,
+        /// The minority's heights once the old leader stepped down.
+        stalled: Vec<u64>,
+        /// The old leader's decided height then.
+        stalled_decided: u64,
+        /// The majority's height after deciding three blocks alone.
+        majority_top: u64,
+    }
+
+    /// Cut the leader off with one follower: hearing from no majority, it steps down
+    /// (check-quorum); the majority runs phase 1 with a higher ballot and goes on.
+    fn split_off_the_leader(net: &node::testnet::TestNet) -> Split {
+        let old_leader = leader_of(net, &[0, 1, 2, 3, 4]);
+        let minority = vec![old_leader, (old_leader + 1) % 5];
+        let majority: Vec<usize> = (0..5).filter(|i| !minority.contains(i)).collect();
+        let old_ballot = ballot_of(&voting(net, old_leader));
+        net.partition(&minority).expect("split 2 | 3");
+        eventually("the cut-off leader steps down", || {
+            (role_of(&voting(net, old_leader)) != "leader").then_some(())
+        });
+        net.wait_level(&minority, DEADLINE)
+            .expect("what the old leader decided reaches its follower");
+        let stalled = heights_of(net, &minority);
+        let stalled_decided = field(&voting(net, old_leader), "decided_height");
+        let top = *heights_of(net, &majority).iter().max().expect("heights");
+        net.wait_nodes(&majority, top + 3, DEADLINE)
+            .expect("the majority elects a leader and decides on alone");
+        Split {
+            old_leader,
+            old_ballot,
+            minority,
+            majority,
+            stalled,
+            stalled_decided,
+            majority_top: top + 3,
+        }
+    }
+
+    /// PMS §2.2: a block is chosen only once a majority accepted it in one ballot, so the
+    /// old leader cut off with one follower decides nothing more, while the three others
+    /// decide three blocks under a leader of a higher ballot.
+    #[test]
+    fn n5_minority_partition_old_leader_cannot_commit() {
+        let _alone = RAFT_ALONE.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let net = paxos_net(dir.path(), 5);
+        let split = split_off_the_leader(&net);
+        assert_eq!(
+            heights_of(&net, &split.minority),
+            split.stalled,
+            "the minority (old leader node {}) imported blocks without a majority",
+            split.old_leader
+        );
+        let old = voting(&net, split.old_leader);
+        assert_eq!(
+            field(&old, "decided_height"),
+            split.stalled_decided,
+            "the old leader decided without a majority: {old}"
+        );
+        assert_ne!(role_of(&old), "leader", "the old leader leads again: {old}");
+        let new_leader = leader_of(&net, &split.majority);
+        assert!(
+            ballot_of(&voting(&net, new_leader)) > split.old_ballot,
+            "the majority moved to a ballot above the cut-off leader's {:?}",
+            split.old_ballot
+        );
+        assert_one_chain_at(&net, &split.majority, split.majority_top);
+        let low = *split.stalled.iter().min().expect("heights");
+        let watched = [split.minority[0], split.minority[1], split.majority[0]];
+        for height in 1..=low {
+            assert_one_chain_at(&net, &watched, height);
+        }
+    }
+
+    /// After the heal the minority's higher ballots (it kept running phase 1 alone, with
+    /// no pre-vote) meet the majority's leader, which prepares again above them; every
+    /// block decided before the heal is still on all five, and all five decide on.
+    #[test]
+    fn n5_partition_heals_without_lost_commits() {
+        let _alone = RAFT_ALONE.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let net = paxos_net(dir.path(), 5);
+        let split = split_off_the_leader(&net);
+        let decided: Vec<(u64, Option<String>)> = (1..=split.majority_top)
+            .map(|h| (h, hash_on(&net, split.majority[0], h)))
+            .collect();
+        net.heal().expect("healed");
+        let all = [0, 1, 2, 3, 4];
+        net.wait_nodes(&all, split.majority_top + 2, DEADLINE)
+            .expect("all five decide after the heal");
+        for (height, hash) in &decided {
+            assert!(hash.is_some(), "#{height} was decided");
+            for i in all {
+                assert_eq!(
+                    &hash_on(&net, i, *height),
+                    hash,
+                    "node {i} lost or changed decided block #{height}"
+                );
+            }
+        }
+        assert_one_chain_at(&net, &all, split.majority_top + 2);
+        let old = voting(&net, split.old_leader);
+        assert!(
+            ballot_of(&old) > split.old_ballot,
+            "the old leader (node {}) promised no ballot above {:?}: {old}",
+            split.old_leader,
+            split.old_ballot
+        );
+    }
+}

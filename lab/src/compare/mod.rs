@@ -581,7 +581,7 @@ mod tests {
             ),
         ];
         crate::assert_usage_errors(cases, Plan::from_args);
-        let unknown = Plan::from_args(args(&["paxos"])).expect_err("unknown");
+        let unknown = Plan::from_args(args(&["hotstuff"])).expect_err("unknown");
         for known in EngineKind::ALL {
             assert!(unknown.to_string().contains(known.name()), "{unknown}");
         }

@@ -359,10 +359,10 @@ mod tests {
             (args(&["pause", "pause"]), "twice"),
             (
                 ReliabilityArgs {
-                    engines: vec!["paxos".into()],
+                    engines: vec!["hotstuff".into()],
                     ..args(&[])
                 },
-                "paxos",
+                "hotstuff",
             ),
             (
                 ReliabilityArgs {

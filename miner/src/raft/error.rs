@@ -67,3 +67,12 @@ pub enum RaftError {
     #[error("persisted raft state is unreadable: {reason}")]
     Persisted { reason: String },
 }
+
+impl From<crate::envelope::BadSignature> for RaftError {
+    fn from(e: crate::envelope::BadSignature) -> RaftError {
+        RaftError::BadMessageSignature {
+            sender: e.sender,
+            reason: e.reason,
+        }
+    }
+}

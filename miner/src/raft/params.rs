@@ -1,5 +1,7 @@
 //! The Raft chain parameters, as they appear in a chain spec.
 
+use crate::quorum::check_leader_params;
+pub use crate::quorum::majority;
 use crate::raft::MAX_SERVERS;
 use crate::raft::error::RaftError;
 use chain::Address;
@@ -36,45 +38,15 @@ impl RaftParams {
 
     pub fn validate(&self) -> Result<(), RaftError> {
         let invalid = |field, reason: String| RaftError::InvalidParams { field, reason };
-        if self.servers.is_empty() {
-            return Err(invalid("servers", "at least one is needed".into()));
-        }
-        if self.servers.len() > MAX_SERVERS {
-            return Err(invalid(
-                "servers",
-                format!("{} listed, at most {MAX_SERVERS}", self.servers.len()),
-            ));
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        for server in &self.servers {
-            if !seen.insert(server) {
-                return Err(invalid("servers", format!("{server} is listed twice")));
-            }
-        }
-        if self.block_time == 0 {
-            return Err(invalid("block_time", "must be at least 1 second".into()));
-        }
-        if self.heartbeat_ms == 0 {
-            return Err(invalid("heartbeat_ms", "must be at least 1 ms".into()));
-        }
-        if self.election_timeout_min_ms <= self.heartbeat_ms {
-            return Err(invalid(
-                "election_timeout_min_ms",
-                format!(
-                    "{} ms must exceed heartbeat_ms ({} ms), or followers stand between heartbeats",
-                    self.election_timeout_min_ms, self.heartbeat_ms
-                ),
-            ));
-        }
-        if self.election_timeout_max_ms <= self.election_timeout_min_ms {
-            return Err(invalid(
-                "election_timeout_max_ms",
-                format!(
-                    "{} ms must exceed election_timeout_min_ms ({} ms): the range [min, max) is what splits votes apart",
-                    self.election_timeout_max_ms, self.election_timeout_min_ms
-                ),
-            ));
-        }
+        check_leader_params(
+            &self.servers,
+            MAX_SERVERS,
+            self.block_time,
+            self.heartbeat_ms,
+            self.election_timeout_min_ms,
+            self.election_timeout_max_ms,
+        )
+        .map_err(|(field, reason)| invalid(field, reason))?;
         Ok(())
     }
 
@@ -89,9 +61,4 @@ impl RaftParams {
     pub fn majority(&self) -> usize {
         majority(self.servers.len())
     }
-}
-
-/// ⌊n/2⌋+1: any two sets this large out of `n` share a member.
-pub fn majority(n: usize) -> usize {
-    n / 2 + 1
 }

@@ -3,11 +3,13 @@
 //! decoding of engine data and engine state.
 
 mod clique;
+mod cluster;
 mod codec;
 mod conformance;
 mod dpos;
 mod engine;
 mod entitlement;
+mod paxos;
 mod pbft;
 mod poa;
 mod pos;

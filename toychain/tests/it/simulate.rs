@@ -231,7 +231,7 @@ fn bad_flags_exit_2_naming_the_value() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let out = tmp.path().to_str().expect("UTF-8 path");
     let cases: [&[&str]; 12] = [
-        &["--engine", "paxos"],
+        &["--engine", "hotstuff"],
         &["--engine", "pow", "--fault", "meteor@5"],
         &[
             "--engine",

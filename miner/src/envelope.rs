@@ -1,0 +1,73 @@
+//! A voting engine's message as it travels (Raft, Multi-Paxos): the sender's key, the
+//! body, and the sender's signature over a digest of the body separated by the engine's
+//! domain, so a message of one engine never verifies as another's. Decoded strictly under
+//! the engine's size limit before anything else is read.
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use chain::codec::{CodecError, decode_limited};
+use chain::crypto::sha256d_parts;
+use chain::{Address, Hash256, PublicKey, SecretKey, Signature};
+
+/// The messages of one engine.
+pub trait MessageBody: BorshSerialize + BorshDeserialize {
+    /// Separates this engine's message signatures from every other signature.
+    const DOMAIN: &'static [u8];
+    /// What a decoding error calls the message.
+    const NAME: &'static str;
+    /// Largest encoded envelope; larger bytes are refused unread.
+    const MAX_BYTES: usize;
+}
+
+/// A message as sent. See the module documentation.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Envelope<B> {
+    pub sender: PublicKey,
+    pub body: B,
+    pub signature: Signature,
+}
+
+/// The signature of a message does not verify under the key it names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("message from {sender} does not verify: {reason}")]
+pub struct BadSignature {
+    pub sender: Address,
+    pub reason: String,
+}
+
+fn digest<B: MessageBody>(body: &B) -> Hash256 {
+    let bytes = borsh::to_vec(body).expect("borsh writes to a Vec without failing");
+    Hash256(sha256d_parts(&[B::DOMAIN, &bytes]))
+}
+
+impl<B: MessageBody> Envelope<B> {
+    /// Signs `body` with `key`.
+    pub fn seal(body: B, key: &SecretKey) -> Envelope<B> {
+        let signature = key.sign(&digest(&body));
+        Envelope {
+            sender: key.public_key(),
+            body,
+            signature,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        borsh::to_vec(self).expect("borsh writes to a Vec without failing")
+    }
+
+    /// Strict decoding under [`MessageBody::MAX_BYTES`]; the signature is not checked here.
+    pub fn decode(bytes: &[u8]) -> Result<Envelope<B>, CodecError> {
+        decode_limited(bytes, B::MAX_BYTES, B::NAME)
+    }
+
+    /// Checks the signature; returns the sender's address.
+    pub fn verify(&self) -> Result<Address, BadSignature> {
+        let sender = self.sender.address();
+        self.sender
+            .verify(&digest(&self.body), &self.signature)
+            .map_err(|e| BadSignature {
+                sender,
+                reason: e.to_string(),
+            })?;
+        Ok(sender)
+    }
+}
