@@ -13,6 +13,8 @@
 //!   height, blocks final by a certificate of 2f+1 COMMITs ([`quorum`] counts them).
 //! - [`raft`]: Raft's elected leader and replicated log, with pre-vote and check-quorum;
 //!   blocks are committed by a majority's certificate.
+//! - [`zab`]: ZooKeeper's atomic broadcast: Fast Leader Election by (epoch, last zxid, id),
+//!   discovery, synchronization and broadcast; blocks are committed by a quorum's acks.
 //!
 //! [`spec`] is the engine choice: the tagged enum a chain spec names, the factory that
 //! builds an engine and its producer from it, and the facts the node and the lab need.
@@ -30,6 +32,7 @@ pub mod quorum;
 pub mod raft;
 pub mod seal;
 pub mod spec;
+pub mod zab;
 
 pub use spec::{
     CONFIRMATIONS, EngineKind, EngineParams, EngineSpec, Engines, Finality, Mode, Reward, SpecError,

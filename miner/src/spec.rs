@@ -397,6 +397,7 @@ engines! {
     Poa(crate::poa::PoaParams) = "poa",
     Pbft(crate::pbft::PbftParams) = "pbft",
     Raft(crate::raft::RaftParams) = "raft",
+    Zab(crate::zab::ZabParams) = "zab",
 }
 
 #[cfg(test)]
@@ -424,7 +425,7 @@ mod tests {
             chain::dev::dev_address("bob").expect("dev account"),
         ];
         for kind in EngineKind::ALL {
-            let voting = matches!(kind.name(), "pbft" | "raft");
+            let voting = matches!(kind.name(), "pbft" | "raft" | "zab");
             assert_eq!(kind.votes(), voting, "{kind}");
             assert_eq!(kind.max_message_bytes() > 0, voting, "{kind}");
             if !voting {
