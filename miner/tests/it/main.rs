@@ -3,6 +3,7 @@
 //! decoding of engine data and engine state.
 
 mod clique;
+mod cluster;
 mod codec;
 mod conformance;
 mod dpos;
@@ -16,3 +17,4 @@ mod raft;
 mod stability;
 mod support;
 mod vectors;
+mod zab;

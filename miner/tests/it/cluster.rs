@@ -1,0 +1,424 @@
+//! A deterministic in-memory cluster for any voting engine: each server a real chain and
+//! its machine, virtual time, links that drop, lose or delay messages, crashes and
+//! restarts from the persisted bytes. The engines' named multi-server cases (n3 leader
+//! crash, n5 partitions, restarts, randomized safety runs) drive it.
+
+use crate::support::{GENESIS_TIME, engine_chain};
+use chain::{
+    Address, Block, BlockHash, BlockProducer, Chain, ChainView, ConsensusEngine, EngineError,
+    Height, SecretKey, Timestamp, VoteInput, VoteOutput, VotingMachine,
+};
+use miner::seal::VoteSealer;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::sync::Arc;
+
+/// One-way delay of every link.
+pub const LATENCY_MS: u64 = 5;
+/// Virtual time at start, a little after the chains' genesis.
+pub const START_MS: u64 = (GENESIS_TIME + 10) * 1000;
+
+#[derive(Debug)]
+pub enum Event {
+    Deliver {
+        from: usize,
+        to: usize,
+        bytes: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+        id: chain::TimerId,
+        generation: u64,
+    },
+}
+
+pub struct Node {
+    pub key: SecretKey,
+    pub producer: VoteSealer,
+    pub chain: Chain,
+    /// `None` while crashed.
+    pub machine: Option<Box<dyn VotingMachine>>,
+    pub persisted: Option<Vec<u8>>,
+    /// The generation of each pending timer: a fired timer counts only if not moved since.
+    pub timers: BTreeMap<chain::TimerId, u64>,
+}
+
+pub struct Cluster {
+    pub engine: Arc<dyn ConsensusEngine>,
+    pub nodes: Vec<Node>,
+    pub now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    events: BTreeMap<u64, Event>,
+    pub blocked: BTreeSet<(usize, usize)>,
+    /// Every block committed by any server, by height: a second hash at one height would
+    /// be a safety violation, and the harness fails on it at once.
+    pub decided: BTreeMap<Height, BlockHash>,
+    /// Messages sent so far (each broadcast once, however many receive it).
+    pub sent: u64,
+    /// Transactions offered to every block a leader builds (the mempool's part).
+    pub pending: Vec<chain::Transaction>,
+    /// A lossy, reordering network: each message is lost with this chance (per cent) and
+    /// delayed by up to this many extra ms, both drawn from `rng`.
+    pub loss_percent: u64,
+    pub jitter_ms: u64,
+    pub rng: Rng,
+    /// The status field that numbers a leadership (`term`, `epoch`, …).
+    pub term_field: &'static str,
+}
+
+impl Cluster {
+    /// A cluster of one node per key, running `engine`; `term_field` is the status field
+    /// that numbers a leadership. Every key's account is funded, so any node can pay for
+    /// transactions.
+    pub fn new(
+        engine: Arc<dyn ConsensusEngine>,
+        keys: Vec<SecretKey>,
+        term_field: &'static str,
+    ) -> Cluster {
+        let n = keys.len();
+        let funded: Vec<Address> = keys.iter().map(SecretKey::address).collect();
+        let nodes = keys
+            .into_iter()
+            .map(|key| {
+                let (chain, _clock) =
+                    engine_chain(engine.clone(), &funded, GENESIS_TIME + 1_000_000);
+                Node {
+                    producer: VoteSealer::new(key.clone()),
+                    key,
+                    chain,
+                    machine: None,
+                    persisted: None,
+                    timers: BTreeMap::new(),
+                }
+            })
+            .collect();
+        let mut cluster = Cluster {
+            engine,
+            nodes,
+            now: START_MS,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            blocked: BTreeSet::new(),
+            decided: BTreeMap::new(),
+            sent: 0,
+            pending: Vec::new(),
+            loss_percent: 0,
+            jitter_ms: 0,
+            rng: Rng(1),
+            term_field,
+        };
+        for i in 0..n {
+            cluster.restart(i);
+        }
+        cluster
+    }
+
+    fn schedule(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq)));
+        self.events.insert(self.seq, event);
+    }
+
+    pub fn head_input(&self, i: usize) -> VoteInput {
+        let chain = &self.nodes[i].chain;
+        VoteInput::Head {
+            head: chain.head(),
+            voters: self.engine.voters(chain.state()).expect("voters"),
+        }
+    }
+
+    /// Starts (or restarts) server `i` from the bytes it last persisted.
+    pub fn restart(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.timers.clear();
+        node.machine = self
+            .engine
+            .voting_machine(Some(&node.key), node.persisted.as_deref())
+            .expect("restores")
+            .map(Some)
+            .expect("a voting engine has a machine");
+        let head = self.head_input(i);
+        self.feed(i, head);
+    }
+
+    /// What a node's range sync does: imports the certified blocks `from` has above
+    /// `i`'s head, then tells `i`'s machine the new head.
+    pub fn sync(&mut self, i: usize, from: usize) {
+        let start = self.height(i) + 1;
+        for h in start..=self.height(from) {
+            let source = &self.nodes[from].chain;
+            let hash = source
+                .best_hash_at(Height(h))
+                .expect("store")
+                .expect("on the chain");
+            let block = source.block(&hash).expect("store").expect("stored");
+            let certificate = source
+                .certificate(&hash)
+                .expect("store")
+                .expect("certified");
+            self.nodes[i]
+                .chain
+                .import_certified(block, certificate)
+                .expect("a synced block imports with its certificate");
+        }
+        let head = self.head_input(i);
+        self.feed(i, head);
+    }
+
+    pub fn crash(&mut self, i: usize) {
+        self.nodes[i].machine = None;
+        self.nodes[i].timers.clear();
+    }
+
+    /// Cuts every link between the groups (both ways).
+    pub fn partition(&mut self, groups: &[&[usize]]) {
+        for (a, ga) in groups.iter().enumerate() {
+            for (b, gb) in groups.iter().enumerate() {
+                if a != b {
+                    for &x in *ga {
+                        for &y in *gb {
+                            self.blocked.insert((x, y));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn isolate(&mut self, i: usize) {
+        let others: Vec<usize> = (0..self.nodes.len()).filter(|j| *j != i).collect();
+        self.partition(&[&[i], &others]);
+    }
+
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+    }
+
+    fn build(
+        &self,
+        i: usize,
+        parent: BlockHash,
+        timestamp: Timestamp,
+        data: Vec<u8>,
+    ) -> Option<Block> {
+        let node = &self.nodes[i];
+        let head = node.chain.head();
+        if head.hash() != parent {
+            return None;
+        }
+        let mut header = node.chain.template(node.key.address(), timestamp);
+        header.engine.data = data;
+        node.producer
+            .prepare(&node.chain, &head, &mut header)
+            .expect("prepare");
+        let built = node
+            .chain
+            .build_block(header, self.pending.clone(), usize::MAX)
+            .expect("builds")
+            .block;
+        let header = node
+            .producer
+            .seal(built.header, &chain::CancelFlag::new())
+            .expect("seals")
+            .expect("not cancelled");
+        Some(Block {
+            header,
+            txs: built.txs,
+        })
+    }
+
+    /// Gives server `i` an input and carries out everything it asks, in order.
+    pub fn feed(&mut self, i: usize, input: VoteInput) {
+        let mut inputs = std::collections::VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            let now = self.now;
+            let Some(machine) = self.nodes[i].machine.as_mut() else {
+                return;
+            };
+            let outputs = match machine.handle(now, input) {
+                Ok(outputs) => outputs,
+                Err(EngineError::Ignored { .. }) => continue,
+                Err(e) => panic!("server {i} refused an honest input: {e}"),
+            };
+            for output in outputs {
+                match output {
+                    VoteOutput::Persist(bytes) => self.nodes[i].persisted = Some(bytes),
+                    VoteOutput::Broadcast(bytes) => {
+                        self.sent += 1;
+                        for j in 0..self.nodes.len() {
+                            if j == i || self.blocked.contains(&(i, j)) {
+                                continue;
+                            }
+                            if self.loss_percent > 0 && self.rng.below(100) < self.loss_percent {
+                                continue;
+                            }
+                            let jitter = if self.jitter_ms > 0 {
+                                self.rng.below(self.jitter_ms + 1)
+                            } else {
+                                0
+                            };
+                            let event = Event::Deliver {
+                                from: i,
+                                to: j,
+                                bytes: bytes.clone(),
+                            };
+                            self.schedule(now + LATENCY_MS + jitter, event);
+                        }
+                    }
+                    VoteOutput::SetTimer { id, after_millis } => {
+                        self.seq += 1;
+                        let generation = self.seq;
+                        self.nodes[i].timers.insert(id, generation);
+                        let event = Event::Timer {
+                            node: i,
+                            id,
+                            generation,
+                        };
+                        self.schedule(now + after_millis, event);
+                    }
+                    VoteOutput::CancelTimer(id) => {
+                        self.nodes[i].timers.remove(&id);
+                    }
+                    VoteOutput::Build {
+                        parent,
+                        timestamp,
+                        data,
+                    } => {
+                        if let Some(block) = self.build(i, parent, timestamp, data) {
+                            inputs.push_back(VoteInput::Built(Box::new(block)));
+                        }
+                    }
+                    VoteOutput::Commit { block, certificate } => {
+                        let (height, hash) = (block.header.height, block.hash());
+                        let outcome = self.nodes[i]
+                            .chain
+                            .import_certified(*block, certificate)
+                            .unwrap_or_else(|e| panic!("server {i} cannot import {hash}: {e}"));
+                        assert!(
+                            matches!(outcome, chain::ImportOutcome::NewHead(_)),
+                            "server {i}: {outcome:?}"
+                        );
+                        let decided = *self.decided.entry(height).or_insert(hash);
+                        assert_eq!(decided, hash, "two blocks decided at height {height}");
+                        inputs.push_back(self.head_input(i));
+                    }
+                    VoteOutput::Validate(_) => {
+                        panic!("the engine asked for a validation the harness does not give")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the next event; false when none is due by `until`.
+    pub fn step(&mut self, until: u64) -> bool {
+        let Some(Reverse((at, seq))) = self.queue.peek().copied() else {
+            return false;
+        };
+        if at > until {
+            return false;
+        }
+        self.queue.pop();
+        self.now = at;
+        match self.events.remove(&seq) {
+            Some(Event::Deliver { from, to, bytes })
+                if self.nodes[to].machine.is_some() && !self.blocked.contains(&(from, to)) =>
+            {
+                self.feed(to, VoteInput::Message(bytes));
+            }
+            Some(Event::Timer {
+                node,
+                id,
+                generation,
+            }) if self.nodes[node].timers.get(&id) == Some(&generation) => {
+                self.nodes[node].timers.remove(&id);
+                self.feed(node, VoteInput::Timeout(id));
+            }
+            // Dropped on the way (the link is cut or the server is down), or a timer that
+            // was moved or cancelled since.
+            _ => {}
+        }
+        true
+    }
+
+    pub fn run_for(&mut self, millis: u64) {
+        let until = self.now + millis;
+        while self.step(until) {}
+        self.now = until;
+    }
+
+    /// Runs until `done` holds (checked after each event); returns the time, or fails
+    /// after `limit` ms.
+    pub fn run_until(&mut self, limit: u64, done: impl Fn(&Cluster) -> bool) -> u64 {
+        let until = self.now + limit;
+        while !done(self) {
+            assert!(self.step(until), "not reached within {limit} ms");
+        }
+        self.now
+    }
+
+    pub fn status(&self, i: usize, field: &str) -> Option<String> {
+        let machine = self.nodes[i].machine.as_ref()?;
+        machine
+            .status()
+            .into_iter()
+            .find(|(name, _)| *name == field)
+            .map(|(_, value)| value)
+    }
+
+    pub fn term(&self, i: usize) -> u64 {
+        self.status(i, self.term_field)
+            .and_then(|t| t.parse().ok())
+            .expect("a running server has a term")
+    }
+
+    /// The running servers that lead, with their terms.
+    pub fn leaders(&self) -> Vec<(usize, u64)> {
+        (0..self.nodes.len())
+            .filter(|i| self.status(*i, "role").as_deref() == Some("leader"))
+            .map(|i| (i, self.term(i)))
+            .collect()
+    }
+
+    /// The one leader among the running servers.
+    pub fn sole_leader(&self) -> (usize, u64) {
+        match self.leaders().as_slice() {
+            [one] => *one,
+            other => panic!("expected one leader, got {other:?}"),
+        }
+    }
+
+    pub fn height(&self, i: usize) -> u64 {
+        self.nodes[i].chain.head().height().0
+    }
+
+    /// Every block on server `i`'s chain is the one decided at its height.
+    pub fn assert_chain_is_decided(&self, i: usize) {
+        let chain = &self.nodes[i].chain;
+        for h in 1..=chain.head().height().0 {
+            let hash = chain
+                .best_hash_at(Height(h))
+                .expect("store")
+                .expect("on the chain");
+            assert_eq!(
+                self.decided.get(&Height(h)),
+                Some(&hash),
+                "server {i} height {h}"
+            );
+        }
+    }
+}
+
+/// A small deterministic generator for the randomized runs (xorshift64*).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
