@@ -419,8 +419,8 @@ impl ZabMachine {
                 hash: head.hash(),
             };
             self.committed = height;
-        } else if self.history.is_empty() && height == self.base.height {
-            // A first start: the anchor is the head itself.
+        } else if height == self.base.height {
+            // A first start (or a restart at the persisted base): the anchor is the head.
             self.base = Anchor {
                 height,
                 zxid,

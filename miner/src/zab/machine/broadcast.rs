@@ -226,7 +226,9 @@ impl ZabMachine {
             }));
         }
         self.certificates.insert(height, certificate);
-        self.commit_up_to(height, out);
+        // Through every later proposal whose COMMIT came first, too.
+        let last = self.last_height();
+        self.commit_up_to(last, out);
         Ok(())
     }
 

@@ -337,6 +337,14 @@ impl ZabMachine {
             self.history.push(proposal);
             self.dirty = true;
         }
+        // TRUNC: what follows the end of the leader's history is not in it (zxids grow
+        // along a history, so those are exactly the proposals above the leader's last).
+        while self.last_height() > self.committed && self.last_zxid() > last_zxid {
+            self.history.pop();
+            self.dirty = true;
+        }
+        let held = self.last_height();
+        self.certificates.retain(|h, _| *h <= held);
         for (height, certificate) in certificates {
             if height > self.committed && self.certificate_fits(height, &certificate) {
                 self.certificates.insert(height, certificate);
