@@ -1454,3 +1454,500 @@ fn status_names_the_role_phase_epoch_leader_last_zxid_and_committed_height() {
         "the simulator finds the leader by this"
     );
 }
+
+/// Medeiros 2012 and `Zab.tla`'s invariant that a new leader's initial history holds every
+/// committed proposal: crash the leader at moments spread over a block interval (before,
+/// during and after a commit reaches the followers); whoever is elected holds, when it
+/// starts synchronization, every block any server committed (in its chain or its history).
+#[test]
+fn the_new_leaders_initial_history_contains_every_committed_proposal() {
+    // Steps of 13 ms against 5 ms links: some crashes fall between a commit at the leader
+    // and its COMMIT at the followers.
+    for offset in (0..1_000).step_by(13) {
+        let mut c = cluster(3);
+        c.run_for(2_500 + offset);
+        let (old, _) = c.sole_leader();
+        c.crash(old);
+        // Stop as the new leader leaves discovery: its initial history is set.
+        c.run_until(2_000, |c| {
+            (0..3).any(|i| {
+                c.status(i, "role").as_deref() == Some("leader")
+                    && c.status(i, "phase").as_deref() != Some("discovery")
+            })
+        });
+        let leader = (0..3)
+            .find(|&i| c.status(i, "role").as_deref() == Some("leader"))
+            .expect("a leader");
+        let persisted =
+            PersistedState::decode(c.nodes[leader].persisted.as_deref().expect("persisted"))
+                .expect("decodes");
+        let chain = &c.nodes[leader].chain;
+        for (height, hash) in &c.decided {
+            let in_chain = chain.best_hash_at(*height).expect("store") == Some(*hash);
+            let in_history = persisted
+                .proposals
+                .iter()
+                .any(|p| p.block.header.height == *height && p.block.hash() == *hash);
+            assert!(
+                in_chain || in_history,
+                "offset {offset}: the new leader {leader} misses block {height} ({hash})"
+            );
+        }
+        // Agreement: both survivors go on to deliver the same blocks in the same order.
+        c.run_for(3_000);
+        let rest: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+        for &i in &rest {
+            c.assert_chain_is_decided(i);
+        }
+        assert_eq!(
+            c.nodes[rest[0]].chain.head().hash(),
+            c.nodes[rest[1]].chain.head().hash(),
+            "offset {offset}"
+        );
+    }
+}
+
+/// Primary order across epochs on whole chains (DSN 2011 global primary order): along
+/// every server's chain zxids grow, so every block of an earlier primary comes before the
+/// blocks of a later one, through several leader crashes and restarts.
+#[test]
+fn primary_order_holds_along_every_chain_across_leader_changes() {
+    let mut c = cluster(5);
+    c.run_for(2_500);
+    for _ in 0..3 {
+        let (old, _) = c.sole_leader();
+        c.crash(old);
+        c.run_for(2_500);
+        c.restart(old);
+        c.run_for(1_500);
+    }
+    let mut epochs = std::collections::BTreeSet::new();
+    for i in 0..5 {
+        let chain = &c.nodes[i].chain;
+        let mut last = Zxid::GENESIS;
+        for h in 1..=c.height(i) {
+            let hash = chain.best_hash_at(Height(h)).expect("store").expect("held");
+            let header = chain.header(&hash).expect("store").expect("held");
+            let z = Zxid::of_header(&header).expect("a zxid");
+            assert!(z > last, "server {i}: {z} after {last} at height {h}");
+            epochs.insert(z.epoch);
+            last = z;
+        }
+        c.assert_chain_is_decided(i);
+    }
+    assert!(epochs.len() >= 3, "blocks of several primaries: {epochs:?}");
+}
+
+/// Restart (the TLA+ spec's persisted `acceptedEpoch`, `currentEpoch`, `history`): a server
+/// restored from its persisted bytes has its epochs and its uncommitted proposals back, and
+/// elects with them.
+#[test]
+fn a_restart_restores_the_epochs_and_the_uncommitted_history() {
+    let ks = keys(3);
+    let mut s = Server::new(3, 0, None);
+    s.follow(2, &[2], 3);
+    let p = proposal(&ks[2], genesis().hash(), 1, zxid(3, 1));
+    let out = s
+        .from(
+            2,
+            Body::Propose {
+                epoch: 3,
+                proposal: p.clone(),
+            },
+        )
+        .expect("proposal");
+    let Some(VoteOutput::Persist(bytes)) = out.first() else {
+        panic!("persisted before the ack: {out:?}");
+    };
+    let state = PersistedState::decode(bytes).expect("decodes");
+    assert_eq!(
+        (
+            state.accepted_epoch,
+            state.current_epoch,
+            state.proposals.clone()
+        ),
+        (3, 3, vec![p.clone()])
+    );
+    let mut restarted = Server::new(3, 0, Some(state));
+    assert_eq!(restarted.machine.accepted_epoch(), 3);
+    assert_eq!(restarted.machine.current_epoch(), 3);
+    assert_eq!(restarted.machine.history(), &[p]);
+    assert_eq!(
+        restarted.machine.vote(),
+        restarted.vote_for(0, zxid(3, 1), 3),
+        "it stands with its last zxid and epoch"
+    );
+    let _ = restarted.timeout(TIMER_ELECTION);
+    assert!(
+        PersistedState::decode(&[1, 2, 3]).is_err(),
+        "unreadable bytes are refused"
+    );
+}
+
+/// Every single-byte corruption of a valid NEWLEADER (with a block and a certificate) is
+/// either refused or harmless: no panic, and a refusal never blames a missing store.
+#[test]
+fn corrupted_messages_are_refused_without_panicking() {
+    let ks = keys(3);
+    let p = proposal(&ks[2], genesis().hash(), 1, zxid(1, 1));
+    let certificate = certify(&[&ks[1], &ks[2]], &p.block, 1);
+    let body = Body::NewLeader {
+        to: ks[0].address(),
+        epoch: 1,
+        proposals: vec![p],
+        certificates: vec![(Height(1), certificate)],
+        last_zxid: zxid(1, 1),
+    };
+    let good = Envelope::seal(body, &ks[2]).encode();
+    let mut refused = 0;
+    for at in 0..good.len() {
+        let mut bytes = good.clone();
+        bytes[at] ^= 0x5a;
+        let mut s = Server::new(3, 0, None);
+        s.looking(2, s.vote_for(2, Zxid::GENESIS, 0)).expect("vote");
+        s.timeout(TIMER_FINALIZE);
+        s.from(
+            2,
+            Body::NewEpoch {
+                to: s.addr(0),
+                epoch: 1,
+            },
+        )
+        .expect("newepoch");
+        match s.input(VoteInput::Message(bytes)) {
+            Ok(_) => {}
+            Err(e) => {
+                assert!(
+                    e.is_bad_data() || matches!(e, EngineError::Ignored { .. }),
+                    "{e}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    // Only the bytes of the recipient field can change without a refusal (the message
+    // is then someone else's).
+    assert!(refused >= good.len() - 20, "{refused} of {}", good.len());
+}
+
+/// Forged, foreign, malformed and oversized messages are rejected, naming the problem.
+#[test]
+fn forged_foreign_malformed_and_oversized_messages_are_rejected() {
+    let ks = keys(3);
+    let mut s = Server::new(3, 0, None);
+    let body = Body::Notification {
+        round: 1,
+        state: PeerState::Looking,
+        vote: s.vote_for(1, Zxid::GENESIS, 0),
+    };
+    // Forged: server 1's key, signed by server 2.
+    let mut forged = Envelope::seal(body.clone(), &ks[2]);
+    forged.sender = ks[1].public_key();
+    let err = zab_error(s.input(VoteInput::Message(forged.encode())));
+    assert!(
+        matches!(err, ZabError::BadMessageSignature { sender, .. } if sender == ks[1].address()),
+        "{err}"
+    );
+    // From a key that is no server.
+    let outsider = SecretKey::from_seed("not a zab server");
+    let bytes = Envelope::seal(body.clone(), &outsider).encode();
+    assert_eq!(
+        zab_error(s.input(VoteInput::Message(bytes))),
+        ZabError::SenderNotServer {
+            sender: outsider.address()
+        }
+    );
+    // Garbage, and a message over the size limit, refused before anything is read.
+    let err = zab_error(s.input(VoteInput::Message(vec![7; 9])));
+    assert!(matches!(err, ZabError::Codec(_)), "{err}");
+    let err = zab_error(s.input(VoteInput::Message(vec![
+        0;
+        miner::zab::MAX_MESSAGE_BYTES + 1
+    ])));
+    assert!(matches!(err, ZabError::Codec(_)), "{err}");
+    // A NEWLEADER with more proposals than any leader sends.
+    s.follow(2, &[2], 1);
+    let p = proposal(&ks[2], genesis().hash(), 1, zxid(1, 1));
+    let too_many = vec![p; miner::zab::MAX_PROPOSALS_PER_SYNC + 1];
+    let err = zab_error(s.from(
+        2,
+        Body::NewLeader {
+            to: ks[0].address(),
+            epoch: 1,
+            proposals: too_many,
+            certificates: Vec::new(),
+            last_zxid: zxid(1, 1),
+        },
+    ));
+    assert!(
+        matches!(
+            err,
+            ZabError::MalformedMessage {
+                what: "newleader",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // A proposal whose block carries another zxid than it claims.
+    let mut lying = proposal(&ks[2], genesis().hash(), 1, zxid(1, 1));
+    lying.zxid = zxid(1, 5);
+    let err = zab_error(s.from(
+        2,
+        Body::Propose {
+            epoch: 1,
+            proposal: lying,
+        },
+    ));
+    assert!(
+        matches!(
+            err,
+            ZabError::MalformedMessage {
+                what: "proposal",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn params_are_validated_naming_the_field() {
+    let ks = keys(3);
+    let good = params(&ks);
+    good.validate().expect("the devnet params are valid");
+    let cases: [(&str, fn(&mut ZabParams)); 6] = [
+        ("servers", |p| p.servers.clear()),
+        ("servers", |p| {
+            let first = p.servers[0];
+            p.servers.push(first);
+        }),
+        ("block_time", |p| p.block_time = 0),
+        ("tick_ms", |p| p.tick_ms = 0),
+        ("election_wait_ms", |p| p.election_wait_ms = 0),
+        ("sync_limit_ms", |p| p.sync_limit_ms = 2 * p.tick_ms),
+    ];
+    for (field, break_it) in cases {
+        let mut p = good.clone();
+        break_it(&mut p);
+        match p.validate() {
+            Err(ZabError::InvalidParams { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{field}: {other:?}"),
+        }
+        assert!(ZabEngine::new(p).is_err(), "{field}");
+    }
+}
+
+fn certificate_error(chain: &mut chain::Chain, block: &Block, certificate: Vec<u8>) -> ZabError {
+    match chain.import_certified(block.clone(), certificate) {
+        Err(chain::BlockError::Engine(e)) => e
+            .downcast_ref::<ZabError>()
+            .cloned()
+            .unwrap_or_else(|| panic!("not a zab refusal: {e}")),
+        other => panic!("expected a zab refusal, got {other:?}"),
+    }
+}
+
+/// A certificate is ⌊N/2⌋+1 distinct servers' valid signatures over this block at this
+/// height on this parent, in one epoch no earlier than the block's: forged, short,
+/// duplicated, foreign, early or borrowed ones are refused, naming the problem.
+#[test]
+fn certificates_forged_short_duplicated_foreign_or_for_another_block_are_refused() {
+    use miner::quorum::QuorumError;
+    let mut c = cluster(3);
+    c.run_for(3_000);
+    let (leader, _) = c.sole_leader();
+    let source = &c.nodes[leader].chain;
+    let at = |h: u64| {
+        let hash = source
+            .best_hash_at(Height(h))
+            .expect("store")
+            .expect("decided");
+        let block = source.block(&hash).expect("store").expect("stored");
+        let certificate = source.certificate(&hash).expect("store").expect("stored");
+        (block, Certificate::decode(&certificate).expect("decodes"))
+    };
+    let (first, good) = at(1);
+    let (_, second) = at(2);
+    assert_eq!(good.signatures.len(), 2, "two of three");
+    let funded: Vec<Address> = c.nodes.iter().map(|n| n.key.address()).collect();
+    let (mut fresh, _clock) =
+        crate::support::engine_chain(c.engine.clone(), &funded, GENESIS_TIME + 1_000_000);
+    let quorum = |e: ZabError| match e {
+        ZabError::Certificate { source, .. } => source,
+        other => panic!("not a certificate refusal: {other}"),
+    };
+
+    let mut forged = good.clone();
+    forged.signatures[1].signature.0[10] ^= 1;
+    let err = quorum(certificate_error(&mut fresh, &first, forged.encode()));
+    assert!(matches!(err, QuorumError::BadSignature { .. }), "{err}");
+
+    let mut short = good.clone();
+    short.signatures.pop();
+    let err = quorum(certificate_error(&mut fresh, &first, short.encode()));
+    assert_eq!(
+        err,
+        QuorumError::TooFewSigners {
+            got: 1,
+            needed: 2,
+            voters: 3
+        }
+    );
+
+    let mut duplicated = short.clone();
+    duplicated.signatures.push(duplicated.signatures[0]);
+    let err = quorum(certificate_error(&mut fresh, &first, duplicated.encode()));
+    assert!(matches!(err, QuorumError::DuplicateSigner { .. }), "{err}");
+
+    let outsider = SecretKey::from_seed("not a zab server");
+    let mut foreign = short.clone();
+    foreign
+        .signatures
+        .push(VoteSignature::sign(ENGINE_NAME, &good.body, &outsider));
+    let err = quorum(certificate_error(&mut fresh, &first, foreign.encode()));
+    assert_eq!(
+        err,
+        QuorumError::NotAVoter {
+            signer: outsider.address()
+        }
+    );
+
+    // The acks of block 2 prove nothing about block 1.
+    let err = quorum(certificate_error(&mut fresh, &first, second.encode()));
+    assert!(matches!(err, QuorumError::WrongVote { .. }), "{err}");
+
+    // Acks in an epoch before the block's own.
+    let block_epoch = Zxid::of_header(&first.header).expect("zxid").epoch;
+    let mut early_body = good.body;
+    early_body.view = block_epoch - 1;
+    let early = Certificate::new(
+        early_body,
+        c.nodes
+            .iter()
+            .map(|n| VoteSignature::sign(ENGINE_NAME, &early_body, &n.key))
+            .collect(),
+    );
+    let err = certificate_error(&mut fresh, &first, early.encode());
+    assert!(matches!(err, ZabError::CertificateEpoch { .. }), "{err}");
+
+    let err = quorum(certificate_error(&mut fresh, &first, vec![1, 2, 3]));
+    assert!(matches!(err, QuorumError::Codec(_)), "{err}");
+    assert_eq!(fresh.head().height().0, 0, "nothing was imported");
+    assert!(matches!(
+        fresh.import_certified(first, good.encode()),
+        Ok(chain::ImportOutcome::NewHead(_))
+    ));
+}
+
+/// A block on `chain`'s head built and sealed by `key` with `zxid`.
+fn build_on(chain: &chain::Chain, key: &SecretKey, zxid: Zxid) -> Block {
+    let head = chain.head();
+    let mut header = chain.template(key.address(), Timestamp(head.timestamp.0 + 1));
+    header.engine.data = zxid.encode();
+    let built = chain
+        .build_block(header, Vec::new(), usize::MAX)
+        .expect("builds")
+        .block;
+    Block {
+        header: miner::seal::sign_header(built.header, key),
+        txs: built.txs,
+    }
+}
+
+/// Even with a certificate, a block must be sealed by a server, with a zxid above its
+/// parent's, without PoW fields.
+#[test]
+fn blocks_by_outsiders_out_of_zxid_order_or_with_pow_fields_are_refused() {
+    let servers = keys(3);
+    let engine = Arc::new(ZabEngine::new(params(&servers)).expect("valid params"));
+    let (mut chain, _clock) = crate::support::engine_chain(engine, &[], GENESIS_TIME + 1_000_000);
+    let z = zxid(1, 1);
+    let certified = |b: &Block| certify(&[&servers[0], &servers[1]], b, 1);
+    let outsider = SecretKey::from_seed("not a zab server");
+    let mut by_outsider = build_on(&chain, &servers[0], z);
+    by_outsider.header.producer = outsider.address();
+    by_outsider.header = miner::seal::sign_header(by_outsider.header, &outsider);
+    let err = certificate_error(&mut chain, &by_outsider, certified(&by_outsider));
+    assert_eq!(
+        err,
+        ZabError::NotServer {
+            height: Height(1),
+            producer: outsider.address()
+        }
+    );
+    let at_genesis = build_on(&chain, &servers[0], Zxid::GENESIS);
+    let err = certificate_error(&mut chain, &at_genesis, certified(&at_genesis));
+    assert!(matches!(err, ZabError::ZxidOrder { .. }), "{err}");
+    let mut mined = build_on(&chain, &servers[0], z);
+    mined.header.engine.nonce = 7;
+    mined.header = miner::seal::sign_header(mined.header, &servers[0]);
+    let err = certificate_error(&mut chain, &mined, certified(&mined));
+    assert_eq!(err, ZabError::UnexpectedFields { bits: 0, nonce: 7 });
+
+    let good = build_on(&chain, &servers[0], z);
+    assert!(chain.import_certified(good.clone(), Vec::new()).is_err());
+    assert!(matches!(
+        chain.import_certified(good, certified(&build_on(&chain, &servers[0], z))),
+        Ok(chain::ImportOutcome::NewHead(_))
+    ));
+}
+
+/// A follower further behind than the leader's committed window cannot be brought up from
+/// the history: the leader sends it PINGs only (no storm of NEWLEADERs), and once its node
+/// has synced the certified blocks it joins and commits with the others.
+#[test]
+fn n3_follower_past_the_window_catches_up_by_syncing_certified_blocks() {
+    let mut c = cluster(3);
+    c.run_for(2_000);
+    let (leader, epoch) = c.sole_leader();
+    let follower = (leader + 1) % 3;
+    c.crash(follower);
+    c.run_for((miner::zab::COMMITTED_WINDOW as u64 + 10) * 1000);
+    c.restart(follower);
+    c.run_for(1_000);
+    let sent = c.sent;
+    c.run_for(1_000);
+    // 20 PINGs a second, the two followers' answers, one block's proposal, acks and commit.
+    assert!(
+        c.sent - sent < 100,
+        "{} messages in a second",
+        c.sent - sent
+    );
+    let behind = c.height(follower);
+    assert!(c.height(leader) > behind + miner::zab::COMMITTED_WINDOW as u64 / 2);
+    c.sync(follower, leader);
+    c.run_for(2_000);
+    assert_eq!(
+        c.nodes[follower].chain.head().hash(),
+        c.nodes[leader].chain.head().hash()
+    );
+    c.assert_chain_is_decided(follower);
+    assert_eq!(c.sole_leader(), (leader, epoch));
+}
+
+/// Steady state, as the family table counts it: per committed block one PROPOSAL and one
+/// COMMIT (each a single broadcast), N−1 ACKs, plus a PING every tick with N−1 answers.
+#[test]
+fn steady_state_costs_a_proposal_n_minus_1_acks_and_a_commit_per_block() {
+    for n in [3, 5] {
+        let mut c = cluster(n);
+        c.run_for(3_000);
+        let (from, sent) = (c.height(0), c.sent);
+        c.run_for(10_000);
+        let blocks = c.height(0) - from;
+        let messages = c.sent - sent;
+        // Ticks of 50 ms: 20 a second, each a PING and n−1 answers.
+        let pings = 10 * 20 * n as u64;
+        let per_block = (messages - pings) as f64 / blocks as f64;
+        eprintln!(
+            "n={n}: {blocks} blocks, {messages} messages, {per_block:.1} a block besides PINGs"
+        );
+        assert!(blocks >= 9, "n={n}: {blocks}");
+        let expected = (n + 1) as f64;
+        assert!(
+            (per_block - expected).abs() <= 1.0,
+            "n={n}: {per_block:.1} messages a block, expected about {expected}"
+        );
+    }
+}
