@@ -3,23 +3,22 @@
 //! refusals of bad messages and certificates; and named multi-server runs in a
 //! deterministic in-memory cluster (virtual time, real chains, droppable links).
 
+use crate::cluster::{Cluster, LATENCY_MS};
 use crate::support::{GENESIS_TIME, engine_chain};
 use chain::block::HEADER_VERSION;
 use chain::{
-    Address, Block, BlockError, BlockHash, BlockProducer, Chain, ChainView, ConsensusEngine,
-    EngineError, EngineFields, Hash256, Header, Height, SealedHeader, SecretKey, Timestamp,
-    VoteInput, VoteOutput, VotingMachine,
+    Address, Block, BlockError, BlockHash, Chain, ChainView, EngineError, EngineFields, Hash256,
+    Header, Height, SealedHeader, SecretKey, Timestamp, VoteInput, VoteOutput, VotingMachine,
 };
 use miner::raft::wire::{
     Ack, Body, Certificate, Entry, EntryData, Envelope, PersistedState, SignedAck, ack_digest,
     check_certificate,
 };
 use miner::raft::{
-    COMMITTED_WINDOW, MAX_MESSAGE_BYTES, RaftEngine, RaftError, RaftMachine, RaftParams,
-    RaftProducer, Role, TIMER_BUILD, TIMER_CHECK_QUORUM, TIMER_ELECTION, TIMER_HEARTBEAT,
+    COMMITTED_WINDOW, MAX_MESSAGE_BYTES, RaftEngine, RaftError, RaftMachine, RaftParams, Role,
+    TIMER_BUILD, TIMER_CHECK_QUORUM, TIMER_ELECTION, TIMER_HEARTBEAT,
 };
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 // ---------------------------------------------------------------------------------------
@@ -1327,403 +1326,16 @@ fn params_are_validated_naming_the_field() {
 // time, links that drop, crashes and restarts from the persisted bytes.
 // ---------------------------------------------------------------------------------------
 
-/// One-way delay of every link.
-const LATENCY_MS: u64 = 5;
-/// Virtual time at start, a little after the chains' genesis.
-const START_MS: u64 = (GENESIS_TIME + 10) * 1000;
-
-#[derive(Debug)]
-enum Event {
-    Deliver {
-        from: usize,
-        to: usize,
-        bytes: Vec<u8>,
-    },
-    Timer {
-        node: usize,
-        id: chain::TimerId,
-        generation: u64,
-    },
-}
-
-struct Node {
-    key: SecretKey,
-    producer: RaftProducer,
-    chain: Chain,
-    /// `None` while crashed.
-    machine: Option<Box<dyn VotingMachine>>,
-    persisted: Option<Vec<u8>>,
-    /// The generation of each pending timer: a fired timer counts only if not moved since.
-    timers: BTreeMap<chain::TimerId, u64>,
-}
-
-struct Cluster {
-    engine: Arc<RaftEngine>,
-    nodes: Vec<Node>,
-    now: u64,
-    seq: u64,
-    queue: BinaryHeap<Reverse<(u64, u64)>>,
-    events: BTreeMap<u64, Event>,
-    blocked: BTreeSet<(usize, usize)>,
-    /// Every block committed by any server, by height: a second hash at one height would
-    /// be a safety violation, and the harness fails on it at once.
-    decided: BTreeMap<Height, BlockHash>,
-    /// Messages sent so far (each broadcast once, however many receive it).
-    sent: u64,
-    /// Transactions offered to every block a leader builds (the mempool's part).
-    pending: Vec<chain::Transaction>,
-    /// A lossy, reordering network: each message is lost with this chance (per cent) and
-    /// delayed by up to this many extra ms, both drawn from `rng`.
-    loss_percent: u64,
-    jitter_ms: u64,
-    rng: Rng,
-}
-
-impl Cluster {
-    fn new(n: usize) -> Cluster {
-        Cluster::with_spares(n, 0)
-    }
-
-    /// `servers` servers and `spares` more nodes with keys that are not servers (yet), all
-    /// funded so they can pay for transactions.
-    fn with_spares(servers: usize, spares: usize) -> Cluster {
-        let n = servers + spares;
-        let keys = keys(n);
-        let engine = Arc::new(RaftEngine::new(params(&keys[..servers])).expect("valid params"));
-        let funded: Vec<Address> = keys.iter().map(SecretKey::address).collect();
-        let nodes = keys
-            .into_iter()
-            .map(|key| {
-                let (chain, _clock) =
-                    engine_chain(engine.clone(), &funded, GENESIS_TIME + 1_000_000);
-                Node {
-                    producer: RaftProducer::new(key.clone()),
-                    key,
-                    chain,
-                    machine: None,
-                    persisted: None,
-                    timers: BTreeMap::new(),
-                }
-            })
-            .collect();
-        let mut cluster = Cluster {
-            engine,
-            nodes,
-            now: START_MS,
-            seq: 0,
-            queue: BinaryHeap::new(),
-            events: BTreeMap::new(),
-            blocked: BTreeSet::new(),
-            decided: BTreeMap::new(),
-            sent: 0,
-            pending: Vec::new(),
-            loss_percent: 0,
-            jitter_ms: 0,
-            rng: Rng(1),
-        };
-        for i in 0..n {
-            cluster.restart(i);
-        }
-        cluster
-    }
-
-    fn schedule(&mut self, at: u64, event: Event) {
-        self.seq += 1;
-        self.queue.push(Reverse((at, self.seq)));
-        self.events.insert(self.seq, event);
-    }
-
-    fn head_input(&self, i: usize) -> VoteInput {
-        let chain = &self.nodes[i].chain;
-        VoteInput::Head {
-            head: chain.head(),
-            voters: self.engine.voters(chain.state()).expect("voters"),
-        }
-    }
-
-    /// Starts (or restarts) server `i` from the bytes it last persisted.
-    fn restart(&mut self, i: usize) {
-        let node = &mut self.nodes[i];
-        node.timers.clear();
-        node.machine = self
-            .engine
-            .voting_machine(Some(&node.key), node.persisted.as_deref())
-            .expect("restores")
-            .map(Some)
-            .expect("raft has a machine");
-        let head = self.head_input(i);
-        self.feed(i, head);
-    }
-
-    /// What a node's range sync does: imports the certified blocks `from` has above
-    /// `i`'s head, then tells `i`'s machine the new head.
-    fn sync(&mut self, i: usize, from: usize) {
-        let start = self.height(i) + 1;
-        for h in start..=self.height(from) {
-            let source = &self.nodes[from].chain;
-            let hash = source
-                .best_hash_at(Height(h))
-                .expect("store")
-                .expect("on the chain");
-            let block = source.block(&hash).expect("store").expect("stored");
-            let certificate = source
-                .certificate(&hash)
-                .expect("store")
-                .expect("certified");
-            self.nodes[i]
-                .chain
-                .import_certified(block, certificate)
-                .expect("a synced block imports with its certificate");
-        }
-        let head = self.head_input(i);
-        self.feed(i, head);
-    }
-
-    fn crash(&mut self, i: usize) {
-        self.nodes[i].machine = None;
-        self.nodes[i].timers.clear();
-    }
-
-    /// Cuts every link between the groups (both ways).
-    fn partition(&mut self, groups: &[&[usize]]) {
-        for (a, ga) in groups.iter().enumerate() {
-            for (b, gb) in groups.iter().enumerate() {
-                if a != b {
-                    for &x in *ga {
-                        for &y in *gb {
-                            self.blocked.insert((x, y));
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn isolate(&mut self, i: usize) {
-        let others: Vec<usize> = (0..self.nodes.len()).filter(|j| *j != i).collect();
-        self.partition(&[&[i], &others]);
-    }
-
-    fn heal(&mut self) {
-        self.blocked.clear();
-    }
-
-    fn build(
-        &self,
-        i: usize,
-        parent: BlockHash,
-        timestamp: Timestamp,
-        data: Vec<u8>,
-    ) -> Option<Block> {
-        let node = &self.nodes[i];
-        let head = node.chain.head();
-        if head.hash() != parent {
-            return None;
-        }
-        let mut header = node.chain.template(node.key.address(), timestamp);
-        header.engine.data = data;
-        node.producer
-            .prepare(&node.chain, &head, &mut header)
-            .expect("prepare");
-        let built = node
-            .chain
-            .build_block(header, self.pending.clone(), usize::MAX)
-            .expect("builds")
-            .block;
-        let header = node
-            .producer
-            .seal(built.header, &chain::CancelFlag::new())
-            .expect("seals")
-            .expect("not cancelled");
-        Some(Block {
-            header,
-            txs: built.txs,
-        })
-    }
-
-    /// Gives server `i` an input and carries out everything it asks, in order.
-    fn feed(&mut self, i: usize, input: VoteInput) {
-        let mut inputs = std::collections::VecDeque::from([input]);
-        while let Some(input) = inputs.pop_front() {
-            let now = self.now;
-            let Some(machine) = self.nodes[i].machine.as_mut() else {
-                return;
-            };
-            let outputs = match machine.handle(now, input) {
-                Ok(outputs) => outputs,
-                Err(EngineError::Ignored { .. }) => continue,
-                Err(e) => panic!("server {i} refused an honest input: {e}"),
-            };
-            for output in outputs {
-                match output {
-                    VoteOutput::Persist(bytes) => self.nodes[i].persisted = Some(bytes),
-                    VoteOutput::Broadcast(bytes) => {
-                        self.sent += 1;
-                        for j in 0..self.nodes.len() {
-                            if j == i || self.blocked.contains(&(i, j)) {
-                                continue;
-                            }
-                            if self.loss_percent > 0 && self.rng.below(100) < self.loss_percent {
-                                continue;
-                            }
-                            let jitter = if self.jitter_ms > 0 {
-                                self.rng.below(self.jitter_ms + 1)
-                            } else {
-                                0
-                            };
-                            let event = Event::Deliver {
-                                from: i,
-                                to: j,
-                                bytes: bytes.clone(),
-                            };
-                            self.schedule(now + LATENCY_MS + jitter, event);
-                        }
-                    }
-                    VoteOutput::SetTimer { id, after_millis } => {
-                        self.seq += 1;
-                        let generation = self.seq;
-                        self.nodes[i].timers.insert(id, generation);
-                        let event = Event::Timer {
-                            node: i,
-                            id,
-                            generation,
-                        };
-                        self.schedule(now + after_millis, event);
-                    }
-                    VoteOutput::CancelTimer(id) => {
-                        self.nodes[i].timers.remove(&id);
-                    }
-                    VoteOutput::Build {
-                        parent,
-                        timestamp,
-                        data,
-                    } => {
-                        if let Some(block) = self.build(i, parent, timestamp, data) {
-                            inputs.push_back(VoteInput::Built(Box::new(block)));
-                        }
-                    }
-                    VoteOutput::Commit { block, certificate } => {
-                        let (height, hash) = (block.header.height, block.hash());
-                        let outcome = self.nodes[i]
-                            .chain
-                            .import_certified(*block, certificate)
-                            .unwrap_or_else(|e| panic!("server {i} cannot import {hash}: {e}"));
-                        assert!(
-                            matches!(outcome, chain::ImportOutcome::NewHead(_)),
-                            "server {i}: {outcome:?}"
-                        );
-                        let decided = *self.decided.entry(height).or_insert(hash);
-                        assert_eq!(decided, hash, "two blocks decided at height {height}");
-                        inputs.push_back(self.head_input(i));
-                    }
-                    VoteOutput::Validate(_) => panic!("raft asks for no validation"),
-                }
-            }
-        }
-    }
-
-    /// Runs the next event; false when none is due by `until`.
-    fn step(&mut self, until: u64) -> bool {
-        let Some(Reverse((at, seq))) = self.queue.peek().copied() else {
-            return false;
-        };
-        if at > until {
-            return false;
-        }
-        self.queue.pop();
-        self.now = at;
-        match self.events.remove(&seq) {
-            Some(Event::Deliver { from, to, bytes })
-                if self.nodes[to].machine.is_some() && !self.blocked.contains(&(from, to)) =>
-            {
-                self.feed(to, VoteInput::Message(bytes));
-            }
-            Some(Event::Timer {
-                node,
-                id,
-                generation,
-            }) if self.nodes[node].timers.get(&id) == Some(&generation) => {
-                self.nodes[node].timers.remove(&id);
-                self.feed(node, VoteInput::Timeout(id));
-            }
-            // Dropped on the way (the link is cut or the server is down), or a timer that
-            // was moved or cancelled since.
-            _ => {}
-        }
-        true
-    }
-
-    fn run_for(&mut self, millis: u64) {
-        let until = self.now + millis;
-        while self.step(until) {}
-        self.now = until;
-    }
-
-    /// Runs until `done` holds (checked after each event); returns the time, or fails
-    /// after `limit` ms.
-    fn run_until(&mut self, limit: u64, done: impl Fn(&Cluster) -> bool) -> u64 {
-        let until = self.now + limit;
-        while !done(self) {
-            assert!(self.step(until), "not reached within {limit} ms");
-        }
-        self.now
-    }
-
-    fn status(&self, i: usize, field: &str) -> Option<String> {
-        let machine = self.nodes[i].machine.as_ref()?;
-        machine
-            .status()
-            .into_iter()
-            .find(|(name, _)| *name == field)
-            .map(|(_, value)| value)
-    }
-
-    fn term(&self, i: usize) -> u64 {
-        self.status(i, "term")
-            .and_then(|t| t.parse().ok())
-            .expect("a running server has a term")
-    }
-
-    /// The running servers that lead, with their terms.
-    fn leaders(&self) -> Vec<(usize, u64)> {
-        (0..self.nodes.len())
-            .filter(|i| self.status(*i, "role").as_deref() == Some("leader"))
-            .map(|i| (i, self.term(i)))
-            .collect()
-    }
-
-    /// The one leader among the running servers.
-    fn sole_leader(&self) -> (usize, u64) {
-        match self.leaders().as_slice() {
-            [one] => *one,
-            other => panic!("expected one leader, got {other:?}"),
-        }
-    }
-
-    fn height(&self, i: usize) -> u64 {
-        self.nodes[i].chain.head().height().0
-    }
-
-    /// Every block on server `i`'s chain is the one decided at its height.
-    fn assert_chain_is_decided(&self, i: usize) {
-        let chain = &self.nodes[i].chain;
-        for h in 1..=chain.head().height().0 {
-            let hash = chain
-                .best_hash_at(Height(h))
-                .expect("store")
-                .expect("on the chain");
-            assert_eq!(
-                self.decided.get(&Height(h)),
-                Some(&hash),
-                "server {i} height {h}"
-            );
-        }
-    }
+/// Raft servers, then `spares` nodes with keys that are not servers (yet), all funded.
+fn raft_cluster(servers: usize, spares: usize) -> Cluster {
+    let keys = keys(servers + spares);
+    let engine = Arc::new(RaftEngine::new(params(&keys[..servers])).expect("valid params"));
+    Cluster::new(engine, keys, "term")
 }
 
 #[test]
 fn n3_leader_crash_reelects_and_keeps_committing() {
-    let mut c = Cluster::new(3);
+    let mut c = raft_cluster(3, 0);
     c.run_for(3_000);
     let (old, term) = c.sole_leader();
     let height = c.height(old);
@@ -1769,7 +1381,7 @@ fn split_2_3(c: &mut Cluster) -> (Vec<usize>, Vec<usize>) {
 
 #[test]
 fn n5_minority_partition_old_leader_cannot_commit() {
-    let mut c = Cluster::new(5);
+    let mut c = raft_cluster(5, 0);
     c.run_for(3_000);
     let (old, term) = c.sole_leader();
     let frozen = c.height(old);
@@ -1796,7 +1408,7 @@ fn n5_minority_partition_old_leader_cannot_commit() {
 
 #[test]
 fn n5_partition_heals_without_lost_commits() {
-    let mut c = Cluster::new(5);
+    let mut c = raft_cluster(5, 0);
     c.run_for(3_000);
     let (minority, majority) = split_2_3(&mut c);
     c.run_for(5_000);
@@ -1821,7 +1433,7 @@ fn n5_partition_heals_without_lost_commits() {
 
 #[test]
 fn n3_restart_follower_catches_up_from_log() {
-    let mut c = Cluster::new(3);
+    let mut c = raft_cluster(3, 0);
     c.run_for(3_000);
     let (leader, term) = c.sole_leader();
     let follower = (leader + 1) % 3;
@@ -1855,7 +1467,7 @@ fn n3_restart_follower_catches_up_from_log() {
 
 #[test]
 fn n4_prevote_rejoining_node_does_not_disrupt() {
-    let mut c = Cluster::new(4);
+    let mut c = raft_cluster(4, 0);
     c.run_for(3_000);
     let (leader, term) = c.sole_leader();
     let rejoining = (leader + 1) % 4;
@@ -1895,7 +1507,7 @@ fn certificate_error(chain: &mut Chain, block: &Block, certificate: Vec<u8>) -> 
 
 #[test]
 fn certificates_forged_short_duplicated_foreign_or_for_another_block_are_refused() {
-    let mut c = Cluster::new(3);
+    let mut c = raft_cluster(3, 0);
     c.run_for(3_000);
     let (leader, _) = c.sole_leader();
     let source = &c.nodes[leader].chain;
@@ -2019,7 +1631,7 @@ fn corrupted_appends_are_refused_without_panicking() {
 
 #[test]
 fn n3_follower_past_the_repair_window_catches_up_by_syncing_certified_blocks() {
-    let mut c = Cluster::new(3);
+    let mut c = raft_cluster(3, 0);
     c.run_for(2_000);
     let (leader, term) = c.sole_leader();
     let follower = (leader + 1) % 3;
@@ -2074,7 +1686,7 @@ impl Cluster {
 /// count toward the new majority, and the removed one stops taking part.
 #[test]
 fn n3_membership_adds_a_server_then_removes_one() {
-    let mut c = Cluster::with_spares(3, 1);
+    let mut c = raft_cluster(3, 1);
     let spare = 3;
     let spare_address = c.nodes[spare].key.address();
     c.run_for(3_000);
@@ -2141,7 +1753,7 @@ fn n3_membership_adds_a_server_then_removes_one() {
 /// four, so the transaction stays out of blocks until the third returns.
 #[test]
 fn n3_membership_change_waits_for_a_live_majority_of_the_new_configuration() {
-    let mut c = Cluster::with_spares(3, 1);
+    let mut c = raft_cluster(3, 1);
     let spare_address = c.nodes[3].key.address();
     c.run_for(3_000);
     let (leader, _) = c.sole_leader();
@@ -2163,7 +1775,7 @@ fn n3_membership_change_waits_for_a_live_majority_of_the_new_configuration() {
 
 #[test]
 fn explain_names_the_term_the_leader_and_the_majority_that_acked() {
-    let mut c = Cluster::new(3);
+    let mut c = raft_cluster(3, 0);
     c.run_for(3_000);
     let (leader, term) = c.sole_leader();
     let chain = &c.nodes[leader].chain;
@@ -2202,86 +1814,16 @@ fn explain_names_the_term_the_leader_and_the_majority_that_acked() {
     assert!(status["commit_index"].parse::<u64>().expect("a number") >= position.index);
 }
 
-/// A small deterministic generator for the randomized runs (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
-
 /// Over (servers, seed), on a network that loses 5% of messages and reorders them (up to
 /// 30 ms extra delay): every second the network is split at random, a server crashes or
 /// one comes back; the harness fails at once if two blocks are ever decided at one height.
 /// Healed and whole again, every server ends on the same chain, and it grew.
 #[test]
 fn randomized_partitions_and_crashes_never_decide_two_blocks_at_one_height() {
-    for (n, seed) in [(3, 1), (3, 2), (5, 3), (5, 4)] {
-        let mut c = Cluster::new(n);
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ seed);
-        // Messages lost and overtaken too, while the network is split and joined.
-        c.rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
-        c.loss_percent = 5;
-        c.jitter_ms = 30;
-        c.run_for(2_000);
-        for _ in 0..12 {
-            c.heal();
-            match rng.below(4) {
-                0 => {
-                    let cut = 1 + rng.below(n as u64 / 2 + 1) as usize;
-                    let (a, b): (Vec<usize>, Vec<usize>) = (0..n).partition(|i| *i < cut);
-                    c.partition(&[&a, &b]);
-                }
-                1 => c.isolate(rng.below(n as u64) as usize),
-                2 => {
-                    let i = rng.below(n as u64) as usize;
-                    if c.nodes[i].machine.is_some() {
-                        c.crash(i);
-                    } else {
-                        c.restart(i);
-                    }
-                }
-                _ => {}
-            }
-            c.run_for(1_000);
-        }
-        c.heal();
-        c.loss_percent = 0;
-        c.jitter_ms = 0;
-        for i in 0..n {
-            if c.nodes[i].machine.is_none() {
-                c.restart(i);
-            }
-        }
-        let grown = *c.decided.keys().next_back().expect("decided");
-        c.run_for(5_000);
-        let (leader, _) = c.sole_leader();
-        for i in 0..n {
-            // What the leader's log no longer holds (past its window, or from before it
-            // restarted) a server syncs, as its node would on seeing a higher peer.
-            if c.height(i) < c.height(leader) {
-                c.sync(i, leader);
-            }
-        }
-        c.run_for(2_000);
-        let head = c.nodes[leader].chain.head().hash();
-        for i in 0..n {
-            c.assert_chain_is_decided(i);
-            assert_eq!(
-                c.nodes[i].chain.head().hash(),
-                head,
-                "n={n} seed={seed} server {i}"
-            );
-        }
-        assert!(
-            c.height(leader) > grown.0,
-            "n={n} seed={seed}: the healed cluster commits again"
-        );
-    }
+    crate::cluster::randomized_partitions_and_crashes(
+        |n| raft_cluster(n, 0),
+        &[(3, 1), (3, 2), (5, 3), (5, 4)],
+    );
 }
 
 /// A block on `chain`'s head built and sealed by `key` with `data`.

@@ -4,7 +4,7 @@
 //! messages and certificates; and the named multi-server runs of the Raft tests in the
 //! deterministic in-memory cluster.
 
-use crate::cluster::{Cluster, LATENCY_MS, Rng};
+use crate::cluster::{Cluster, LATENCY_MS};
 use crate::support::GENESIS_TIME;
 use chain::block::HEADER_VERSION;
 use chain::{
@@ -194,67 +194,10 @@ fn n3_restart_follower_catches_up_from_log() {
 /// ends on the same chain, and it grew.
 #[test]
 fn randomized_partitions_and_crashes_never_decide_two_blocks_at_one_height() {
-    for (n, seed) in [(3, 1), (3, 2), (5, 3), (5, 4), (4, 5)] {
-        let mut c = cluster(n);
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ seed);
-        c.rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
-        c.loss_percent = 5;
-        c.jitter_ms = 30;
-        c.run_for(2_000);
-        for _ in 0..12 {
-            c.heal();
-            match rng.below(4) {
-                0 => {
-                    let cut = 1 + rng.below(n as u64 / 2 + 1) as usize;
-                    let (a, b): (Vec<usize>, Vec<usize>) = (0..n).partition(|i| *i < cut);
-                    c.partition(&[&a, &b]);
-                }
-                1 => c.isolate(rng.below(n as u64) as usize),
-                2 => {
-                    let i = rng.below(n as u64) as usize;
-                    if c.nodes[i].machine.is_some() {
-                        c.crash(i);
-                    } else {
-                        c.restart(i);
-                    }
-                }
-                _ => {}
-            }
-            c.run_for(1_000);
-        }
-        c.heal();
-        c.loss_percent = 0;
-        c.jitter_ms = 0;
-        for i in 0..n {
-            if c.nodes[i].machine.is_none() {
-                c.restart(i);
-            }
-        }
-        let grown = *c.decided.keys().next_back().expect("decided");
-        c.run_for(5_000);
-        let (leader, _) = c.sole_leader();
-        for i in 0..n {
-            // What the leader's window no longer holds a server syncs, as its node would on
-            // seeing a higher peer.
-            if c.height(i) < c.height(leader) {
-                c.sync(i, leader);
-            }
-        }
-        c.run_for(2_000);
-        let head = c.nodes[leader].chain.head().hash();
-        for i in 0..n {
-            c.assert_chain_is_decided(i);
-            assert_eq!(
-                c.nodes[i].chain.head().hash(),
-                head,
-                "n={n} seed={seed} server {i}"
-            );
-        }
-        assert!(
-            c.height(leader) > grown.0,
-            "n={n} seed={seed}: the healed cluster commits again"
-        );
-    }
+    crate::cluster::randomized_partitions_and_crashes(
+        cluster,
+        &[(3, 1), (3, 2), (5, 3), (5, 4), (4, 5)],
+    );
 }
 
 /// Fast Leader Election's total order on votes (ZooKeeper's `totalOrderPredicate`): two
@@ -572,13 +515,16 @@ impl Server {
     }
 }
 
+/// (my current epoch, [(peer, its zxid, its epoch)], expected leader).
+type ElectionCase = (u64, [(usize, Zxid, u64); 2], usize);
+
 /// ZooKeeper's `FastLeaderElection.totalOrderPredicate`, as a table: among the votes a
 /// quorum exchanges, the one with the highest (epoch, last zxid, id) wins; a server that
 /// stays silent does not count (n = 5, three servers decide).
 #[test]
 fn election_picks_the_highest_epoch_zxid_id_among_a_quorum() {
     // (my current epoch, [(peer, its zxid, its epoch)], expected leader)
-    let table: [(u64, [(usize, Zxid, u64); 2], usize); 5] = [
+    let table: [ElectionCase; 5] = [
         // All equal: the highest id among the three that speak (server 4 is silent).
         (0, [(1, zxid(0, 0), 0), (3, zxid(0, 0), 0)], 3),
         // A later epoch beats a later zxid and a higher id.
@@ -1085,7 +1031,7 @@ fn a_followers_uncommitted_proposal_not_in_the_new_leaders_history_is_truncated(
     let mut s = Server::new(3, 1, Some(persisted.clone()));
     s.follow(2, &[2], 3);
     // `follow` sent a NEWLEADER ending at the follower's own last zxid: nothing changed yet.
-    assert_eq!(s.machine.history(), &[stale.clone()]);
+    assert_eq!(s.machine.history(), std::slice::from_ref(&stale));
     let mut s = Server::new(3, 1, Some(persisted.clone()));
     let vote = s.vote_for(2, zxid(2, 1), 2);
     s.looking(2, vote).expect("notification");
@@ -1106,7 +1052,7 @@ fn a_followers_uncommitted_proposal_not_in_the_new_leaders_history_is_truncated(
             },
         )
         .expect("newleader");
-    assert_eq!(s.machine.history(), &[theirs.clone()]);
+    assert_eq!(s.machine.history(), std::slice::from_ref(&theirs));
     assert_eq!(s.machine.current_epoch(), 3);
     let Some(VoteOutput::Persist(bytes)) = out.first() else {
         panic!("persisted first: {out:?}");
@@ -1716,7 +1662,8 @@ fn params_are_validated_naming_the_field() {
     let ks = keys(3);
     let good = params(&ks);
     good.validate().expect("the devnet params are valid");
-    let cases: [(&str, fn(&mut ZabParams)); 6] = [
+    type Breaks = (&'static str, fn(&mut ZabParams));
+    let cases: [Breaks; 6] = [
         ("servers", |p| p.servers.clear()),
         ("servers", |p| {
             let first = p.servers[0];
