@@ -31,6 +31,7 @@ pub mod pow;
 pub mod quorum;
 pub mod raft;
 pub mod seal;
+pub mod signed;
 pub mod spec;
 pub mod zab;
 

@@ -67,3 +67,12 @@ pub enum RaftError {
     #[error("persisted raft state is unreadable: {reason}")]
     Persisted { reason: String },
 }
+
+impl From<crate::signed::BadMessageSignature> for RaftError {
+    fn from(e: crate::signed::BadMessageSignature) -> RaftError {
+        RaftError::BadMessageSignature {
+            sender: e.sender,
+            reason: e.reason,
+        }
+    }
+}

@@ -4,11 +4,12 @@
 use crate::raft::error::RaftError;
 use crate::raft::params::majority;
 use crate::raft::{MAX_MESSAGE_BYTES, MAX_UNCOMMITTED_ENTRIES};
+use crate::signed::MessageBody;
 use borsh::{BorshDeserialize, BorshSerialize};
 use chain::codec::{MAX_BLOCK_BYTES, decode_limited};
 use chain::crypto::sha256d_parts;
 use chain::voting::MAX_CERTIFICATE_BYTES;
-use chain::{Address, Block, BlockHash, Hash256, Header, Height, PublicKey, SecretKey, Signature};
+use chain::{Address, Block, BlockHash, Hash256, Header, Height, PublicKey, Signature};
 use std::collections::BTreeSet;
 
 const ACK_DOMAIN: &[u8] = b"toychain/raft/ack";
@@ -254,51 +255,14 @@ impl Body {
     }
 }
 
-/// A message as sent: the sender's key, the body, and the sender's signature over it.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
-pub struct Envelope {
-    pub sender: PublicKey,
-    pub body: Body,
-    pub signature: Signature,
+impl MessageBody for Body {
+    const DOMAIN: &'static [u8] = MESSAGE_DOMAIN;
+    const WHAT: &'static str = "raft message";
+    const MAX_BYTES: usize = MAX_MESSAGE_BYTES;
 }
 
-fn message_digest(body: &Body) -> Hash256 {
-    let bytes = borsh::to_vec(body).expect("borsh writes to a Vec without failing");
-    Hash256(sha256d_parts(&[MESSAGE_DOMAIN, &bytes]))
-}
-
-impl Envelope {
-    /// Signs `body` with `key`.
-    pub fn seal(body: Body, key: &SecretKey) -> Envelope {
-        let signature = key.sign(&message_digest(&body));
-        Envelope {
-            sender: key.public_key(),
-            body,
-            signature,
-        }
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        borsh::to_vec(self).expect("borsh writes to a Vec without failing")
-    }
-
-    /// Strict decoding under [`MAX_MESSAGE_BYTES`]; the signature is not checked here.
-    pub fn decode(bytes: &[u8]) -> Result<Envelope, chain::codec::CodecError> {
-        decode_limited(bytes, MAX_MESSAGE_BYTES, "raft message")
-    }
-
-    /// Checks the signature; returns the sender's address.
-    pub fn verify(&self) -> Result<Address, RaftError> {
-        let sender = self.sender.address();
-        self.sender
-            .verify(&message_digest(&self.body), &self.signature)
-            .map_err(|e| RaftError::BadMessageSignature {
-                sender,
-                reason: e.to_string(),
-            })?;
-        Ok(sender)
-    }
-}
+/// A Raft message as sent (see [`crate::signed::Envelope`]).
+pub type Envelope = crate::signed::Envelope<Body>;
 
 /// What a server writes before it answers (Raft's persistent state, Figure 2): its term,
 /// its vote, and the log entries after `base_index` (the node's chain head, whose blocks

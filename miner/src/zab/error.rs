@@ -54,3 +54,12 @@ pub enum ZabError {
     #[error("persisted zab state is unreadable: {reason}")]
     Persisted { reason: String },
 }
+
+impl From<crate::signed::BadMessageSignature> for ZabError {
+    fn from(e: crate::signed::BadMessageSignature) -> ZabError {
+        ZabError::BadMessageSignature {
+            sender: e.sender,
+            reason: e.reason,
+        }
+    }
+}

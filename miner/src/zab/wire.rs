@@ -2,12 +2,12 @@
 //! signed. Everything is borsh, decoded strictly under a byte limit.
 
 use crate::quorum::{Certificate, Phase, VoteBody, VoterSet};
+use crate::signed::MessageBody;
 use crate::zab::error::ZabError;
 use crate::zab::{ENGINE_NAME, MAX_MESSAGE_BYTES, MAX_UNCOMMITTED_PROPOSALS};
 use borsh::{BorshDeserialize, BorshSerialize};
 use chain::codec::{MAX_BLOCK_BYTES, decode_limited};
-use chain::crypto::sha256d_parts;
-use chain::{Address, Block, BlockHash, Hash256, Header, Height, PublicKey, SecretKey, Signature};
+use chain::{Address, Block, BlockHash, Header, Height, Signature};
 use std::fmt;
 
 const MESSAGE_DOMAIN: &[u8] = b"toychain/zab/message";
@@ -250,51 +250,14 @@ impl Body {
     }
 }
 
-/// A message as sent: the sender's key, the body, and the sender's signature over it.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
-pub struct Envelope {
-    pub sender: PublicKey,
-    pub body: Body,
-    pub signature: Signature,
+impl MessageBody for Body {
+    const DOMAIN: &'static [u8] = MESSAGE_DOMAIN;
+    const WHAT: &'static str = "zab message";
+    const MAX_BYTES: usize = MAX_MESSAGE_BYTES;
 }
 
-fn message_digest(body: &Body) -> Hash256 {
-    let bytes = borsh::to_vec(body).expect("borsh writes to a Vec without failing");
-    Hash256(sha256d_parts(&[MESSAGE_DOMAIN, &bytes]))
-}
-
-impl Envelope {
-    /// Signs `body` with `key`.
-    pub fn seal(body: Body, key: &SecretKey) -> Envelope {
-        let signature = key.sign(&message_digest(&body));
-        Envelope {
-            sender: key.public_key(),
-            body,
-            signature,
-        }
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        borsh::to_vec(self).expect("borsh writes to a Vec without failing")
-    }
-
-    /// Strict decoding under [`MAX_MESSAGE_BYTES`]; the signature is not checked here.
-    pub fn decode(bytes: &[u8]) -> Result<Envelope, chain::codec::CodecError> {
-        decode_limited(bytes, MAX_MESSAGE_BYTES, "zab message")
-    }
-
-    /// Checks the signature; returns the sender's address.
-    pub fn verify(&self) -> Result<Address, ZabError> {
-        let sender = self.sender.address();
-        self.sender
-            .verify(&message_digest(&self.body), &self.signature)
-            .map_err(|e| ZabError::BadMessageSignature {
-                sender,
-                reason: e.to_string(),
-            })?;
-        Ok(sender)
-    }
-}
+/// A ZAB message as sent (see [`crate::signed::Envelope`]).
+pub type Envelope = crate::signed::Envelope<Body>;
 
 /// Where a server's history starts: the committed block before its first held proposal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
