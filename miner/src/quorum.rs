@@ -96,6 +96,24 @@ impl VoterSet {
     }
 }
 
+/// Why a configured list of voters is unusable: empty, longer than `max`, or naming one
+/// twice (the reason, for the engine's parameter error).
+pub fn check_voter_list(voters: &[Address], max: usize) -> Result<(), String> {
+    if voters.is_empty() {
+        return Err("at least one is needed".into());
+    }
+    if voters.len() > max {
+        return Err(format!("{} listed, at most {max}", voters.len()));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for voter in voters {
+        if !seen.insert(voter) {
+            return Err(format!("{voter} is listed twice"));
+        }
+    }
+    Ok(())
+}
+
 /// The step of a round a vote belongs to; part of what is signed, so a PREPARE never
 /// counts as a COMMIT.
 #[derive(

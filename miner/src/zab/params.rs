@@ -40,21 +40,8 @@ impl ZabParams {
 
     pub fn validate(&self) -> Result<(), ZabError> {
         let invalid = |field, reason: String| ZabError::InvalidParams { field, reason };
-        if self.servers.is_empty() {
-            return Err(invalid("servers", "at least one is needed".into()));
-        }
-        if self.servers.len() > MAX_SERVERS {
-            return Err(invalid(
-                "servers",
-                format!("{} listed, at most {MAX_SERVERS}", self.servers.len()),
-            ));
-        }
-        let mut seen = std::collections::BTreeSet::new();
-        for server in &self.servers {
-            if !seen.insert(server) {
-                return Err(invalid("servers", format!("{server} is listed twice")));
-            }
-        }
+        crate::quorum::check_voter_list(&self.servers, MAX_SERVERS)
+            .map_err(|reason| invalid("servers", reason))?;
         if self.block_time == 0 {
             return Err(invalid("block_time", "must be at least 1 second".into()));
         }

@@ -394,6 +394,33 @@ impl Cluster {
         self.nodes[i].chain.head().height().0
     }
 
+    /// Splits a cluster of 5 into the leader with one follower, and the other three;
+    /// returns (minority, majority).
+    pub fn split_2_3(&mut self) -> (Vec<usize>, Vec<usize>) {
+        let (old, _) = self.sole_leader();
+        let minority = vec![old, (old + 1) % 5];
+        let majority: Vec<usize> = (0..5).filter(|i| !minority.contains(i)).collect();
+        self.partition(&[&minority, &majority]);
+        (minority, majority)
+    }
+
+    /// Every server of `nodes` is past `height`, holds only decided blocks, and all end on
+    /// one head.
+    pub fn assert_one_chain_above(&self, nodes: &[usize], height: u64) {
+        for &i in nodes {
+            assert!(
+                self.height(i) > height,
+                "server {i} at {} after {height}",
+                self.height(i)
+            );
+            self.assert_chain_is_decided(i);
+        }
+        let head = self.nodes[nodes[0]].chain.head().hash();
+        for &i in nodes {
+            assert_eq!(self.nodes[i].chain.head().hash(), head, "server {i}");
+        }
+    }
+
     /// Every block on server `i`'s chain is the one decided at its height.
     pub fn assert_chain_is_decided(&self, i: usize) {
         let chain = &self.nodes[i].chain;
@@ -490,5 +517,59 @@ pub fn randomized_partitions_and_crashes(make: impl Fn(usize) -> Cluster, cases:
             c.height(leader) > grown.0,
             "n={n} seed={seed}: the healed cluster commits again"
         );
+    }
+}
+
+/// Flips each byte of the valid message `good` in turn and gives it to `feed` (a fresh
+/// machine each time): nothing panics, every refusal is bad data or merely ignored (never
+/// a missing store), and all but at most `free` positions are refused (the recipient's
+/// bytes can change harmlessly: the message is then someone else's).
+pub fn assert_corruptions_refused(
+    good: &[u8],
+    free: usize,
+    mut feed: impl FnMut(Vec<u8>) -> Result<Vec<VoteOutput>, EngineError>,
+) {
+    let mut refused = 0;
+    for at in 0..good.len() {
+        let mut bytes = good.to_vec();
+        bytes[at] ^= 0x5a;
+        if let Err(e) = feed(bytes) {
+            assert!(
+                e.is_bad_data() || matches!(e, EngineError::Ignored { .. }),
+                "{e}"
+            );
+            refused += 1;
+        }
+    }
+    assert!(refused >= good.len() - free, "{refused} of {}", good.len());
+}
+
+/// The engine's typed refusal (`E`) of importing `block` with `certificate` into `chain`.
+pub fn import_refusal<E: std::error::Error + Clone + 'static>(
+    chain: &mut Chain,
+    block: &Block,
+    certificate: Vec<u8>,
+) -> E {
+    match chain.import_certified(block.clone(), certificate) {
+        Err(chain::BlockError::Engine(e)) => e
+            .downcast_ref::<E>()
+            .cloned()
+            .unwrap_or_else(|| panic!("not the engine's refusal: {e}")),
+        other => panic!("expected the engine's refusal, got {other:?}"),
+    }
+}
+
+/// A block on `chain`'s head built and sealed by `key` with engine `data`.
+pub fn build_on(chain: &Chain, key: &SecretKey, data: Vec<u8>) -> Block {
+    let head = chain.head();
+    let mut header = chain.template(key.address(), Timestamp(head.timestamp.0 + 1));
+    header.engine.data = data;
+    let built = chain
+        .build_block(header, Vec::new(), usize::MAX)
+        .expect("builds")
+        .block;
+    Block {
+        header: miner::seal::sign_header(built.header, key),
+        txs: built.txs,
     }
 }

@@ -1355,28 +1355,8 @@ fn n3_leader_crash_reelects_and_keeps_committing() {
     );
     c.run_for(4_000);
     let survivors: Vec<usize> = (0..3).filter(|i| *i != old).collect();
-    for &i in &survivors {
-        assert!(
-            c.height(i) >= height + 3,
-            "server {i} at {} after {height}",
-            c.height(i)
-        );
-        c.assert_chain_is_decided(i);
-    }
-    assert_eq!(
-        c.nodes[survivors[0]].chain.head().hash(),
-        c.nodes[survivors[1]].chain.head().hash()
-    );
+    c.assert_one_chain_above(&survivors, height + 2);
     assert_eq!(c.sole_leader(), (new, new_term), "no further election");
-}
-
-/// Splits `c` (5 servers) into the leader with one follower, and the other three.
-fn split_2_3(c: &mut Cluster) -> (Vec<usize>, Vec<usize>) {
-    let (old, _) = c.sole_leader();
-    let minority = vec![old, (old + 1) % 5];
-    let majority: Vec<usize> = (0..5).filter(|i| !minority.contains(i)).collect();
-    c.partition(&[&minority, &majority]);
-    (minority, majority)
 }
 
 #[test]
@@ -1385,7 +1365,7 @@ fn n5_minority_partition_old_leader_cannot_commit() {
     c.run_for(3_000);
     let (old, term) = c.sole_leader();
     let frozen = c.height(old);
-    let (minority, majority) = split_2_3(&mut c);
+    let (minority, majority) = c.split_2_3();
     c.run_for(5_000);
     // The old leader asked for blocks but could gather no majority: nothing it built
     // after the split was committed, by it or anyone.
@@ -1410,7 +1390,7 @@ fn n5_minority_partition_old_leader_cannot_commit() {
 fn n5_partition_heals_without_lost_commits() {
     let mut c = raft_cluster(5, 0);
     c.run_for(3_000);
-    let (minority, majority) = split_2_3(&mut c);
+    let (minority, majority) = c.split_2_3();
     c.run_for(5_000);
     let before_heal = majority.iter().map(|i| c.height(*i)).max().expect("three");
     c.heal();
@@ -1496,13 +1476,7 @@ fn n4_prevote_rejoining_node_does_not_disrupt() {
 }
 
 fn certificate_error(chain: &mut Chain, block: &Block, certificate: Vec<u8>) -> RaftError {
-    match chain.import_certified(block.clone(), certificate) {
-        Err(BlockError::Engine(e)) => e
-            .downcast_ref::<RaftError>()
-            .cloned()
-            .unwrap_or_else(|| panic!("not a raft refusal: {e}")),
-        other => panic!("expected a raft refusal, got {other:?}"),
-    }
+    crate::cluster::import_refusal(chain, block, certificate)
 }
 
 #[test]
@@ -1608,25 +1582,9 @@ fn corrupted_appends_are_refused_without_panicking() {
         certificates: vec![(1, certificate)],
     };
     let good = Envelope::seal(body, &ks[1]).encode();
-    let mut refused = 0;
-    for at in 0..good.len() {
-        let mut bytes = good.clone();
-        bytes[at] ^= 0x5a;
-        let mut s = Server::new(3, 0, None);
-        match s.input(VoteInput::Message(bytes)) {
-            Ok(_) => {}
-            Err(e) => {
-                assert!(
-                    e.is_bad_data() || matches!(e, EngineError::Ignored { .. }),
-                    "{e}"
-                );
-                refused += 1;
-            }
-        }
-    }
-    // Only the bytes of the recipient field can change without a refusal (the message
-    // is then someone else's).
-    assert!(refused >= good.len() - 20, "{refused} of {}", good.len());
+    crate::cluster::assert_corruptions_refused(&good, 20, |bytes| {
+        Server::new(3, 0, None).input(VoteInput::Message(bytes))
+    });
 }
 
 #[test]
@@ -1826,19 +1784,9 @@ fn randomized_partitions_and_crashes_never_decide_two_blocks_at_one_height() {
     );
 }
 
-/// A block on `chain`'s head built and sealed by `key` with `data`.
+/// A block on `chain`'s head built and sealed by `key` at log position `data`.
 fn build_on(chain: &Chain, key: &SecretKey, data: EntryData) -> Block {
-    let head = chain.head();
-    let mut header = chain.template(key.address(), Timestamp(head.timestamp.0 + 1));
-    header.engine.data = data.encode();
-    let built = chain
-        .build_block(header, Vec::new(), usize::MAX)
-        .expect("builds")
-        .block;
-    Block {
-        header: miner::seal::sign_header(built.header, key),
-        txs: built.txs,
-    }
+    crate::cluster::build_on(chain, key, data.encode())
 }
 
 /// A certificate any two of `servers` would sign for `block` in `term`.

@@ -71,28 +71,8 @@ fn n3_leader_crash_reelects_and_keeps_committing() {
     );
     c.run_for(4_000);
     let survivors: Vec<usize> = (0..3).filter(|i| *i != old).collect();
-    for &i in &survivors {
-        assert!(
-            c.height(i) >= height + 3,
-            "server {i} at {} after {height}",
-            c.height(i)
-        );
-        c.assert_chain_is_decided(i);
-    }
-    assert_eq!(
-        c.nodes[survivors[0]].chain.head().hash(),
-        c.nodes[survivors[1]].chain.head().hash()
-    );
+    c.assert_one_chain_above(&survivors, height + 2);
     assert_eq!(c.sole_leader(), (new, new_epoch), "no further election");
-}
-
-/// Splits `c` (5 servers) into the leader with one follower, and the other three.
-fn split_2_3(c: &mut Cluster) -> (Vec<usize>, Vec<usize>) {
-    let (old, _) = c.sole_leader();
-    let minority = vec![old, (old + 1) % 5];
-    let majority: Vec<usize> = (0..5).filter(|i| !minority.contains(i)).collect();
-    c.partition(&[&minority, &majority]);
-    (minority, majority)
 }
 
 #[test]
@@ -101,7 +81,7 @@ fn n5_minority_partition_old_leader_cannot_commit() {
     c.run_for(3_000);
     let (old, epoch) = c.sole_leader();
     let frozen = c.height(old);
-    let (minority, majority) = split_2_3(&mut c);
+    let (minority, majority) = c.split_2_3();
     c.run_for(5_000);
     // The old leader proposed but gathered no quorum of acks: nothing it built after the
     // split was committed, by it or anyone.
@@ -127,7 +107,7 @@ fn n5_minority_partition_old_leader_cannot_commit() {
 fn n5_partition_heals_without_lost_commits() {
     let mut c = cluster(5);
     c.run_for(3_000);
-    let (minority, majority) = split_2_3(&mut c);
+    let (minority, majority) = c.split_2_3();
     c.run_for(5_000);
     let before_heal = majority.iter().map(|i| c.height(*i)).max().expect("three");
     c.heal();
@@ -1545,35 +1525,15 @@ fn corrupted_messages_are_refused_without_panicking() {
         last_zxid: zxid(1, 1),
     };
     let good = Envelope::seal(body, &ks[2]).encode();
-    let mut refused = 0;
-    for at in 0..good.len() {
-        let mut bytes = good.clone();
-        bytes[at] ^= 0x5a;
+    crate::cluster::assert_corruptions_refused(&good, 20, |bytes| {
         let mut s = Server::new(3, 0, None);
         s.looking(2, s.vote_for(2, Zxid::GENESIS, 0)).expect("vote");
         s.timeout(TIMER_FINALIZE);
-        s.from(
-            2,
-            Body::NewEpoch {
-                to: s.addr(0),
-                epoch: 1,
-            },
-        )
-        .expect("newepoch");
-        match s.input(VoteInput::Message(bytes)) {
-            Ok(_) => {}
-            Err(e) => {
-                assert!(
-                    e.is_bad_data() || matches!(e, EngineError::Ignored { .. }),
-                    "{e}"
-                );
-                refused += 1;
-            }
-        }
-    }
-    // Only the bytes of the recipient field can change without a refusal (the message
-    // is then someone else's).
-    assert!(refused >= good.len() - 20, "{refused} of {}", good.len());
+        let to = s.addr(0);
+        s.from(2, Body::NewEpoch { to, epoch: 1 })
+            .expect("newepoch");
+        s.input(VoteInput::Message(bytes))
+    });
 }
 
 /// Forged, foreign, malformed and oversized messages are rejected, naming the problem.
@@ -1686,13 +1646,7 @@ fn params_are_validated_naming_the_field() {
 }
 
 fn certificate_error(chain: &mut chain::Chain, block: &Block, certificate: Vec<u8>) -> ZabError {
-    match chain.import_certified(block.clone(), certificate) {
-        Err(chain::BlockError::Engine(e)) => e
-            .downcast_ref::<ZabError>()
-            .cloned()
-            .unwrap_or_else(|| panic!("not a zab refusal: {e}")),
-        other => panic!("expected a zab refusal, got {other:?}"),
-    }
+    crate::cluster::import_refusal(chain, block, certificate)
 }
 
 /// A certificate is ⌊N/2⌋+1 distinct servers' valid signatures over this block at this
@@ -1789,17 +1743,7 @@ fn certificates_forged_short_duplicated_foreign_or_for_another_block_are_refused
 
 /// A block on `chain`'s head built and sealed by `key` with `zxid`.
 fn build_on(chain: &chain::Chain, key: &SecretKey, zxid: Zxid) -> Block {
-    let head = chain.head();
-    let mut header = chain.template(key.address(), Timestamp(head.timestamp.0 + 1));
-    header.engine.data = zxid.encode();
-    let built = chain
-        .build_block(header, Vec::new(), usize::MAX)
-        .expect("builds")
-        .block;
-    Block {
-        header: miner::seal::sign_header(built.header, key),
-        txs: built.txs,
-    }
+    crate::cluster::build_on(chain, key, zxid.encode())
 }
 
 /// Even with a certificate, a block must be sealed by a server, with a zxid above its
