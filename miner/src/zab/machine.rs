@@ -79,7 +79,6 @@ struct Learner {
     acked_epoch: bool,
     /// It acked NEWLEADER holding this leader's whole history.
     synced: bool,
-    last_zxid: Zxid,
     committed: Height,
     /// Heard from since the last quorum check.
     heard: bool,
@@ -447,12 +446,8 @@ impl ZabMachine {
                 self.try_decide(now, true, out);
             }
             (TIMER_PING, Role::Leader) => {
-                let body = Body::Ping {
-                    epoch: self.accepted_epoch,
-                    last_zxid: self.last_zxid(),
-                    committed: self.committed,
-                };
-                self.send(body, out);
+                let epoch = self.accepted_epoch;
+                self.send(Body::Ping { epoch }, out);
                 out.push(VoteOutput::SetTimer {
                     id: TIMER_PING,
                     after_millis: self.params.tick_ms,
@@ -537,31 +532,24 @@ impl ZabMachine {
                 certificates,
                 last_zxid,
                 ..
-            } => self.on_new_leader(now, sender, epoch, proposals, certificates, last_zxid, out),
+            } => self.on_new_leader(sender, epoch, proposals, certificates, last_zxid, out),
             Body::AckNewLeader {
                 epoch,
                 last_zxid,
                 acks,
                 ..
             } => self.on_ack_new_leader(sender, key, epoch, last_zxid, acks, out),
-            Body::Propose { epoch, proposal } => self.on_propose(now, sender, epoch, proposal, out),
+            Body::Propose { epoch, proposal } => self.on_propose(sender, epoch, proposal, out),
             Body::Ack { epoch, ack, .. } => self.on_ack(sender, key, epoch, ack, out),
             Body::Commit {
                 epoch,
                 height,
                 certificate,
-            } => self.on_commit(now, sender, epoch, height, certificate, out),
-            Body::Ping {
-                epoch,
-                last_zxid,
-                committed,
-            } => self.on_ping(now, sender, epoch, last_zxid, committed, out),
+            } => self.on_commit(sender, epoch, height, certificate, out),
+            Body::Ping { .. } => self.on_ping(sender, out),
             Body::PingAck {
-                epoch,
-                last_zxid,
-                committed,
-                ..
-            } => self.on_ping_ack(sender, epoch, last_zxid, committed, out),
+                epoch, committed, ..
+            } => self.on_ping_ack(sender, epoch, committed, out),
         }
     }
 

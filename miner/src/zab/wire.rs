@@ -200,17 +200,12 @@ pub enum Body {
         height: Height,
         certificate: Vec<u8>,
     },
-    /// The leader's tick (sent in every phase), with where its history stands.
-    Ping {
-        epoch: u64,
-        last_zxid: Zxid,
-        committed: Height,
-    },
-    /// A synced follower's answer to a PING: where its history stands.
+    /// The leader's tick, sent in every phase: `epoch` is the epoch it leads or proposes.
+    Ping { epoch: u64 },
+    /// A synced follower's answer to a PING: how far it has committed.
     PingAck {
         to: Address,
         epoch: u64,
-        last_zxid: Zxid,
         committed: Height,
     },
 }

@@ -73,7 +73,6 @@ impl ZabMachine {
     /// history, persists it, and acks it.
     pub(super) fn on_propose(
         &mut self,
-        _now: u64,
         sender: Address,
         epoch: u64,
         proposal: Proposal,
@@ -191,7 +190,6 @@ impl ZabMachine {
     /// before it (in zxid order).
     pub(super) fn on_commit(
         &mut self,
-        _now: u64,
         sender: Address,
         epoch: u64,
         height: Height,
@@ -236,11 +234,7 @@ impl ZabMachine {
     /// or ACKEPOCH, which a lossy network may have dropped), or says where it stands.
     pub(super) fn on_ping(
         &mut self,
-        _now: u64,
         sender: Address,
-        _epoch: u64,
-        _last_zxid: Zxid,
-        _committed: Height,
         out: &mut Vec<VoteOutput>,
     ) -> Result<(), EngineError> {
         if !self.is_my_leader(sender) {
@@ -263,7 +257,6 @@ impl ZabMachine {
                 let body = Body::PingAck {
                     to: sender,
                     epoch: self.current_epoch,
-                    last_zxid: self.last_zxid(),
                     committed: self.committed,
                 };
                 self.send(body, out);
@@ -279,7 +272,6 @@ impl ZabMachine {
         &mut self,
         sender: Address,
         epoch: u64,
-        last_zxid: Zxid,
         committed: Height,
         out: &mut Vec<VoteOutput>,
     ) -> Result<(), EngineError> {
@@ -295,7 +287,6 @@ impl ZabMachine {
             return Err(ignored(format!("ping ack from {sender}, not a learner")));
         };
         learner.heard = true;
-        learner.last_zxid = last_zxid;
         learner.committed = committed;
         let behind = committed < leader_committed;
         let resend = behind && learner.lagging && learner.synced;

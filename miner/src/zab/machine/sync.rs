@@ -11,7 +11,6 @@ impl ZabMachine {
             accepted_epoch,
             acked_epoch: false,
             synced: false,
-            last_zxid: Zxid::GENESIS,
             committed: Height::GENESIS,
             heard: true,
             lagging: false,
@@ -242,7 +241,6 @@ impl ZabMachine {
             )));
         };
         learner.acked_epoch = true;
-        learner.last_zxid = last_zxid;
         learner.committed = committed;
         learner.heard = true;
         if self.phase == Phase::Discovery {
@@ -259,7 +257,6 @@ impl ZabMachine {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn on_new_leader(
         &mut self,
-        _now: u64,
         sender: Address,
         epoch: u64,
         proposals: Vec<Proposal>,
@@ -431,7 +428,6 @@ impl ZabMachine {
         let synced = last_zxid == self.last_zxid();
         if let Some(learner) = self.learners.get_mut(&sender) {
             learner.heard = true;
-            learner.last_zxid = last_zxid;
             learner.synced = synced;
         }
         if self.phase == Phase::Synchronization {
