@@ -90,14 +90,20 @@ impl ZabMachine {
     }
 
     /// DIFF (and TRUNC) with NEWLEADER for one follower: the leader's history from the
-    /// follower's commit point, as much as fits, with the certificates of the proposals
+    /// follower's commit point (which must be in the window), as much as fits, with the certificates of the proposals
     /// already committed. A message that cannot carry the whole history carries committed
     /// proposals only, so a follower never holds part of an uncommitted history.
     pub(super) fn send_new_leader(&mut self, follower: Address, out: &mut Vec<VoteOutput>) {
         let Some(learner) = self.learners.get(&follower).copied() else {
             return;
         };
-        let mut height = Height(learner.committed.0.max(self.base.height.0) + 1);
+        if learner.committed < self.base.height {
+            // Behind the window: nothing here attaches to its chain, and resending the
+            // window at every PING would be a storm. Its node syncs the certified blocks
+            // from its peers, and its next report starts from there (ZooKeeper's SNAP).
+            return;
+        }
+        let mut height = Height(learner.committed.0 + 1);
         let mut budget = SYNC_BUDGET_BYTES;
         let mut proposals = Vec::new();
         while let Some(proposal) = self.proposal(height) {
