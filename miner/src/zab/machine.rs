@@ -473,7 +473,9 @@ impl ZabMachine {
         for learner in self.learners.values_mut() {
             learner.heard = false;
         }
-        let init_limit = self.leading_since + 2 * self.params.sync_limit_ms;
+        let init_limit = self
+            .leading_since
+            .saturating_add(self.params.sync_limit_ms.saturating_mul(2));
         let stalled = self.phase != Phase::Broadcast && now >= init_limit;
         if heard < self.majority() || stalled {
             self.start_looking(now, out);
@@ -583,7 +585,7 @@ impl ZabMachine {
                 )));
             }
             if let Some(previous) = previous
-                && (header.height.0 != previous.block.header.height.0 + 1
+                && (previous.block.header.height.0.checked_add(1) != Some(header.height.0)
                     || header.parent != previous.block.hash()
                     || zxid <= previous.zxid)
             {
@@ -723,7 +725,7 @@ fn next_zxid(epoch: u64, last: Zxid) -> Zxid {
     Zxid {
         epoch,
         counter: if last.epoch == epoch {
-            last.counter + 1
+            last.counter.saturating_add(1)
         } else {
             1
         },

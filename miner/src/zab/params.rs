@@ -51,13 +51,13 @@ impl ZabParams {
         if self.election_wait_ms == 0 {
             return Err(invalid("election_wait_ms", "must be at least 1 ms".into()));
         }
-        if self.sync_limit_ms <= 2 * self.tick_ms {
+        if self.sync_limit_ms <= self.tick_ms.saturating_mul(2) {
             return Err(invalid(
                 "sync_limit_ms",
                 format!(
                     "{} ms must exceed two ticks ({} ms), or followers give up between PINGs",
                     self.sync_limit_ms,
-                    2 * self.tick_ms
+                    self.tick_ms.saturating_mul(2)
                 ),
             ));
         }

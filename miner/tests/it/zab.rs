@@ -236,7 +236,7 @@ fn block(key: &SecretKey, parent: BlockHash, height: u64, zxid: Zxid) -> Block {
         version: HEADER_VERSION,
         parent,
         height: Height(height),
-        timestamp: Timestamp(GENESIS_TIME + height),
+        timestamp: Timestamp(GENESIS_TIME.saturating_add(height)),
         tx_root: Hash256::ZERO,
         state_root: Hash256::ZERO,
         producer: key.address(),
@@ -1831,5 +1831,120 @@ fn steady_state_costs_a_proposal_n_minus_1_acks_and_a_commit_per_block() {
             (per_block - expected).abs() <= 1.0,
             "n={n}: {per_block:.1} messages a block, expected about {expected}"
         );
+    }
+}
+
+/// Signed messages from a server carrying the largest numbers (rounds, epochs, heights,
+/// zxids) in every phase change no arithmetic into a panic.
+#[test]
+fn extreme_values_in_signed_messages_never_panic() {
+    let ks = keys(3);
+    let max = u64::MAX;
+    let top = Zxid {
+        epoch: max,
+        counter: max,
+    };
+    let far = proposal(&ks[2], BlockHash([9; 32]), max, top);
+    // Each with the largest epoch, and with epoch 1 (the epoch of the states below), so
+    // the checks behind the epoch's are reached too.
+    let bodies = |to: Address, epoch: u64| {
+        vec![
+            Body::Notification {
+                round: max,
+                state: PeerState::Looking,
+                vote: Vote {
+                    leader: ks[2].address(),
+                    zxid: top,
+                    epoch: max,
+                },
+            },
+            Body::FollowerInfo {
+                to,
+                accepted_epoch: max,
+            },
+            Body::NewEpoch { to, epoch },
+            Body::AckEpoch {
+                to,
+                epoch,
+                current_epoch: max,
+                last_zxid: top,
+                committed: Height(max),
+            },
+            Body::NewLeader {
+                to,
+                epoch,
+                proposals: vec![far.clone()],
+                certificates: vec![(Height(max), vec![0; 8])],
+                last_zxid: top,
+            },
+            Body::AckNewLeader {
+                to,
+                epoch,
+                last_zxid: top,
+                acks: vec![signed_ack(&ks[2], &far.block, max)],
+            },
+            Body::Propose {
+                epoch,
+                proposal: far.clone(),
+            },
+            Body::Ack {
+                to,
+                epoch,
+                ack: signed_ack(&ks[2], &far.block, max),
+            },
+            Body::Commit {
+                epoch,
+                height: Height(max),
+                certificate: vec![1; 4],
+            },
+            Body::Ping { epoch },
+            Body::PingAck {
+                to,
+                epoch,
+                committed: Height(max),
+            },
+        ]
+    };
+    let states: [fn() -> Server; 4] = [
+        || Server::new(3, 0, None),
+        || {
+            let mut s = Server::new(3, 0, None);
+            s.follow(2, &[2], 1);
+            s
+        },
+        || {
+            let mut s = Server::new(3, 1, None);
+            s.lead(&[0]);
+            s
+        },
+        || {
+            let mut s = Server::new(3, 1, None);
+            let vote = s.machine.vote();
+            s.looking(0, vote).expect("vote");
+            s.timeout(TIMER_FINALIZE);
+            s
+        },
+    ];
+    for (k, make) in states.iter().enumerate() {
+        for sender in [0, 2] {
+            let template = make();
+            let to = template.addr(template.me);
+            for body in bodies(to, max).into_iter().chain(bodies(to, 1)) {
+                let mut s = make();
+                if s.me == sender {
+                    continue;
+                }
+                let name = body.name();
+                let _ = s.from(sender, body);
+                for id in [TIMER_PING, TIMER_QUORUM, TIMER_BUILD, TIMER_LEADER] {
+                    let _ = s.input(VoteInput::Timeout(id));
+                }
+                let _ = s.machine.status();
+                assert!(
+                    s.machine.persisted().encode().len() < 1 << 20,
+                    "state {k} {name}"
+                );
+            }
+        }
     }
 }

@@ -67,7 +67,10 @@ impl ZabMachine {
     /// times the first wait), as ZooKeeper's `notTimeout` does.
     pub(super) fn resend_notification(&mut self, out: &mut Vec<VoteOutput>) {
         self.notify(out);
-        self.retry_ms = (self.retry_ms * 2).min(self.params.election_wait_ms * 8);
+        self.retry_ms = self
+            .retry_ms
+            .saturating_mul(2)
+            .min(self.params.election_wait_ms.saturating_mul(8));
         out.push(VoteOutput::SetTimer {
             id: TIMER_ELECTION,
             after_millis: self.retry_ms,

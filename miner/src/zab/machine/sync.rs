@@ -31,7 +31,7 @@ impl ZabMachine {
             .values()
             .map(|l| l.accepted_epoch)
             .fold(self.accepted_epoch, u64::max);
-        let epoch = highest + 1;
+        let epoch = highest.saturating_add(1);
         self.proposed_epoch = Some(epoch);
         self.accepted_epoch = epoch;
         self.accepted_leader = Some(self.me);
@@ -103,7 +103,7 @@ impl ZabMachine {
             // from its peers, and its next report starts from there (ZooKeeper's SNAP).
             return;
         }
-        let mut height = Height(learner.committed.0 + 1);
+        let mut height = Height(learner.committed.0.saturating_add(1));
         let mut budget = SYNC_BUDGET_BYTES;
         let mut proposals = Vec::new();
         while let Some(proposal) = self.proposal(height) {
