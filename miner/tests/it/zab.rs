@@ -1948,3 +1948,125 @@ fn extreme_values_in_signed_messages_never_panic() {
         }
     }
 }
+
+/// A follower may have committed a proposal whose COMMIT never reached the server elected
+/// next (Medeiros 2012: the new leader holds every committed proposal, not necessarily
+/// knowing it is committed). The new leader sends its history from its own commit point,
+/// and the follower acks what it already committed, so the leader commits it with the
+/// follower's acks alone: two of three servers suffice.
+#[test]
+fn a_follower_that_committed_more_than_the_new_leader_acks_it_in_the_new_epoch() {
+    let ks = keys(3);
+    let mut s = Server::new(3, 0, None);
+    s.follow(2, &[2], 1);
+    let p = proposal(&ks[2], genesis().hash(), 1, zxid(1, 1));
+    s.from(
+        2,
+        Body::Propose {
+            epoch: 1,
+            proposal: p.clone(),
+        },
+    )
+    .expect("proposal");
+    let certificate = certify(&[&ks[0], &ks[2]], &p.block, 1);
+    let out = s
+        .from(
+            2,
+            Body::Commit {
+                epoch: 1,
+                height: Height(1),
+                certificate,
+            },
+        )
+        .expect("commit");
+    assert_eq!(commits(&out), vec![p.block.clone()]);
+    // The leader is gone; server 1 (which holds the proposal, uncommitted) is elected.
+    s.timeout(TIMER_LEADER);
+    let vote = s.vote_for(1, zxid(1, 1), 1);
+    s.looking(1, vote).expect("notification");
+    s.timeout(TIMER_FINALIZE);
+    assert_eq!(s.machine.leader(), Some(s.addr(1)));
+    let to = s.addr(0);
+    let out = s
+        .from(1, Body::NewEpoch { to, epoch: 2 })
+        .expect("newepoch");
+    assert!(bodies(&out).contains(&Body::AckEpoch {
+        to: s.addr(1),
+        epoch: 2,
+        current_epoch: 1,
+        last_zxid: zxid(1, 1),
+        committed: Height(1)
+    }));
+    let out = s
+        .from(
+            1,
+            Body::NewLeader {
+                to,
+                epoch: 2,
+                proposals: vec![p.clone()],
+                certificates: Vec::new(),
+                last_zxid: zxid(1, 1),
+            },
+        )
+        .expect("newleader");
+    assert_eq!(
+        bodies(&out),
+        vec![Body::AckNewLeader {
+            to: s.addr(1),
+            epoch: 2,
+            last_zxid: zxid(1, 1),
+            acks: vec![signed_ack(&ks[0], &p.block, 2)],
+        }]
+    );
+
+    // The leader's side: it sends from its own commit point, and commits with that ack.
+    let persisted = PersistedState {
+        accepted_epoch: 1,
+        accepted_leader: Some(ks[2].address()),
+        current_epoch: 1,
+        base: None,
+        proposals: vec![p.clone()],
+    };
+    let mut l = Server::new(3, 1, Some(persisted));
+    let vote = l.machine.vote();
+    l.looking(0, vote).expect("notification");
+    l.timeout(TIMER_FINALIZE);
+    let to = l.addr(1);
+    l.from(
+        0,
+        Body::FollowerInfo {
+            to,
+            accepted_epoch: 1,
+        },
+    )
+    .expect("followerinfo");
+    let out = l
+        .from(
+            0,
+            Body::AckEpoch {
+                to,
+                epoch: 2,
+                current_epoch: 1,
+                last_zxid: zxid(1, 1),
+                committed: Height(1),
+            },
+        )
+        .expect("ackepoch");
+    assert!(matches!(
+        bodies(&out).as_slice(),
+        [Body::NewLeader { proposals, .. }] if proposals == &vec![p.clone()]
+    ));
+    let out = l
+        .from(
+            0,
+            Body::AckNewLeader {
+                to,
+                epoch: 2,
+                last_zxid: zxid(1, 1),
+                acks: vec![signed_ack(&ks[0], &p.block, 2)],
+            },
+        )
+        .expect("ack of newleader");
+    assert_eq!(commits(&out), vec![p.block]);
+    assert_eq!(l.machine.phase(), Phase::Broadcast);
+}

@@ -103,7 +103,9 @@ impl ZabMachine {
             // from its peers, and its next report starts from there (ZooKeeper's SNAP).
             return;
         }
-        let mut height = Height(learner.committed.0.saturating_add(1));
+        // From the lower of the two commit points: a follower that committed more than
+        // this leader acks those proposals in this epoch, and they commit here too.
+        let mut height = Height(learner.committed.min(self.committed).0 + 1);
         let mut budget = SYNC_BUDGET_BYTES;
         let mut proposals = Vec::new();
         while let Some(proposal) = self.proposal(height) {
@@ -314,6 +316,13 @@ impl ZabMachine {
         }
         self.reset_leader_timer(out);
         let before = (self.committed, self.last_zxid());
+        // The leader sends its history from its own commit point; what this follower
+        // already committed of it is acked too, so a leader that lacks those commits can
+        // make them with this follower's acks.
+        let first = proposals
+            .first()
+            .map_or(self.committed, |p| p.block.header.height)
+            .min(Height(self.committed.0 + 1));
         for proposal in proposals {
             let height = proposal.block.header.height;
             if height <= self.committed {
@@ -369,7 +378,7 @@ impl ZabMachine {
             self.dirty = true;
         }
         self.phase = Phase::Broadcast;
-        let acks: Vec<Ack> = (self.committed.0 + 1..=self.last_height().0)
+        let acks: Vec<Ack> = (first.0.max(self.base.height.0 + 1)..=self.last_height().0)
             .take(MAX_ACKS_PER_MESSAGE)
             .filter_map(|h| {
                 let height = Height(h);
