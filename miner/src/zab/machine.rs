@@ -550,8 +550,12 @@ impl ZabMachine {
             } => self.on_commit(sender, epoch, height, certificate, out),
             Body::Ping { .. } => self.on_ping(sender, out),
             Body::PingAck {
-                epoch, committed, ..
-            } => self.on_ping_ack(sender, epoch, committed, out),
+                epoch,
+                last_zxid,
+                committed,
+                acks,
+                ..
+            } => self.on_ping_ack(sender, key, epoch, last_zxid, committed, acks, out),
         }
     }
 

@@ -202,11 +202,15 @@ pub enum Body {
     },
     /// The leader's tick, sent in every phase: `epoch` is the epoch it leads or proposes.
     Ping { epoch: u64 },
-    /// A synced follower's answer to a PING: how far it has committed.
+    /// A synced follower's answer to a PING: how far its history and its commits reach,
+    /// and its acks of the proposals it holds uncommitted again (a lost PROPOSAL shows as
+    /// a `last_zxid` behind the leader's, a lost ACK is made good).
     PingAck {
         to: Address,
         epoch: u64,
+        last_zxid: Zxid,
         committed: Height,
+        acks: Vec<Ack>,
     },
 }
 

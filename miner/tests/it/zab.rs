@@ -1901,7 +1901,9 @@ fn extreme_values_in_signed_messages_never_panic() {
             Body::PingAck {
                 to,
                 epoch,
+                last_zxid: top,
                 committed: Height(max),
+                acks: vec![signed_ack(&ks[2], &far.block, epoch)],
             },
         ]
     };

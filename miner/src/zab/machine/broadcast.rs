@@ -257,7 +257,9 @@ impl ZabMachine {
                 let body = Body::PingAck {
                     to: sender,
                     epoch: self.current_epoch,
+                    last_zxid: self.last_zxid(),
                     committed: self.committed,
+                    acks: self.uncommitted_acks(self.committed),
                 };
                 self.send(body, out);
             }
@@ -266,13 +268,19 @@ impl ZabMachine {
         Ok(())
     }
 
-    /// A follower's answer to a PING: it is alive; one that stays behind this leader's
-    /// commits is brought up with a NEWLEADER (DIFF).
+    /// A follower's answer to a PING: it is alive (and in broadcast, so it holds this
+    /// leader's history); its acks count; one that stays behind this leader's history or
+    /// commits over two PINGs (so no PROPOSAL or COMMIT was merely in flight) is brought
+    /// up with a NEWLEADER (DIFF).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_ping_ack(
         &mut self,
         sender: Address,
+        key: chain::PublicKey,
         epoch: u64,
+        last_zxid: Zxid,
         committed: Height,
+        acks: Vec<Ack>,
         out: &mut Vec<VoteOutput>,
     ) -> Result<(), EngineError> {
         if self.role != Role::Leader || epoch != self.current_epoch {
@@ -282,15 +290,37 @@ impl ZabMachine {
                 self.current_epoch
             )));
         }
-        let leader_committed = self.committed;
-        let Some(learner) = self.learners.get_mut(&sender) else {
+        if acks.len() > MAX_ACKS_PER_MESSAGE {
+            return Err(reject(ZabError::MalformedMessage {
+                sender,
+                what: "ping ack",
+                reason: format!("{} acks, at most {MAX_ACKS_PER_MESSAGE}", acks.len()),
+            }));
+        }
+        if !self.learners.contains_key(&sender) {
             return Err(ignored(format!("ping ack from {sender}, not a learner")));
+        }
+        let kept = self.check_acks(sender, key, &acks)?;
+        for (height, signature) in kept {
+            self.acks
+                .entry(height)
+                .or_default()
+                .insert(sender, signature);
+        }
+        let behind = committed < self.committed || last_zxid < self.last_zxid();
+        let Some(learner) = self.learners.get_mut(&sender) else {
+            return Ok(());
         };
         learner.heard = true;
+        learner.synced = true;
         learner.committed = committed;
-        let behind = committed < leader_committed;
-        let resend = behind && learner.lagging && learner.synced;
+        let resend = behind && learner.lagging;
         learner.lagging = behind && !resend;
+        if self.phase == Phase::Synchronization {
+            self.maybe_finish_sync(out);
+        } else {
+            self.advance_commit(out);
+        }
         if resend && self.phase == Phase::Broadcast {
             self.send_new_leader(sender, out);
         }

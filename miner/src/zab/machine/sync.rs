@@ -73,7 +73,7 @@ impl ZabMachine {
 
     /// With a quorum (itself included) holding its history in the new epoch, the leader
     /// commits that whole initial history and starts broadcasting (UPTODATE).
-    fn maybe_finish_sync(&mut self, out: &mut Vec<VoteOutput>) {
+    pub(super) fn maybe_finish_sync(&mut self, out: &mut Vec<VoteOutput>) {
         if self.phase != Phase::Synchronization {
             return;
         }
@@ -378,7 +378,21 @@ impl ZabMachine {
             self.dirty = true;
         }
         self.phase = Phase::Broadcast;
-        let acks: Vec<Ack> = (first.0.max(self.base.height.0 + 1)..=self.last_height().0)
+        let acks = self.uncommitted_acks(Height(first.0.saturating_sub(1)));
+        let body = Body::AckNewLeader {
+            to: sender,
+            epoch,
+            last_zxid: self.last_zxid(),
+            acks,
+        };
+        self.send(body, out);
+        Ok(())
+    }
+
+    /// This server's acks, in its current epoch, of the proposals it holds after `after`
+    /// (at most [`MAX_ACKS_PER_MESSAGE`]).
+    pub(super) fn uncommitted_acks(&self, after: Height) -> Vec<Ack> {
+        (after.0.max(self.base.height.0) + 1..=self.last_height().0)
             .take(MAX_ACKS_PER_MESSAGE)
             .filter_map(|h| {
                 let height = Height(h);
@@ -389,15 +403,7 @@ impl ZabMachine {
                     signature: signature.signature,
                 })
             })
-            .collect();
-        let body = Body::AckNewLeader {
-            to: sender,
-            epoch,
-            last_zxid: self.last_zxid(),
-            acks,
-        };
-        self.send(body, out);
-        Ok(())
+            .collect()
     }
 
     /// ACKLD: the follower holds this leader's history in its epoch; its acks count.
