@@ -20,8 +20,11 @@
 //!   history (UPTODATE) and only then proposes anything new.
 //! - **Broadcast**: every `block_time` the leader builds a block, sends PROPOSAL(zxid,
 //!   block); followers persist it and ACK; ⌊N/2⌋+1 acks commit it, in zxid order, with a
-//!   COMMIT to all. PINGs every tick; a follower that hears no leader for `sync_limit_ms`
-//!   goes back to LOOKING, and a leader that hears from no majority within it steps down.
+//!   COMMIT to all. PINGs every tick, answered with the follower's last zxid, commit point
+//!   and acks, so a lost PROPOSAL, ACK or COMMIT is made good (a follower that stays
+//!   behind gets a NEWLEADER with what it lacks). A follower that hears no leader for
+//!   `sync_limit_ms` goes back to LOOKING, and a leader that hears from no majority within
+//!   it steps down.
 //! - A committed block is imported with its certificate: ⌊N/2⌋+1 servers' signed ACKs of
 //!   its hash at its height in one epoch no earlier than its zxid's
 //!   ([`crate::quorum::Certificate`], phase `commit`, view = epoch).
