@@ -610,6 +610,36 @@ impl ZabMachine {
         Ok(())
     }
 
+    /// Keeps the acks in a `what` from `signer` (whose key is `key`), a follower of this
+    /// leader: each a signature over a proposal this leader holds uncommitted, in its
+    /// current epoch. Too many acks, or any bad signature, refuses them all.
+    fn record_acks(
+        &mut self,
+        what: &'static str,
+        signer: Address,
+        key: chain::PublicKey,
+        acks: &[Ack],
+    ) -> Result<(), EngineError> {
+        if acks.len() > MAX_ACKS_PER_MESSAGE {
+            return Err(reject(ZabError::MalformedMessage {
+                sender: signer,
+                what,
+                reason: format!("{} acks, at most {MAX_ACKS_PER_MESSAGE}", acks.len()),
+            }));
+        }
+        if !self.learners.contains_key(&signer) {
+            return Err(ignored(format!("{what} from {signer}, not a follower")));
+        }
+        let kept = self.check_acks(signer, key, acks)?;
+        for (height, signature) in kept {
+            self.acks
+                .entry(height)
+                .or_default()
+                .insert(signer, signature);
+        }
+        Ok(())
+    }
+
     /// The verified signatures of `acks` by `signer` (whose key is `key`) over proposals
     /// this leader holds uncommitted, in its current epoch; any bad signature refuses all.
     fn check_acks(

@@ -169,16 +169,7 @@ impl ZabMachine {
                 self.current_epoch
             )));
         }
-        if !self.learners.contains_key(&sender) {
-            return Err(ignored(format!("ack from {sender}, not a learner")));
-        }
-        let kept = self.check_acks(sender, key, &[ack])?;
-        for (height, signature) in kept {
-            self.acks
-                .entry(height)
-                .or_default()
-                .insert(sender, signature);
-        }
+        self.record_acks("ack", sender, key, &[ack])?;
         if let Some(learner) = self.learners.get_mut(&sender) {
             learner.heard = true;
         }
@@ -290,23 +281,7 @@ impl ZabMachine {
                 self.current_epoch
             )));
         }
-        if acks.len() > MAX_ACKS_PER_MESSAGE {
-            return Err(reject(ZabError::MalformedMessage {
-                sender,
-                what: "ping ack",
-                reason: format!("{} acks, at most {MAX_ACKS_PER_MESSAGE}", acks.len()),
-            }));
-        }
-        if !self.learners.contains_key(&sender) {
-            return Err(ignored(format!("ping ack from {sender}, not a learner")));
-        }
-        let kept = self.check_acks(sender, key, &acks)?;
-        for (height, signature) in kept {
-            self.acks
-                .entry(height)
-                .or_default()
-                .insert(sender, signature);
-        }
+        self.record_acks("ping ack", sender, key, &acks)?;
         let behind = committed < self.committed || last_zxid < self.last_zxid();
         let Some(learner) = self.learners.get_mut(&sender) else {
             return Ok(());

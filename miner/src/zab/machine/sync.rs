@@ -427,25 +427,7 @@ impl ZabMachine {
                 self.current_epoch
             )));
         }
-        if acks.len() > MAX_ACKS_PER_MESSAGE {
-            return Err(reject(ZabError::MalformedMessage {
-                sender,
-                what: "ack of newleader",
-                reason: format!("{} acks, at most {MAX_ACKS_PER_MESSAGE}", acks.len()),
-            }));
-        }
-        if !self.learners.contains_key(&sender) {
-            return Err(ignored(format!(
-                "ack of newleader from {sender}, not a learner"
-            )));
-        }
-        let kept = self.check_acks(sender, key, &acks)?;
-        for (height, signature) in kept {
-            self.acks
-                .entry(height)
-                .or_default()
-                .insert(sender, signature);
-        }
+        self.record_acks("ack of newleader", sender, key, &acks)?;
         let synced = last_zxid == self.last_zxid();
         if let Some(learner) = self.learners.get_mut(&sender) {
             learner.heard = true;
