@@ -1,4 +1,4 @@
-//! A voting engine's message as it travels (Raft, Multi-Paxos): the sender's key, the
+//! A voting engine's message as it travels (Raft, Multi-Paxos, ZAB): the sender's key, the
 //! body, and the sender's signature over a digest of the body separated by the engine's
 //! domain, so a message of one engine never verifies as another's. Decoded strictly under
 //! the engine's size limit before anything else is read.

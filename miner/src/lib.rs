@@ -15,6 +15,8 @@
 //!   blocks are committed by a majority's certificate.
 //! - [`paxos`]: Multi-Paxos with a distinguished proposer: phase 1 once for all open
 //!   slots, phase 2 per block, blocks chosen by a majority's signed Accepted messages.
+//! - [`zab`]: ZooKeeper's atomic broadcast: Fast Leader Election by (epoch, last zxid, id),
+//!   discovery, synchronization and broadcast; blocks are committed by a quorum's acks.
 //!
 //! [`spec`] is the engine choice: the tagged enum a chain spec names, the factory that
 //! builds an engine and its producer from it, and the facts the node and the lab need.
@@ -35,6 +37,7 @@ pub mod quorum;
 pub mod raft;
 pub mod seal;
 pub mod spec;
+pub mod zab;
 
 pub use spec::{
     CONFIRMATIONS, EngineKind, EngineParams, EngineSpec, Engines, Finality, Mode, Reward, SpecError,

@@ -97,7 +97,7 @@ impl VoterSet {
 }
 
 /// ⌊n/2⌋+1: any two sets this large out of `n` share a member (the crash-fault quorum of
-/// Raft and Multi-Paxos).
+/// Raft, Multi-Paxos and ZAB).
 pub fn majority(n: usize) -> usize {
     n / 2 + 1
 }
@@ -114,21 +114,7 @@ pub fn check_leader_params(
     min_ms: u64,
     max_ms: u64,
 ) -> Result<(), (&'static str, String)> {
-    if servers.is_empty() {
-        return Err(("servers", "at least one is needed".into()));
-    }
-    if servers.len() > max_servers {
-        return Err((
-            "servers",
-            format!("{} listed, at most {max_servers}", servers.len()),
-        ));
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    for server in servers {
-        if !seen.insert(server) {
-            return Err(("servers", format!("{server} is listed twice")));
-        }
-    }
+    check_voter_list(servers, max_servers).map_err(|reason| ("servers", reason))?;
     if block_time == 0 {
         return Err(("block_time", "must be at least 1 second".into()));
     }
@@ -150,6 +136,24 @@ pub fn check_leader_params(
                 "{max_ms} ms must exceed election_timeout_min_ms ({min_ms} ms): the range [min, max) is what splits votes apart"
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Why a configured list of voters is unusable: empty, longer than `max`, or naming one
+/// twice (the reason, for the engine's parameter error).
+pub fn check_voter_list(voters: &[Address], max: usize) -> Result<(), String> {
+    if voters.is_empty() {
+        return Err("at least one is needed".into());
+    }
+    if voters.len() > max {
+        return Err(format!("{} listed, at most {max}", voters.len()));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for voter in voters {
+        if !seen.insert(voter) {
+            return Err(format!("{voter} is listed twice"));
+        }
     }
     Ok(())
 }

@@ -412,6 +412,7 @@ engines! {
     Pbft(crate::pbft::PbftParams) = "pbft",
     Raft(crate::raft::RaftParams) = "raft",
     Paxos(crate::paxos::PaxosParams) = "paxos",
+    Zab(crate::zab::ZabParams) = "zab",
 }
 
 #[cfg(test)]
@@ -439,7 +440,7 @@ mod tests {
             chain::dev::dev_address("bob").expect("dev account"),
         ];
         for kind in EngineKind::ALL {
-            let voting = matches!(kind.name(), "pbft" | "raft" | "paxos");
+            let voting = matches!(kind.name(), "pbft" | "raft" | "paxos" | "zab");
             assert_eq!(kind.votes(), voting, "{kind}");
             assert_eq!(kind.max_message_bytes() > 0, voting, "{kind}");
             if !voting {

@@ -887,3 +887,202 @@ mod paxos {
         );
     }
 }
+
+/// ZAB on real nodes (Junqueira, Reed and Serafini, DSN 2011; ZooKeeper's election,
+/// discovery, synchronization and broadcast). The same named cases as Raft's above, on the
+/// shared helpers; only the status fields differ (`epoch`, `committed_height`).
+mod zab {
+    use super::*;
+
+    /// As for Raft: a CI machine running five in-process nodes on two cores can starve a
+    /// node for a second or more, so the protocol runs with longer limits than the devnet's:
+    /// PINGs every 200 ms, a leader given up after 3 s of silence (fifteen missed PINGs),
+    /// elections settled 200 ms after a quorum agrees (ZooKeeper's `finalizeWait`).
+    fn zab_spec(servers: usize) -> config::EngineSpec {
+        use miner::EngineParams as _;
+        let mut p = <miner::zab::ZabParams as miner::EngineParams>::devnet(
+            &config::dev_authorities(servers),
+        );
+        p.set_block_time(1);
+        p.tick_ms = 200;
+        p.sync_limit_ms = 3_000;
+        p.election_wait_ms = 200;
+        config::EngineSpec::Zab(p)
+    }
+
+    fn zab_net(dir: &std::path::Path, servers: usize) -> node::testnet::TestNet {
+        started(
+            dir,
+            config::EngineKind::Zab,
+            servers,
+            Some(zab_spec(servers)),
+        )
+    }
+
+    fn epoch_of(status: &serde_json::Value) -> u64 {
+        field(status, "epoch")
+    }
+
+    /// A crashed leader's followers hear no PING for the sync limit, go back to LOOKING,
+    /// elect the one with the latest (epoch, zxid, id), agree a new epoch and commit on.
+    #[test]
+    fn n3_leader_crash_reelects_and_keeps_committing() {
+        let _alone = RAFT_ALONE.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut net = zab_net(dir.path(), 3);
+        let leader = leader_of(&net, &[0, 1, 2]);
+        let old_epoch = epoch_of(&voting(&net, leader));
+        net.crash(leader).expect("the leader crashes");
+        let rest: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+        let top = *heights_of(&net, &rest).iter().max().expect("heights");
+        net.wait_nodes(&rest, top + 3, DEADLINE)
+            .expect("two of three servers commit on");
+        let new_leader = leader_of(&net, &rest);
+        assert!(
+            epoch_of(&voting(&net, new_leader)) > old_epoch,
+            "a new epoch"
+        );
+        assert_one_chain_at(&net, &rest, top + 3);
+    }
+
+    /// A follower that was down rejoins the established leader (the votes of FOLLOWING and
+    /// LEADING servers) and is brought up in synchronization (and by the node's certified
+    /// sync for what the leader's window no longer holds).
+    #[test]
+    fn n3_restart_follower_catches_up_from_log() {
+        let _alone = RAFT_ALONE.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut net = zab_net(dir.path(), 3);
+        let leader = leader_of(&net, &[0, 1, 2]);
+        let epoch = epoch_of(&voting(&net, leader));
+        let follower = (leader + 1) % 3;
+        net.crash(follower).expect("a follower crashes");
+        let rest: Vec<usize> = (0..3).filter(|&i| i != follower).collect();
+        let top = *heights_of(&net, &rest).iter().max().expect("heights");
+        net.wait_nodes(&rest, top + 3, DEADLINE)
+            .expect("two servers commit on");
+        net.restart_after(follower, Duration::ZERO)
+            .expect("the follower restarts on its data");
+        net.wait_nodes(&[0, 1, 2], top + 4, DEADLINE)
+            .expect("the follower catches up");
+        assert_one_chain_at(&net, &[0, 1, 2], top + 4);
+        assert_eq!(leader_of(&net, &[0, 1, 2]), leader, "the leader stays");
+        assert_eq!(epoch_of(&voting(&net, leader)), epoch, "the epoch stays");
+    }
+
+    /// The five servers, with the leader and one follower cut off from the other three.
+    struct Split {
+        old_leader: usize,
+        old_epoch: u64,
+        minority: Vec<usize>,
+        majority: Vec<usize>,
+        /// The minority's heights once the old leader stepped down.
+        stalled: Vec<u64>,
+        /// The old leader's committed height then.
+        stalled_commit: u64,
+        /// The majority's height after committing three blocks alone.
+        majority_top: u64,
+    }
+
+    /// A leader that hears from no quorum within the sync limit goes back to LOOKING; the
+    /// three others give it up, elect a leader and agree a later epoch.
+    fn split_off_the_leader(net: &node::testnet::TestNet) -> Split {
+        let old_leader = leader_of(net, &[0, 1, 2, 3, 4]);
+        let minority = vec![old_leader, (old_leader + 1) % 5];
+        let majority: Vec<usize> = (0..5).filter(|i| !minority.contains(i)).collect();
+        net.partition(&minority).expect("split 2 | 3");
+        let old_epoch = eventually("the cut-off leader steps down", || {
+            let status = voting(net, old_leader);
+            (role_of(&status) == "looking").then(|| epoch_of(&status))
+        });
+        net.wait_level(&minority, DEADLINE)
+            .expect("what the old leader committed reaches its follower");
+        let stalled = heights_of(net, &minority);
+        let stalled_commit = field(&voting(net, old_leader), "committed_height");
+        let top = *heights_of(net, &majority).iter().max().expect("heights");
+        net.wait_nodes(&majority, top + 3, DEADLINE)
+            .expect("the majority elects a leader and commits on alone");
+        Split {
+            old_leader,
+            old_epoch,
+            minority,
+            majority,
+            stalled,
+            stalled_commit,
+            majority_top: top + 3,
+        }
+    }
+
+    /// A proposal commits only with a quorum's ACKs, so the cut-off leader commits nothing
+    /// more, while the majority commits under a leader of a later epoch.
+    #[test]
+    fn n5_minority_partition_old_leader_cannot_commit() {
+        let _alone = RAFT_ALONE.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let net = zab_net(dir.path(), 5);
+        let split = split_off_the_leader(&net);
+        assert_eq!(
+            heights_of(&net, &split.minority),
+            split.stalled,
+            "the minority (old leader node {}) imported blocks without a quorum",
+            split.old_leader
+        );
+        let old = voting(&net, split.old_leader);
+        assert_eq!(
+            field(&old, "committed_height"),
+            split.stalled_commit,
+            "the old leader committed without a quorum: {old}"
+        );
+        assert_ne!(role_of(&old), "leader", "the old leader leads again: {old}");
+        let new_leader = leader_of(&net, &split.majority);
+        assert!(
+            epoch_of(&voting(&net, new_leader)) > split.old_epoch,
+            "the majority moved to an epoch after the cut-off leader's {}",
+            split.old_epoch
+        );
+        assert_one_chain_at(&net, &split.majority, split.majority_top);
+        let low = *split.stalled.iter().min().expect("heights");
+        let watched = [split.minority[0], split.minority[1], split.majority[0]];
+        for height in 1..=low {
+            assert_one_chain_at(&net, &watched, height);
+        }
+    }
+
+    /// After the heal the LOOKING minority finds the established leader from the answers
+    /// of FOLLOWING and LEADING servers, joins its epoch and is synchronized (its
+    /// uncommitted proposals truncated); nothing committed on either side is lost.
+    #[test]
+    fn n5_partition_heals_without_lost_commits() {
+        let _alone = RAFT_ALONE.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let net = zab_net(dir.path(), 5);
+        let split = split_off_the_leader(&net);
+        let committed: Vec<(u64, Option<String>)> = (1..=split.majority_top)
+            .map(|h| (h, hash_on(&net, split.majority[0], h)))
+            .collect();
+        let low = *split.stalled.iter().min().expect("heights");
+        let minority_committed: Vec<(u64, Option<String>)> = (1..=low)
+            .map(|h| (h, hash_on(&net, split.old_leader, h)))
+            .collect();
+        net.heal().expect("healed");
+        let all = [0, 1, 2, 3, 4];
+        net.wait_nodes(&all, split.majority_top + 2, DEADLINE)
+            .expect("all five commit after the heal");
+        for (height, hash) in committed.iter().chain(&minority_committed) {
+            assert!(hash.is_some(), "#{height} was committed");
+            for i in all {
+                assert_eq!(
+                    &hash_on(&net, i, *height),
+                    hash,
+                    "node {i} lost or changed committed block #{height}"
+                );
+            }
+        }
+        assert_one_chain_at(&net, &all, split.majority_top + 2);
+        let old = eventually("the old leader joins the new epoch", || {
+            let status = voting(&net, split.old_leader);
+            (epoch_of(&status) > split.old_epoch).then_some(status)
+        });
+        assert_eq!(role_of(&old), "follower", "{old}");
+    }
+}

@@ -233,7 +233,7 @@ fn a_mixed_list_with_voting_engines_runs_and_repeats_byte_for_byte() {
             duration: "30".into(),
             tx_rate: 1.0,
             out: dir.path().to_path_buf(),
-            ..args(&["pow", "pbft", "raft", "paxos"])
+            ..args(&["pow", "pbft", "raft", "paxos", "zab"])
         }
         .execute()
         .expect("runs");
@@ -250,7 +250,7 @@ fn a_mixed_list_with_voting_engines_runs_and_repeats_byte_for_byte() {
         assert_eq!(read(&dirs[0]), read(&dirs[1]), "{name:?} differs");
     }
     let report = std::fs::read_to_string(dirs[0].path().join("report.md")).expect("reads");
-    for engine in ["pow", "pbft", "raft", "paxos"] {
+    for engine in ["pow", "pbft", "raft", "paxos", "zab"] {
         assert!(report.contains(engine), "{engine} missing from the report");
     }
     // A voted block is final once shown, and its finality counts from the proposal: the

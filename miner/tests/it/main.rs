@@ -18,3 +18,5 @@ mod raft;
 mod stability;
 mod support;
 mod vectors;
+mod zab;
+mod zab_cluster;

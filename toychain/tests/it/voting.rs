@@ -318,26 +318,37 @@ fn late_joiner_verifies_certificates() {
 #[test]
 fn devnet_runs_pbft_and_raft() {
     for engine in ["pbft", "raft"] {
-        let devnet = Devnet::start_engine(2, engine);
-        wait_for(
-            &format!("a 2-node {engine} devnet to finalize height 3"),
-            DEADLINE,
-            || {
-                devnet
-                    .rpc
-                    .iter()
-                    .all(|url| {
-                        rpc(url, "chain_info", json!([]))
-                            .ok()
-                            .and_then(|i| i["finalized_height"].as_u64())
-                            .is_some_and(|f| f >= 3)
-                    })
-                    .then_some(())
-            },
-        );
-        let info = rpc(&devnet.rpc[0], "chain_info", json!([])).expect("chain_info");
-        assert_eq!(info["engine"], json!(engine), "{info}");
+        devnet_finalizes_height_3(engine);
     }
+}
+
+/// ZAB as a devnet of real processes: elected, its epoch agreed, blocks final.
+#[test]
+fn devnet_runs_zab() {
+    devnet_finalizes_height_3("zab");
+}
+
+/// A 2-node devnet of `engine` finalizes height 3 on both nodes.
+fn devnet_finalizes_height_3(engine: &str) {
+    let devnet = Devnet::start_engine(2, engine);
+    wait_for(
+        &format!("a 2-node {engine} devnet to finalize height 3"),
+        DEADLINE,
+        || {
+            devnet
+                .rpc
+                .iter()
+                .all(|url| {
+                    rpc(url, "chain_info", json!([]))
+                        .ok()
+                        .and_then(|i| i["finalized_height"].as_u64())
+                        .is_some_and(|f| f >= 3)
+                })
+                .then_some(())
+        },
+    );
+    let info = rpc(&devnet.rpc[0], "chain_info", json!([])).expect("chain_info");
+    assert_eq!(info["engine"], json!(engine), "{info}");
 }
 
 /// A lone validator commits alone (N = 1, quorum 1). A peer that gossips a plain block

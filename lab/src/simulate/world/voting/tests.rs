@@ -328,7 +328,12 @@ fn a_voting_run_is_the_same_for_the_same_seed() {
         );
         (seen, outcome.votes.messages)
     };
-    for kind in [EngineKind::Pbft, EngineKind::Raft, EngineKind::Paxos] {
+    for kind in [
+        EngineKind::Pbft,
+        EngineKind::Raft,
+        EngineKind::Paxos,
+        EngineKind::Zab,
+    ] {
         let (a, messages) = run(kind);
         assert_eq!(run(kind), (a, messages), "{kind}");
         assert!(messages > 0);
@@ -355,7 +360,12 @@ fn the_seen_cache_forgets_messages_after_its_window() {
 fn n2_a_killed_pbft_primary_or_raft_leader_halts_the_chain_without_a_fork() {
     // Two validators: f = 0 and a quorum of 2 (PBFT), a majority of 2 (Raft), so the kill
     // of one (f + 1, a majority) stops both, and nothing is decided twice.
-    for kind in [EngineKind::Pbft, EngineKind::Raft, EngineKind::Paxos] {
+    for kind in [
+        EngineKind::Pbft,
+        EngineKind::Raft,
+        EngineKind::Paxos,
+        EngineKind::Zab,
+    ] {
         let outcome = voting(kind, 2, 40, vec![Fault::KillProducer { at_s: 15 }]);
         let record = &outcome.record;
         assert!(outcome.killed.is_some(), "{kind}");

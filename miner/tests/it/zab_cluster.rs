@@ -1,0 +1,575 @@
+//! A deterministic in-memory cluster for any voting engine: each server a real chain and
+//! its machine, virtual time, links that drop, lose or delay messages, crashes and
+//! restarts from the persisted bytes. The engines' named multi-server cases (n3 leader
+//! crash, n5 partitions, restarts, randomized safety runs) drive it.
+
+use crate::support::{GENESIS_TIME, engine_chain};
+use chain::{
+    Address, Block, BlockHash, BlockProducer, Chain, ChainView, ConsensusEngine, EngineError,
+    Height, SecretKey, Timestamp, VoteInput, VoteOutput, VotingMachine,
+};
+use miner::seal::VoteSealer;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::sync::Arc;
+
+/// One-way delay of every link.
+pub const LATENCY_MS: u64 = 5;
+/// Virtual time at start, a little after the chains' genesis.
+pub const START_MS: u64 = (GENESIS_TIME + 10) * 1000;
+
+#[derive(Debug)]
+pub enum Event {
+    Deliver {
+        from: usize,
+        to: usize,
+        bytes: Vec<u8>,
+    },
+    Timer {
+        node: usize,
+        id: chain::TimerId,
+        generation: u64,
+    },
+}
+
+pub struct Node {
+    pub key: SecretKey,
+    pub producer: VoteSealer,
+    pub chain: Chain,
+    /// `None` while crashed.
+    pub machine: Option<Box<dyn VotingMachine>>,
+    pub persisted: Option<Vec<u8>>,
+    /// The generation of each pending timer: a fired timer counts only if not moved since.
+    pub timers: BTreeMap<chain::TimerId, u64>,
+}
+
+pub struct Cluster {
+    pub engine: Arc<dyn ConsensusEngine>,
+    pub nodes: Vec<Node>,
+    pub now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    events: BTreeMap<u64, Event>,
+    pub blocked: BTreeSet<(usize, usize)>,
+    /// Every block committed by any server, by height: a second hash at one height would
+    /// be a safety violation, and the harness fails on it at once.
+    pub decided: BTreeMap<Height, BlockHash>,
+    /// Messages sent so far (each broadcast once, however many receive it).
+    pub sent: u64,
+    /// Transactions offered to every block a leader builds (the mempool's part).
+    pub pending: Vec<chain::Transaction>,
+    /// A lossy, reordering network: each message is lost with this chance (per cent) and
+    /// delayed by up to this many extra ms, both drawn from `rng`.
+    pub loss_percent: u64,
+    pub jitter_ms: u64,
+    pub rng: Rng,
+    /// The status field that numbers a leadership (`term`, `epoch`, …).
+    pub term_field: &'static str,
+}
+
+impl Cluster {
+    /// A cluster of one node per key, running `engine`; `term_field` is the status field
+    /// that numbers a leadership. Every key's account is funded, so any node can pay for
+    /// transactions.
+    pub fn new(
+        engine: Arc<dyn ConsensusEngine>,
+        keys: Vec<SecretKey>,
+        term_field: &'static str,
+    ) -> Cluster {
+        let n = keys.len();
+        let funded: Vec<Address> = keys.iter().map(SecretKey::address).collect();
+        let nodes = keys
+            .into_iter()
+            .map(|key| {
+                let (chain, _clock) =
+                    engine_chain(engine.clone(), &funded, GENESIS_TIME + 1_000_000);
+                Node {
+                    producer: VoteSealer::new(key.clone()),
+                    key,
+                    chain,
+                    machine: None,
+                    persisted: None,
+                    timers: BTreeMap::new(),
+                }
+            })
+            .collect();
+        let mut cluster = Cluster {
+            engine,
+            nodes,
+            now: START_MS,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            blocked: BTreeSet::new(),
+            decided: BTreeMap::new(),
+            sent: 0,
+            pending: Vec::new(),
+            loss_percent: 0,
+            jitter_ms: 0,
+            rng: Rng(1),
+            term_field,
+        };
+        for i in 0..n {
+            cluster.restart(i);
+        }
+        cluster
+    }
+
+    fn schedule(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq)));
+        self.events.insert(self.seq, event);
+    }
+
+    pub fn head_input(&self, i: usize) -> VoteInput {
+        let chain = &self.nodes[i].chain;
+        VoteInput::Head {
+            head: chain.head(),
+            voters: self.engine.voters(chain.state()).expect("voters"),
+        }
+    }
+
+    /// Starts (or restarts) server `i` from the bytes it last persisted.
+    pub fn restart(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.timers.clear();
+        node.machine = self
+            .engine
+            .voting_machine(Some(&node.key), node.persisted.as_deref())
+            .expect("restores")
+            .map(Some)
+            .expect("a voting engine has a machine");
+        let head = self.head_input(i);
+        self.feed(i, head);
+    }
+
+    /// What a node's range sync does: imports the certified blocks `from` has above
+    /// `i`'s head, then tells `i`'s machine the new head.
+    pub fn sync(&mut self, i: usize, from: usize) {
+        let start = self.height(i) + 1;
+        for h in start..=self.height(from) {
+            let source = &self.nodes[from].chain;
+            let hash = source
+                .best_hash_at(Height(h))
+                .expect("store")
+                .expect("on the chain");
+            let block = source.block(&hash).expect("store").expect("stored");
+            let certificate = source
+                .certificate(&hash)
+                .expect("store")
+                .expect("certified");
+            self.nodes[i]
+                .chain
+                .import_certified(block, certificate)
+                .expect("a synced block imports with its certificate");
+        }
+        let head = self.head_input(i);
+        self.feed(i, head);
+    }
+
+    pub fn crash(&mut self, i: usize) {
+        self.nodes[i].machine = None;
+        self.nodes[i].timers.clear();
+    }
+
+    /// Cuts every link between the groups (both ways).
+    pub fn partition(&mut self, groups: &[&[usize]]) {
+        for (a, ga) in groups.iter().enumerate() {
+            for (b, gb) in groups.iter().enumerate() {
+                if a != b {
+                    for &x in *ga {
+                        for &y in *gb {
+                            self.blocked.insert((x, y));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn isolate(&mut self, i: usize) {
+        let others: Vec<usize> = (0..self.nodes.len()).filter(|j| *j != i).collect();
+        self.partition(&[&[i], &others]);
+    }
+
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+    }
+
+    fn build(
+        &self,
+        i: usize,
+        parent: BlockHash,
+        timestamp: Timestamp,
+        data: Vec<u8>,
+    ) -> Option<Block> {
+        let node = &self.nodes[i];
+        let head = node.chain.head();
+        if head.hash() != parent {
+            return None;
+        }
+        let mut header = node.chain.template(node.key.address(), timestamp);
+        header.engine.data = data;
+        node.producer
+            .prepare(&node.chain, &head, &mut header)
+            .expect("prepare");
+        let built = node
+            .chain
+            .build_block(header, self.pending.clone(), usize::MAX)
+            .expect("builds")
+            .block;
+        let header = node
+            .producer
+            .seal(built.header, &chain::CancelFlag::new())
+            .expect("seals")
+            .expect("not cancelled");
+        Some(Block {
+            header,
+            txs: built.txs,
+        })
+    }
+
+    /// Gives server `i` an input and carries out everything it asks, in order.
+    pub fn feed(&mut self, i: usize, input: VoteInput) {
+        let mut inputs = std::collections::VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            let now = self.now;
+            let Some(machine) = self.nodes[i].machine.as_mut() else {
+                return;
+            };
+            let outputs = match machine.handle(now, input) {
+                Ok(outputs) => outputs,
+                Err(EngineError::Ignored { .. }) => continue,
+                Err(e) => panic!("server {i} refused an honest input: {e}"),
+            };
+            for output in outputs {
+                match output {
+                    VoteOutput::Persist(bytes) => self.nodes[i].persisted = Some(bytes),
+                    VoteOutput::Broadcast(bytes) => {
+                        self.sent += 1;
+                        for j in 0..self.nodes.len() {
+                            if j == i || self.blocked.contains(&(i, j)) {
+                                continue;
+                            }
+                            if self.loss_percent > 0 && self.rng.below(100) < self.loss_percent {
+                                continue;
+                            }
+                            let jitter = if self.jitter_ms > 0 {
+                                self.rng.below(self.jitter_ms + 1)
+                            } else {
+                                0
+                            };
+                            let event = Event::Deliver {
+                                from: i,
+                                to: j,
+                                bytes: bytes.clone(),
+                            };
+                            self.schedule(now + LATENCY_MS + jitter, event);
+                        }
+                    }
+                    VoteOutput::SetTimer { id, after_millis } => {
+                        self.seq += 1;
+                        let generation = self.seq;
+                        self.nodes[i].timers.insert(id, generation);
+                        let event = Event::Timer {
+                            node: i,
+                            id,
+                            generation,
+                        };
+                        self.schedule(now + after_millis, event);
+                    }
+                    VoteOutput::CancelTimer(id) => {
+                        self.nodes[i].timers.remove(&id);
+                    }
+                    VoteOutput::Build {
+                        parent,
+                        timestamp,
+                        data,
+                    } => {
+                        if let Some(block) = self.build(i, parent, timestamp, data) {
+                            inputs.push_back(VoteInput::Built(Box::new(block)));
+                        }
+                    }
+                    VoteOutput::Commit { block, certificate } => {
+                        let (height, hash) = (block.header.height, block.hash());
+                        let outcome = self.nodes[i]
+                            .chain
+                            .import_certified(*block, certificate)
+                            .unwrap_or_else(|e| panic!("server {i} cannot import {hash}: {e}"));
+                        assert!(
+                            matches!(outcome, chain::ImportOutcome::NewHead(_)),
+                            "server {i}: {outcome:?}"
+                        );
+                        let decided = *self.decided.entry(height).or_insert(hash);
+                        assert_eq!(decided, hash, "two blocks decided at height {height}");
+                        inputs.push_back(self.head_input(i));
+                    }
+                    VoteOutput::Validate(_) => {
+                        panic!("the engine asked for a validation the harness does not give")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the next event; false when none is due by `until`.
+    pub fn step(&mut self, until: u64) -> bool {
+        let Some(Reverse((at, seq))) = self.queue.peek().copied() else {
+            return false;
+        };
+        if at > until {
+            return false;
+        }
+        self.queue.pop();
+        self.now = at;
+        match self.events.remove(&seq) {
+            Some(Event::Deliver { from, to, bytes })
+                if self.nodes[to].machine.is_some() && !self.blocked.contains(&(from, to)) =>
+            {
+                self.feed(to, VoteInput::Message(bytes));
+            }
+            Some(Event::Timer {
+                node,
+                id,
+                generation,
+            }) if self.nodes[node].timers.get(&id) == Some(&generation) => {
+                self.nodes[node].timers.remove(&id);
+                self.feed(node, VoteInput::Timeout(id));
+            }
+            // Dropped on the way (the link is cut or the server is down), or a timer that
+            // was moved or cancelled since.
+            _ => {}
+        }
+        true
+    }
+
+    pub fn run_for(&mut self, millis: u64) {
+        let until = self.now + millis;
+        while self.step(until) {}
+        self.now = until;
+    }
+
+    /// Runs until `done` holds (checked after each event); returns the time, or fails
+    /// after `limit` ms.
+    pub fn run_until(&mut self, limit: u64, done: impl Fn(&Cluster) -> bool) -> u64 {
+        let until = self.now + limit;
+        while !done(self) {
+            assert!(self.step(until), "not reached within {limit} ms");
+        }
+        self.now
+    }
+
+    pub fn status(&self, i: usize, field: &str) -> Option<String> {
+        let machine = self.nodes[i].machine.as_ref()?;
+        machine
+            .status()
+            .into_iter()
+            .find(|(name, _)| *name == field)
+            .map(|(_, value)| value)
+    }
+
+    pub fn term(&self, i: usize) -> u64 {
+        self.status(i, self.term_field)
+            .and_then(|t| t.parse().ok())
+            .expect("a running server has a term")
+    }
+
+    /// The running servers that lead, with their terms.
+    pub fn leaders(&self) -> Vec<(usize, u64)> {
+        (0..self.nodes.len())
+            .filter(|i| self.status(*i, "role").as_deref() == Some("leader"))
+            .map(|i| (i, self.term(i)))
+            .collect()
+    }
+
+    /// The one leader among the running servers.
+    pub fn sole_leader(&self) -> (usize, u64) {
+        match self.leaders().as_slice() {
+            [one] => *one,
+            other => panic!("expected one leader, got {other:?}"),
+        }
+    }
+
+    pub fn height(&self, i: usize) -> u64 {
+        self.nodes[i].chain.head().height().0
+    }
+
+    /// Splits a cluster of 5 into the leader with one follower, and the other three;
+    /// returns (minority, majority).
+    pub fn split_2_3(&mut self) -> (Vec<usize>, Vec<usize>) {
+        let (old, _) = self.sole_leader();
+        let minority = vec![old, (old + 1) % 5];
+        let majority: Vec<usize> = (0..5).filter(|i| !minority.contains(i)).collect();
+        self.partition(&[&minority, &majority]);
+        (minority, majority)
+    }
+
+    /// Every server of `nodes` is past `height`, holds only decided blocks, and all end on
+    /// one head.
+    pub fn assert_one_chain_above(&self, nodes: &[usize], height: u64) {
+        for &i in nodes {
+            assert!(
+                self.height(i) > height,
+                "server {i} at {} after {height}",
+                self.height(i)
+            );
+            self.assert_chain_is_decided(i);
+        }
+        let head = self.nodes[nodes[0]].chain.head().hash();
+        for &i in nodes {
+            assert_eq!(self.nodes[i].chain.head().hash(), head, "server {i}");
+        }
+    }
+
+    /// Every block on server `i`'s chain is the one decided at its height.
+    pub fn assert_chain_is_decided(&self, i: usize) {
+        let chain = &self.nodes[i].chain;
+        for h in 1..=chain.head().height().0 {
+            let hash = chain
+                .best_hash_at(Height(h))
+                .expect("store")
+                .expect("on the chain");
+            assert_eq!(
+                self.decided.get(&Height(h)),
+                Some(&hash),
+                "server {i} height {h}"
+            );
+        }
+    }
+}
+
+/// A small deterministic generator for the randomized runs (xorshift64*).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// Over (servers, seed), on a network that loses 5% of messages and reorders them (up to
+/// 30 ms extra delay): every second the network is split at random, a server crashes or
+/// one comes back; the harness fails at once if two blocks are ever decided at one height.
+/// Healed and whole again, every server ends on the same chain, and it grew.
+/// `make(n)` gives a fresh cluster of `n` servers; `cases` are the (servers, seed) runs.
+pub fn randomized_partitions_and_crashes(make: impl Fn(usize) -> Cluster, cases: &[(usize, u64)]) {
+    for &(n, seed) in cases {
+        let mut c = make(n);
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ seed);
+        // Messages lost and overtaken too, while the network is split and joined.
+        c.rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
+        c.loss_percent = 5;
+        c.jitter_ms = 30;
+        c.run_for(2_000);
+        for _ in 0..12 {
+            c.heal();
+            match rng.below(4) {
+                0 => {
+                    let cut = 1 + rng.below(n as u64 / 2 + 1) as usize;
+                    let (a, b): (Vec<usize>, Vec<usize>) = (0..n).partition(|i| *i < cut);
+                    c.partition(&[&a, &b]);
+                }
+                1 => c.isolate(rng.below(n as u64) as usize),
+                2 => {
+                    let i = rng.below(n as u64) as usize;
+                    if c.nodes[i].machine.is_some() {
+                        c.crash(i);
+                    } else {
+                        c.restart(i);
+                    }
+                }
+                _ => {}
+            }
+            c.run_for(1_000);
+        }
+        c.heal();
+        c.loss_percent = 0;
+        c.jitter_ms = 0;
+        for i in 0..n {
+            if c.nodes[i].machine.is_none() {
+                c.restart(i);
+            }
+        }
+        let grown = *c.decided.keys().next_back().expect("decided");
+        c.run_for(5_000);
+        let (leader, _) = c.sole_leader();
+        for i in 0..n {
+            // What the leader's log no longer holds (past its window, or from before it
+            // restarted) a server syncs, as its node would on seeing a higher peer.
+            if c.height(i) < c.height(leader) {
+                c.sync(i, leader);
+            }
+        }
+        c.run_for(2_000);
+        let head = c.nodes[leader].chain.head().hash();
+        for i in 0..n {
+            c.assert_chain_is_decided(i);
+            assert_eq!(
+                c.nodes[i].chain.head().hash(),
+                head,
+                "n={n} seed={seed} server {i}"
+            );
+        }
+        assert!(
+            c.height(leader) > grown.0,
+            "n={n} seed={seed}: the healed cluster commits again"
+        );
+    }
+}
+
+/// Flips each byte of the valid message `good` in turn and gives it to `feed` (a fresh
+/// machine each time): nothing panics, every refusal is bad data or merely ignored (never
+/// a missing store), and all but at most `free` positions are refused (the recipient's
+/// bytes can change harmlessly: the message is then someone else's).
+pub fn assert_corruptions_refused(
+    good: &[u8],
+    free: usize,
+    mut feed: impl FnMut(Vec<u8>) -> Result<Vec<VoteOutput>, EngineError>,
+) {
+    let mut refused = 0;
+    for at in 0..good.len() {
+        let mut bytes = good.to_vec();
+        bytes[at] ^= 0x5a;
+        if let Err(e) = feed(bytes) {
+            assert!(
+                e.is_bad_data() || matches!(e, EngineError::Ignored { .. }),
+                "{e}"
+            );
+            refused += 1;
+        }
+    }
+    assert!(refused >= good.len() - free, "{refused} of {}", good.len());
+}
+
+/// The engine's typed refusal (`E`) of importing `block` with `certificate` into `chain`.
+pub fn import_refusal<E: std::error::Error + Clone + 'static>(
+    chain: &mut Chain,
+    block: &Block,
+    certificate: Vec<u8>,
+) -> E {
+    match chain.import_certified(block.clone(), certificate) {
+        Err(chain::BlockError::Engine(e)) => e
+            .downcast_ref::<E>()
+            .cloned()
+            .unwrap_or_else(|| panic!("not the engine's refusal: {e}")),
+        other => panic!("expected the engine's refusal, got {other:?}"),
+    }
+}
+
+/// A block on `chain`'s head built and sealed by `key` with engine `data`.
+pub fn build_on(chain: &Chain, key: &SecretKey, data: Vec<u8>) -> Block {
+    let head = chain.head();
+    let mut header = chain.template(key.address(), Timestamp(head.timestamp.0 + 1));
+    header.engine.data = data;
+    let built = chain
+        .build_block(header, Vec::new(), usize::MAX)
+        .expect("builds")
+        .block;
+    Block {
+        header: miner::seal::sign_header(built.header, key),
+        txs: built.txs,
+    }
+}
