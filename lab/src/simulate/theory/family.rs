@@ -21,7 +21,10 @@
 //! - **Duelling leaders.** Every node starts at once with no leader, so their first
 //!   election timers race, over [`DUEL_TRIALS`] seeds with their own keys: the elections
 //!   (distinct terms, ballots, epochs or views entered) before the first decision, and the
-//!   time to it.
+//!   time to it. Then the same races with every election timeout equal (a spread of 1 ms,
+//!   the least the parameters take), for the engines that draw their timeouts at random
+//!   (Raft, Multi-Paxos): what the randomness buys. PBFT's first primary and ZAB's vote
+//!   order draw nothing at random.
 
 use super::Table;
 use crate::compare::faults::Fault;
@@ -29,7 +32,7 @@ use crate::simulate::dev_spec;
 use crate::simulate::network::LinkModel;
 use crate::simulate::world::{self, Outcome, Setup, Traced, VoteEvent, VoteProbe};
 use chain::SecretKey;
-use config::EngineKind;
+use config::{ChainSpec, EngineKind, EngineSpec};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Nodes of every run.
@@ -129,14 +132,11 @@ pub struct Row {
     pub recovery_ms: Option<u64>,
     pub crashes_tolerated: usize,
     pub lies_tolerated: usize,
-    /// Mean elections before the first decision, the most in one trial, and the mean and
-    /// longest time to the first decision (ms) over the trials that decided.
-    pub duel_elections: f64,
-    pub duel_elections_max: usize,
-    pub duel_first_ms: f64,
-    pub duel_first_max_ms: u64,
-    /// Trials with no decision within [`DUEL_LIMIT_MS`].
-    pub duel_stuck: u64,
+    /// The start-up races with each engine's own timeouts.
+    pub races: Races,
+    /// The same races with every election timeout equal (`None`: nothing is drawn at
+    /// random).
+    pub equal_races: Option<Races>,
 }
 
 /// Steady state: delays to commit and messages per block over `heights` heights.
@@ -231,9 +231,34 @@ fn lies(kind: EngineKind) -> usize {
     }
 }
 
-/// One start-up race: elections entered before the first decision, and when it came.
-fn duel(kind: EngineKind, trial: u64, seed: u64) -> anyhow::Result<(usize, Option<u64>)> {
-    let setup = setup(kind, DUEL_LIMIT_MS, seed, &format!("duel/{seed}/{trial}"));
+/// Makes every election timeout of `spec` the same (a spread of 1 ms); false for an engine
+/// that draws none at random.
+fn equal_timeouts(spec: &mut ChainSpec) -> bool {
+    match &mut spec.engine {
+        EngineSpec::Raft(p) => {
+            p.election_timeout_max_ms = p.election_timeout_min_ms + 1;
+            true
+        }
+        EngineSpec::Paxos(p) => {
+            p.election_timeout_max_ms = p.election_timeout_min_ms + 1;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// One start-up race: elections entered before the first decision, and when it came;
+/// `None` when the race cannot be run with `equal` timeouts.
+fn duel(
+    kind: EngineKind,
+    trial: u64,
+    seed: u64,
+    equal: bool,
+) -> anyhow::Result<Option<(usize, Option<u64>)>> {
+    let mut setup = setup(kind, DUEL_LIMIT_MS, seed, &format!("duel/{seed}/{trial}"));
+    if equal && !equal_timeouts(&mut setup.spec) {
+        return Ok(None);
+    }
     let start = setup.spec.genesis.timestamp.saturating_mul(1000);
     let outcome = world::simulate(setup, &mut |_| {})?;
     let first = first_decision_after(&outcome, 0);
@@ -254,7 +279,37 @@ fn duel(kind: EngineKind, trial: u64, seed: u64) -> anyhow::Result<(usize, Optio
         .iter()
         .filter(|r| !initial.contains(&r.as_str()))
         .count();
-    Ok((elections, first.map(|at| at.saturating_sub(start))))
+    Ok(Some((elections, first.map(|at| at.saturating_sub(start)))))
+}
+
+/// `trials` races: elections each, and the times of those that decided.
+#[derive(Debug, Clone, Default)]
+pub struct Races {
+    pub elections: Vec<usize>,
+    pub firsts_ms: Vec<u64>,
+}
+
+impl Races {
+    fn run(kind: EngineKind, trials: u64, seed: u64, equal: bool) -> anyhow::Result<Option<Races>> {
+        let mut races = Races::default();
+        for trial in 0..trials {
+            let Some((n, first)) = duel(kind, trial, seed, equal)? else {
+                return Ok(None);
+            };
+            races.elections.push(n);
+            races.firsts_ms.extend(first);
+        }
+        Ok(Some(races))
+    }
+
+    pub fn mean_elections(&self) -> f64 {
+        self.elections.iter().sum::<usize>() as f64 / self.elections.len().max(1) as f64
+    }
+
+    /// Races with no decision within the limit.
+    pub fn stuck(&self) -> u64 {
+        (self.elections.len() - self.firsts_ms.len()) as u64
+    }
 }
 
 /// One engine's row: `heights` steady heights and `trials` start-up races.
@@ -262,17 +317,9 @@ pub fn row(kind: EngineKind, heights: u64, trials: u64, seed: u64) -> anyhow::Re
     let (decided, leader_delays, all_delays, messages_per_block) = steady(kind, heights, seed)?;
     let recovery_ms = recovery(kind, seed)?;
     let crashes_tolerated = crashes(kind, seed)?;
-    let mut elections = Vec::new();
-    let mut firsts = Vec::new();
-    let mut stuck = 0;
-    for trial in 0..trials {
-        let (n, first) = duel(kind, trial, seed)?;
-        elections.push(n);
-        match first {
-            Some(ms) => firsts.push(ms),
-            None => stuck += 1,
-        }
-    }
+    let races = Races::run(kind, trials, seed, false)?
+        .ok_or_else(|| anyhow::anyhow!("{kind}: a start-up race did not run"))?;
+    let equal_races = Races::run(kind, trials, seed, true)?;
     Ok(Row {
         engine: kind,
         heights: decided,
@@ -282,11 +329,8 @@ pub fn row(kind: EngineKind, heights: u64, trials: u64, seed: u64) -> anyhow::Re
         recovery_ms,
         crashes_tolerated,
         lies_tolerated: lies(kind),
-        duel_elections: elections.iter().sum::<usize>() as f64 / elections.len().max(1) as f64,
-        duel_elections_max: elections.iter().copied().max().unwrap_or(0),
-        duel_first_ms: firsts.iter().sum::<u64>() as f64 / firsts.len().max(1) as f64,
-        duel_first_max_ms: firsts.iter().copied().max().unwrap_or(0),
-        duel_stuck: stuck,
+        races,
+        equal_races,
     })
 }
 
@@ -301,13 +345,15 @@ pub(super) fn table(
         let r = row(kind, heights, DUEL_TRIALS, seed.wrapping_add(i as u64))?;
         progress(format!(
             "{kind}: {:.1}d to the leader's commit, {:.1}d to every node's, {:.0} messages a \
-             block, recovery {:?} ms, {} crash(es) tolerated, duels {:.1} elections",
+             block, recovery {:?} ms, {} crash(es) tolerated, start-up {:.1} elections, with \
+             equal timeouts {}",
             r.leader_delays,
             r.all_delays,
             r.messages_per_block,
             r.recovery_ms,
             r.crashes_tolerated,
-            r.duel_elections
+            r.races.mean_elections(),
+            equal_cell(r.equal_races.as_ref())
         ));
         rows.push(r);
     }
@@ -315,14 +361,15 @@ pub(super) fn table(
         r.recovery_ms.is_some()
             && r.crashes_tolerated >= 1
             && r.crashes_tolerated <= (NODES - 1) / 2
-            && r.duel_stuck == 0
+            && r.races.stuck() == 0
     });
     Ok(Table {
         name: "family",
         header: "| engine | heights | delays to the leader's commit (d) | to every node's (d) | \
                  messages per block | recovery after a leader crash, ms | crashes tolerated \
                  of 5 | lies tolerated of 5 | elections before the first block (mean / max) \
-                 | first block, ms (mean / max) |",
+                 | first block, ms (mean / max) | with equal election timeouts: elections \
+                 (mean), races that decided |",
         rows: rows
             .iter()
             .map(|r| {
@@ -336,8 +383,18 @@ pub(super) fn table(
                         .map_or_else(|| "none".to_owned(), |ms| ms.to_string()),
                     r.crashes_tolerated.to_string(),
                     r.lies_tolerated.to_string(),
-                    format!("{:.1} / {}", r.duel_elections, r.duel_elections_max),
-                    format!("{:.0} / {}", r.duel_first_ms, r.duel_first_max_ms),
+                    format!(
+                        "{:.1} / {}",
+                        r.races.mean_elections(),
+                        r.races.elections.iter().max().copied().unwrap_or(0)
+                    ),
+                    format!(
+                        "{:.0} / {}",
+                        r.races.firsts_ms.iter().sum::<u64>() as f64
+                            / r.races.firsts_ms.len().max(1) as f64,
+                        r.races.firsts_ms.iter().max().copied().unwrap_or(0)
+                    ),
+                    equal_cell(r.equal_races.as_ref()),
                 ]
             })
             .collect(),
@@ -364,6 +421,19 @@ pub(super) fn table(
     })
 }
 
+/// The equal-timeouts cell: mean elections and races decided, or why there is none.
+fn equal_cell(races: Option<&Races>) -> String {
+    match races {
+        Some(r) => format!(
+            "{:.1}, {} of {}",
+            r.mean_elections(),
+            r.firsts_ms.len(),
+            r.elections.len()
+        ),
+        None => "– (nothing drawn at random)".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,15 +451,28 @@ mod tests {
         assert_eq!(raft.crashes_tolerated, 2, "{raft:?}");
         assert_eq!(raft.lies_tolerated, 0);
         assert!(
-            raft.duel_elections >= 1.0,
+            raft.races.mean_elections() >= 1.0,
             "Raft elects before its first block"
         );
         assert_eq!(
-            pbft.duel_elections, 0.0,
+            pbft.races.mean_elections(),
+            0.0,
             "view 0 has a primary without an election"
         );
+        assert!(
+            pbft.equal_races.is_none(),
+            "PBFT draws no timeout at random"
+        );
+        let equal = raft
+            .equal_races
+            .as_ref()
+            .expect("Raft's timeouts can be made equal");
+        assert!(
+            equal.mean_elections() > raft.races.mean_elections(),
+            "without random timeouts Raft's candidates split the vote: {equal:?}"
+        );
         for r in [&raft, &pbft] {
-            assert!(r.recovery_ms.is_some() && r.duel_stuck == 0, "{r:?}");
+            assert!(r.recovery_ms.is_some() && r.races.stuck() == 0, "{r:?}");
             assert!(r.messages_per_block > 0.0);
         }
     }
