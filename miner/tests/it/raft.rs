@@ -1361,18 +1361,7 @@ fn n3_leader_crash_reelects_and_keeps_committing() {
     );
     c.run_for(4_000);
     let survivors: Vec<usize> = (0..3).filter(|i| *i != old).collect();
-    for &i in &survivors {
-        assert!(
-            c.height(i) >= height + 3,
-            "server {i} at {} after {height}",
-            c.height(i)
-        );
-        c.assert_chain_is_decided(i);
-    }
-    assert_eq!(
-        c.nodes[survivors[0]].chain.head().hash(),
-        c.nodes[survivors[1]].chain.head().hash()
-    );
+    c.assert_one_chain_above(&survivors, height + 2);
     assert_eq!(c.sole_leader(), (new, new_term), "no further election");
 }
 
@@ -1493,13 +1482,7 @@ fn n4_prevote_rejoining_node_does_not_disrupt() {
 }
 
 fn certificate_error(chain: &mut Chain, block: &Block, certificate: Vec<u8>) -> RaftError {
-    match chain.import_certified(block.clone(), certificate) {
-        Err(BlockError::Engine(e)) => e
-            .downcast_ref::<RaftError>()
-            .cloned()
-            .unwrap_or_else(|| panic!("not a raft refusal: {e}")),
-        other => panic!("expected a raft refusal, got {other:?}"),
-    }
+    crate::cluster::import_refusal(chain, block, certificate)
 }
 
 #[test]
@@ -1605,25 +1588,11 @@ fn corrupted_appends_are_refused_without_panicking() {
         certificates: vec![(1, certificate)],
     };
     let good = Envelope::seal(body, &ks[1]).encode();
-    let mut refused = 0;
-    for at in 0..good.len() {
-        let mut bytes = good.clone();
-        bytes[at] ^= 0x5a;
-        let mut s = Server::new(3, 0, None);
-        match s.input(VoteInput::Message(bytes)) {
-            Ok(_) => {}
-            Err(e) => {
-                assert!(
-                    e.is_bad_data() || matches!(e, EngineError::Ignored { .. }),
-                    "{e}"
-                );
-                refused += 1;
-            }
-        }
-    }
     // Only the bytes of the recipient field can change without a refusal (the message
     // is then someone else's).
-    assert!(refused >= good.len() - 20, "{refused} of {}", good.len());
+    crate::cluster::assert_corruptions_refused(&good, 20, |bytes| {
+        Server::new(3, 0, None).input(VoteInput::Message(bytes))
+    });
 }
 
 #[test]
@@ -1817,49 +1786,15 @@ fn explain_names_the_term_the_leader_and_the_majority_that_acked() {
 /// Healed and whole again, every server ends on the same chain, and it grew.
 #[test]
 fn randomized_partitions_and_crashes_never_decide_two_blocks_at_one_height() {
-    for (n, seed) in [(3, 1), (3, 2), (5, 3), (5, 4)] {
-        let mut c = Cluster::new(n);
-        c.random_faults(seed);
-        let grown = *c.decided.keys().next_back().expect("decided");
-        c.run_for(5_000);
-        let (leader, _) = c.sole_leader();
-        for i in 0..n {
-            // What the leader's log no longer holds (past its window, or from before it
-            // restarted) a server syncs, as its node would on seeing a higher peer.
-            if c.height(i) < c.height(leader) {
-                c.sync(i, leader);
-            }
-        }
-        c.run_for(2_000);
-        let head = c.nodes[leader].chain.head().hash();
-        for i in 0..n {
-            c.assert_chain_is_decided(i);
-            assert_eq!(
-                c.nodes[i].chain.head().hash(),
-                head,
-                "n={n} seed={seed} server {i}"
-            );
-        }
-        assert!(
-            c.height(leader) > grown.0,
-            "n={n} seed={seed}: the healed cluster commits again"
-        );
-    }
+    crate::cluster::randomized_partitions_and_crashes(
+        Cluster::new,
+        &[(3, 1), (3, 2), (5, 3), (5, 4)],
+    );
 }
 
 /// A block on `chain`'s head built and sealed by `key` with `data`.
 fn build_on(chain: &Chain, key: &SecretKey, data: EntryData) -> Block {
-    let head = chain.head();
-    let mut header = chain.template(key.address(), Timestamp(head.timestamp.0 + 1));
-    header.engine.data = data.encode();
-    let built = chain
-        .build_block(header, Vec::new(), usize::MAX)
-        .expect("builds")
-        .block;
-    Block {
-        header: miner::seal::sign_header(built.header, key),
-        txs: built.txs,
-    }
+    crate::cluster::build_on(chain, key, data.encode())
 }
 
 /// A certificate any two of `servers` would sign for `block` in `term`.

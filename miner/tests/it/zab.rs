@@ -5,7 +5,7 @@
 //! deterministic in-memory cluster.
 
 use crate::support::GENESIS_TIME;
-use crate::zab_cluster::{Cluster, LATENCY_MS};
+use crate::cluster::LATENCY_MS;
 use chain::block::HEADER_VERSION;
 use chain::{
     Address, Block, BlockHash, ChainView, EngineError, EngineFields, Hash256, Header, Height,
@@ -35,10 +35,13 @@ fn params(keys: &[SecretKey]) -> ZabParams {
     ZabParams::devnet(keys.iter().map(SecretKey::address).collect())
 }
 
+/// The shared cluster harness over ZAB servers.
+type Cluster = crate::cluster::Cluster<ZabEngine>;
+
 fn cluster(n: usize) -> Cluster {
     let keys = keys(n);
     let engine = Arc::new(ZabEngine::new(params(&keys)).expect("valid params"));
-    Cluster::new(engine, keys, "epoch")
+    Cluster::start(keys, engine)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -174,7 +177,7 @@ fn n3_restart_follower_catches_up_from_log() {
 /// ends on the same chain, and it grew.
 #[test]
 fn randomized_partitions_and_crashes_never_decide_two_blocks_at_one_height() {
-    crate::zab_cluster::randomized_partitions_and_crashes(
+    crate::cluster::randomized_partitions_and_crashes(
         cluster,
         &[(3, 1), (3, 2), (5, 3), (5, 4), (4, 5)],
     );
@@ -1516,7 +1519,7 @@ fn corrupted_messages_are_refused_without_panicking() {
         last_zxid: zxid(1, 1),
     };
     let good = Envelope::seal(body, &ks[2]).encode();
-    crate::zab_cluster::assert_corruptions_refused(&good, 20, |bytes| {
+    crate::cluster::assert_corruptions_refused(&good, 20, |bytes| {
         let mut s = Server::new(3, 0, None);
         s.looking(2, s.vote_for(2, Zxid::GENESIS, 0)).expect("vote");
         s.timeout(TIMER_FINALIZE);
@@ -1637,7 +1640,7 @@ fn params_are_validated_naming_the_field() {
 }
 
 fn certificate_error(chain: &mut chain::Chain, block: &Block, certificate: Vec<u8>) -> ZabError {
-    crate::zab_cluster::import_refusal(chain, block, certificate)
+    crate::cluster::import_refusal(chain, block, certificate)
 }
 
 /// A certificate is ⌊N/2⌋+1 distinct servers' valid signatures over this block at this
@@ -1734,7 +1737,7 @@ fn certificates_forged_short_duplicated_foreign_or_for_another_block_are_refused
 
 /// A block on `chain`'s head built and sealed by `key` with `zxid`.
 fn build_on(chain: &chain::Chain, key: &SecretKey, zxid: Zxid) -> Block {
-    crate::zab_cluster::build_on(chain, key, zxid.encode())
+    crate::cluster::build_on(chain, key, zxid.encode())
 }
 
 /// Even with a certificate, a block must be sealed by a server, with a zxid above its
