@@ -559,7 +559,8 @@ pub fn randomized_partitions_and_crashes<E: CrashFaultEngine>(
         // leader may be the one behind (Paxos) every server syncs from the highest, the
         // leader too, which then learns what its promisers decided before it proposes.
         let leader = E::LEADER_HOLDS_EVERY_DECISION.then(|| c.sole_leader().0);
-        let source = leader.unwrap_or_else(|| (0..n).max_by_key(|i| c.height(*i)).expect("servers"));
+        let source =
+            leader.unwrap_or_else(|| (0..n).max_by_key(|i| c.height(*i)).expect("servers"));
         for i in 0..n {
             if c.height(i) < c.height(source) {
                 c.sync(i, source);

@@ -9,9 +9,9 @@ use crate::cluster::{Cluster as Harness, LATENCY_MS, Rng};
 use crate::support::{GENESIS_TIME, engine_chain};
 use chain::block::HEADER_VERSION;
 use chain::{
-    Address, Block, BlockHash, Chain, ChainView, ConsensusEngine, EngineError,
-    EngineFields, Hash256, Header, Height, SealedHeader, SecretKey, Timestamp, VoteInput,
-    VoteOutput, VotingMachine,
+    Address, Block, BlockHash, Chain, ChainView, ConsensusEngine, EngineError, EngineFields,
+    Hash256, Header, Height, SealedHeader, SecretKey, Timestamp, VoteInput, VoteOutput,
+    VotingMachine,
 };
 use miner::paxos::wire::{
     Ballot, BlockData, Body, Envelope, PersistedState, Proposal, accepted_vote,

@@ -4,8 +4,8 @@
 //! messages and certificates; and the named multi-server runs of the Raft tests in the
 //! deterministic in-memory cluster.
 
-use crate::support::GENESIS_TIME;
 use crate::cluster::LATENCY_MS;
+use crate::support::GENESIS_TIME;
 use chain::block::HEADER_VERSION;
 use chain::{
     Address, Block, BlockHash, ChainView, EngineError, EngineFields, Hash256, Header, Height,
