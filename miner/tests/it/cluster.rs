@@ -527,6 +527,165 @@ impl<E: CrashFaultEngine> Cluster<E> {
     }
 }
 
+/// The servers of a cluster of five after [`Cluster::minority_partition`] or
+/// [`Cluster::partition_heals`].
+pub struct Split {
+    /// The leader before the split, with its round.
+    pub old: (usize, u64),
+    /// The leader now, with its round.
+    pub leader: (usize, u64),
+    pub minority: Vec<usize>,
+    pub majority: Vec<usize>,
+}
+
+/// The named multi-server cases every crash-fault engine runs, the part they share; each
+/// engine's test adds what is its own (how long an election takes, what a cut-off server
+/// does, what it persisted).
+impl<E: CrashFaultEngine> Cluster<E> {
+    /// n3 leader crash: after 3 s of blocks the leader crashes; the two left lead again
+    /// (`elected` holds) within `took` ms of the crash, with a later round, and 4 s later
+    /// both are three blocks past the crash height on one decided chain, under that
+    /// leader still.
+    pub fn leader_crash_reelects(
+        &mut self,
+        elected: impl Fn(&Cluster<E>) -> bool,
+        took: std::ops::Range<u64>,
+    ) {
+        self.run_for(3_000);
+        let (old, term) = self.sole_leader();
+        let height = self.height(old);
+        assert!(height >= 2, "a block a second: {height}");
+        self.crash(old);
+        let crashed_at = self.now;
+        let elected_at = self.run_until(2_000, elected);
+        let (new, new_term) = self.sole_leader();
+        assert_ne!(new, old);
+        assert!(new_term > term);
+        let after = elected_at - crashed_at;
+        assert!(took.contains(&after), "re-elected after {after} ms");
+        self.run_for(4_000);
+        let survivors: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+        self.assert_one_chain_above(&survivors, height + 2);
+        assert_eq!(self.sole_leader(), (new, new_term), "no further election");
+    }
+
+    /// n3 restart: a follower (whose persisted bytes `persisted` checks against the
+    /// leader's round) crashes while the two others commit; restarted from those bytes it
+    /// has the leader's round back, is brought up to the leader's head on the decided
+    /// chain, and the leader leads on in its round.
+    pub fn restart_follower_catches_up(&mut self, persisted: impl Fn(&[u8], u64)) {
+        self.run_for(3_000);
+        let (leader, term) = self.sole_leader();
+        let follower = (leader + 1) % 3;
+        persisted(
+            self.nodes[follower]
+                .persisted
+                .as_deref()
+                .expect("persisted"),
+            term,
+        );
+        let height = self.height(follower);
+        self.crash(follower);
+        self.run_for(3_000);
+        assert!(self.height(leader) >= height + 2, "the other two commit");
+        assert_eq!(self.height(follower), height);
+        self.restart(follower);
+        assert_eq!(
+            self.term(follower),
+            term,
+            "{} restored from the persisted bytes",
+            E::ROUND_FIELD
+        );
+        self.run_for(2_000);
+        assert_eq!(
+            self.nodes[follower].chain.head().hash(),
+            self.nodes[leader].chain.head().hash(),
+            "brought up to the leader's head"
+        );
+        self.assert_chain_is_decided(follower);
+        assert_eq!(
+            self.sole_leader(),
+            (leader, term),
+            "the restart disrupts nothing"
+        );
+    }
+
+    /// n5 minority partition: after 3 s of blocks the leader and one follower are cut off
+    /// from the three others for 5 s. Nothing the old leader built after the split was
+    /// committed, by it or anyone; the majority elected a leader of a later round and
+    /// committed three blocks or more on decided chains.
+    pub fn minority_partition(&mut self) -> Split {
+        self.run_for(3_000);
+        let (old, term) = self.sole_leader();
+        let frozen = self.height(old);
+        let (minority, majority) = self.split_2_3();
+        self.run_for(5_000);
+        assert_eq!(self.height(old), frozen);
+        for &i in &minority {
+            assert!(self.height(i) <= frozen, "server {i} at {}", self.height(i));
+        }
+        let (new, new_term) = self.sole_leader();
+        assert!(majority.contains(&new) && new_term > term);
+        for &i in &majority {
+            assert!(
+                self.height(i) >= frozen + 3,
+                "server {i} at {}",
+                self.height(i)
+            );
+            self.assert_chain_is_decided(i);
+        }
+        Split {
+            old: (old, term),
+            leader: (new, new_term),
+            minority,
+            majority,
+        }
+    }
+
+    /// n5 partition heals: the split of [`Cluster::minority_partition`] for 5 s, then 4 s
+    /// healed. Every block committed anywhere is on every chain, at its height, every
+    /// server is past the majority's height before the heal, and the minority ends on the
+    /// leader's head, the highest decided block.
+    pub fn partition_heals(&mut self) -> Split {
+        self.run_for(3_000);
+        let old = self.sole_leader();
+        let (minority, majority) = self.split_2_3();
+        self.run_for(5_000);
+        let before_heal = majority
+            .iter()
+            .map(|i| self.height(*i))
+            .max()
+            .expect("three");
+        self.heal();
+        self.run_for(4_000);
+        let (leader, term) = self.sole_leader();
+        let head = self.nodes[leader].chain.head().hash();
+        for i in 0..self.nodes.len() {
+            self.assert_chain_is_decided(i);
+            assert!(
+                self.height(i) > before_heal,
+                "server {i} at {}",
+                self.height(i)
+            );
+        }
+        for &i in &minority {
+            assert_eq!(
+                self.nodes[i].chain.head().hash(),
+                head,
+                "server {i} caught up"
+            );
+        }
+        let top = self.decided.keys().next_back().expect("decided").0;
+        assert_eq!(self.height(leader), top);
+        Split {
+            old,
+            leader: (leader, term),
+            minority,
+            majority,
+        }
+    }
+}
+
 /// A small deterministic generator for the randomized runs (xorshift64*).
 pub struct Rng(pub u64);
 

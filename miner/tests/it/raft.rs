@@ -1341,114 +1341,43 @@ impl Cluster {
 
 #[test]
 fn n3_leader_crash_reelects_and_keeps_committing() {
-    let mut c = Cluster::new(3);
-    c.run_for(3_000);
-    let (old, term) = c.sole_leader();
-    let height = c.height(old);
-    assert!(height >= 2, "a block a second: {height}");
-    c.crash(old);
-    let crashed_at = c.now;
-    let elected_at = c.run_until(2_000, |c| !c.leaders().is_empty());
-    let (new, new_term) = c.sole_leader();
-    assert_ne!(new, old);
-    assert!(new_term > term);
     // The followers heard a heartbeat at most 50 ms before the crash, stood after
     // [150, 300) ms of silence, and a pre-vote and a vote round trip later one led.
-    let took = elected_at - crashed_at;
-    assert!(
-        (150 - 50..300 + 4 * LATENCY_MS).contains(&took),
-        "re-elected after {took} ms"
-    );
-    c.run_for(4_000);
-    let survivors: Vec<usize> = (0..3).filter(|i| *i != old).collect();
-    c.assert_one_chain_above(&survivors, height + 2);
-    assert_eq!(c.sole_leader(), (new, new_term), "no further election");
+    Cluster::new(3)
+        .leader_crash_reelects(|c| !c.leaders().is_empty(), 150 - 50..300 + 4 * LATENCY_MS);
 }
 
 #[test]
 fn n5_minority_partition_old_leader_cannot_commit() {
     let mut c = Cluster::new(5);
-    c.run_for(3_000);
-    let (old, term) = c.sole_leader();
-    let frozen = c.height(old);
-    let (minority, majority) = c.split_2_3();
-    c.run_for(5_000);
-    // The old leader asked for blocks but could gather no majority: nothing it built
-    // after the split was committed, by it or anyone.
-    assert_eq!(c.height(old), frozen);
-    for &i in &minority {
-        assert!(c.height(i) <= frozen, "server {i} at {}", c.height(i));
-    }
+    // The old leader asked for blocks but could gather no majority.
+    let split = c.minority_partition();
+    let (old, term) = split.old;
     // Check-quorum deposed it; pre-vote kept the minority from raising its terms.
     assert_ne!(c.status(old, "role").as_deref(), Some("leader"));
-    for &i in &minority {
+    for &i in &split.minority {
         assert_eq!(c.term(i), term, "server {i}");
-    }
-    let (new, new_term) = c.sole_leader();
-    assert!(majority.contains(&new) && new_term > term);
-    for &i in &majority {
-        assert!(c.height(i) >= frozen + 3, "server {i} at {}", c.height(i));
-        c.assert_chain_is_decided(i);
     }
 }
 
 #[test]
 fn n5_partition_heals_without_lost_commits() {
     let mut c = Cluster::new(5);
-    c.run_for(3_000);
-    let (minority, majority) = c.split_2_3();
-    c.run_for(5_000);
-    let before_heal = majority.iter().map(|i| c.height(*i)).max().expect("three");
-    c.heal();
-    c.run_for(4_000);
-    let (leader, _) = c.sole_leader();
-    assert!(majority.contains(&leader), "the majority's leader stays");
-    let head = c.nodes[leader].chain.head().hash();
-    for i in 0..5 {
-        // Every block committed anywhere is on every chain, at its height, and the
-        // minority's uncommitted blocks are gone.
-        c.assert_chain_is_decided(i);
-        assert!(c.height(i) > before_heal, "server {i} at {}", c.height(i));
-    }
-    for &i in &minority {
-        assert_eq!(c.nodes[i].chain.head().hash(), head, "server {i} caught up");
-    }
-    let top = c.decided.keys().next_back().expect("decided").0;
-    assert_eq!(c.height(leader), top);
+    // The minority's uncommitted blocks are gone.
+    let split = c.partition_heals();
+    assert!(
+        split.majority.contains(&split.leader.0),
+        "the majority's leader stays"
+    );
 }
 
 #[test]
 fn n3_restart_follower_catches_up_from_log() {
-    let mut c = Cluster::new(3);
-    c.run_for(3_000);
-    let (leader, term) = c.sole_leader();
-    let follower = (leader + 1) % 3;
-    let persisted = c.nodes[follower].persisted.clone().expect("persisted");
-    let state = PersistedState::decode(&persisted).expect("decodes");
-    assert_eq!(state.term, term);
-    let height = c.height(follower);
-    c.crash(follower);
-    c.run_for(3_000);
-    assert!(c.height(leader) >= height + 2, "the other two commit");
-    assert_eq!(c.height(follower), height);
-    c.restart(follower);
-    assert_eq!(
-        c.term(follower),
-        term,
-        "term restored from the persisted bytes"
-    );
-    c.run_for(2_000);
-    assert_eq!(
-        c.nodes[follower].chain.head().hash(),
-        c.nodes[leader].chain.head().hash(),
-        "repaired from the leader's log"
-    );
-    c.assert_chain_is_decided(follower);
-    assert_eq!(
-        c.sole_leader(),
-        (leader, term),
-        "the restart disrupts nothing"
-    );
+    // Repaired from the leader's log.
+    Cluster::new(3).restart_follower_catches_up(|persisted, term| {
+        let state = PersistedState::decode(persisted).expect("decodes");
+        assert_eq!(state.term, term);
+    });
 }
 
 #[test]
