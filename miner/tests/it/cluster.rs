@@ -1,14 +1,20 @@
 //! A deterministic in-memory cluster for the crash-fault voting engines (Raft,
-//! Multi-Paxos): each server a real chain and its machine, virtual time, links that drop,
-//! crashes and restarts from the persisted bytes. The named multi-server cases of each
-//! engine run on it.
+//! Multi-Paxos, ZAB): each server a real chain and its machine, virtual time, links that
+//! drop, lose or delay messages, crashes and restarts from the persisted bytes. The named
+//! multi-server cases of each engine (n3 leader crash, n5 partitions, restarts, randomized
+//! safety runs) drive it; what differs between the engines is said once, in
+//! [`CrashFaultEngine`].
 
 use crate::support::{GENESIS_TIME, engine_chain};
 use chain::{
     Address, Block, BlockHash, BlockProducer, Chain, ChainView, ConsensusEngine, EngineError,
     Height, SecretKey, Timestamp, VoteInput, VoteOutput, VotingMachine,
 };
+use miner::paxos::PaxosEngine;
+use miner::paxos::wire::Ballot;
+use miner::raft::RaftEngine;
 use miner::seal::VoteSealer;
+use miner::zab::ZabEngine;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::sync::Arc;
@@ -17,6 +23,43 @@ use std::sync::Arc;
 pub const LATENCY_MS: u64 = 5;
 /// Virtual time at start, a little after the chains' genesis.
 pub const START_MS: u64 = (GENESIS_TIME + 10) * 1000;
+
+/// What the harness must know of an engine beyond [`ConsensusEngine`].
+pub trait CrashFaultEngine: ConsensusEngine + 'static {
+    /// The status field that numbers a leadership: Raft's `term`, Multi-Paxos's `ballot`,
+    /// ZAB's `epoch`.
+    const ROUND_FIELD: &'static str;
+    /// Whether an elected leader already holds every decided block (Raft's Leader
+    /// Completeness, ZAB's initial history); a Paxos leader may be the one behind, and
+    /// learns what its promisers decided.
+    const LEADER_HOLDS_EVERY_DECISION: bool;
+
+    /// The value of [`Self::ROUND_FIELD`] as a number that grows with every new leadership.
+    fn round(value: &str) -> Option<u64> {
+        value.parse().ok()
+    }
+}
+
+impl CrashFaultEngine for RaftEngine {
+    const ROUND_FIELD: &'static str = "term";
+    const LEADER_HOLDS_EVERY_DECISION: bool = true;
+}
+
+impl CrashFaultEngine for PaxosEngine {
+    const ROUND_FIELD: &'static str = "ballot";
+    const LEADER_HOLDS_EVERY_DECISION: bool = false;
+
+    /// A ballot reads `round.proposer`; as its packed number later ballots compare higher.
+    fn round(value: &str) -> Option<u64> {
+        let (round, proposer) = value.split_once('.')?;
+        Some(Ballot::new(round.parse().ok()?, proposer.parse().ok()?).0)
+    }
+}
+
+impl CrashFaultEngine for ZabEngine {
+    const ROUND_FIELD: &'static str = "epoch";
+    const LEADER_HOLDS_EVERY_DECISION: bool = true;
+}
 
 #[derive(Debug)]
 pub enum Event {
@@ -68,7 +111,7 @@ pub struct Cluster<E> {
     pub recorded: Vec<(usize, Vec<u8>)>,
 }
 
-impl<E: ConsensusEngine + 'static> Cluster<E> {
+impl<E: CrashFaultEngine> Cluster<E> {
     /// One node per key, all funded so they can pay for transactions, each running
     /// `engine`'s machine with its key (a key that is no server's makes an observer).
     pub fn start(keys: Vec<SecretKey>, engine: Arc<E>) -> Cluster<E> {
@@ -421,19 +464,13 @@ impl<E: ConsensusEngine + 'static> Cluster<E> {
             .map(|(_, value)| value)
     }
 
-    /// Server `i`'s term (Raft) or promised ballot (Multi-Paxos, as its packed number, so
-    /// later ballots compare higher).
+    /// Server `i`'s term, ballot or epoch ([`CrashFaultEngine::ROUND_FIELD`]), as a number
+    /// that grows with every new leadership.
     pub fn term(&self, i: usize) -> u64 {
-        if let Some(term) = self.status(i, "term") {
-            return term.parse().expect("a term is a number");
-        }
-        let ballot = self
-            .status(i, "ballot")
-            .expect("a running server has a term or ballot");
-        let (round, proposer) = ballot.split_once('.').expect("a ballot is round.proposer");
-        let round: u64 = round.parse().expect("a round is a number");
-        let proposer: u64 = proposer.parse().expect("a proposer index is a number");
-        (round << 16) | proposer
+        let value = self
+            .status(i, E::ROUND_FIELD)
+            .unwrap_or_else(|| panic!("server {i} is running and has a {}", E::ROUND_FIELD));
+        E::round(&value).unwrap_or_else(|| panic!("server {i}: {} {value}", E::ROUND_FIELD))
     }
 
     /// The running servers that lead, with their terms.
@@ -456,6 +493,23 @@ impl<E: ConsensusEngine + 'static> Cluster<E> {
         self.nodes[i].chain.head().height().0
     }
 
+    /// Every server of `nodes` is past `height`, holds only decided blocks, and all end on
+    /// one head.
+    pub fn assert_one_chain_above(&self, nodes: &[usize], height: u64) {
+        for &i in nodes {
+            assert!(
+                self.height(i) > height,
+                "server {i} at {} after {height}",
+                self.height(i)
+            );
+            self.assert_chain_is_decided(i);
+        }
+        let head = self.nodes[nodes[0]].chain.head().hash();
+        for &i in nodes {
+            assert_eq!(self.nodes[i].chain.head().hash(), head, "server {i}");
+        }
+    }
+
     /// Every block on server `i`'s chain is the one decided at its height.
     pub fn assert_chain_is_decided(&self, i: usize) {
         let chain = &self.nodes[i].chain;
@@ -473,6 +527,165 @@ impl<E: ConsensusEngine + 'static> Cluster<E> {
     }
 }
 
+/// The servers of a cluster of five after [`Cluster::minority_partition`] or
+/// [`Cluster::partition_heals`].
+pub struct Split {
+    /// The leader before the split, with its round.
+    pub old: (usize, u64),
+    /// The leader now, with its round.
+    pub leader: (usize, u64),
+    pub minority: Vec<usize>,
+    pub majority: Vec<usize>,
+}
+
+/// The named multi-server cases every crash-fault engine runs, the part they share; each
+/// engine's test adds what is its own (how long an election takes, what a cut-off server
+/// does, what it persisted).
+impl<E: CrashFaultEngine> Cluster<E> {
+    /// n3 leader crash: after 3 s of blocks the leader crashes; the two left lead again
+    /// (`elected` holds) within `took` ms of the crash, with a later round, and 4 s later
+    /// both are three blocks past the crash height on one decided chain, under that
+    /// leader still.
+    pub fn leader_crash_reelects(
+        &mut self,
+        elected: impl Fn(&Cluster<E>) -> bool,
+        took: std::ops::Range<u64>,
+    ) {
+        self.run_for(3_000);
+        let (old, term) = self.sole_leader();
+        let height = self.height(old);
+        assert!(height >= 2, "a block a second: {height}");
+        self.crash(old);
+        let crashed_at = self.now;
+        let elected_at = self.run_until(2_000, elected);
+        let (new, new_term) = self.sole_leader();
+        assert_ne!(new, old);
+        assert!(new_term > term);
+        let after = elected_at - crashed_at;
+        assert!(took.contains(&after), "re-elected after {after} ms");
+        self.run_for(4_000);
+        let survivors: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+        self.assert_one_chain_above(&survivors, height + 2);
+        assert_eq!(self.sole_leader(), (new, new_term), "no further election");
+    }
+
+    /// n3 restart: a follower (whose persisted bytes `persisted` checks against the
+    /// leader's round) crashes while the two others commit; restarted from those bytes it
+    /// has the leader's round back, is brought up to the leader's head on the decided
+    /// chain, and the leader leads on in its round.
+    pub fn restart_follower_catches_up(&mut self, persisted: impl Fn(&[u8], u64)) {
+        self.run_for(3_000);
+        let (leader, term) = self.sole_leader();
+        let follower = (leader + 1) % 3;
+        persisted(
+            self.nodes[follower]
+                .persisted
+                .as_deref()
+                .expect("persisted"),
+            term,
+        );
+        let height = self.height(follower);
+        self.crash(follower);
+        self.run_for(3_000);
+        assert!(self.height(leader) >= height + 2, "the other two commit");
+        assert_eq!(self.height(follower), height);
+        self.restart(follower);
+        assert_eq!(
+            self.term(follower),
+            term,
+            "{} restored from the persisted bytes",
+            E::ROUND_FIELD
+        );
+        self.run_for(2_000);
+        assert_eq!(
+            self.nodes[follower].chain.head().hash(),
+            self.nodes[leader].chain.head().hash(),
+            "brought up to the leader's head"
+        );
+        self.assert_chain_is_decided(follower);
+        assert_eq!(
+            self.sole_leader(),
+            (leader, term),
+            "the restart disrupts nothing"
+        );
+    }
+
+    /// n5 minority partition: after 3 s of blocks the leader and one follower are cut off
+    /// from the three others for 5 s. Nothing the old leader built after the split was
+    /// committed, by it or anyone; the majority elected a leader of a later round and
+    /// committed three blocks or more on decided chains.
+    pub fn minority_partition(&mut self) -> Split {
+        self.run_for(3_000);
+        let (old, term) = self.sole_leader();
+        let frozen = self.height(old);
+        let (minority, majority) = self.split_2_3();
+        self.run_for(5_000);
+        assert_eq!(self.height(old), frozen);
+        for &i in &minority {
+            assert!(self.height(i) <= frozen, "server {i} at {}", self.height(i));
+        }
+        let (new, new_term) = self.sole_leader();
+        assert!(majority.contains(&new) && new_term > term);
+        for &i in &majority {
+            assert!(
+                self.height(i) >= frozen + 3,
+                "server {i} at {}",
+                self.height(i)
+            );
+            self.assert_chain_is_decided(i);
+        }
+        Split {
+            old: (old, term),
+            leader: (new, new_term),
+            minority,
+            majority,
+        }
+    }
+
+    /// n5 partition heals: the split of [`Cluster::minority_partition`] for 5 s, then 4 s
+    /// healed. Every block committed anywhere is on every chain, at its height, every
+    /// server is past the majority's height before the heal, and the minority ends on the
+    /// leader's head, the highest decided block.
+    pub fn partition_heals(&mut self) -> Split {
+        self.run_for(3_000);
+        let old = self.sole_leader();
+        let (minority, majority) = self.split_2_3();
+        self.run_for(5_000);
+        let before_heal = majority
+            .iter()
+            .map(|i| self.height(*i))
+            .max()
+            .expect("three");
+        self.heal();
+        self.run_for(4_000);
+        let (leader, term) = self.sole_leader();
+        let head = self.nodes[leader].chain.head().hash();
+        for i in 0..self.nodes.len() {
+            self.assert_chain_is_decided(i);
+            assert!(
+                self.height(i) > before_heal,
+                "server {i} at {}",
+                self.height(i)
+            );
+        }
+        for &i in &minority {
+            assert_eq!(
+                self.nodes[i].chain.head().hash(),
+                head,
+                "server {i} caught up"
+            );
+        }
+        let top = self.decided.keys().next_back().expect("decided").0;
+        assert_eq!(self.height(leader), top);
+        Split {
+            old,
+            leader: (leader, term),
+            minority,
+            majority,
+        }
+    }
+}
+
 /// A small deterministic generator for the randomized runs (xorshift64*).
 pub struct Rng(pub u64);
 
@@ -482,5 +695,104 @@ impl Rng {
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// Over (servers, seed), on a network that loses 5% of messages and reorders them (up to
+/// 30 ms extra delay): every second the network is split at random, a server crashes or
+/// one comes back ([`Cluster::random_faults`]); the harness fails at once if two blocks
+/// are ever decided at one height. Healed and whole again, every server ends on the same
+/// chain, and it grew. `make(n)` gives a fresh cluster of `n` servers; `cases` are the
+/// (servers, seed) runs.
+pub fn randomized_partitions_and_crashes<E: CrashFaultEngine>(
+    make: impl Fn(usize) -> Cluster<E>,
+    cases: &[(usize, u64)],
+) {
+    for &(n, seed) in cases {
+        let mut c = make(n);
+        c.random_faults(seed);
+        let grown = *c.decided.keys().next_back().expect("decided");
+        c.run_for(5_000);
+        // What the leader's log no longer holds (past its window, or from before it
+        // restarted) a server syncs, as its node would on seeing a higher peer. Where a
+        // leader may be the one behind (Paxos) every server syncs from the highest, the
+        // leader too, which then learns what its promisers decided before it proposes.
+        let leader = E::LEADER_HOLDS_EVERY_DECISION.then(|| c.sole_leader().0);
+        let source =
+            leader.unwrap_or_else(|| (0..n).max_by_key(|i| c.height(*i)).expect("servers"));
+        for i in 0..n {
+            if c.height(i) < c.height(source) {
+                c.sync(i, source);
+            }
+        }
+        c.run_for(2_000);
+        let leader = leader.unwrap_or_else(|| c.sole_leader().0);
+        let head = c.nodes[leader].chain.head().hash();
+        for i in 0..n {
+            c.assert_chain_is_decided(i);
+            assert_eq!(
+                c.nodes[i].chain.head().hash(),
+                head,
+                "n={n} seed={seed} server {i}"
+            );
+        }
+        assert!(
+            c.height(leader) > grown.0,
+            "n={n} seed={seed}: the healed cluster decides again"
+        );
+    }
+}
+
+/// Flips each byte of the valid message `good` in turn and gives it to `feed` (a fresh
+/// machine each time): nothing panics, every refusal is bad data or merely ignored (never
+/// a missing store), and all but at most `free` positions are refused (the recipient's
+/// bytes can change harmlessly: the message is then someone else's).
+pub fn assert_corruptions_refused(
+    good: &[u8],
+    free: usize,
+    mut feed: impl FnMut(Vec<u8>) -> Result<Vec<VoteOutput>, EngineError>,
+) {
+    let mut refused = 0;
+    for at in 0..good.len() {
+        let mut bytes = good.to_vec();
+        bytes[at] ^= 0x5a;
+        if let Err(e) = feed(bytes) {
+            assert!(
+                e.is_bad_data() || matches!(e, EngineError::Ignored { .. }),
+                "{e}"
+            );
+            refused += 1;
+        }
+    }
+    assert!(refused >= good.len() - free, "{refused} of {}", good.len());
+}
+
+/// The engine's typed refusal (`E`) of importing `block` with `certificate` into `chain`.
+pub fn import_refusal<E: std::error::Error + Clone + 'static>(
+    chain: &mut Chain,
+    block: &Block,
+    certificate: Vec<u8>,
+) -> E {
+    match chain.import_certified(block.clone(), certificate) {
+        Err(chain::BlockError::Engine(e)) => e
+            .downcast_ref::<E>()
+            .cloned()
+            .unwrap_or_else(|| panic!("not the engine's refusal: {e}")),
+        other => panic!("expected the engine's refusal, got {other:?}"),
+    }
+}
+
+/// A block on `chain`'s head built and sealed by `key` with engine `data`.
+pub fn build_on(chain: &Chain, key: &SecretKey, data: Vec<u8>) -> Block {
+    let head = chain.head();
+    let mut header = chain.template(key.address(), Timestamp(head.timestamp.0 + 1));
+    header.engine.data = data;
+    let built = chain
+        .build_block(header, Vec::new(), usize::MAX)
+        .expect("builds")
+        .block;
+    Block {
+        header: miner::seal::sign_header(built.header, key),
+        txs: built.txs,
     }
 }

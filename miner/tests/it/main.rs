@@ -19,4 +19,3 @@ mod stability;
 mod support;
 mod vectors;
 mod zab;
-mod zab_cluster;

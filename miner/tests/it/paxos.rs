@@ -9,9 +9,9 @@ use crate::cluster::{Cluster as Harness, LATENCY_MS, Rng};
 use crate::support::{GENESIS_TIME, engine_chain};
 use chain::block::HEADER_VERSION;
 use chain::{
-    Address, Block, BlockError, BlockHash, Chain, ChainView, ConsensusEngine, EngineError,
-    EngineFields, Hash256, Header, Height, SealedHeader, SecretKey, Timestamp, VoteInput,
-    VoteOutput, VotingMachine,
+    Address, Block, BlockHash, Chain, ChainView, ConsensusEngine, EngineError, EngineFields,
+    Hash256, Header, Height, SealedHeader, SecretKey, Timestamp, VoteInput, VoteOutput,
+    VotingMachine,
 };
 use miner::paxos::wire::{
     Ballot, BlockData, Body, Envelope, PersistedState, Proposal, accepted_vote,
@@ -994,123 +994,40 @@ fn cluster(n: usize) -> Cluster {
 
 #[test]
 fn n3_leader_crash_reelects_and_keeps_committing() {
-    let mut c = cluster(3);
-    c.run_for(3_000);
-    let (old, ballot) = c.sole_leader();
-    let height = c.height(old);
-    assert!(height >= 2, "a block a second: {height}");
-    c.crash(old);
-    let crashed_at = c.now;
-    let elected_at = c.run_until(2_000, |c| !c.leaders().is_empty());
-    let (new, new_ballot) = c.sole_leader();
-    assert_ne!(new, old);
-    assert!(new_ballot > ballot);
     // The followers heard a heartbeat at most 50 ms before the crash, ran phase 1 after
     // [150, 300) ms of silence, and a Prepare and Promise round trip later one led.
-    let took = elected_at - crashed_at;
-    assert!(
-        (150 - 50..300 + 2 * LATENCY_MS).contains(&took),
-        "re-elected after {took} ms"
-    );
-    c.run_for(4_000);
-    let survivors: Vec<usize> = (0..3).filter(|i| *i != old).collect();
-    for &i in &survivors {
-        assert!(
-            c.height(i) >= height + 3,
-            "server {i} at {} after {height}",
-            c.height(i)
-        );
-        c.assert_chain_is_decided(i);
-    }
-    assert_eq!(
-        c.nodes[survivors[0]].chain.head().hash(),
-        c.nodes[survivors[1]].chain.head().hash()
-    );
-    assert_eq!(c.sole_leader(), (new, new_ballot), "no further election");
+    cluster(3).leader_crash_reelects(|c| !c.leaders().is_empty(), 150 - 50..300 + 2 * LATENCY_MS);
 }
 
 #[test]
 fn n5_minority_partition_old_leader_cannot_commit() {
     let mut c = cluster(5);
-    c.run_for(3_000);
-    let (old, ballot) = c.sole_leader();
-    let frozen = c.height(old);
-    let (minority, majority) = c.split_2_3();
-    c.run_for(5_000);
-    // The old leader asked for blocks but could gather no majority of Accepted votes:
-    // nothing it built after the split was chosen, by it or anyone.
-    assert_eq!(c.height(old), frozen);
-    for &i in &minority {
-        assert!(c.height(i) <= frozen, "server {i} at {}", c.height(i));
+    // The old leader asked for blocks but could gather no majority of Accepted votes.
+    let split = c.minority_partition();
+    let (_, ballot) = split.old;
+    for &i in &split.minority {
         // Check-quorum deposed the old leader; with no pre-vote (unlike Raft) the
         // minority keeps running phase 1 with ever higher ballots, and fails.
         assert_ne!(c.status(i, "role").as_deref(), Some("leader"), "server {i}");
         assert!(c.term(i) > ballot, "server {i} tried higher ballots");
     }
-    let (new, new_ballot) = c.sole_leader();
-    assert!(majority.contains(&new) && new_ballot > ballot);
-    for &i in &majority {
-        assert!(c.height(i) >= frozen + 3, "server {i} at {}", c.height(i));
-        c.assert_chain_is_decided(i);
-    }
 }
 
 #[test]
 fn n5_partition_heals_without_lost_commits() {
-    let mut c = cluster(5);
-    c.run_for(3_000);
-    let (minority, majority) = c.split_2_3();
-    c.run_for(5_000);
-    let before_heal = majority.iter().map(|i| c.height(*i)).max().expect("three");
-    c.heal();
-    c.run_for(4_000);
-    let (leader, _) = c.sole_leader();
-    let head = c.nodes[leader].chain.head().hash();
-    for i in 0..5 {
-        // Every block chosen anywhere is on every chain, at its height, and nothing the
-        // old leader proposed in the minority was chosen.
-        c.assert_chain_is_decided(i);
-        assert!(c.height(i) > before_heal, "server {i} at {}", c.height(i));
-    }
-    for &i in &minority {
-        assert_eq!(c.nodes[i].chain.head().hash(), head, "server {i} caught up");
-    }
-    let top = c.decided.keys().next_back().expect("decided").0;
-    assert_eq!(c.height(leader), top);
+    // Every block chosen anywhere is on every chain, at its height, and nothing the old
+    // leader proposed in the minority was chosen.
+    cluster(5).partition_heals();
 }
 
 #[test]
 fn n3_restart_follower_catches_up_from_log() {
-    let mut c = cluster(3);
-    c.run_for(3_000);
-    let (leader, ballot) = c.sole_leader();
-    let follower = (leader + 1) % 3;
-    let persisted = c.nodes[follower].persisted.clone().expect("persisted");
-    let state = PersistedState::decode(&persisted).expect("decodes");
-    assert_eq!(state.promised.0, ballot);
-    let height = c.height(follower);
-    c.crash(follower);
-    c.run_for(3_000);
-    assert!(c.height(leader) >= height + 2, "the other two decide");
-    assert_eq!(c.height(follower), height);
-    c.restart(follower);
-    assert_eq!(
-        c.term(follower),
-        ballot,
-        "promise restored from the persisted bytes"
-    );
-    c.run_for(2_000);
-    assert_eq!(
-        c.nodes[follower].chain.head().hash(),
-        c.nodes[leader].chain.head().hash(),
-        "taught the decided blocks by the leader"
-    );
-    c.assert_chain_is_decided(follower);
-    assert_eq!(
-        c.sole_leader(),
-        (leader, ballot),
-        "the restart disrupts nothing"
-    );
+    // The promise is restored from the persisted bytes, and the leader teaches the
+    // decided blocks.
+    cluster(3).restart_follower_catches_up(|persisted, ballot| {
+        let state = PersistedState::decode(persisted).expect("decodes");
+        assert_eq!(state.promised.0, ballot);
+    });
 }
 
 /// A learner further behind than the leader's window of decided blocks catches up by its
@@ -1169,50 +1086,16 @@ fn steady_state_costs_one_accept_two_accepted_and_one_decided_per_block() {
 /// Over (servers, seed), on a network that loses 5% of messages and reorders them (up to
 /// 30 ms extra delay): every second the network is split at random, a server crashes or
 /// one comes back; the harness fails at once if two blocks are ever decided at one height.
-/// Healed and whole again, every server ends on the same chain, and it grew.
+/// Healed and whole again, every server ends on the same chain, and it grew. Unlike
+/// Raft's, a Paxos leader may be the one behind: every server, the leader too, syncs from
+/// the highest before the leader is named.
 #[test]
 fn randomized_partitions_and_crashes_never_decide_two_blocks_at_one_height() {
-    for (n, seed) in [(3, 1), (3, 2), (5, 3), (5, 4)] {
-        let mut c = cluster(n);
-        c.random_faults(seed);
-        let grown = *c.decided.keys().next_back().expect("decided");
-        c.run_for(5_000);
-        // What no server holds in its window any more (past it, or from before a
-        // restart) a server syncs, as its node would on seeing a higher peer: a new
-        // leader too, which learns what its promisers decided before it proposes
-        // (unlike Raft's, a Paxos leader may be the one behind).
-        let top = (0..n).max_by_key(|i| c.height(*i)).expect("servers");
-        for i in 0..n {
-            if c.height(i) < c.height(top) {
-                c.sync(i, top);
-            }
-        }
-        c.run_for(2_000);
-        let (leader, _) = c.sole_leader();
-        let head = c.nodes[leader].chain.head().hash();
-        for i in 0..n {
-            c.assert_chain_is_decided(i);
-            assert_eq!(
-                c.nodes[i].chain.head().hash(),
-                head,
-                "n={n} seed={seed} server {i}"
-            );
-        }
-        assert!(
-            c.height(leader) > grown.0,
-            "n={n} seed={seed}: the healed cluster decides again"
-        );
-    }
+    crate::cluster::randomized_partitions_and_crashes(cluster, &[(3, 1), (3, 2), (5, 3), (5, 4)]);
 }
 
 fn certificate_error(chain: &mut Chain, block: &Block, certificate: Vec<u8>) -> PaxosError {
-    match chain.import_certified(block.clone(), certificate) {
-        Err(BlockError::Engine(e)) => e
-            .downcast_ref::<PaxosError>()
-            .cloned()
-            .unwrap_or_else(|| panic!("not a paxos refusal: {e}")),
-        other => panic!("expected a paxos refusal, got {other:?}"),
-    }
+    crate::cluster::import_refusal(chain, block, certificate)
 }
 
 #[test]

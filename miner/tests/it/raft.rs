@@ -1341,125 +1341,43 @@ impl Cluster {
 
 #[test]
 fn n3_leader_crash_reelects_and_keeps_committing() {
-    let mut c = Cluster::new(3);
-    c.run_for(3_000);
-    let (old, term) = c.sole_leader();
-    let height = c.height(old);
-    assert!(height >= 2, "a block a second: {height}");
-    c.crash(old);
-    let crashed_at = c.now;
-    let elected_at = c.run_until(2_000, |c| !c.leaders().is_empty());
-    let (new, new_term) = c.sole_leader();
-    assert_ne!(new, old);
-    assert!(new_term > term);
     // The followers heard a heartbeat at most 50 ms before the crash, stood after
     // [150, 300) ms of silence, and a pre-vote and a vote round trip later one led.
-    let took = elected_at - crashed_at;
-    assert!(
-        (150 - 50..300 + 4 * LATENCY_MS).contains(&took),
-        "re-elected after {took} ms"
-    );
-    c.run_for(4_000);
-    let survivors: Vec<usize> = (0..3).filter(|i| *i != old).collect();
-    for &i in &survivors {
-        assert!(
-            c.height(i) >= height + 3,
-            "server {i} at {} after {height}",
-            c.height(i)
-        );
-        c.assert_chain_is_decided(i);
-    }
-    assert_eq!(
-        c.nodes[survivors[0]].chain.head().hash(),
-        c.nodes[survivors[1]].chain.head().hash()
-    );
-    assert_eq!(c.sole_leader(), (new, new_term), "no further election");
+    Cluster::new(3)
+        .leader_crash_reelects(|c| !c.leaders().is_empty(), 150 - 50..300 + 4 * LATENCY_MS);
 }
 
 #[test]
 fn n5_minority_partition_old_leader_cannot_commit() {
     let mut c = Cluster::new(5);
-    c.run_for(3_000);
-    let (old, term) = c.sole_leader();
-    let frozen = c.height(old);
-    let (minority, majority) = c.split_2_3();
-    c.run_for(5_000);
-    // The old leader asked for blocks but could gather no majority: nothing it built
-    // after the split was committed, by it or anyone.
-    assert_eq!(c.height(old), frozen);
-    for &i in &minority {
-        assert!(c.height(i) <= frozen, "server {i} at {}", c.height(i));
-    }
+    // The old leader asked for blocks but could gather no majority.
+    let split = c.minority_partition();
+    let (old, term) = split.old;
     // Check-quorum deposed it; pre-vote kept the minority from raising its terms.
     assert_ne!(c.status(old, "role").as_deref(), Some("leader"));
-    for &i in &minority {
+    for &i in &split.minority {
         assert_eq!(c.term(i), term, "server {i}");
-    }
-    let (new, new_term) = c.sole_leader();
-    assert!(majority.contains(&new) && new_term > term);
-    for &i in &majority {
-        assert!(c.height(i) >= frozen + 3, "server {i} at {}", c.height(i));
-        c.assert_chain_is_decided(i);
     }
 }
 
 #[test]
 fn n5_partition_heals_without_lost_commits() {
     let mut c = Cluster::new(5);
-    c.run_for(3_000);
-    let (minority, majority) = c.split_2_3();
-    c.run_for(5_000);
-    let before_heal = majority.iter().map(|i| c.height(*i)).max().expect("three");
-    c.heal();
-    c.run_for(4_000);
-    let (leader, _) = c.sole_leader();
-    assert!(majority.contains(&leader), "the majority's leader stays");
-    let head = c.nodes[leader].chain.head().hash();
-    for i in 0..5 {
-        // Every block committed anywhere is on every chain, at its height, and the
-        // minority's uncommitted blocks are gone.
-        c.assert_chain_is_decided(i);
-        assert!(c.height(i) > before_heal, "server {i} at {}", c.height(i));
-    }
-    for &i in &minority {
-        assert_eq!(c.nodes[i].chain.head().hash(), head, "server {i} caught up");
-    }
-    let top = c.decided.keys().next_back().expect("decided").0;
-    assert_eq!(c.height(leader), top);
+    // The minority's uncommitted blocks are gone.
+    let split = c.partition_heals();
+    assert!(
+        split.majority.contains(&split.leader.0),
+        "the majority's leader stays"
+    );
 }
 
 #[test]
 fn n3_restart_follower_catches_up_from_log() {
-    let mut c = Cluster::new(3);
-    c.run_for(3_000);
-    let (leader, term) = c.sole_leader();
-    let follower = (leader + 1) % 3;
-    let persisted = c.nodes[follower].persisted.clone().expect("persisted");
-    let state = PersistedState::decode(&persisted).expect("decodes");
-    assert_eq!(state.term, term);
-    let height = c.height(follower);
-    c.crash(follower);
-    c.run_for(3_000);
-    assert!(c.height(leader) >= height + 2, "the other two commit");
-    assert_eq!(c.height(follower), height);
-    c.restart(follower);
-    assert_eq!(
-        c.term(follower),
-        term,
-        "term restored from the persisted bytes"
-    );
-    c.run_for(2_000);
-    assert_eq!(
-        c.nodes[follower].chain.head().hash(),
-        c.nodes[leader].chain.head().hash(),
-        "repaired from the leader's log"
-    );
-    c.assert_chain_is_decided(follower);
-    assert_eq!(
-        c.sole_leader(),
-        (leader, term),
-        "the restart disrupts nothing"
-    );
+    // Repaired from the leader's log.
+    Cluster::new(3).restart_follower_catches_up(|persisted, term| {
+        let state = PersistedState::decode(persisted).expect("decodes");
+        assert_eq!(state.term, term);
+    });
 }
 
 #[test]
@@ -1493,13 +1411,7 @@ fn n4_prevote_rejoining_node_does_not_disrupt() {
 }
 
 fn certificate_error(chain: &mut Chain, block: &Block, certificate: Vec<u8>) -> RaftError {
-    match chain.import_certified(block.clone(), certificate) {
-        Err(BlockError::Engine(e)) => e
-            .downcast_ref::<RaftError>()
-            .cloned()
-            .unwrap_or_else(|| panic!("not a raft refusal: {e}")),
-        other => panic!("expected a raft refusal, got {other:?}"),
-    }
+    crate::cluster::import_refusal(chain, block, certificate)
 }
 
 #[test]
@@ -1605,25 +1517,11 @@ fn corrupted_appends_are_refused_without_panicking() {
         certificates: vec![(1, certificate)],
     };
     let good = Envelope::seal(body, &ks[1]).encode();
-    let mut refused = 0;
-    for at in 0..good.len() {
-        let mut bytes = good.clone();
-        bytes[at] ^= 0x5a;
-        let mut s = Server::new(3, 0, None);
-        match s.input(VoteInput::Message(bytes)) {
-            Ok(_) => {}
-            Err(e) => {
-                assert!(
-                    e.is_bad_data() || matches!(e, EngineError::Ignored { .. }),
-                    "{e}"
-                );
-                refused += 1;
-            }
-        }
-    }
     // Only the bytes of the recipient field can change without a refusal (the message
     // is then someone else's).
-    assert!(refused >= good.len() - 20, "{refused} of {}", good.len());
+    crate::cluster::assert_corruptions_refused(&good, 20, |bytes| {
+        Server::new(3, 0, None).input(VoteInput::Message(bytes))
+    });
 }
 
 #[test]
@@ -1817,49 +1715,15 @@ fn explain_names_the_term_the_leader_and_the_majority_that_acked() {
 /// Healed and whole again, every server ends on the same chain, and it grew.
 #[test]
 fn randomized_partitions_and_crashes_never_decide_two_blocks_at_one_height() {
-    for (n, seed) in [(3, 1), (3, 2), (5, 3), (5, 4)] {
-        let mut c = Cluster::new(n);
-        c.random_faults(seed);
-        let grown = *c.decided.keys().next_back().expect("decided");
-        c.run_for(5_000);
-        let (leader, _) = c.sole_leader();
-        for i in 0..n {
-            // What the leader's log no longer holds (past its window, or from before it
-            // restarted) a server syncs, as its node would on seeing a higher peer.
-            if c.height(i) < c.height(leader) {
-                c.sync(i, leader);
-            }
-        }
-        c.run_for(2_000);
-        let head = c.nodes[leader].chain.head().hash();
-        for i in 0..n {
-            c.assert_chain_is_decided(i);
-            assert_eq!(
-                c.nodes[i].chain.head().hash(),
-                head,
-                "n={n} seed={seed} server {i}"
-            );
-        }
-        assert!(
-            c.height(leader) > grown.0,
-            "n={n} seed={seed}: the healed cluster commits again"
-        );
-    }
+    crate::cluster::randomized_partitions_and_crashes(
+        Cluster::new,
+        &[(3, 1), (3, 2), (5, 3), (5, 4)],
+    );
 }
 
 /// A block on `chain`'s head built and sealed by `key` with `data`.
 fn build_on(chain: &Chain, key: &SecretKey, data: EntryData) -> Block {
-    let head = chain.head();
-    let mut header = chain.template(key.address(), Timestamp(head.timestamp.0 + 1));
-    header.engine.data = data.encode();
-    let built = chain
-        .build_block(header, Vec::new(), usize::MAX)
-        .expect("builds")
-        .block;
-    Block {
-        header: miner::seal::sign_header(built.header, key),
-        txs: built.txs,
-    }
+    crate::cluster::build_on(chain, key, data.encode())
 }
 
 /// A certificate any two of `servers` would sign for `block` in `term`.

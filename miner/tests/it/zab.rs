@@ -4,8 +4,8 @@
 //! messages and certificates; and the named multi-server runs of the Raft tests in the
 //! deterministic in-memory cluster.
 
+use crate::cluster::LATENCY_MS;
 use crate::support::GENESIS_TIME;
-use crate::zab_cluster::{Cluster, LATENCY_MS};
 use chain::block::HEADER_VERSION;
 use chain::{
     Address, Block, BlockHash, ChainView, EngineError, EngineFields, Hash256, Header, Height,
@@ -35,10 +35,13 @@ fn params(keys: &[SecretKey]) -> ZabParams {
     ZabParams::devnet(keys.iter().map(SecretKey::address).collect())
 }
 
+/// The shared cluster harness over ZAB servers.
+type Cluster = crate::cluster::Cluster<ZabEngine>;
+
 fn cluster(n: usize) -> Cluster {
     let keys = keys(n);
     let engine = Arc::new(ZabEngine::new(params(&keys)).expect("valid params"));
-    Cluster::new(engine, keys, "epoch")
+    Cluster::start(keys, engine)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -47,47 +50,24 @@ fn cluster(n: usize) -> Cluster {
 
 #[test]
 fn n3_leader_crash_reelects_and_keeps_committing() {
-    let mut c = cluster(3);
-    c.run_for(3_000);
-    let (old, epoch) = c.sole_leader();
-    let height = c.height(old);
-    assert!(height >= 2, "a block a second: {height}");
-    c.crash(old);
-    let crashed_at = c.now;
-    let elected_at = c.run_until(2_000, |c| {
-        c.leaders().len() == 1
-            && c.status(c.leaders()[0].0, "phase").as_deref() == Some("broadcast")
-    });
-    let (new, new_epoch) = c.sole_leader();
-    assert_ne!(new, old);
-    assert!(new_epoch > epoch);
     // The followers heard a PING at most a tick (50 ms) before the crash and gave up after
     // the 250 ms sync limit; an election (a round trip, the 50 ms finalize wait), then
     // discovery and synchronization (two round trips) later the new leader broadcasts.
-    let took = elected_at - crashed_at;
-    assert!(
-        (250 - 50..250 + 50 + 8 * LATENCY_MS).contains(&took),
-        "broadcasting again after {took} ms"
+    cluster(3).leader_crash_reelects(
+        |c| {
+            c.leaders().len() == 1
+                && c.status(c.leaders()[0].0, "phase").as_deref() == Some("broadcast")
+        },
+        250 - 50..250 + 50 + 8 * LATENCY_MS,
     );
-    c.run_for(4_000);
-    let survivors: Vec<usize> = (0..3).filter(|i| *i != old).collect();
-    c.assert_one_chain_above(&survivors, height + 2);
-    assert_eq!(c.sole_leader(), (new, new_epoch), "no further election");
 }
 
 #[test]
 fn n5_minority_partition_old_leader_cannot_commit() {
     let mut c = cluster(5);
-    c.run_for(3_000);
-    let (old, epoch) = c.sole_leader();
-    let frozen = c.height(old);
-    let (minority, majority) = c.split_2_3();
-    c.run_for(5_000);
-    // The old leader proposed but gathered no quorum of acks: nothing it built after the
-    // split was committed, by it or anyone.
-    assert_eq!(c.height(old), frozen);
-    for &i in &minority {
-        assert!(c.height(i) <= frozen, "server {i} at {}", c.height(i));
+    // The old leader proposed but gathered no quorum of acks.
+    let split = c.minority_partition();
+    for &i in &split.minority {
         // It stepped down, and two servers cannot elect anyone.
         assert_eq!(
             c.status(i, "role").as_deref(),
@@ -95,76 +75,34 @@ fn n5_minority_partition_old_leader_cannot_commit() {
             "server {i}"
         );
     }
-    let (new, new_epoch) = c.sole_leader();
-    assert!(majority.contains(&new) && new_epoch > epoch);
-    for &i in &majority {
-        assert!(c.height(i) >= frozen + 3, "server {i} at {}", c.height(i));
-        c.assert_chain_is_decided(i);
-    }
 }
 
 #[test]
 fn n5_partition_heals_without_lost_commits() {
     let mut c = cluster(5);
-    c.run_for(3_000);
-    let (minority, majority) = c.split_2_3();
-    c.run_for(5_000);
-    let before_heal = majority.iter().map(|i| c.height(*i)).max().expect("three");
-    c.heal();
-    c.run_for(4_000);
-    let (leader, _) = c.sole_leader();
-    assert!(majority.contains(&leader), "the majority's leader stays");
-    let head = c.nodes[leader].chain.head().hash();
-    for i in 0..5 {
-        // Every block committed anywhere is on every chain, at its height, and the
-        // minority's uncommitted proposals are gone (truncated in synchronization).
-        c.assert_chain_is_decided(i);
-        assert!(c.height(i) > before_heal, "server {i} at {}", c.height(i));
-    }
-    for &i in &minority {
-        assert_eq!(c.nodes[i].chain.head().hash(), head, "server {i} caught up");
+    // The minority's uncommitted proposals are gone (truncated in synchronization).
+    let split = c.partition_heals();
+    assert!(
+        split.majority.contains(&split.leader.0),
+        "the majority's leader stays"
+    );
+    for &i in &split.minority {
         assert_eq!(
             c.status(i, "role").as_deref(),
             Some("follower"),
             "server {i}"
         );
     }
-    let top = c.decided.keys().next_back().expect("decided").0;
-    assert_eq!(c.height(leader), top);
 }
 
 #[test]
 fn n3_restart_follower_catches_up_from_log() {
-    let mut c = cluster(3);
-    c.run_for(3_000);
-    let (leader, epoch) = c.sole_leader();
-    let follower = (leader + 1) % 3;
-    let persisted = c.nodes[follower].persisted.clone().expect("persisted");
-    let state = PersistedState::decode(&persisted).expect("decodes");
-    assert_eq!((state.accepted_epoch, state.current_epoch), (epoch, epoch));
-    let height = c.height(follower);
-    c.crash(follower);
-    c.run_for(3_000);
-    assert!(c.height(leader) >= height + 2, "the other two commit");
-    assert_eq!(c.height(follower), height);
-    c.restart(follower);
-    assert_eq!(
-        c.status(follower, "epoch").as_deref(),
-        Some(epoch.to_string().as_str()),
-        "epoch restored from the persisted bytes"
-    );
-    c.run_for(2_000);
-    assert_eq!(
-        c.nodes[follower].chain.head().hash(),
-        c.nodes[leader].chain.head().hash(),
-        "brought up in synchronization from the leader's history"
-    );
-    c.assert_chain_is_decided(follower);
-    assert_eq!(
-        c.sole_leader(),
-        (leader, epoch),
-        "the restart disrupts nothing: it joins the established leader"
-    );
+    // Brought up in synchronization from the leader's history; the restart disrupts
+    // nothing: it joins the established leader.
+    cluster(3).restart_follower_catches_up(|persisted, epoch| {
+        let state = PersistedState::decode(persisted).expect("decodes");
+        assert_eq!((state.accepted_epoch, state.current_epoch), (epoch, epoch));
+    });
 }
 
 /// Over (servers, seed), on a network that loses 5% of messages and reorders them (up to
@@ -174,7 +112,7 @@ fn n3_restart_follower_catches_up_from_log() {
 /// ends on the same chain, and it grew.
 #[test]
 fn randomized_partitions_and_crashes_never_decide_two_blocks_at_one_height() {
-    crate::zab_cluster::randomized_partitions_and_crashes(
+    crate::cluster::randomized_partitions_and_crashes(
         cluster,
         &[(3, 1), (3, 2), (5, 3), (5, 4), (4, 5)],
     );
@@ -1516,7 +1454,7 @@ fn corrupted_messages_are_refused_without_panicking() {
         last_zxid: zxid(1, 1),
     };
     let good = Envelope::seal(body, &ks[2]).encode();
-    crate::zab_cluster::assert_corruptions_refused(&good, 20, |bytes| {
+    crate::cluster::assert_corruptions_refused(&good, 20, |bytes| {
         let mut s = Server::new(3, 0, None);
         s.looking(2, s.vote_for(2, Zxid::GENESIS, 0)).expect("vote");
         s.timeout(TIMER_FINALIZE);
@@ -1637,7 +1575,7 @@ fn params_are_validated_naming_the_field() {
 }
 
 fn certificate_error(chain: &mut chain::Chain, block: &Block, certificate: Vec<u8>) -> ZabError {
-    crate::zab_cluster::import_refusal(chain, block, certificate)
+    crate::cluster::import_refusal(chain, block, certificate)
 }
 
 /// A certificate is ⌊N/2⌋+1 distinct servers' valid signatures over this block at this
@@ -1734,7 +1672,7 @@ fn certificates_forged_short_duplicated_foreign_or_for_another_block_are_refused
 
 /// A block on `chain`'s head built and sealed by `key` with `zxid`.
 fn build_on(chain: &chain::Chain, key: &SecretKey, zxid: Zxid) -> Block {
-    crate::zab_cluster::build_on(chain, key, zxid.encode())
+    crate::cluster::build_on(chain, key, zxid.encode())
 }
 
 /// Even with a certificate, a block must be sealed by a server, with a zxid above its
