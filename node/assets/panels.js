@@ -323,7 +323,40 @@ function RaftPanel({ p, nodes }) {
   </div>`;
 }
 
-const PANELS = { pow: PowPanel, pos: PosPanel, dpos: DposPanel, poa: PoaPanel, pbft: PbftPanel, raft: RaftPanel };
+function PaxosPanel({ p, nodes }) {
+  const x = p.explain;
+  return html`<div class="paxos" data-majority=${x.majority}>
+    <h3>vote progress</h3>
+    <${VotingTable} nodes=${nodes} columns=${[["ballot", "ballot"], ["role", "role"], ["leader", "leader"],
+      ["decided_height", "decided height"], ["accepted_slots", "accepted slots"]]} />
+    <p class="hint">A ballot is (round.proposer); a leader ran phase 1 once for every open slot with it, and each block is chosen when ${x.majority} servers accept it in one ballot.</p>
+    <h3>head #${p.height}</h3>
+    <dl>
+      <dt>proposed</dt><dd>in ballot ${x.built_in_ballot} by <${Addr} a=${x.leader} nodes=${nodes} /></dd>
+      <dt>chosen in ballot</dt><dd>${x.chosen_in_ballot ?? "—"}</dd>
+      <dt>accepted by</dt><dd>${csv(x.accepted_by).map((a) => html`<${Addr} a=${a} nodes=${nodes} /> `)}</dd>
+    </dl>
+  </div>`;
+}
+
+function ZabPanel({ p, nodes }) {
+  const x = p.explain;
+  return html`<div class="zab" data-quorum=${x.quorum}>
+    <h3>vote progress</h3>
+    <${VotingTable} nodes=${nodes} columns=${[["epoch", "epoch"], ["role", "role"], ["phase", "phase"],
+      ["leader", "leader"], ["last_zxid", "last zxid"], ["committed_height", "committed height"]]} />
+    <p class="hint">Phases: election, discovery (a new epoch), synchronization (followers brought to the leader's history), broadcast (proposal, ${x.quorum} acks, commit).</p>
+    <h3>head #${p.height}</h3>
+    <dl>
+      <dt>transaction</dt><dd>zxid ${x.zxid} by <${Addr} a=${x.leader} nodes=${nodes} /></dd>
+      <dt>committed in epoch</dt><dd>${x.committed_in_epoch ?? "—"}</dd>
+      <dt>acked by</dt><dd>${csv(x.acked_by).map((a) => html`<${Addr} a=${a} nodes=${nodes} /> `)}</dd>
+    </dl>
+  </div>`;
+}
+
+const PANELS = { pow: PowPanel, pos: PosPanel, dpos: DposPanel, poa: PoaPanel, pbft: PbftPanel, raft: RaftPanel,
+  paxos: PaxosPanel, zab: ZabPanel };
 
 /** The engine panel card: `p` is what [`loadPanel`] returned (or null while loading). */
 export function EnginePanel({ p, nodes }) {

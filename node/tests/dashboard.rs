@@ -376,12 +376,14 @@ fn three_nodes(dir: &std::path::Path, kind: config::EngineKind) -> node::testnet
 }
 
 #[test]
-fn engine_panels_of_poa_dpos_and_pbft_show_what_the_rpc_returns() {
+fn engine_panels_of_poa_dpos_pbft_paxos_and_zab_show_what_the_rpc_returns() {
     let Some(browser) = browser() else { return };
     for kind in [
         config::EngineKind::Poa,
         config::EngineKind::Dpos,
         config::EngineKind::Pbft,
+        config::EngineKind::Paxos,
+        config::EngineKind::Zab,
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let net = three_nodes(dir.path(), kind);
@@ -446,16 +448,24 @@ fn engine_panels_of_poa_dpos_and_pbft_show_what_the_rpc_returns() {
             }
             config::EngineKind::Dpos => {
                 panel_values(&tab, "dpos", ".dpos-slots tr[data-slot]", &["data-owner"]);
-                // The head and its slot table, read in one go (a block a second redraws it).
-                let read = eval(
-                    &tab,
-                    "JSON.stringify([document.querySelector('.engine-panel').getAttribute('data-hash'), \
-                       [...document.querySelectorAll('.dpos-slots tr[data-slot]')] \
-                         .map((r) => [r.getAttribute('data-slot'), r.getAttribute('data-owner')])])",
-                );
-                let (hash, rows): (String, Vec<(String, String)>) =
-                    serde_json::from_str(read.as_str().expect("a JSON string"))
-                        .expect("the head and its slots");
+                // The head and its slot table, read in one go (a block a second redraws it;
+                // a read in the middle of a redraw finds no rows and is taken again).
+                let until = Instant::now() + DEADLINE;
+                let (hash, rows) = loop {
+                    let read = eval(
+                        &tab,
+                        "JSON.stringify([document.querySelector('.engine-panel').getAttribute('data-hash'), \
+                           [...document.querySelectorAll('.dpos-slots tr[data-slot]')] \
+                             .map((r) => [r.getAttribute('data-slot'), r.getAttribute('data-owner')])])",
+                    );
+                    let (hash, rows): (String, Vec<(String, String)>) =
+                        serde_json::from_str(read.as_str().expect("a JSON string"))
+                            .expect("the head and its slots");
+                    if !rows.is_empty() || Instant::now() >= until {
+                        break (hash, rows);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                };
                 let explained = explain(&net, &hash);
                 assert_eq!(
                     rows.len().to_string(),
@@ -471,6 +481,25 @@ fn engine_panels_of_poa_dpos_and_pbft_show_what_the_rpc_returns() {
                     owner,
                     Some(field(&explained, "producer")),
                     "the slot table gives the head's slot {slot} to the head's producer: {rows:?}"
+                );
+            }
+            config::EngineKind::Paxos | config::EngineKind::Zab => {
+                let (name, attribute, explain_field, round) = if kind == config::EngineKind::Paxos {
+                    ("paxos", "data-majority", "majority", "data-ballot")
+                } else {
+                    ("zab", "data-quorum", "quorum", "data-epoch")
+                };
+                let (hash, shown) = panel_values(&tab, name, &format!(".{name}"), &[attribute]);
+                let explained = explain(&net, &hash);
+                assert_eq!(shown, [field(&explained, explain_field)], "{name}");
+                assert_eq!(field(&explained, explain_field), "2", "a majority of three");
+                wait_js(
+                    &tab,
+                    &format!(
+                        "[0, 1, 2].every((i) => (document.querySelector( \
+                           `.voting-progress tr[data-node-row=\"${{i}}\"]`)?.getAttribute('{round}') || '') !== '')"
+                    ),
+                    "a vote-progress row with a round for every node",
                 );
             }
             _ => {
@@ -516,6 +545,8 @@ fn dashboard_screenshots_of_every_engine() {
         config::EngineKind::Poa,
         config::EngineKind::Pbft,
         config::EngineKind::Raft,
+        config::EngineKind::Paxos,
+        config::EngineKind::Zab,
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
         let net = three_nodes(dir.path(), kind);
