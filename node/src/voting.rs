@@ -1,4 +1,4 @@
-//! The driver of a voting engine's machine (PBFT, Raft): one tokio task owns the
+//! The driver of a voting engine's machine (PBFT, Raft, Multi-Paxos, ZAB): one tokio task owns the
 //! [`VotingMachine`] and is the only one to call it, in the order inputs arrive.
 //!
 //! Inputs: consensus messages from the engine gossip topic (handed over by the network

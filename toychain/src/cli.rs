@@ -13,7 +13,8 @@ use node::NodeArgs;
     about = "A blockchain with pluggable consensus: run nodes and devnets, send coins, compare engines",
     long_about = "toychain runs a node or a whole local devnet of one chain whose block production \
                   is pluggable (one flag, --engine, picks proof of work, coin-age proof of stake, \
-                  delegated proof of stake, proof of authority, PBFT or Raft), a wallet to \
+                  delegated proof of stake, proof of authority, PBFT, Raft, Multi-Paxos or \
+                  ZAB), a wallet to \
                   send coins, and a lab that compares the engines on real devnets and in \
                   simulation. Logs go to \
                   stderr; raise them with RUST_LOG=debug."

@@ -368,7 +368,7 @@ fn section_time_to_finality(out: &mut String, rows: &[&EngineMetrics]) {
          only make a reversal unlikely, so it costs about {CONFIRMATIONS} intervals. DPoS waits \
          until more than 2/3 of the producers have built on a block, PoA (as measured here) \
          until ⌊N/2⌋+1 distinct signers have: a number of turns, not of lottery wins. A block \
-         decided by votes (PBFT, Raft) is shown only once decided, so its time counts from its \
+         decided by votes (PBFT, Raft, Multi-Paxos, ZAB) is shown only once decided, so its time counts from its \
          proposal: the commit latency the nodes measured, from holding the proposal to the \
          decision.\n",
         extremes(rows, " s p50", |m| m.finality_s.map(|s| s.p50))

@@ -304,7 +304,7 @@ fn write_reports(plan: &Plan, rows: &[Row], table: &str) -> anyhow::Result<()> {
         md,
         "\nreverted after k conf.: blocks that some node had under {k} blocks of its own \
          (the watch reads each node's block {k} below its head every poll) and that the final \
-         chain does not hold. An engine that finalizes (DPoS, PBFT, Raft) must also never \
+         chain does not hold. An engine that finalizes (DPoS, PBFT, Raft, Multi-Paxos, ZAB) must also never \
          revert a finalized block, which the finality check fails the row for; PoW, PoS and \
          PoA give only confirmations, so a long enough partition may revert confirmed blocks \
          and this column counts them.",

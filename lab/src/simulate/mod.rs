@@ -7,7 +7,7 @@
 //! the engine and producer `miner` builds from the chain spec, and the
 //! producer loop's steps (`next_turn`, template, `prepare`, sign guard, `seal`, import).
 //! PoA, DPoS and PoS sign with their real producers at the times their schedules and
-//! kernels give on the virtual clock. The voting engines (PBFT, Raft) run each node's own
+//! kernels give on the virtual clock. The voting engines (PBFT, Raft, Multi-Paxos, ZAB) run each node's own
 //! [`chain::VotingMachine`], the very code a node runs, driven as the node's voting driver
 //! drives it: messages over the simulated network, timers as events, blocks built from the
 //! mempool, proposals validated by the chain, decisions imported with their certificates
@@ -303,10 +303,10 @@ impl Plan {
 fn engine_kinds(names: &[String]) -> anyhow::Result<Vec<EngineKind>> {
     let kinds = parse_engines("--engine", names)?;
     if kinds.is_empty() {
-        return Err(usage(
-            "--engine: name an engine (pow, pos, dpos, poa, pbft, raft) or a comma list of them"
-                .into(),
-        ));
+        return Err(usage(format!(
+            "--engine: name an engine ({}) or a comma list of them",
+            EngineKind::names()
+        )));
     }
     Ok(kinds)
 }

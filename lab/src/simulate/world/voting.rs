@@ -1,4 +1,4 @@
-//! The voting engines (PBFT, Raft) in virtual time: each node holds the machine its engine
+//! The voting engines (PBFT, Raft, Multi-Paxos, ZAB) in virtual time: each node holds the machine its engine
 //! builds ([`chain::ConsensusEngine::voting_machine`]) and the simulator does for it what
 //! the node's voting driver (`node::voting`) does with tokio, in the same order:
 //!
