@@ -403,8 +403,8 @@ fn bench_throughput_offers_thousands_a_second_and_reports_against_the_ceiling() 
     let row = &json["engines"][0];
     let submitted = row["tx_submitted"].as_u64().expect("a count");
     assert!(
-        submitted >= 4_000,
-        "12,000 offered over 4 s, at least a third admitted: {row}"
+        submitted >= 3_000,
+        "12,000 offered over 4 s, at least a quarter admitted (the old generator offered at most 4,000): {row}"
     );
     assert!(row["tx_confirmed"].as_u64() > Some(1_000), "{row}");
     // One check per transfer the node saw: admitted ones are not verified again when their
