@@ -200,6 +200,73 @@ impl SpecError {
 
 /// Declares the engines of this build: `Variant(params type) = "name"`. Generates
 /// [`EngineKind`], [`EngineSpec`] and the dispatch of every [`EngineParams`] method.
+/// The [`EngineParams`] methods every engine that decides by votes shares (PBFT, Raft,
+/// Multi-Paxos, ZAB), written once inside each `impl EngineParams`: the parameters carry a
+/// `block_time` and validate themselves; the engine has authorities, reports its own
+/// finality (every stored block was decided), mints nothing (the leader keeps the fees),
+/// asks for a block every block time from its machine, votes on the engine topic with
+/// messages of at most `$max_message` bytes, and is built by `$engine::new` with
+/// `$producer` sealing what the machine asks for.
+macro_rules! voting_engine_params {
+    ($name:literal, $engine:ty, $producer:ty, $max_message:expr) => {
+        fn check(&self) -> Result<(), String> {
+            self.validate().map_err(|e| e.to_string())
+        }
+
+        fn block_time(&self) -> u64 {
+            self.block_time
+        }
+
+        fn set_block_time(&mut self, secs: u64) {
+            self.block_time = secs;
+        }
+
+        fn has_authorities() -> bool {
+            true
+        }
+
+        /// A block is final once the engine's quorum decided it, which the node reports as
+        /// its finalized height (the head: every stored block was decided).
+        fn finality(_producers: usize) -> $crate::spec::Finality {
+            $crate::spec::Finality::Reported
+        }
+
+        /// Nothing is minted; the leader keeps the fees.
+        fn reward(&self) -> $crate::spec::Reward {
+            $crate::spec::Reward::Fixed(chain::Amount::ZERO)
+        }
+
+        /// The leader's machine asks for a block every block time.
+        fn idle_retry_secs(&self) -> u64 {
+            self.block_time
+        }
+
+        fn votes() -> bool {
+            true
+        }
+
+        fn max_message_bytes() -> usize {
+            $max_message
+        }
+
+        fn build(
+            &self,
+            author: Option<&chain::SecretKey>,
+            _mode: $crate::spec::Mode,
+        ) -> Result<$crate::spec::Engines, $crate::spec::SpecError> {
+            let engine = <$engine>::new(self.clone())
+                .map_err(|e| $crate::spec::SpecError::invalid($name, e))?;
+            Ok($crate::spec::Engines {
+                producer: author.map(|key| -> std::sync::Arc<dyn chain::BlockProducer> {
+                    std::sync::Arc::new(<$producer>::new(key.clone()))
+                }),
+                engine: std::sync::Arc::new(engine),
+            })
+        }
+    };
+}
+pub(crate) use voting_engine_params;
+
 macro_rules! engines {
     ($($variant:ident($params:ty) = $name:literal,)+) => {
         /// The engines this build can run.

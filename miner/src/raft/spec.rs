@@ -1,9 +1,8 @@
 //! Raft as an engine choice.
 
 use crate::raft::{MAX_MESSAGE_BYTES, RaftEngine, RaftParams, RaftProducer};
-use crate::spec::{EngineParams, Engines, Finality, Mode, Reward, SpecError};
-use chain::{Address, Amount, BlockProducer, SecretKey};
-use std::sync::Arc;
+use crate::spec::{EngineParams, voting_engine_params};
+use chain::Address;
 
 impl EngineParams for RaftParams {
     /// [`RaftParams::devnet`]'s 150–300 ms elections assume servers that answer within a
@@ -19,52 +18,5 @@ impl EngineParams for RaftParams {
         }
     }
 
-    fn check(&self) -> Result<(), String> {
-        self.validate().map_err(|e| e.to_string())
-    }
-
-    fn block_time(&self) -> u64 {
-        self.block_time
-    }
-
-    fn set_block_time(&mut self, secs: u64) {
-        self.block_time = secs;
-    }
-
-    fn has_authorities() -> bool {
-        true
-    }
-
-    /// A block is final once a majority of the servers hold it (its commit), which the
-    /// node reports as its finalized height (the head: every stored block was committed).
-    fn finality(_producers: usize) -> Finality {
-        Finality::Reported
-    }
-
-    /// Raft mints nothing; the leader keeps the fees.
-    fn reward(&self) -> Reward {
-        Reward::Fixed(Amount::ZERO)
-    }
-
-    /// The leader's machine asks for a block every block time.
-    fn idle_retry_secs(&self) -> u64 {
-        self.block_time
-    }
-
-    fn votes() -> bool {
-        true
-    }
-
-    fn max_message_bytes() -> usize {
-        MAX_MESSAGE_BYTES
-    }
-
-    fn build(&self, author: Option<&SecretKey>, _mode: Mode) -> Result<Engines, SpecError> {
-        let engine = RaftEngine::new(self.clone()).map_err(|e| SpecError::invalid("raft", e))?;
-        Ok(Engines {
-            producer: author
-                .map(|key| -> Arc<dyn BlockProducer> { Arc::new(RaftProducer::new(key.clone())) }),
-            engine: Arc::new(engine),
-        })
-    }
+    voting_engine_params!("raft", RaftEngine, RaftProducer, MAX_MESSAGE_BYTES);
 }
