@@ -347,6 +347,15 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// Not useful now, nobody's fault (a duplicate, a stale or far-future round, a
+    /// message meant for another node).
+    pub fn ignored(engine: &'static str, reason: impl Into<String>) -> EngineError {
+        EngineError::Ignored {
+            engine,
+            reason: reason.into(),
+        }
+    }
+
     pub fn rejected(
         engine: &'static str,
         source: impl StdError + Send + Sync + 'static,

@@ -16,6 +16,9 @@ pub trait MessageBody: BorshSerialize + BorshDeserialize {
     const NAME: &'static str;
     /// Largest encoded envelope; larger bytes are refused unread.
     const MAX_BYTES: usize;
+
+    /// The one server the message is for, or `None` when it is for every server.
+    fn recipient(&self) -> Option<Address>;
 }
 
 /// A message as sent. See the module documentation.
@@ -69,5 +72,70 @@ impl<B: MessageBody> Envelope<B> {
                 reason: e.to_string(),
             })?;
         Ok(sender)
+    }
+}
+
+/// Why [`admit`] refused a message.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Not a well-formed envelope of this engine.
+    Malformed(CodecError),
+    BadSignature(BadSignature),
+    /// Signed by someone who is not one of the servers.
+    NotServer(Address),
+    /// This server's own message, come back.
+    FromItself,
+}
+
+/// What a server's machine does with a message before reading its body, the same for Raft,
+/// Multi-Paxos and ZAB: decode it under the engine's size limit; leave one addressed to
+/// another server (or any addressed one, when this node only observes) unchecked, since it
+/// is not ours to answer; check the signature; refuse a sender that is not a server; drop
+/// what reaches an observer; refuse this server's own. `Ok(None)`: nothing to do.
+pub fn admit<B: MessageBody>(
+    bytes: &[u8],
+    me: Address,
+    observer: bool,
+    is_server: impl Fn(&Address) -> bool,
+) -> Result<Option<(Address, Envelope<B>)>, Refusal> {
+    let envelope = Envelope::<B>::decode(bytes).map_err(Refusal::Malformed)?;
+    if envelope
+        .body
+        .recipient()
+        .is_some_and(|to| to != me || observer)
+    {
+        return Ok(None);
+    }
+    let sender = envelope.verify().map_err(Refusal::BadSignature)?;
+    if !is_server(&sender) {
+        return Err(Refusal::NotServer(sender));
+    }
+    if observer {
+        return Ok(None);
+    }
+    if sender == me {
+        return Err(Refusal::FromItself);
+    }
+    Ok(Some((sender, envelope)))
+}
+
+/// The engine error for a refusal: a malformed envelope or a forged signature costs the
+/// sender its score (as the engine's error `E`), a server's own message is ignored, and a
+/// non-server's message is whatever `not_server` says (Raft ignores a removed server's).
+pub fn refused<E>(
+    engine: &'static str,
+    refusal: Refusal,
+    not_server: impl FnOnce(Address) -> chain::EngineError,
+) -> chain::EngineError
+where
+    E: From<CodecError> + From<BadSignature> + std::error::Error + Send + Sync + 'static,
+{
+    match refusal {
+        Refusal::Malformed(e) => chain::EngineError::rejected(engine, E::from(e)),
+        Refusal::BadSignature(e) => chain::EngineError::rejected(engine, E::from(e)),
+        Refusal::NotServer(sender) => not_server(sender),
+        Refusal::FromItself => {
+            chain::EngineError::ignored(engine, "a message from this server itself")
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! open proposals) and the learner's (decided blocks not yet imported, and a window of
 //! imported ones to teach others) are volatile. The node's chain holds the decided prefix.
 
+use crate::envelope;
 use crate::paxos::engine::{PaxosEngine, reject};
 use crate::paxos::error::PaxosError;
 use crate::paxos::params::PaxosParams;
@@ -121,10 +122,7 @@ impl std::fmt::Debug for PaxosMachine {
 }
 
 pub(super) fn ignored(reason: impl Into<String>) -> EngineError {
-    EngineError::Ignored {
-        engine: ENGINE_NAME,
-        reason: reason.into(),
-    }
+    EngineError::ignored(ENGINE_NAME, reason)
 }
 
 fn malformed(sender: Address, what: &'static str, reason: String) -> EngineError {
@@ -444,25 +442,18 @@ impl PaxosMachine {
         bytes: &[u8],
         out: &mut Vec<VoteOutput>,
     ) -> Result<(), EngineError> {
-        let envelope = Envelope::decode(bytes).map_err(reject)?;
-        if envelope
-            .body
-            .recipient()
-            .is_some_and(|to| to != self.me || self.role == Role::Observer)
-        {
-            // Meant for another server: not ours to check or answer.
+        let admitted =
+            envelope::admit::<Body>(bytes, self.me, self.role == Role::Observer, |sender| {
+                self.servers.contains(sender)
+            })
+            .map_err(|refusal| {
+                envelope::refused::<PaxosError>(ENGINE_NAME, refusal, |sender| {
+                    reject(PaxosError::SenderNotServer { sender })
+                })
+            })?;
+        let Some((sender, envelope)) = admitted else {
             return Ok(());
-        }
-        let sender = envelope.verify().map_err(reject)?;
-        if !self.servers.contains(&sender) {
-            return Err(reject(PaxosError::SenderNotServer { sender }));
-        }
-        if self.role == Role::Observer {
-            return Ok(());
-        }
-        if sender == self.me {
-            return Err(ignored("a message from this server itself"));
-        }
+        };
         let what = envelope.body.name();
         match envelope.body {
             Body::Prepare { ballot, decided } => {

@@ -190,22 +190,6 @@ pub enum Body {
 }
 
 impl Body {
-    /// The one server a reply is meant for; `None` for a broadcast.
-    pub fn recipient(&self) -> Option<Address> {
-        match self {
-            Body::Promise { to, .. }
-            | Body::Nack { to, .. }
-            | Body::Accepted { to, .. }
-            | Body::HeartbeatAck { to, .. }
-            | Body::Learn { to, .. }
-            | Body::Learned { to, .. } => Some(*to),
-            Body::Prepare { .. }
-            | Body::Accept { .. }
-            | Body::Heartbeat { .. }
-            | Body::Decided { .. } => None,
-        }
-    }
-
     pub fn name(&self) -> &'static str {
         match self {
             Body::Prepare { .. } => "prepare",
@@ -229,6 +213,22 @@ impl MessageBody for Body {
     const DOMAIN: &'static [u8] = MESSAGE_DOMAIN;
     const NAME: &'static str = "paxos message";
     const MAX_BYTES: usize = MAX_MESSAGE_BYTES;
+
+    /// The one server a reply is meant for; `None` for a broadcast.
+    fn recipient(&self) -> Option<Address> {
+        match self {
+            Body::Promise { to, .. }
+            | Body::Nack { to, .. }
+            | Body::Accepted { to, .. }
+            | Body::HeartbeatAck { to, .. }
+            | Body::Learn { to, .. }
+            | Body::Learned { to, .. } => Some(*to),
+            Body::Prepare { .. }
+            | Body::Accept { .. }
+            | Body::Heartbeat { .. }
+            | Body::Decided { .. } => None,
+        }
+    }
 }
 
 /// What an acceptor writes before it answers ("Paxos Made Simple" §2.3: an acceptor must

@@ -258,10 +258,7 @@ fn mismatch(
 }
 
 fn ignored(reason: impl Into<String>) -> EngineError {
-    EngineError::Ignored {
-        engine: ENGINE_NAME,
-        reason: reason.into(),
-    }
+    EngineError::ignored(ENGINE_NAME, reason)
 }
 
 /// A PBFT replica. See the module documentation.

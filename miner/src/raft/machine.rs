@@ -5,6 +5,7 @@
 //! holds the committed prefix of the log; the machine holds a window of recently committed
 //! entries (to repair followers) and the uncommitted tail.
 
+use crate::envelope;
 use crate::raft::engine::reject;
 use crate::raft::error::RaftError;
 use crate::raft::params::{RaftParams, majority};
@@ -123,10 +124,7 @@ impl std::fmt::Debug for RaftMachine {
 }
 
 fn ignored(reason: impl Into<String>) -> EngineError {
-    EngineError::Ignored {
-        engine: ENGINE_NAME,
-        reason: reason.into(),
-    }
+    EngineError::ignored(ENGINE_NAME, reason)
 }
 
 impl RaftMachine {
@@ -540,16 +538,21 @@ impl RaftMachine {
         bytes: &[u8],
         out: &mut Vec<VoteOutput>,
     ) -> Result<(), EngineError> {
-        let envelope = Envelope::decode(bytes).map_err(reject)?;
-        if envelope
-            .body
-            .recipient()
-            .is_some_and(|to| to != self.me || self.role == Role::Observer)
-        {
-            // Meant for another server: not ours to check or answer.
-            return Ok(());
-        }
-        let Some(sender) = self.admit(&envelope)? else {
+        let admitted =
+            envelope::admit::<Body>(bytes, self.me, self.role == Role::Observer, |sender| {
+                self.servers.contains(sender)
+            })
+            .map_err(|refusal| {
+                envelope::refused::<RaftError>(ENGINE_NAME, refusal, |sender| {
+                    // A removed server may still send what it sent before it learned.
+                    if self.former.contains(&sender) {
+                        ignored(format!("a message from {sender}, a removed server"))
+                    } else {
+                        reject(RaftError::SenderNotServer { sender })
+                    }
+                })
+            })?;
+        let Some((sender, envelope)) = admitted else {
             return Ok(());
         };
         let term = envelope.body.term();
@@ -631,28 +634,6 @@ impl RaftMachine {
                 self.on_append_response(now, sender, envelope.sender, response, out)
             }
         }
-    }
-
-    /// The verified sender of a message meant for this server: a current server other
-    /// than this one. `None` when an observer has nothing to do with it; a removed
-    /// server's message is ignored, a stranger's rejected.
-    fn admit(&self, envelope: &Envelope) -> Result<Option<Address>, EngineError> {
-        let sender = envelope.verify().map_err(reject)?;
-        if !self.servers.contains(&sender) {
-            if self.former.contains(&sender) {
-                return Err(ignored(format!(
-                    "a message from {sender}, a removed server"
-                )));
-            }
-            return Err(reject(RaftError::SenderNotServer { sender }));
-        }
-        if self.role == Role::Observer {
-            return Ok(None);
-        }
-        if sender == self.me {
-            return Err(ignored("a message from this server itself"));
-        }
-        Ok(Some(sender))
     }
 }
 

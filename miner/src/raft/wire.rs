@@ -234,16 +234,6 @@ impl Body {
         }
     }
 
-    /// The one node a reply or an append is meant for; `None` for a vote request.
-    pub fn recipient(&self) -> Option<Address> {
-        match self {
-            Body::RequestVote { .. } => None,
-            Body::VoteResponse { to, .. }
-            | Body::AppendEntries { to, .. }
-            | Body::AppendResponse { to, .. } => Some(*to),
-        }
-    }
-
     pub fn name(&self) -> &'static str {
         match self {
             Body::RequestVote { pre_vote: true, .. } => "pre-vote request",
@@ -262,6 +252,16 @@ impl MessageBody for Body {
     const DOMAIN: &'static [u8] = MESSAGE_DOMAIN;
     const NAME: &'static str = "raft message";
     const MAX_BYTES: usize = MAX_MESSAGE_BYTES;
+
+    /// The one node a reply or an append is meant for; `None` for a vote request.
+    fn recipient(&self) -> Option<Address> {
+        match self {
+            Body::RequestVote { .. } => None,
+            Body::VoteResponse { to, .. }
+            | Body::AppendEntries { to, .. }
+            | Body::AppendResponse { to, .. } => Some(*to),
+        }
+    }
 }
 
 /// What a server writes before it answers (Raft's persistent state, Figure 2): its term,

@@ -5,6 +5,7 @@
 //! chain holds the committed prefix of the history; the machine holds a window of recently
 //! committed proposals (to bring lagging followers up) and the uncommitted tail.
 
+use crate::envelope;
 use crate::quorum::{Certificate, VoteSignature, VoterSet};
 use crate::seal::verify_signed_seal;
 use crate::zab::engine::reject;
@@ -145,10 +146,7 @@ impl std::fmt::Debug for ZabMachine {
 }
 
 pub(super) fn ignored(reason: impl Into<String>) -> EngineError {
-    EngineError::Ignored {
-        engine: ENGINE_NAME,
-        reason: reason.into(),
-    }
+    EngineError::ignored(ENGINE_NAME, reason)
 }
 
 impl ZabMachine {
@@ -493,25 +491,18 @@ impl ZabMachine {
         bytes: &[u8],
         out: &mut Vec<VoteOutput>,
     ) -> Result<(), EngineError> {
-        let envelope = Envelope::decode(bytes).map_err(reject)?;
-        if envelope
-            .body
-            .recipient()
-            .is_some_and(|to| to != self.me || self.role == Role::Observer)
-        {
-            // Meant for another server: not ours to check or answer.
+        let admitted =
+            envelope::admit::<Body>(bytes, self.me, self.role == Role::Observer, |sender| {
+                self.servers.contains(sender)
+            })
+            .map_err(|refusal| {
+                envelope::refused::<ZabError>(ENGINE_NAME, refusal, |sender| {
+                    reject(ZabError::SenderNotServer { sender })
+                })
+            })?;
+        let Some((sender, envelope)) = admitted else {
             return Ok(());
-        }
-        let sender = envelope.verify().map_err(reject)?;
-        if !self.servers.contains(&sender) {
-            return Err(reject(ZabError::SenderNotServer { sender }));
-        }
-        if self.role == Role::Observer {
-            return Ok(());
-        }
-        if sender == self.me {
-            return Err(ignored("a message from this server itself"));
-        }
+        };
         let key = envelope.sender;
         match envelope.body {
             Body::Notification { round, state, vote } => {

@@ -215,23 +215,6 @@ pub enum Body {
 }
 
 impl Body {
-    /// The one server a message is meant for; `None` for one meant for all.
-    pub fn recipient(&self) -> Option<Address> {
-        match self {
-            Body::Notification { .. }
-            | Body::Propose { .. }
-            | Body::Commit { .. }
-            | Body::Ping { .. } => None,
-            Body::FollowerInfo { to, .. }
-            | Body::NewEpoch { to, .. }
-            | Body::AckEpoch { to, .. }
-            | Body::NewLeader { to, .. }
-            | Body::AckNewLeader { to, .. }
-            | Body::Ack { to, .. }
-            | Body::PingAck { to, .. } => Some(*to),
-        }
-    }
-
     pub fn name(&self) -> &'static str {
         match self {
             Body::Notification { .. } => "notification",
@@ -253,6 +236,23 @@ impl MessageBody for Body {
     const DOMAIN: &'static [u8] = MESSAGE_DOMAIN;
     const NAME: &'static str = "zab message";
     const MAX_BYTES: usize = MAX_MESSAGE_BYTES;
+
+    /// The one server a message is meant for; `None` for one meant for all.
+    fn recipient(&self) -> Option<Address> {
+        match self {
+            Body::Notification { .. }
+            | Body::Propose { .. }
+            | Body::Commit { .. }
+            | Body::Ping { .. } => None,
+            Body::FollowerInfo { to, .. }
+            | Body::NewEpoch { to, .. }
+            | Body::AckEpoch { to, .. }
+            | Body::NewLeader { to, .. }
+            | Body::AckNewLeader { to, .. }
+            | Body::Ack { to, .. }
+            | Body::PingAck { to, .. } => Some(*to),
+        }
+    }
 }
 
 /// A ZAB message as sent (see [`crate::envelope::Envelope`]).
