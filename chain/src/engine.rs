@@ -171,9 +171,10 @@ pub trait ConsensusEngine: Send + Sync + Debug {
     }
 
     /// The newest block of the best chain that can never be reverted, or `None` when
-    /// finality is only probabilistic.
-    fn finalized(&self, _chain: &dyn ChainView) -> Result<Option<BlockId>, EngineError> {
-        Ok(None)
+    /// finality is only probabilistic. The default: the head for an engine that requires
+    /// certificates (every stored block was decided), none otherwise.
+    fn finalized(&self, chain: &dyn ChainView) -> Result<Option<BlockId>, EngineError> {
+        Ok(self.requires_certificate().then(|| chain.head().id()))
     }
 
     /// Why `header`'s producer was entitled to it, as named values for people (PoW: hash

@@ -7,7 +7,7 @@ use crate::paxos::wire::{BlockData, PersistedState, check_certificate};
 use crate::quorum::{Certificate, VoterSet};
 use crate::seal::verify_signed_seal;
 use chain::{
-    BlockId, ChainView, ConsensusEngine, EngineError, Header, SealedHeader, SecretKey, StateRead,
+    ChainView, ConsensusEngine, EngineError, Header, SealedHeader, SecretKey, StateRead,
     VotingMachine, Weight,
 };
 
@@ -105,15 +105,6 @@ impl ConsensusEngine for PaxosEngine {
     /// Every block weighs the same: a decided chain has no rival branch to outweigh.
     fn block_weight(&self, _header: &SealedHeader) -> Weight {
         Weight::from_u64(1)
-    }
-
-    /// Every stored block was chosen, so the head is final.
-    fn finalized(&self, chain: &dyn ChainView) -> Result<Option<BlockId>, EngineError> {
-        let head = chain.head();
-        Ok(Some(BlockId {
-            height: head.height(),
-            hash: head.hash(),
-        }))
     }
 
     /// The ballot the block was built in, its leader, and the ballot and majority that

@@ -10,7 +10,7 @@ use crate::pbft::params::PbftParams;
 use crate::quorum::{Certificate, Phase, VoteBody, VoterSet};
 use crate::seal::verify_signed_seal;
 use chain::{
-    Address, BlockId, ChainView, ConsensusEngine, EngineError, Header, SealedHeader, SecretKey,
+    Address, ChainView, ConsensusEngine, EngineError, Header, SealedHeader, SecretKey,
     StateOverlay, StateRead, StoreError, Transaction, TxKind, VotingMachine, Weight,
 };
 use tracing::info;
@@ -171,11 +171,6 @@ impl ConsensusEngine for PbftEngine {
         }
         engine_state::put(state, ENGINE_NAME, MEMBERSHIP_KEY, &membership);
         Ok(())
-    }
-
-    /// Every stored block was decided with a certificate: the head is final.
-    fn finalized(&self, chain: &dyn ChainView) -> Result<Option<BlockId>, EngineError> {
-        Ok(Some(chain.head().id()))
     }
 
     fn explain(

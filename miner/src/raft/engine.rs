@@ -9,8 +9,8 @@ use crate::raft::wire::{Certificate, EntryData, PersistedState, check_certificat
 use crate::seal::verify_signed_seal;
 use borsh::{BorshDeserialize, BorshSerialize};
 use chain::{
-    Address, BlockId, ChainView, ConsensusEngine, EngineError, Header, Height, SealedHeader,
-    SecretKey, StateOverlay, StateRead, StoreError, Transaction, TxKind, VotingMachine, Weight,
+    Address, ChainView, ConsensusEngine, EngineError, Header, Height, SealedHeader, SecretKey,
+    StateOverlay, StateRead, StoreError, Transaction, TxKind, VotingMachine, Weight,
 };
 use tracing::info;
 
@@ -215,15 +215,6 @@ impl ConsensusEngine for RaftEngine {
     /// Every block weighs the same: a decided chain has no rival branch to outweigh.
     fn block_weight(&self, _header: &SealedHeader) -> Weight {
         Weight::from_u64(1)
-    }
-
-    /// Every stored block was committed, so the head is final.
-    fn finalized(&self, chain: &dyn ChainView) -> Result<Option<BlockId>, EngineError> {
-        let head = chain.head();
-        Ok(Some(BlockId {
-            height: head.height(),
-            hash: head.hash(),
-        }))
     }
 
     /// The block's term and log index, its leader, and the majority that acked it.

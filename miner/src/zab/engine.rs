@@ -7,7 +7,7 @@ use crate::zab::machine::ZabMachine;
 use crate::zab::params::ZabParams;
 use crate::zab::wire::{PersistedState, Zxid, check_certificate};
 use chain::{
-    Address, BlockId, ChainView, ConsensusEngine, EngineError, Header, SealedHeader, SecretKey,
+    Address, ChainView, ConsensusEngine, EngineError, Header, SealedHeader, SecretKey,
     StateOverlay, StateRead, VotingMachine, Weight,
 };
 
@@ -103,15 +103,6 @@ impl ConsensusEngine for ZabEngine {
     /// Every block weighs the same: a decided chain has no rival branch to outweigh.
     fn block_weight(&self, _header: &SealedHeader) -> Weight {
         Weight::from_u64(1)
-    }
-
-    /// Every stored block was committed, so the head is final.
-    fn finalized(&self, chain: &dyn ChainView) -> Result<Option<BlockId>, EngineError> {
-        let head = chain.head();
-        Ok(Some(BlockId {
-            height: head.height(),
-            hash: head.hash(),
-        }))
     }
 
     /// The block's zxid, its leader, and the quorum that acked it.
