@@ -102,6 +102,42 @@ fn fixed_difficulty(authors: &[(String, chain::SecretKey)]) -> ChainSpec {
     spec
 }
 
+/// A voting run for the sweeps: `authors` on a full mesh where every message takes exactly
+/// `delay_ms` (no jitter, no loss, an uplink that costs no time), no load, the machines'
+/// trace recorded.
+fn voting_setup(
+    spec: ChainSpec,
+    authors: Vec<(String, chain::SecretKey)>,
+    delay_ms: u64,
+    duration_ms: u64,
+    seed: u64,
+) -> Setup {
+    let nodes = authors.len();
+    Setup {
+        spec,
+        authors,
+        link: LinkModel {
+            latency_ms: delay_ms as f64,
+            jitter_ms: 0.0,
+            bandwidth: f64::INFINITY,
+            loss: 0.0,
+        },
+        peers: nodes.saturating_sub(1),
+        hash_shares: vec![1.0 / nodes.max(1) as f64; nodes],
+        selfish: None,
+        seed,
+        tx_rate: 0.0,
+        traders: Vec::new(),
+        duration_ms,
+        faults: Vec::new(),
+        dust: None,
+        probe: world::VoteProbe {
+            trace: true,
+            kill_first_leader: false,
+        },
+    }
+}
+
 fn pow_setup(nodes: usize, latency_ms: f64, shares: Vec<f64>, blocks: u64, seed: u64) -> Setup {
     let authors = author_keys(nodes);
     Setup {

@@ -29,8 +29,7 @@
 use super::Table;
 use crate::compare::faults::Fault;
 use crate::simulate::dev_spec;
-use crate::simulate::network::LinkModel;
-use crate::simulate::world::{self, Outcome, Setup, Traced, VoteEvent, VoteProbe};
+use crate::simulate::world::{self, Outcome, Setup, Traced, VoteEvent};
 use chain::SecretKey;
 use config::{ChainSpec, EngineKind, EngineSpec};
 use std::collections::{BTreeMap, BTreeSet};
@@ -69,29 +68,8 @@ fn setup(kind: EngineKind, duration_ms: u64, seed: u64, keys: &str) -> Setup {
             (format!("node{i}"), key)
         })
         .collect();
-    Setup {
-        spec: dev_spec(kind, &authors, &[], Some(BLOCK_TIME)),
-        authors,
-        link: LinkModel {
-            latency_ms: DELAY_MS as f64,
-            jitter_ms: 0.0,
-            bandwidth: f64::INFINITY,
-            loss: 0.0,
-        },
-        peers: NODES - 1,
-        hash_shares: vec![1.0 / NODES as f64; NODES],
-        selfish: None,
-        seed,
-        tx_rate: 0.0,
-        traders: Vec::new(),
-        duration_ms,
-        faults: Vec::new(),
-        dust: None,
-        probe: VoteProbe {
-            trace: true,
-            kill_first_leader: false,
-        },
-    }
+    let spec = dev_spec(kind, &authors, &[], Some(BLOCK_TIME));
+    super::voting_setup(spec, authors, DELAY_MS, duration_ms, seed)
 }
 
 /// Each height's proposal (time, proposer) and each (height → node → decision time); a
@@ -263,22 +241,23 @@ fn duel(
     let outcome = world::simulate(setup, &mut |_| {})?;
     let first = first_decision_after(&outcome, 0);
     let until = first.unwrap_or(u64::MAX);
+    // Every round a node entered before the first decision, but for the one each node
+    // reports first (term 0, view 0, …: where it starts, not an election).
     let mut rounds = BTreeSet::new();
+    let mut starting = BTreeSet::new();
+    let mut reported = BTreeSet::new();
     for t in outcome.votes.trace.iter().filter(|t| t.at < until) {
         if let VoteEvent::Status(fields) = &t.what {
-            for (k, v) in fields {
-                if ROUND_FIELDS.contains(k) {
-                    rounds.insert(v.clone());
+            let first_report = reported.insert(t.node);
+            for (_, v) in fields.iter().filter(|(k, _)| ROUND_FIELDS.contains(k)) {
+                if first_report {
+                    starting.insert(v.clone());
                 }
+                rounds.insert(v.clone());
             }
         }
     }
-    // The round every node starts in (term 0, view 0, …) is not an election.
-    let initial = ["0", "0.0", "0:0"];
-    let elections = rounds
-        .iter()
-        .filter(|r| !initial.contains(&r.as_str()))
-        .count();
+    let elections = rounds.difference(&starting).count();
     Ok(Some((elections, first.map(|at| at.saturating_sub(start)))))
 }
 

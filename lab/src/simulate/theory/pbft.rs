@@ -20,8 +20,7 @@
 
 use super::Table;
 use crate::compare::faults::Fault;
-use crate::simulate::network::LinkModel;
-use crate::simulate::world::{self, Outcome, Setup, Traced, VoteEvent, VoteProbe};
+use crate::simulate::world::{self, Outcome, Setup, Traced, VoteEvent};
 use crate::simulate::{author_keys, dev_spec};
 use anyhow::Context;
 use config::{EngineKind, EngineSpec};
@@ -56,29 +55,7 @@ fn setup(nodes: usize, delay_ms: u64, view_timeout_ms: u64, duration_ms: u64, se
         params.view_timeout_ms = view_timeout_ms;
         params.max_view_timeout_ms = params.max_view_timeout_ms.max(view_timeout_ms);
     }
-    Setup {
-        spec,
-        authors,
-        link: LinkModel {
-            latency_ms: delay_ms as f64,
-            jitter_ms: 0.0,
-            bandwidth: f64::INFINITY,
-            loss: 0.0,
-        },
-        peers: nodes.saturating_sub(1),
-        hash_shares: vec![1.0 / nodes as f64; nodes],
-        selfish: None,
-        seed,
-        tx_rate: 0.0,
-        traders: Vec::new(),
-        duration_ms,
-        faults: Vec::new(),
-        dust: None,
-        probe: VoteProbe {
-            trace: true,
-            kill_first_leader: false,
-        },
-    }
+    super::voting_setup(spec, authors, delay_ms, duration_ms, seed)
 }
 
 /// The run's millisecond of genesis.

@@ -31,8 +31,7 @@
 
 use super::Table;
 use crate::simulate::dev_spec;
-use crate::simulate::network::LinkModel;
-use crate::simulate::world::{self, Outcome, Setup, VoteEvent, VoteProbe};
+use crate::simulate::world::{self, Outcome, Setup, VoteEvent};
 use chain::SecretKey;
 use config::{EngineKind, EngineSpec};
 use std::collections::BTreeSet;
@@ -78,29 +77,15 @@ fn setup(timing: Timing, servers: usize, seed: u64, trial: u64) -> Setup {
         params.election_timeout_max_ms = least_ms + spread_ms;
         params.heartbeat_ms = least_ms / 3;
     }
-    Setup {
+    let mut setup = super::voting_setup(
         spec,
         authors,
-        link: LinkModel {
-            latency_ms: delay_ms as f64,
-            jitter_ms: 0.0,
-            bandwidth: f64::INFINITY,
-            loss: 0.0,
-        },
-        peers: servers.saturating_sub(1),
-        hash_shares: vec![1.0 / servers as f64; servers],
-        selfish: None,
+        delay_ms,
+        2 * (least_ms + spread_ms) * 20 + TRIAL_LIMIT_MS,
         seed,
-        tx_rate: 0.0,
-        traders: Vec::new(),
-        duration_ms: 2 * (least_ms + spread_ms) * 20 + TRIAL_LIMIT_MS,
-        faults: Vec::new(),
-        dust: None,
-        probe: VoteProbe {
-            trace: true,
-            kill_first_leader: true,
-        },
-    }
+    );
+    setup.probe.kill_first_leader = true;
+    setup
 }
 
 /// A trial's election timeouts `[least, least + spread)` and one-way delay, ms.
