@@ -249,7 +249,7 @@ pub(crate) fn code_kind(code: i64) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -291,8 +291,8 @@ mod tests {
         assert_eq!(names_for(8), DEV_ACCOUNTS.to_vec());
     }
 
-    fn unused_url() -> String {
-        // A port bound and released at once: nothing listens there.
+    /// The URL of a port bound and released at once: nothing listens there.
+    pub(crate) fn unused_url() -> String {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("an ephemeral port")

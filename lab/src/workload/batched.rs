@@ -394,6 +394,7 @@ impl<'a> NodeSender<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::tests::unused_url;
 
     #[test]
     fn senders_scale_with_the_rate_in_multiples_of_the_nodes() {
@@ -461,14 +462,6 @@ mod tests {
                 );
             }
         }
-    }
-
-    fn unused_url() -> String {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("an ephemeral port")
-            .port();
-        format!("http://127.0.0.1:{port}")
     }
 
     #[test]
