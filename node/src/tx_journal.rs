@@ -22,7 +22,7 @@ use chain::{Canonical, ChainView, Transaction, TxHash};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{debug, info, warn};
 
@@ -108,36 +108,46 @@ impl TxJournal {
     }
 
     /// Drops the records whose tx is done with: deep enough on the best chain, or
-    /// neither on it nor pending.
-    pub async fn compact(&self, chain: &ChainHandle) -> anyhow::Result<()> {
+    /// neither on it nor pending. The store reads (one or two a record, tens of thousands
+    /// under load) and the rewrite run on the blocking pool, not on the runtime's threads.
+    pub async fn compact(self: &Arc<Self>, chain: &ChainHandle) -> anyhow::Result<()> {
         let snapshot: Vec<TxHash> = self.lock().records.iter().map(|(h, _)| *h).collect();
         if snapshot.is_empty() {
             return Ok(());
         }
-        let mut gone = std::collections::HashSet::new();
-        // One trip to the chain actor for the whole journal (it holds tens of thousands of
-        // records under load, and every trip waits behind imports and admissions).
+        // One trip to the chain actor for the whole journal (every trip waits behind
+        // imports and admissions).
         let pending = chain.pending_among(snapshot.clone()).await?;
         let head_height = chain.head().id.height.0;
-        let reader = chain.reader();
-        for (hash, pending) in snapshot.iter().zip(pending) {
-            if pending {
-                continue;
+        let reader = chain.reader().clone();
+        let journal = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut gone = std::collections::HashSet::new();
+            for (hash, pending) in snapshot.iter().zip(pending) {
+                if pending {
+                    continue;
+                }
+                let confirmations = match reader.tx_location(hash)? {
+                    None => None,
+                    Some((block, _)) => reader
+                        .header(&block)?
+                        .map(|header| head_height.saturating_sub(header.height().0) + 1),
+                };
+                if confirmations.is_none_or(|c| c >= KEEP_CONFIRMATIONS) {
+                    gone.insert(*hash);
+                }
             }
-            let confirmations = match reader.tx_location(hash)? {
-                None => None,
-                Some((block, _)) => reader
-                    .header(&block)?
-                    .map(|header| head_height.saturating_sub(header.height().0) + 1),
-            };
-            if confirmations.is_none_or(|c| c >= KEEP_CONFIRMATIONS) {
-                gone.insert(*hash);
-            }
-        }
+            journal.drop_records(&gone)
+        })
+        .await
+        .context("the tx journal's compaction stopped")?
+    }
+
+    /// Rewrites the journal without `gone`; records appended meanwhile stay.
+    fn drop_records(&self, gone: &std::collections::HashSet<TxHash>) -> anyhow::Result<()> {
         if gone.is_empty() {
             return Ok(());
         }
-        // Records appended meanwhile were not looked at and stay.
         let kept: Vec<(TxHash, Vec<u8>)> = self
             .lock()
             .records
@@ -236,6 +246,7 @@ mod tests {
         use chain::test_utils::{TestEngine, build_on_head, memory_chain};
         let dir = tempfile::tempdir().expect("tempdir");
         let (journal, _) = TxJournal::open(dir.path()).expect("open");
+        let journal = Arc::new(journal);
         let mut chain = memory_chain(TestEngine::default());
         let producer = chain::dev::dev_address("alice").expect("a dev account");
         let import = |chain: &mut chain::Chain, txs: Vec<Transaction>| {
