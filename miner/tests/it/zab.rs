@@ -317,6 +317,26 @@ impl Server {
         self.input(VoteInput::Timeout(id)).expect("timeout")
     }
 
+    /// Leads: `peers` send LOOKING notifications for this server's own vote, and
+    /// finalizeWait passes (discovery begins).
+    fn lead_with(&mut self, peers: &[usize]) -> Vec<VoteOutput> {
+        let vote = self.machine.vote();
+        for p in peers {
+            self.looking(*p, vote).expect("notification");
+        }
+        self.timeout(TIMER_FINALIZE)
+    }
+
+    /// Peer `peer`'s FOLLOWERINFO to this server, the leader.
+    fn follower_info(
+        &mut self,
+        peer: usize,
+        accepted_epoch: u64,
+    ) -> Result<Vec<VoteOutput>, EngineError> {
+        let to = self.addr(self.me);
+        self.from(peer, Body::FollowerInfo { to, accepted_epoch })
+    }
+
     /// A LOOKING peer's notification in round 1.
     fn looking(&mut self, peer: usize, vote: Vote) -> Result<Vec<VoteOutput>, EngineError> {
         let round = self.machine.round();
@@ -615,11 +635,7 @@ fn a_looking_server_joins_the_leader_a_quorum_of_settled_servers_reports() {
 #[test]
 fn discovery_proposes_an_epoch_above_every_accepted_epoch_of_a_quorum() {
     let mut s = Server::new(5, 4, None);
-    let vote = s.machine.vote();
-    for p in [1, 2] {
-        s.looking(p, vote).expect("notification");
-    }
-    s.timeout(TIMER_FINALIZE);
+    s.lead_with(&[1, 2]);
     assert_eq!(s.machine.role(), Role::Leader);
     let to = s.addr(4);
     let out = s
@@ -753,18 +769,9 @@ fn a_follower_refuses_a_newepoch_below_its_accepted_epoch() {
 #[test]
 fn a_leader_steps_down_when_an_ackepoch_shows_a_follower_ahead() {
     let mut s = Server::new(3, 2, None);
-    let vote = s.machine.vote();
-    s.looking(1, vote).expect("notification");
-    s.timeout(TIMER_FINALIZE);
+    s.lead_with(&[1]);
     let to = s.addr(2);
-    s.from(
-        1,
-        Body::FollowerInfo {
-            to,
-            accepted_epoch: 0,
-        },
-    )
-    .expect("followerinfo");
+    s.follower_info(1, 0).expect("followerinfo");
     let epoch = s.machine.accepted_epoch();
     let out = s
         .from(
@@ -793,18 +800,9 @@ fn a_leader_steps_down_when_an_ackepoch_shows_a_follower_ahead() {
 #[test]
 fn primary_integrity_no_new_proposal_before_synchronization_completes() {
     let mut s = Server::new(3, 2, None);
-    let vote = s.machine.vote();
-    s.looking(1, vote).expect("notification");
-    s.timeout(TIMER_FINALIZE);
+    s.lead_with(&[1]);
     let to = s.addr(2);
-    s.from(
-        1,
-        Body::FollowerInfo {
-            to,
-            accepted_epoch: 0,
-        },
-    )
-    .expect("followerinfo");
+    s.follower_info(1, 0).expect("followerinfo");
     let out = s
         .from(
             1,
@@ -871,18 +869,9 @@ fn the_new_leader_commits_its_initial_history_with_the_quorums_newleader_acks() 
     };
     let mut s = Server::new(3, 2, Some(persisted));
     assert_eq!(s.machine.vote().zxid, zxid(1, 1));
-    let vote = s.machine.vote();
-    s.looking(1, vote).expect("notification");
-    s.timeout(TIMER_FINALIZE);
+    s.lead_with(&[1]);
     let to = s.addr(2);
-    s.from(
-        1,
-        Body::FollowerInfo {
-            to,
-            accepted_epoch: 1,
-        },
-    )
-    .expect("followerinfo");
+    s.follower_info(1, 1).expect("followerinfo");
     let out = s
         .from(
             1,
