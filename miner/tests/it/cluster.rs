@@ -796,3 +796,27 @@ pub fn build_on(chain: &Chain, key: &SecretKey, data: Vec<u8>) -> Block {
         txs: built.txs,
     }
 }
+
+/// `n` server keys from `label` ("raft server 0", …), in address order, so server `i` is
+/// the `i`-th address (and Paxos's ballot index `i`).
+pub fn server_keys(label: &str, n: usize) -> Vec<SecretKey> {
+    let mut keys: Vec<SecretKey> = (0..n)
+        .map(|i| SecretKey::from_seed(&format!("{label} {i}")))
+        .collect();
+    keys.sort_by_key(SecretKey::address);
+    keys
+}
+
+/// The genesis header the pure machines are handed as their first head.
+pub fn genesis_header() -> chain::SealedHeader {
+    chain::SealedHeader::new(chain::Header {
+        version: chain::block::HEADER_VERSION,
+        parent: BlockHash([0; 32]),
+        height: Height(0),
+        timestamp: Timestamp(GENESIS_TIME),
+        tx_root: chain::Hash256::ZERO,
+        state_root: chain::Hash256::ZERO,
+        producer: Address::default(),
+        engine: chain::EngineFields::default(),
+    })
+}

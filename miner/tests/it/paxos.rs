@@ -28,13 +28,8 @@ use std::sync::Arc;
 // The pure machines, wired by hand: each message is delivered when and where a case says.
 // ---------------------------------------------------------------------------------------
 
-/// `n` server keys in address order, so server `i` has ballot index `i`.
 fn keys(n: usize) -> Vec<SecretKey> {
-    let mut keys: Vec<SecretKey> = (0..n)
-        .map(|i| SecretKey::from_seed(&format!("paxos server {i}")))
-        .collect();
-    keys.sort_by_key(SecretKey::address);
-    keys
+    crate::cluster::server_keys("paxos server", n)
 }
 
 fn params(keys: &[SecretKey]) -> PaxosParams {
@@ -42,16 +37,7 @@ fn params(keys: &[SecretKey]) -> PaxosParams {
 }
 
 fn genesis() -> SealedHeader {
-    SealedHeader::new(Header {
-        version: HEADER_VERSION,
-        parent: BlockHash([0; 32]),
-        height: Height(0),
-        timestamp: Timestamp(GENESIS_TIME),
-        tx_root: Hash256::ZERO,
-        state_root: Hash256::ZERO,
-        producer: Address::default(),
-        engine: EngineFields::default(),
-    })
+    crate::cluster::genesis_header()
 }
 
 /// A block sealed by `key` at `height` on `parent` with engine data `data`; `salt` makes

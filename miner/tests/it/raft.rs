@@ -25,13 +25,8 @@ use std::sync::Arc;
 // The pure machine, driven by hand.
 // ---------------------------------------------------------------------------------------
 
-/// `n` server keys in address order, so server `i` is the `i`-th address.
 fn keys(n: usize) -> Vec<SecretKey> {
-    let mut keys: Vec<SecretKey> = (0..n)
-        .map(|i| SecretKey::from_seed(&format!("raft server {i}")))
-        .collect();
-    keys.sort_by_key(SecretKey::address);
-    keys
+    crate::cluster::server_keys("raft server", n)
 }
 
 fn params(keys: &[SecretKey]) -> RaftParams {
@@ -39,16 +34,7 @@ fn params(keys: &[SecretKey]) -> RaftParams {
 }
 
 fn genesis() -> SealedHeader {
-    SealedHeader::new(Header {
-        version: HEADER_VERSION,
-        parent: BlockHash([0; 32]),
-        height: Height(0),
-        timestamp: Timestamp(GENESIS_TIME),
-        tx_root: Hash256::ZERO,
-        state_root: Hash256::ZERO,
-        producer: Address::default(),
-        engine: EngineFields::default(),
-    })
+    crate::cluster::genesis_header()
 }
 
 /// Entries of these terms at indexes 1, 2, …: no-ops, which is all the log rules need.

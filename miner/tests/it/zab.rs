@@ -22,13 +22,8 @@ use miner::zab::{
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// `n` server keys in address order, so server `i` is the `i`-th address.
 fn keys(n: usize) -> Vec<SecretKey> {
-    let mut keys: Vec<SecretKey> = (0..n)
-        .map(|i| SecretKey::from_seed(&format!("zab server {i}")))
-        .collect();
-    keys.sort_by_key(SecretKey::address);
-    keys
+    crate::cluster::server_keys("zab server", n)
 }
 
 fn params(keys: &[SecretKey]) -> ZabParams {
@@ -156,16 +151,7 @@ fn two_servers_starting_elections_together_elect_one_leader_without_livelock() {
 // ---------------------------------------------------------------------------------------
 
 fn genesis() -> SealedHeader {
-    SealedHeader::new(Header {
-        version: HEADER_VERSION,
-        parent: BlockHash([0; 32]),
-        height: Height(0),
-        timestamp: Timestamp(GENESIS_TIME),
-        tx_root: Hash256::ZERO,
-        state_root: Hash256::ZERO,
-        producer: Address::default(),
-        engine: EngineFields::default(),
-    })
+    crate::cluster::genesis_header()
 }
 
 /// A block sealed by `key` at `height` on `parent`, with `zxid`.
