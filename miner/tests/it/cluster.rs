@@ -112,6 +112,28 @@ pub struct Cluster<E> {
 }
 
 impl<E: CrashFaultEngine> Cluster<E> {
+    /// Block `h` as the sole leader's chain holds it, with its certificate's bytes.
+    pub fn decided_at(&self, h: u64) -> (chain::Block, Vec<u8>) {
+        let (leader, _) = self.sole_leader();
+        let source = &self.nodes[leader].chain;
+        let hash = source
+            .best_hash_at(Height(h))
+            .expect("store")
+            .expect("decided");
+        let block = source.block(&hash).expect("store").expect("stored");
+        let certificate = source.certificate(&hash).expect("store").expect("stored");
+        (block, certificate)
+    }
+
+    /// A new node's chain of the same genesis (the servers funded), at block 1's parent.
+    pub fn fresh_chain(&self) -> chain::Chain {
+        let funded: Vec<Address> = self.nodes.iter().map(|n| n.key.address()).collect();
+        let shared: Arc<dyn ConsensusEngine> = self.engine.clone();
+        let (fresh, _clock) = engine_chain(shared, &funded, GENESIS_TIME + 1_000_000);
+        assert_eq!(fresh.genesis().hash(), self.nodes[0].chain.genesis().hash());
+        fresh
+    }
+
     /// One node per key, all funded so they can pay for transactions, each running
     /// `engine`'s machine with its key (a key that is no server's makes an observer).
     pub fn start(keys: Vec<SecretKey>, engine: Arc<E>) -> Cluster<E> {

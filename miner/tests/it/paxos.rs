@@ -6,7 +6,7 @@
 //! links).
 
 use crate::cluster::{Cluster as Harness, LATENCY_MS, Rng};
-use crate::support::{GENESIS_TIME, engine_chain};
+use crate::support::GENESIS_TIME;
 use chain::block::HEADER_VERSION;
 use chain::{
     Address, Block, BlockHash, Chain, ChainView, ConsensusEngine, EngineError, EngineFields,
@@ -1088,24 +1088,14 @@ fn certificate_error(chain: &mut Chain, block: &Block, certificate: Vec<u8>) -> 
 fn certificates_forged_short_duplicated_foreign_or_for_another_block_are_refused() {
     let mut c = cluster(3);
     c.run_for(3_000);
-    let (leader, _) = c.sole_leader();
-    let source = &c.nodes[leader].chain;
     let at = |h: u64| {
-        let hash = source
-            .best_hash_at(Height(h))
-            .expect("store")
-            .expect("decided");
-        let block = source.block(&hash).expect("store").expect("stored");
-        let certificate = source.certificate(&hash).expect("store").expect("stored");
+        let (block, certificate) = c.decided_at(h);
         (block, Certificate::decode(&certificate).expect("decodes"))
     };
     let (first, good) = at(1);
     let (_, second) = at(2);
     assert!(good.signatures.len() >= 2, "a majority of three");
-    let funded: Vec<Address> = c.nodes.iter().map(|n| n.key.address()).collect();
-    let shared: Arc<dyn ConsensusEngine> = c.engine.clone();
-    let (mut fresh, _clock) = engine_chain(shared, &funded, GENESIS_TIME + 1_000_000);
-    assert_eq!(fresh.genesis().hash(), c.nodes[0].chain.genesis().hash());
+    let mut fresh = c.fresh_chain();
     let quorum = |e: &PaxosError| match e {
         PaxosError::Certificate { source, .. } => source.clone(),
         other => panic!("not a certificate refusal: {other}"),

@@ -1404,24 +1404,14 @@ fn certificate_error(chain: &mut Chain, block: &Block, certificate: Vec<u8>) -> 
 fn certificates_forged_short_duplicated_foreign_or_for_another_block_are_refused() {
     let mut c = Cluster::new(3);
     c.run_for(3_000);
-    let (leader, _) = c.sole_leader();
-    let source = &c.nodes[leader].chain;
     let at = |h: u64| {
-        let hash = source
-            .best_hash_at(Height(h))
-            .expect("store")
-            .expect("decided");
-        let block = source.block(&hash).expect("store").expect("stored");
-        let certificate = source.certificate(&hash).expect("store").expect("stored");
+        let (block, certificate) = c.decided_at(h);
         (block, Certificate::decode(&certificate).expect("decodes"))
     };
     let (first, good) = at(1);
     let (_, second) = at(2);
     assert_eq!(good.acks.len(), 2, "two of three");
-    // A new node of the same chain (same genesis), at block 1's parent.
-    let funded: Vec<Address> = c.nodes.iter().map(|n| n.key.address()).collect();
-    let (mut fresh, _clock) = engine_chain(c.engine.clone(), &funded, GENESIS_TIME + 1_000_000);
-    assert_eq!(fresh.genesis().hash(), c.nodes[0].chain.genesis().hash());
+    let mut fresh = c.fresh_chain();
 
     let mut forged = good.clone();
     forged.acks[1].signature.0[10] ^= 1;

@@ -1561,23 +1561,14 @@ fn certificates_forged_short_duplicated_foreign_or_for_another_block_are_refused
     use miner::quorum::QuorumError;
     let mut c = cluster(3);
     c.run_for(3_000);
-    let (leader, _) = c.sole_leader();
-    let source = &c.nodes[leader].chain;
     let at = |h: u64| {
-        let hash = source
-            .best_hash_at(Height(h))
-            .expect("store")
-            .expect("decided");
-        let block = source.block(&hash).expect("store").expect("stored");
-        let certificate = source.certificate(&hash).expect("store").expect("stored");
+        let (block, certificate) = c.decided_at(h);
         (block, Certificate::decode(&certificate).expect("decodes"))
     };
     let (first, good) = at(1);
     let (_, second) = at(2);
     assert_eq!(good.signatures.len(), 2, "two of three");
-    let funded: Vec<Address> = c.nodes.iter().map(|n| n.key.address()).collect();
-    let (mut fresh, _clock) =
-        crate::support::engine_chain(c.engine.clone(), &funded, GENESIS_TIME + 1_000_000);
+    let mut fresh = c.fresh_chain();
     let quorum = |e: ZabError| match e {
         ZabError::Certificate { source, .. } => source,
         other => panic!("not a certificate refusal: {other}"),
