@@ -10,7 +10,8 @@
 //!   accounts are fresh at genesis), its receiver and amount drawn from the seed and `i`, so
 //!   the whole run is fixed by (seed, rate, node count). [`Presigned::sign`] signs the run's
 //!   transfers with rayon before the clock starts (at most [`PRESIGN_BUDGET`]; later ones are
-//!   signed as they fall due), so the generator spends no CPU the nodes need on signing.
+//!   signed as they fall due) and encodes them for `tx_submit`, so the generator spends no
+//!   CPU the nodes need on signing or encoding.
 //! - **Batched over RPC**: one thread per node; sender `s` always goes through node
 //!   `s mod N` (its whole nonce run lands in one mempool), and each thread sends what is due
 //!   as one JSON-RPC batch of up to [`MAX_RUN`] `tx_submit` calls, which the node admits in
@@ -23,10 +24,11 @@
 //! the run.
 
 use super::{Acked, MAX_AMOUNT, WorkloadOutcome, code_kind, error_kind, pending_nonce};
-use chain::{Address, Amount, Canonical, ChainId, SecretKey, Transaction};
+use chain::{Address, Amount, Canonical, ChainId, SecretKey, TxHash};
 use node::rpc_client::RpcClient;
 use rayon::prelude::*;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -102,10 +104,13 @@ fn slot(seed: u64, senders: usize, i: u64) -> Slot {
     }
 }
 
-/// A signed transfer ready to send.
+/// A signed transfer ready to send: encoded and hex-encoded once, when signed (in
+/// parallel, before the run), so the sender threads only copy it into a batch.
 #[derive(Debug, Clone)]
 struct Ready {
-    tx: Transaction,
+    /// The canonical encoding in hex: `tx_submit`'s parameter.
+    hex: String,
+    hash: TxHash,
     sender: usize,
     nonce: u64,
 }
@@ -189,7 +194,8 @@ impl Presigned {
             wallet::DEFAULT_FEE,
         ) {
             Ok(tx) => Some(Ready {
-                tx,
+                hex: hex::encode(tx.encode()),
+                hash: tx.hash(),
                 sender: slot.sender,
                 nonce,
             }),
@@ -284,7 +290,7 @@ impl<'a> NodeSender<'a> {
 
     /// The next `run` transfers of this node as one batch.
     fn send_run(&mut self, run: u64, started: Instant) {
-        let mut batch = Vec::with_capacity(run as usize);
+        let mut batch: Vec<Cow<'a, Ready>> = Vec::with_capacity(run as usize);
         for _ in 0..run {
             let k = self.sent;
             self.sent += 1;
@@ -300,7 +306,7 @@ impl<'a> NodeSender<'a> {
             .enumerate()
             .map(|(id, r)| {
                 json!({"jsonrpc": "2.0", "id": id, "method": "tx_submit",
-                       "params": [hex::encode(r.tx.encode())]})
+                       "params": [r.hex]})
             })
             .collect();
         let at = started.elapsed().as_secs_f64();
@@ -344,7 +350,7 @@ impl<'a> NodeSender<'a> {
                         *next = Some(r.nonce + 1);
                     }
                     self.outcome.acked.push(Acked {
-                        hash: r.tx.hash(),
+                        hash: r.hash,
                         node: self.node,
                         at,
                         sender: r.sender,
@@ -361,14 +367,14 @@ impl<'a> NodeSender<'a> {
 
     /// This node's `k`-th transfer: pre-signed, or signed now (past the budget, or for a
     /// sender being re-synchronised, with the nonce its node reports).
-    fn next_transfer(&mut self, k: u64) -> Option<Ready> {
+    fn next_transfer(&mut self, k: u64) -> Option<Cow<'a, Ready>> {
         let load = self.load;
         let i = self.node as u64 + k * load.nodes as u64;
         let sender = slot(load.seed, load.keys.len(), i).sender;
         let Some(resync) = self.resync.get(&sender).copied() else {
             return match load.signed[self.node].get(k as usize) {
-                Some(ready) => Some(ready.clone()),
-                None => load.build(i, None),
+                Some(ready) => Some(Cow::Borrowed(ready)),
+                None => load.build(i, None).map(Cow::Owned),
             };
         };
         let nonce = match resync {
@@ -387,7 +393,7 @@ impl<'a> NodeSender<'a> {
         if ready.is_none() {
             self.resync.insert(sender, None);
         }
-        ready
+        ready.map(Cow::Owned)
     }
 }
 
@@ -395,6 +401,7 @@ impl<'a> NodeSender<'a> {
 mod tests {
     use super::*;
     use crate::workload::tests::unused_url;
+    use chain::Transaction;
 
     #[test]
     fn senders_scale_with_the_rate_in_multiples_of_the_nodes() {
@@ -449,14 +456,15 @@ mod tests {
                 assert_eq!(ready.sender as u64, i % 8);
                 assert_eq!(ready.sender % 4, node, "a sender keeps to one node");
                 assert_eq!(ready.nonce, i / 8);
-                assert_eq!(ready.tx.nonce, ready.nonce);
-                assert_eq!(ready.tx.chain_id, ChainId(1337));
-                ready
-                    .tx
-                    .check_stateless(ChainId(1337))
+                let tx = Transaction::decode(&hex::decode(&ready.hex).expect("hex"))
+                    .expect("a transaction");
+                assert_eq!(tx.hash(), ready.hash);
+                assert_eq!(tx.nonce, ready.nonce);
+                assert_eq!(tx.chain_id, ChainId(1337));
+                tx.check_stateless(ChainId(1337))
                     .expect("a valid signature");
                 assert_eq!(
-                    ready.tx.sender_address(),
+                    tx.sender_address(),
                     load.addresses()[ready.sender],
                     "signed by its sender"
                 );
