@@ -146,11 +146,11 @@ fn a_batch_of_tx_submits_is_admitted_in_one_trip_with_an_answer_per_call() -> an
     calls.push(json!({"jsonrpc": "2.0", "id": 23, "method": "tx_submit", "params": ["zz"]}));
     calls.push(call(24, &transfer(21)));
 
+    let client = node.client();
     let metric = |name: &str| -> anyhow::Result<u64> {
-        let text = ureq_metrics(&node)?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.parse().ok())
+        client
+            .metric(name)
+            .map(|v| v as u64)
             .ok_or_else(|| anyhow!("no {name} in /metrics"))
     };
     let batches_before = metric("toychain_rpc_tx_batches_total")?;
@@ -180,16 +180,4 @@ fn a_batch_of_tx_submits_is_admitted_in_one_trip_with_an_answer_per_call() -> an
     )?;
     assert_eq!(account["pending_nonce"], 22, "{account}");
     Ok(())
-}
-
-/// The node's `/metrics` text.
-fn ureq_metrics(node: &NodeHandle) -> anyhow::Result<String> {
-    let url = format!("{}/metrics", node.rpc_url());
-    let mut response = ureq::get(&url)
-        .call()
-        .map_err(|e| anyhow!("GET {url}: {e}"))?;
-    response
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| anyhow!("GET {url}: {e}"))
 }

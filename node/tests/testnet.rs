@@ -726,21 +726,12 @@ fn n4_prevote_rejoining_node_does_not_disrupt() {
 
 /// Counter `name` in node `i`'s `/metrics`.
 fn metric(net: &node::testnet::TestNet, i: usize, name: &str) -> u64 {
-    let url = format!(
-        "{}/metrics",
-        net.node(i)
-            .unwrap_or_else(|| panic!("node {i} runs"))
-            .rpc_url()
-    );
+    let client = net
+        .node(i)
+        .unwrap_or_else(|| panic!("node {i} runs"))
+        .client();
     eventually(&format!("node {i} serves {name}"), || {
-        let text = ureq::get(&url)
-            .call()
-            .ok()?
-            .into_body()
-            .read_to_string()
-            .ok()?;
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        client.metric(name).map(|v| v as u64)
     })
 }
 
