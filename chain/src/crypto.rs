@@ -76,15 +76,24 @@ impl PublicKey {
 
     /// Verifies a low-S signature over a 32-byte prehash.
     pub fn verify(&self, prehash: &Hash256, signature: &Signature) -> Result<(), CryptoError> {
-        let key = self.verifying_key()?;
-        let sig =
-            EcdsaSignature::from_slice(&signature.0).map_err(|_| CryptoError::BadSignature)?;
-        if bool::from(sig.s().is_high()) {
-            return Err(CryptoError::HighS);
-        }
-        key.verify_prehash(&prehash.0, &sig)
-            .map_err(|_| CryptoError::BadSignature)
+        verify_decoded(&self.verifying_key()?, prehash, signature)
     }
+}
+
+/// Verifies a low-S signature over a 32-byte prehash by a key already decoded with
+/// [`PublicKey::verifying_key`] (decoding a compressed key costs a field square root,
+/// which a caller checking many signatures of one key can do once).
+pub(crate) fn verify_decoded(
+    key: &VerifyingKey,
+    prehash: &Hash256,
+    signature: &Signature,
+) -> Result<(), CryptoError> {
+    let sig = EcdsaSignature::from_slice(&signature.0).map_err(|_| CryptoError::BadSignature)?;
+    if bool::from(sig.s().is_high()) {
+        return Err(CryptoError::HighS);
+    }
+    key.verify_prehash(&prehash.0, &sig)
+        .map_err(|_| CryptoError::BadSignature)
 }
 
 impl fmt::Debug for PublicKey {

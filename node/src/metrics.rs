@@ -234,7 +234,7 @@ impl Metrics {
             .get()
             .map(|c| c.stats())
             .unwrap_or_default();
-        let cache_rows: [(&str, &str, &str, u64); 3] = [
+        let cache_rows: [(&str, &str, &str, u64); 4] = [
             (
                 "toychain_signature_cache_hits_total",
                 "counter",
@@ -252,6 +252,12 @@ impl Metrics {
                 "gauge",
                 "Verified signatures held in the signature cache.",
                 cache.entries as u64,
+            ),
+            (
+                "toychain_public_keys_decoded_total",
+                "counter",
+                "Public keys decoded for the ECDSA checks that ran (the rest reused a recently decoded key).",
+                cache.keys_decoded,
             ),
         ];
         for (name, kind, help, value) in cache_rows {
@@ -325,6 +331,10 @@ mod tests {
         );
         assert!(
             text_has(&text, "toychain_signature_cache_entries 1"),
+            "{text}"
+        );
+        assert!(
+            text_has(&text, "toychain_public_keys_decoded_total 1"),
             "{text}"
         );
         assert!(text.contains("# TYPE toychain_signature_cache_hits_total counter\n"));
