@@ -837,15 +837,16 @@ impl Chain {
         reverted: Vec<Block>,
         (parent, applied, new_head_meta): (SealedHeader, Vec<BlockId>, BlockMeta),
     ) -> Result<HeadChange, BlockError> {
-        for (key, value) in changes {
+        for (key, value) in &changes {
             match value {
-                Some(v) => batch.put(Column::State, key.0, v),
-                None => batch.delete(Column::State, key.0),
+                Some(v) => batch.put(Column::State, key.0.clone(), v.clone()),
+                None => batch.delete(Column::State, key.0.clone()),
             }
         }
         batch.put(Column::Meta, META_HEAD, parent.hash().0.to_vec());
         batch.put(Column::Meta, META_HEAD_LTHASH, lthash.to_bytes());
         self.reader.store.write(batch)?;
+        self.reader.state.written(&changes);
 
         let change = HeadChange {
             old_head,

@@ -11,10 +11,10 @@ use crate::state::{Account, StateKey, StateRead};
 use crate::store::{Column, Store, StoreError, decode_value};
 use crate::tx::Transaction;
 use borsh::{BorshDeserialize, BorshSerialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, Mutex};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::sync::{Arc, Mutex, PoisonError};
 
 pub(crate) const META_HEAD: &[u8] = b"head";
 
@@ -29,12 +29,81 @@ pub struct UndoRecord {
 }
 
 /// The state at the head, read from the store.
-#[derive(Debug, Clone)]
-pub struct StoreState(pub(crate) Arc<dyn Store>);
+///
+/// Recently read and written values are kept in memory (as geth keeps a state cache in
+/// front of its database): a transfer's sender is read at admission, again when its pool
+/// is revalidated after each block, and again when the block runs. The chain, the only
+/// writer of the state column, tells the cache what it wrote ([`StoreState::written`]),
+/// and a read that went to the store while a write happened does not fill the cache, so
+/// a value in the cache is always the stored one.
+#[derive(Clone)]
+pub struct StoreState {
+    store: Arc<dyn Store>,
+    cache: Arc<Mutex<StateCache>>,
+}
+
+/// State values kept per generation (two generations: up to twice this many).
+const STATE_CACHE_GENERATION: usize = 16_384;
+
+struct StateCache {
+    /// Hashed with SipHash: engine keys share long prefixes, and anyone can pick account
+    /// addresses.
+    values: Generations<StateKey, Option<Vec<u8>>, RandomState>,
+    /// Counts the writes: a read that missed before a write must not keep what it read.
+    writes: u64,
+}
+
+impl StoreState {
+    fn new(store: Arc<dyn Store>) -> StoreState {
+        StoreState {
+            store,
+            cache: Arc::new(Mutex::new(StateCache {
+                values: Generations::new(STATE_CACHE_GENERATION),
+                writes: 0,
+            })),
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, StateCache> {
+        // A poisoned lock only means a reader panicked between two statements that each
+        // leave the cache consistent.
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records that `changes` (value `None`: deleted) were written to the state column.
+    /// Call it after the write, once it succeeded.
+    pub(crate) fn written(&self, changes: &BTreeMap<StateKey, Option<Vec<u8>>>) {
+        let mut cache = self.cache();
+        cache.writes += 1;
+        for (key, value) in changes {
+            cache.values.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+impl fmt::Debug for StoreState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreState")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
 
 impl StateRead for StoreState {
     fn get(&self, key: &StateKey) -> Result<Option<Vec<u8>>, StoreError> {
-        self.0.get(Column::State, key.as_bytes())
+        let writes = {
+            let mut cache = self.cache();
+            if let Some(value) = cache.values.get(key) {
+                return Ok(value);
+            }
+            cache.writes
+        };
+        let value = self.store.get(Column::State, key.as_bytes())?;
+        let mut cache = self.cache();
+        if cache.writes == writes {
+            cache.values.insert(key.clone(), value.clone());
+        }
+        Ok(value)
     }
 }
 
@@ -57,14 +126,13 @@ const CACHE_GENERATION: usize = 1024;
 /// A map in two generations: when the current one holds `limit` entries it becomes the old
 /// one (the one before is dropped), so recently used entries stay without per-read
 /// bookkeeping.
+/// Keys are hashed with `S`: by default [`PrefixHasher`], for keys that are already uniform.
 #[derive(Debug)]
-pub(crate) struct Generations<K, V> {
-    current: PrefixMap<K, V>,
-    old: PrefixMap<K, V>,
+pub(crate) struct Generations<K, V, S = BuildHasherDefault<PrefixHasher>> {
+    current: HashMap<K, V, S>,
+    old: HashMap<K, V, S>,
     limit: usize,
 }
-
-type PrefixMap<K, V> = HashMap<K, V, BuildHasherDefault<PrefixHasher>>;
 
 /// Hashes keys that are already uniform — block hashes — by folding in the first eight
 /// bytes of each write instead of running SipHash over all of them. Someone grinding block
@@ -85,11 +153,11 @@ impl Hasher for PrefixHasher {
     }
 }
 
-impl<K: std::hash::Hash + Eq, V: Clone> Generations<K, V> {
-    pub(crate) fn new(limit: usize) -> Generations<K, V> {
+impl<K: std::hash::Hash + Eq, V: Clone, S: BuildHasher + Default> Generations<K, V, S> {
+    pub(crate) fn new(limit: usize) -> Generations<K, V, S> {
         Generations {
-            current: PrefixMap::default(),
-            old: PrefixMap::default(),
+            current: HashMap::default(),
+            old: HashMap::default(),
             limit,
         }
     }
@@ -139,7 +207,7 @@ impl fmt::Debug for ChainReader {
 impl ChainReader {
     pub(crate) fn new(store: Arc<dyn Store>, genesis: SealedHeader) -> ChainReader {
         ChainReader {
-            state: StoreState(store.clone()),
+            state: StoreState::new(store.clone()),
             store,
             genesis,
             headers: Arc::new(Mutex::new(Generations::new(CACHE_GENERATION))),

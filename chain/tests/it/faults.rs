@@ -4,7 +4,7 @@
 use crate::{addr, transfer};
 use chain::store::{Column, WriteBatch};
 use chain::test_utils::{TestEngine, build_on_head, build_on_path, open_test_chain};
-use chain::{BlockError, ImportOutcome, MemoryStore, Store, StoreError};
+use chain::{BlockError, ChainView, ImportOutcome, MemoryStore, Store, StoreError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -45,8 +45,11 @@ impl Store for FlakyStore {
 fn a_store_fault_during_the_state_transition_leaves_the_block_unmarked_and_importable() {
     let store = Arc::new(FlakyStore::default());
     let mut chain = open_test_chain(store.clone(), TestEngine::default());
+    // Built elsewhere: building here would leave the accounts in this chain's state cache,
+    // and the import would not read the failing disk at all.
+    let builder = open_test_chain(Arc::new(MemoryStore::default()), TestEngine::default());
     let tx = transfer("alice", "bob", 0, 1_000, 10);
-    let block = build_on_head(&chain, 1, addr("carol"), vec![tx]);
+    let block = build_on_head(&builder, 1, addr("carol"), vec![tx]);
     let head = chain.head_id();
 
     store.failing.store(true, Ordering::SeqCst);
@@ -78,6 +81,33 @@ fn a_store_fault_during_the_state_transition_leaves_the_block_unmarked_and_impor
         Ok(ImportOutcome::NewHead(_))
     ));
     assert_eq!(chain.head_id().hash, block.hash());
+}
+
+#[test]
+fn the_head_state_is_answered_from_memory_and_follows_every_write() {
+    let store = Arc::new(FlakyStore::default());
+    let mut chain = open_test_chain(store.clone(), TestEngine::default());
+    let [alice_before, bob_before] =
+        ["alice", "bob"].map(|who| chain.state().account(&addr(who)).expect("read"));
+    // Imported here: the block's writes reach the cache as well as the disk.
+    let tx = transfer("alice", "bob", 0, 1_000, 10);
+    let block = build_on_head(&chain, 1, addr("carol"), vec![tx]);
+    chain.import_block(block).expect("import");
+    let read = |chain: &chain::Chain| {
+        ["alice", "bob"].map(|who| chain.state().account(&addr(who)).expect("cached"))
+    };
+    store.failing.store(true, Ordering::SeqCst);
+    let [alice, bob] = read(&chain);
+    assert_eq!(alice.nonce, alice_before.nonce + 1);
+    assert_eq!(alice.balance.0, alice_before.balance.0 - 1_010);
+    assert_eq!(bob.balance.0, bob_before.balance.0 + 1_000);
+    // What the disk holds agrees: a fresh chain over the same store has no cache.
+    store.failing.store(false, Ordering::SeqCst);
+    let reopened = open_test_chain(store.clone(), TestEngine::default());
+    assert_eq!(read(&reopened), [alice, bob]);
+    // An account never read or written is not in memory, so the failing disk shows.
+    store.failing.store(true, Ordering::SeqCst);
+    assert!(chain.state().account(&addr("dave")).is_err());
 }
 
 #[test]
