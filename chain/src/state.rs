@@ -223,16 +223,17 @@ struct ExpandMemo {
 
 type Expansions = HashMap<[u8; 32], Box<[u16; LTHASH_LANES]>>;
 
-/// Entries per generation of the memo: 4 KiB each, so at most 16 MiB in all.
-const EXPAND_MEMO_GENERATION: usize = 2048;
+/// Entries per generation of the memo: 2 KiB of lanes each, so at most 16 MiB in all.
+const EXPAND_MEMO_GENERATION: usize = 4096;
 
 static EXPAND_MEMO: OnceLock<ExpandMemo> = OnceLock::new();
 
 /// Makes [`LtHash::expand`] remember recent expansions for the rest of the process. An
-/// expansion is a pure function of the entry, so this changes no result; it pays where one
-/// process applies the same state changes many times — `toychain simulate` runs every
-/// node's chain in one process, so each block's changes are expanded once instead of once
-/// per node. A node (one chain per process) leaves it off.
+/// expansion is a pure function of the entry, so this changes no result; it pays where the
+/// same entries are expanded again. A node expands a changed entry's old value, which was
+/// an earlier block's new value, and expands its own blocks twice, building and importing
+/// them; `toychain simulate` runs every node's chain in one process, so each block's
+/// changes are expanded once instead of once per node.
 pub fn memoize_expansions() {
     EXPAND_MEMO.get_or_init(ExpandMemo::default);
 }

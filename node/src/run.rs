@@ -484,6 +484,8 @@ fn open_chain(
             )
         })?,
     );
+    // A changed account's old value was a recent block's new value: expand it once.
+    chain::state::memoize_expansions();
     let chain_id = chain::ChainId(spec.chain_id);
     let chain_config = ChainConfig::new(chain_id);
     let signatures = chain_config.signature_cache.clone();
