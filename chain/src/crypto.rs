@@ -96,6 +96,68 @@ pub(crate) fn verify_decoded(
         .map_err(|_| CryptoError::BadSignature)
 }
 
+/// [`verify_decoded`] for many signatures at once, with the same verdict for each. An
+/// ECDSA check (SEC 1 §4.1.4) inverts twice: `s` modulo the group order, to get
+/// `u1 = z/s` and `u2 = r/s`, and the `Z` of `R = u1·G + u2·Q`, to read `R`'s affine `x`.
+/// Here each kind of inversion is done once for the whole batch (Montgomery's trick:
+/// one inversion and three multiplications per element), which saves about a tenth of
+/// each check. Every step but the two inversions is k256's own (its `u1·G + u2·Q`, its
+/// reduction of `z` and of `x` modulo the order), as in `ecdsa::hazmat::verify_prehashed`.
+pub(crate) fn verify_decoded_batch(
+    items: &[(VerifyingKey, Hash256, Signature)],
+) -> Vec<Result<(), CryptoError>> {
+    use k256::elliptic_curve::BatchNormalize;
+    use k256::elliptic_curve::ops::{MulByGeneratorVartime, Reduce};
+    use k256::elliptic_curve::point::AffineCoordinates;
+    use k256::{FieldBytes, ProjectivePoint, Scalar};
+
+    let mut verdicts: Vec<Result<(), CryptoError>> = Vec::with_capacity(items.len());
+    // (index, Q, z, r, s) of the well-formed signatures.
+    let mut checks: Vec<(usize, ProjectivePoint, Scalar, Scalar, Scalar)> = Vec::new();
+    for (i, (key, prehash, signature)) in items.iter().enumerate() {
+        let parsed =
+            EcdsaSignature::from_slice(&signature.0).map_err(|_| CryptoError::BadSignature);
+        match parsed {
+            Err(e) => verdicts.push(Err(e)),
+            Ok(sig) if bool::from(sig.s().is_high()) => verdicts.push(Err(CryptoError::HighS)),
+            Ok(sig) => {
+                let (r, s) = sig.split_scalars();
+                let z = <Scalar as Reduce<FieldBytes>>::reduce(&FieldBytes::from(prehash.0));
+                checks.push((i, ProjectivePoint::from(*key.as_affine()), z, *r, *s));
+                // Until the curve arithmetic below says otherwise.
+                verdicts.push(Err(CryptoError::BadSignature));
+            }
+        }
+    }
+    // 1 / s for every check: prefix products, one inversion, then back down the list.
+    let mut prefix = Vec::with_capacity(checks.len());
+    let mut product = Scalar::ONE;
+    for &(_, _, _, _, s) in &checks {
+        prefix.push(product);
+        product *= s;
+    }
+    // Each s is non-zero (the signature parser refuses zero) and the order is prime, so
+    // the product is invertible.
+    let mut inverse = Option::<Scalar>::from(product.invert_vartime()).unwrap_or(Scalar::ZERO);
+    let mut points = vec![ProjectivePoint::IDENTITY; checks.len()];
+    for (k, &(_, q, z, r, s)) in checks.iter().enumerate().rev() {
+        let s_inv = inverse * prefix[k];
+        inverse *= s;
+        points[k] =
+            ProjectivePoint::mul_by_generator_and_mul_add_vartime(&(z * s_inv), &(r * s_inv), &q);
+    }
+    // The identity (no affine x) normalizes to k256's identity, whose x is zero: never a
+    // valid r, as in the one-by-one check.
+    let affine =
+        <ProjectivePoint as BatchNormalize<[ProjectivePoint]>>::batch_normalize_vartime(&points);
+    for (&(i, _, _, r, _), point) in checks.iter().zip(&affine) {
+        if <Scalar as Reduce<FieldBytes>>::reduce(&point.x()) == r {
+            verdicts[i] = Ok(());
+        }
+    }
+    verdicts
+}
+
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PublicKey({})", hex::encode(self.0))
@@ -311,6 +373,63 @@ mod tests {
 
     fn tx(n: u8) -> TxHash {
         TxHash([n; 32])
+    }
+
+    /// Signatures by a few keys over distinct messages, then altered in every way a
+    /// check must catch: another message's signature, another key, the high-S twin, a
+    /// flipped bit in the signature or the message, r or s zero or not below the order.
+    fn checks_valid_and_not() -> Vec<(VerifyingKey, Hash256, Signature)> {
+        let keys: Vec<SecretKey> = (0..4)
+            .map(|k| SecretKey::from_seed(&format!("batch/{k}")))
+            .collect();
+        let decoded = |k: &SecretKey| k.public_key().verifying_key().expect("a valid key");
+        let mut items = Vec::new();
+        for i in 0..96u32 {
+            let key = &keys[i as usize % keys.len()];
+            let message = Hash256(sha256d(&i.to_le_bytes()));
+            let mut sig = key.sign(&message);
+            let (mut verifier, mut prehash) = (decoded(key), message);
+            match i % 8 {
+                0 | 1 => {}
+                2 => sig = key.sign(&Hash256(sha256d(b"another message"))),
+                3 => verifier = decoded(&keys[(i as usize + 1) % keys.len()]),
+                4 => sig = sig.malleated().expect("a valid signature has a twin"),
+                5 => sig.0[(i as usize * 7) % 64] ^= 1 << (i % 8),
+                6 => prehash.0[(i as usize * 5) % 32] ^= 1 << (i % 8),
+                _ => {
+                    let (half, fill) = if i % 16 == 7 { (0, 0x00) } else { (32, 0xff) };
+                    sig.0[half..half + 32].fill(fill);
+                }
+            }
+            items.push((verifier, prehash, sig));
+        }
+        items
+    }
+
+    #[test]
+    fn a_batch_check_gives_each_signature_the_verdict_of_a_check_alone() {
+        let items = checks_valid_and_not();
+        let alone: Vec<_> = items
+            .iter()
+            .map(|(key, prehash, sig)| verify_decoded(key, prehash, sig))
+            .collect();
+        assert_eq!(alone.iter().filter(|v| v.is_ok()).count(), 24);
+        for v in [CryptoError::BadSignature, CryptoError::HighS] {
+            assert!(alone.contains(&Err(v.clone())), "{v:?} among the cases");
+        }
+        assert_eq!(verify_decoded_batch(&items), alone);
+        // Any split into runs gives the same verdicts, down to empty and single runs.
+        for run in [0, 1, 2, 7, 64] {
+            let verdicts: Vec<_> = items
+                .chunks(run.max(1))
+                .flat_map(|c| verify_decoded_batch(if run == 0 { &c[..0] } else { c }))
+                .collect();
+            if run == 0 {
+                assert!(verdicts.is_empty());
+            } else {
+                assert_eq!(verdicts, alone, "runs of {run}");
+            }
+        }
     }
 
     #[test]

@@ -172,6 +172,28 @@ impl Transaction {
             .map_err(TxError::Signature)
     }
 
+    /// [`Transaction::check_stateless_cached`] for each of `txs`, one verdict each (the
+    /// same as one by one), with the signatures not in `cache` checked together
+    /// ([`SignatureCache::verify_batch`]).
+    pub fn check_stateless_batch_cached(
+        txs: &[Transaction],
+        chain_id: ChainId,
+        cache: &SignatureCache,
+    ) -> Vec<Result<(), TxError>> {
+        let mut verdicts: Vec<Result<(), TxError>> =
+            txs.iter().map(|tx| tx.check_fields(chain_id)).collect();
+        let (signed, triples): (Vec<usize>, Vec<_>) = txs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| verdicts[*i].is_ok())
+            .map(|(i, tx)| (i, (tx.sender, tx.unsigned().signing_hash(), tx.signature)))
+            .unzip();
+        for (i, verdict) in signed.into_iter().zip(cache.verify_batch(&triples)) {
+            verdicts[i] = verdict.map_err(TxError::Signature);
+        }
+        verdicts
+    }
+
     /// Chain id, encoded size, amount overflow: everything stateless but the signature.
     fn check_fields(&self, chain_id: ChainId) -> Result<(), TxError> {
         if self.chain_id != chain_id {

@@ -124,3 +124,33 @@ fn a_tampered_body_under_a_cached_signature_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_batch_of_transactions_gets_the_verdicts_of_one_by_one_and_caches_only_the_valid() {
+    let (node, _) = node();
+    let cache = &node.config().signature_cache;
+    let valid = transfer("alice", "bob", 0, 5, 10);
+    let mut forged = transfer("carol", "bob", 0, 5, 10);
+    forged.signature = dev_key("eve")
+        .expect("dev account")
+        .sign(&forged.unsigned().signing_hash());
+    let mut elsewhere = transfer("dave", "bob", 0, 5, 10);
+    elsewhere.chain_id = chain::ChainId(TEST_CHAIN_ID.0 + 1);
+    let txs = [valid.clone(), forged.clone(), elsewhere.clone()];
+
+    let together = Transaction::check_stateless_batch_cached(&txs, TEST_CHAIN_ID, cache);
+    assert_eq!(
+        together[..2],
+        [Ok(()), Err(TxError::Signature(CryptoError::BadSignature))]
+    );
+    assert!(matches!(together[2], Err(TxError::WrongChainId { .. })));
+    // Only the valid one was remembered; the wrong chain's was never verified.
+    assert_eq!((cache.len(), misses(&node)), (1, 2));
+
+    let fresh = memory_chain(TestEngine::default());
+    let alone: Vec<_> = txs
+        .iter()
+        .map(|tx| tx.check_stateless_cached(TEST_CHAIN_ID, &fresh.config().signature_cache))
+        .collect();
+    assert_eq!(together, alone);
+}
