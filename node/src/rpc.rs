@@ -266,16 +266,22 @@ async fn admit_run(state: &RpcState, run: Vec<(Option<Value>, Transaction)>, out
         Ok(results) => results.into_iter().map(Some).collect(),
         Err(_) => vec![None; run.len()],
     };
-    for ((id, tx), result) in run.into_iter().zip(results) {
+    let admitted: Vec<(&Transaction, TxHash)> = run
+        .iter()
+        .zip(&results)
+        .filter_map(|((_, tx), result)| match result {
+            Some(Ok(hash)) => Some((tx, *hash)),
+            _ => None,
+        })
+        .collect();
+    accepted(state, &admitted);
+    for ((id, _), result) in run.iter().zip(results) {
         let answer = match result {
-            Some(Ok(hash)) => {
-                accepted(state, tx, hash);
-                Ok(json!({"hash": hash.to_hex()}))
-            }
+            Some(Ok(hash)) => Ok(json!({"hash": hash.to_hex()})),
             Some(Err(e)) => Err(mempool_error(e)),
             None => Err(RpcError::from(crate::actor::ActorStopped)),
         };
-        let Some(id) = id else { continue };
+        let Some(id) = id.clone() else { continue };
         out.push(match answer {
             Ok(value) => json!({"jsonrpc": "2.0", "id": id, "result": value}),
             Err(e) => {
@@ -286,19 +292,21 @@ async fn admit_run(state: &RpcState, run: Vec<(Option<Value>, Transaction)>, out
     }
 }
 
-/// What follows a transaction's admission through RPC: the journal, so a restart keeps
-/// it, and the relay, which gossips it.
-fn accepted(state: &RpcState, tx: Transaction, hash: TxHash) {
+/// What follows the admission of transactions through RPC (each with its hash): the
+/// journal, in one write, so a restart keeps them, and the relay, which gossips them.
+fn accepted(state: &RpcState, admitted: &[(&Transaction, TxHash)]) {
     if let Some(journal) = &state.journal
-        && let Err(e) = journal.append(&tx)
+        && let Err(e) = journal.append_all(admitted)
     {
-        // Still in the mempool, but a crash would now lose it.
-        tracing::error!(error = %e, %hash, "tx not written to the journal");
+        // Still in the mempool, but a crash would now lose them.
+        tracing::error!(error = %e, count = admitted.len(), "txs not written to the journal");
     }
     if let Some(relay) = &state.net.relay {
         // Gossip is best effort: with no peers the tx still waits here, and is announced
         // when one connects.
-        relay.relay(tx);
+        for (tx, _) in admitted {
+            relay.relay((*tx).clone());
+        }
     }
 }
 
@@ -521,7 +529,7 @@ async fn tx_method(state: &RpcState, method: &str, params: Vec<Value>) -> Result
                 .ok_or_else(|| RpcError::internal("the transaction went missing"))?;
             match state.chain.submit_tx(tx.clone()).await? {
                 Ok(hash) => {
-                    accepted(state, tx, hash);
+                    accepted(state, &[(&tx, hash)]);
                     Ok(json!({"hash": hash.to_hex()}))
                 }
                 Err(e) => Err(mempool_error(e)),

@@ -77,13 +77,25 @@ impl TxJournal {
 
     /// Appends `tx`; call before acknowledging it.
     pub fn append(&self, tx: &Transaction) -> std::io::Result<()> {
-        let bytes = tx.encode();
+        self.append_all(&[(tx, tx.hash())])
+    }
+
+    /// Appends transactions (each with its hash) in one write: an RPC batch's admitted
+    /// transactions cost one system call, not one each.
+    pub fn append_all(&self, txs: &[(&Transaction, TxHash)]) -> std::io::Result<()> {
+        if txs.is_empty() {
+            return Ok(());
+        }
+        let encoded: Vec<(TxHash, Vec<u8>)> =
+            txs.iter().map(|(tx, hash)| (*hash, tx.encode())).collect();
+        let mut out = Vec::with_capacity(encoded.iter().map(|(_, b)| b.len() + 4).sum());
+        for (_, bytes) in &encoded {
+            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
         let mut inner = self.lock();
-        let mut record = Vec::with_capacity(bytes.len() + 4);
-        record.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        record.extend_from_slice(&bytes);
-        inner.file.write_all(&record)?;
-        inner.records.push((tx.hash(), bytes));
+        inner.file.write_all(&out)?;
+        inner.records.extend(encoded);
         Ok(())
     }
 
@@ -278,9 +290,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (journal, none) = TxJournal::open(dir.path()).expect("open");
         assert!(none.is_empty());
-        for n in 0..3 {
-            journal.append(&tx(n)).expect("append");
-        }
+        journal.append(&tx(0)).expect("append");
+        // Two in one write (an RPC batch), then none (nothing admitted).
+        let (one, two) = (tx(1), tx(2));
+        journal
+            .append_all(&[(&one, one.hash()), (&two, two.hash())])
+            .expect("append two");
+        journal.append_all(&[]).expect("append none");
         drop(journal);
         let (_, back) = TxJournal::open(dir.path()).expect("reopen");
         assert_eq!(back, vec![tx(0), tx(1), tx(2)]);
