@@ -36,11 +36,11 @@ use metrics::EngineResult;
 use node::rpc_client::RpcClient;
 use record::{RunRecord, Submitted};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// How often the collector polls every node.
 const POLL: Duration = Duration::from_millis(200);
@@ -439,6 +439,11 @@ fn start_devnet(
             spec.chain_id
         ));
     }
+    bar.set_message(format!("{kind}: waiting for the nodes to connect"));
+    if !wait_until_peered(&clients, signals) {
+        fleet.stop(signals);
+        return Ok(None);
+    }
     let net = Devnet {
         layout,
         block_time: spec.engine.block_time(),
@@ -446,6 +451,41 @@ fn start_devnet(
         load,
     };
     Ok(Some((net, clients)))
+}
+
+/// Longest wait for the nodes to connect before measuring anyway.
+const PEERING_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Waits until every node has a peer in every other one (`net_peers`), so that neither the
+/// load nor the measured window starts while nodes still produce alone (the forks of a
+/// devnet's first seconds would count as the load's). After [`PEERING_DEADLINE`] the
+/// measurement starts anyway (a node that never connects shows in the report). `false`
+/// when a signal came first.
+fn wait_until_peered(clients: &[RpcClient], signals: &SignalWatch) -> bool {
+    let want = clients.len().saturating_sub(1);
+    let deadline = Instant::now() + PEERING_DEADLINE;
+    loop {
+        if signals.count() > 0 {
+            return false;
+        }
+        let peered = clients.iter().all(|c| {
+            c.call("net_peers", json!([]))
+                .ok()
+                .and_then(|v| v.as_array().map(Vec::len))
+                .is_some_and(|n| n >= want)
+        });
+        if peered {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            warn!(
+                "compare: not every node had {want} peers after {} s; measuring anyway",
+                PEERING_DEADLINE.as_secs()
+            );
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Runs the workload and the faults for the plan's duration, polling the nodes; `None`
