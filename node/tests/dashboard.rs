@@ -149,17 +149,28 @@ fn panel_values(
         &format!("the {engine} panel is drawn"),
     );
     let names = serde_json::to_string(attributes).expect("a list of names");
-    let read = eval(
-        tab,
-        &format!(
-            "(() => {{ const p = document.querySelector('{panel}'); \
-             const e = p.querySelector('{selector}'); \
-             return JSON.stringify([p.getAttribute('data-hash'), \
-               {names}.map((a) => e.getAttribute(a))]); }})()"
-        ),
+    // The panel is redrawn on every head: between the wait above and this read it may be
+    // gone for a moment, so read until one read finds it whole.
+    let script = format!(
+        "(() => {{ const p = document.querySelector('{panel}'); \
+         const e = p && p.querySelector('{selector}'); \
+         if (!e) return null; \
+         return JSON.stringify([p.getAttribute('data-hash'), \
+           {names}.map((a) => e.getAttribute(a))]); }})()"
     );
+    let until = Instant::now() + DEADLINE;
+    let read = loop {
+        if let Some(read) = eval(tab, &script).as_str() {
+            break read.to_owned();
+        }
+        assert!(
+            Instant::now() < until,
+            "the {engine} panel's {selector} stays drawn"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let (hash, values): (String, Vec<Option<String>>) =
-        serde_json::from_str(read.as_str().expect("a JSON string")).expect("hash and values");
+        serde_json::from_str(&read).expect("hash and values");
     let values = values
         .into_iter()
         .zip(attributes)
@@ -454,14 +465,18 @@ fn engine_panels_of_poa_dpos_pbft_paxos_and_zab_show_what_the_rpc_returns() {
                 let (hash, rows) = loop {
                     let read = eval(
                         &tab,
-                        "JSON.stringify([document.querySelector('.engine-panel').getAttribute('data-hash'), \
+                        "JSON.stringify([document.querySelector('.engine-panel')?.getAttribute('data-hash') ?? null, \
                            [...document.querySelectorAll('.dpos-slots tr[data-slot]')] \
                              .map((r) => [r.getAttribute('data-slot'), r.getAttribute('data-owner')])])",
                     );
-                    let (hash, rows): (String, Vec<(String, String)>) =
+                    let (hash, rows): (Option<String>, Vec<(String, String)>) =
                         serde_json::from_str(read.as_str().expect("a JSON string"))
                             .expect("the head and its slots");
-                    if !rows.is_empty() || Instant::now() >= until {
+                    assert!(
+                        Instant::now() < until,
+                        "the DPoS panel stays drawn: {rows:?}"
+                    );
+                    if let Some(hash) = hash.filter(|_| !rows.is_empty()) {
                         break (hash, rows);
                     }
                     std::thread::sleep(Duration::from_millis(100));
