@@ -846,7 +846,7 @@ impl Chain {
         batch.put(Column::Meta, META_HEAD, parent.hash().0.to_vec());
         batch.put(Column::Meta, META_HEAD_LTHASH, lthash.to_bytes());
         self.reader.store.write(batch)?;
-        self.reader.state.written(&changes);
+        self.reader.state.written(changes);
 
         let change = HeadChange {
             old_head,

@@ -72,11 +72,11 @@ impl StoreState {
 
     /// Records that `changes` (value `None`: deleted) were written to the state column.
     /// Call it after the write, once it succeeded.
-    pub(crate) fn written(&self, changes: &BTreeMap<StateKey, Option<Vec<u8>>>) {
+    pub(crate) fn written(&self, changes: BTreeMap<StateKey, Option<Vec<u8>>>) {
         let mut cache = self.cache();
         cache.writes += 1;
         for (key, value) in changes {
-            cache.values.insert(key.clone(), value.clone());
+            cache.values.insert(key, value);
         }
     }
 }
