@@ -293,10 +293,7 @@ pub(crate) mod tests {
 
     /// The URL of a port bound and released at once: nothing listens there.
     pub(crate) fn unused_url() -> String {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("an ephemeral port")
-            .port();
+        let port = node::ports::free_ports(1).expect("a free port");
         format!("http://127.0.0.1:{port}")
     }
 

@@ -227,6 +227,32 @@ pub enum Stop {
 pub(crate) struct Ready {
     pub rpc_addr: SocketAddr,
     pub peer_id: net::PeerId,
+    /// The address the network listens on (the port the system gave, for port 0).
+    pub p2p_addr: net::Multiaddr,
+}
+
+/// How long a node waits for its network to report the address it listens on.
+const LISTEN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The address the network listens on once its listener is up: for `/tcp/0`, the port the
+/// system gave. If none is reported within [`LISTEN_DEADLINE`], the configured one.
+async fn bound_listen_addr(client: &net::Client, configured: &net::Multiaddr) -> net::Multiaddr {
+    let until = tokio::time::Instant::now() + LISTEN_DEADLINE;
+    loop {
+        let first = client
+            .listen_addrs()
+            .await
+            .ok()
+            .and_then(|addrs| addrs.into_iter().next());
+        if let Some(addr) = first {
+            return addr;
+        }
+        if tokio::time::Instant::now() >= until {
+            warn!(listen = %configured, "the network reported no listen address");
+            return configured.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 pub(crate) async fn serve(
@@ -317,11 +343,12 @@ pub(crate) async fn serve(
         closing: shutdown_rx.clone(),
     };
     let (rpc_addr, rpc_task) = spawn_rpc(&settings, rpc_state, shutdown_rx.clone()).await?;
+    let p2p_addr = bound_listen_addr(&client, &settings.p2p_listen).await;
     println!(
         "toychain node: rpc http://{} · peer {} · p2p {}",
-        settings.rpc_addr,
+        rpc_addr,
         client.local_peer_id(),
-        settings.p2p_listen
+        p2p_addr
     );
 
     // The journal drops what left the mempool from time to time.
@@ -349,6 +376,7 @@ pub(crate) async fn serve(
         let _ = ready.send(Ready {
             rpc_addr,
             peer_id: client.local_peer_id(),
+            p2p_addr,
         });
     }
     let stop = match shutdown {

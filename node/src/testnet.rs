@@ -28,7 +28,6 @@
 //! a kill -9.
 
 use crate::args::NodeArgs;
-use crate::ports::free_port_bases;
 use crate::rpc_client::RpcClient;
 use crate::run::{Ready, Shutdown, Stop, serve, settings};
 use anyhow::{Context, anyhow};
@@ -61,6 +60,7 @@ struct NodeCommand {
 pub struct NodeHandle {
     rpc_addr: SocketAddr,
     peer_id: net::PeerId,
+    p2p_addr: net::Multiaddr,
     stop: Option<tokio::sync::oneshot::Sender<Stop>>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -119,6 +119,7 @@ fn launch_wrapped(flags: &[String], wrap: Option<MachineWrap>) -> anyhow::Result
         Ok(ready) => Ok(NodeHandle {
             rpc_addr: ready.rpc_addr,
             peer_id: ready.peer_id,
+            p2p_addr: ready.p2p_addr,
             stop: Some(stop_tx),
             thread: Some(thread),
         }),
@@ -143,6 +144,12 @@ impl NodeHandle {
 
     pub fn peer_id(&self) -> net::PeerId {
         self.peer_id
+    }
+
+    /// The address the node's network listens on (with the port the system gave, when it
+    /// was started on port 0).
+    pub fn p2p_addr(&self) -> &net::Multiaddr {
+        &self.p2p_addr
     }
 
     pub fn client(&self) -> RpcClient {
@@ -263,7 +270,6 @@ impl TestBuilder {
             spec_path,
             slots: Vec::new(),
         };
-        let (_, p2p_base) = free_port_bases(self.nodes)?;
         for (i, author) in accounts.iter().take(self.nodes).enumerate() {
             let wrap = self
                 .wraps
@@ -272,7 +278,6 @@ impl TestBuilder {
                 .map(|(_, w)| w.clone());
             net.slots.push(Slot {
                 author,
-                p2p_port: p2p_base + u16::try_from(i)?,
                 node: None,
                 wrap,
             });
@@ -285,7 +290,6 @@ impl TestBuilder {
 #[derive(Debug)]
 struct Slot {
     author: &'static str,
-    p2p_port: u16,
     node: Option<NodeHandle>,
     wrap: Option<MachineWrap>,
 }
@@ -312,10 +316,6 @@ impl TestNet {
         self.slots.get(i).and_then(|s| s.node.as_ref())
     }
 
-    fn p2p_addr(&self, i: usize) -> String {
-        format!("/ip4/127.0.0.1/tcp/{}", self.slots[i].p2p_port)
-    }
-
     fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
         let mut flags: Vec<String> = [
             "--chain",
@@ -324,8 +324,10 @@ impl TestNet {
             &self.root.join(format!("node{i}")).display().to_string(),
             "--rpc-addr",
             "127.0.0.1:0",
+            // Port 0: a port picked beforehand could be taken by any connection opened
+            // meanwhile (CI once lost a node to that); the node reports the one it got.
             "--p2p-listen",
-            &self.p2p_addr(i),
+            "/ip4/127.0.0.1/tcp/0",
             "--author",
             self.slots[i].author,
             "--rpc-admin",
@@ -333,10 +335,10 @@ impl TestNet {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-        for j in (0..self.slots.len()).filter(|&j| j != i) {
-            if self.slots[j].node.is_some() {
+        for (j, slot) in self.slots.iter().enumerate() {
+            if let Some(node) = slot.node.as_ref().filter(|_| j != i) {
                 flags.push("--bootnode".into());
-                flags.push(self.p2p_addr(j));
+                flags.push(node.p2p_addr().to_string());
             }
         }
         let node = launch_wrapped(&flags, self.slots[i].wrap.clone())

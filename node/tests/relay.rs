@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-fn start(root: &Path, name: &str, p2p_port: u16, extra: &[String]) -> anyhow::Result<NodeHandle> {
+/// A node on `root`'s spec, listening on a port the system gives (see
+/// [`NodeHandle::p2p_addr`]).
+fn start(root: &Path, name: &str, extra: &[String]) -> anyhow::Result<NodeHandle> {
     let mut flags: Vec<String> = [
         "--chain",
         &root.join("spec.toml").display().to_string(),
@@ -21,7 +23,7 @@ fn start(root: &Path, name: &str, p2p_port: u16, extra: &[String]) -> anyhow::Re
         "--rpc-addr",
         "127.0.0.1:0",
         "--p2p-listen",
-        &format!("/ip4/127.0.0.1/tcp/{p2p_port}"),
+        "/ip4/127.0.0.1/tcp/0",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -51,10 +53,8 @@ fn a_tx_sent_to_a_lone_non_producing_node_is_included_once_a_producer_connects()
     spec.set_block_time(1)?;
     spec.genesis.timestamp = chain::Clock::now(&chain::SystemClock).0.saturating_sub(1);
     std::fs::write(root.join("spec.toml"), spec.to_toml())?;
-    let (_, p2p) = node::ports::free_port_bases(2)?;
-
     // A node without an author: it never produces, and it has no peer yet.
-    let relay = start(root, "relay", p2p, &[])?;
+    let relay = start(root, "relay", &[])?;
     let tx = Transaction::signed(
         &chain::dev::dev_key("bob").context("dev account")?,
         ChainId(spec.chain_id),
@@ -79,12 +79,11 @@ fn a_tx_sent_to_a_lone_non_producing_node_is_included_once_a_producer_connects()
     let producer = start(
         root,
         "producer",
-        p2p + 1,
         &[
             "--author".into(),
             "alice".into(),
             "--bootnode".into(),
-            format!("/ip4/127.0.0.1/tcp/{p2p}"),
+            relay.p2p_addr().to_string(),
         ],
     )?;
     let until = Instant::now() + DEADLINE;
@@ -115,9 +114,8 @@ fn a_batch_of_tx_submits_is_admitted_in_one_trip_with_an_answer_per_call() -> an
     let alice = chain::dev::dev_address("alice").context("dev account")?;
     let spec = ChainSpec::dev_with(EngineKind::Poa, &[alice]);
     std::fs::write(root.join("spec.toml"), spec.to_toml())?;
-    let (_, p2p) = node::ports::free_port_bases(1)?;
     // No author: nothing is mined while the batch is checked.
-    let node = start(root, "node", p2p, &[])?;
+    let node = start(root, "node", &[])?;
     let bob = chain::dev::dev_key("bob").context("dev account")?;
     let carol = chain::dev::dev_address("carol").context("dev account")?;
     let transfer = |nonce: u64| {

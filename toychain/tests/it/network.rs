@@ -15,14 +15,6 @@ use crate::support::{connect_fake_peer, metrics_counter, runtime};
 
 const BIN: &str = env!("CARGO_BIN_EXE_toychain");
 
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind port 0")
-}
-
 /// A dev PoW spec with regtest-easy targets and 1 s blocks, so tests make blocks fast.
 fn easy_spec(dir: &Path, chain_id: u64) -> PathBuf {
     let mut spec = config::ChainSpec::dev(config::EngineKind::Pow);
@@ -53,9 +45,8 @@ impl Drop for Node {
     }
 }
 
+/// A node process on ports the system gives (port 0), found from its startup line.
 fn start(spec: &Path, data_dir: &Path, author: Option<&str>, bootnodes: &[&str]) -> Node {
-    let rpc = format!("127.0.0.1:{}", free_port());
-    let p2p = format!("/ip4/127.0.0.1/tcp/{}", free_port());
     let mut cmd = Command::new(BIN);
     cmd.args(["node", "--chain"])
         .arg(spec)
@@ -63,9 +54,9 @@ fn start(spec: &Path, data_dir: &Path, author: Option<&str>, bootnodes: &[&str])
         .arg(data_dir)
         .args([
             "--rpc-addr",
-            &rpc,
+            "127.0.0.1:0",
             "--p2p-listen",
-            &p2p,
+            "/ip4/127.0.0.1/tcp/0",
             "--mining-threads",
             "1",
         ]);
@@ -76,20 +67,49 @@ fn start(spec: &Path, data_dir: &Path, author: Option<&str>, bootnodes: &[&str])
         cmd.args(["--bootnode", b]);
     }
     let log = std::fs::File::create(data_dir.with_extension("log")).expect("log file");
-    let child = cmd
-        .stdout(Stdio::null())
+    let mut child = cmd
+        .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
         .expect("start node");
-    let node = Node {
-        child,
-        rpc: format!("http://{rpc}"),
-        p2p,
+    let stdout = child.stdout.take().expect("piped stdout");
+    // Kill the child if the line never comes (the Node that would do it is not built yet).
+    let started = startup_line(stdout, Duration::from_secs(60));
+    let Some((rpc, p2p)) = started else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the node printed no startup line within 60 s");
     };
+    // Port 0 is reported as the port the system gave.
+    assert!(
+        !rpc.ends_with(":0") && !p2p.ends_with("/tcp/0"),
+        "the startup line names the bound ports: {rpc} {p2p}"
+    );
+    let node = Node { child, rpc, p2p };
     wait_for(Duration::from_secs(60), "rpc to answer", || {
         call(&node, "chain_info", json!([])).ok()
     });
     node
+}
+
+/// The RPC URL and p2p address from `toychain node: rpc URL · peer ID · p2p ADDR`, read
+/// from the node's stdout on a thread of its own (which goes on draining it).
+fn startup_line(stdout: std::process::ChildStdout, within: Duration) -> Option<(String, String)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix("toychain node: rpc ") {
+                let parts: Vec<&str> = rest.split(" · ").collect();
+                if let [rpc, _, p2p] = parts.as_slice() {
+                    let p2p = p2p.strip_prefix("p2p ").unwrap_or(p2p);
+                    let _ = tx.send((rpc.to_string(), p2p.to_string()));
+                }
+            }
+        }
+    });
+    rx.recv_timeout(within).ok()
 }
 
 fn agent() -> ureq::Agent {

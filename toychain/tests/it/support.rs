@@ -6,7 +6,6 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -84,22 +83,10 @@ pub fn wallet(rpc: &str, args: &[&str]) -> Output {
     toychain(&all)
 }
 
-/// The first of `n` consecutive ports that are free right now.
+/// The first of `n` consecutive ports that are free right now (outside the system's
+/// ephemeral range, so no connection opened meanwhile takes them; see `node::ports`).
 pub fn free_ports(n: u16) -> u16 {
-    for _ in 0..200 {
-        let first = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("an ephemeral port")
-            .port();
-        if first.checked_add(n).is_none() {
-            continue;
-        }
-        let all_free = (first..first + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
-        if all_free {
-            return first;
-        }
-    }
-    panic!("no {n} consecutive free ports");
+    node::ports::free_ports(usize::from(n)).expect("free ports on 127.0.0.1")
 }
 
 /// A port nothing listens on (bound once, then released).
