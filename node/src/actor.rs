@@ -295,7 +295,9 @@ fn run(mut ledger: Ledger, mut rx: mpsc::Receiver<Command>, publish: Publish) {
         match command {
             Command::Import { block, reply } => {
                 let hash = block.hash();
+                let (txs, started) = (block.txs.len(), std::time::Instant::now());
                 let result = ledger.import(*block);
+                debug!(block = %hash.short(), txs, ms = started.elapsed().as_millis(), "block import ran");
                 after_import(&ledger, &hash, &result, &publish);
                 publish.pool(&ledger);
                 let _ = reply.send(result);
@@ -328,12 +330,19 @@ fn run(mut ledger: Ledger, mut rx: mpsc::Receiver<Command>, publish: Publish) {
                 independent,
                 reply,
             } => {
+                let (count, started) = (txs.len(), std::time::Instant::now());
                 let results = if independent {
                     txs.into_iter().map(|tx| ledger.submit(tx)).collect()
                 } else {
                     ledger.submit_batch(txs)
                 };
                 let accepted = results.iter().filter(|r| r.is_ok()).count() as u64;
+                debug!(
+                    count,
+                    accepted,
+                    ms = started.elapsed().as_millis(),
+                    "transactions admitted"
+                );
                 metrics.txs_accepted.fetch_add(accepted, Ordering::Relaxed);
                 publish.pool(&ledger);
                 let _ = reply.send(results);
@@ -350,7 +359,10 @@ fn run(mut ledger: Ledger, mut rx: mpsc::Receiver<Command>, publish: Publish) {
                 max_txs,
                 reply,
             } => {
-                let _ = reply.send(ledger.build(*header, max_txs));
+                let started = std::time::Instant::now();
+                let built = ledger.build(*header, max_txs);
+                debug!(ms = started.elapsed().as_millis(), "block template built");
+                let _ = reply.send(built);
             }
             Command::PendingNonce { address, reply } => {
                 let _ = reply.send(ledger.pending_nonce(&address));

@@ -26,6 +26,8 @@ pub struct Metrics {
     /// Runs of `tx_submit` calls in RPC batches admitted in one trip to the chain actor.
     pub rpc_tx_batches: AtomicU64,
     pub gossip_rejected: AtomicU64,
+    /// Gossiped transaction batches dropped unjudged because admission was behind.
+    pub tx_gossip_dropped: AtomicU64,
     pub engine_messages: AtomicU64,
     /// Durable writes of the voting state (each a temp file, two fsyncs and a rename).
     pub voting_persists: AtomicU64,
@@ -96,7 +98,13 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 21] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 22] = [
+            (
+                "toychain_tx_gossip_dropped_total",
+                "counter",
+                "Gossiped transaction batches dropped unjudged because admission was behind.",
+                &self.tx_gossip_dropped,
+            ),
             (
                 "toychain_rpc_tx_batches_total",
                 "counter",

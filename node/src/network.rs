@@ -18,12 +18,14 @@ use chain::{
     Block, BlockError, Canonical, CertifiedBlock, ChainView, EngineError, Height, ImportOutcome,
     MempoolError, TxBatch, TxHash,
 };
-use net::{Client, Event, EventStream, PeerId, SyncRequest, SyncResponse, Topic, Verdict};
+use net::{
+    Client, Event, EventStream, MessageId, PeerId, SyncRequest, SyncResponse, Topic, Verdict,
+};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::{Mutex, mpsc, watch};
 use tracing::{debug, info, warn};
 
 /// Blocks asked for in one sync request (the net layer's cap).
@@ -35,6 +37,10 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(3);
 /// Gossip messages held at most while `--net-delay` delays them; when full, no further
 /// event is read until the oldest is due (the net layer then sheds, as for a slow node).
 const MAX_DELAYED: usize = 4096;
+/// Gossiped transaction batches waiting for admission at most (each up to 1,024
+/// transactions); one more is dropped unjudged (its transactions come again with the
+/// sender's next announcement of what it holds).
+const TX_INTAKE_BATCHES: usize = 32;
 /// Longest `--net-delay` accepted.
 pub const MAX_NET_DELAY_MS: u64 = 60_000;
 
@@ -103,6 +109,18 @@ struct Ctx {
     certified: bool,
     /// Announces the pending transactions to a peer that connects.
     relay: Option<TxRelay>,
+    /// Transaction gossip on its way to admission, which runs on a task of its own: a
+    /// batch's signature checks take milliseconds, and a block or vote must not wait
+    /// behind them.
+    tx_intake: mpsc::Sender<TxGossip>,
+}
+
+/// A gossiped transaction batch waiting for admission and its verdict.
+#[derive(Debug)]
+struct TxGossip {
+    data: Vec<u8>,
+    source: PeerId,
+    id: MessageId,
 }
 
 /// What the network side of a node is given at start.
@@ -135,6 +153,7 @@ pub async fn run(task: NetworkTask, mut shutdown: watch::Receiver<bool>) {
         relay,
     } = task;
     let certified = chain.engine().requires_certificate();
+    let (tx_intake, intake) = mpsc::channel(TX_INTAKE_BATCHES);
     let ctx = Ctx {
         chain,
         client,
@@ -146,7 +165,9 @@ pub async fn run(task: NetworkTask, mut shutdown: watch::Receiver<bool>) {
         voting,
         certified,
         relay,
+        tx_intake,
     };
+    tokio::spawn(admit_tx_gossip(ctx.clone(), intake, shutdown.clone()));
     let mut ticker = tokio::time::interval(STATUS_INTERVAL);
     let mut delayed = DelayQueue::default();
     loop {
@@ -175,6 +196,26 @@ pub async fn run(task: NetworkTask, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
+/// Admits gossiped transaction batches one after another, in the order they came, and
+/// reports each verdict, until `shutdown` flips.
+async fn admit_tx_gossip(
+    ctx: Ctx,
+    mut intake: mpsc::Receiver<TxGossip>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let gossip = tokio::select! {
+            _ = shutdown.changed() => break,
+            gossip = intake.recv() => match gossip {
+                Some(gossip) => gossip,
+                None => break,
+            },
+        };
+        let verdict = ctx.on_gossip_txs(&gossip.data, gossip.source).await;
+        ctx.report(gossip.id, gossip.source, verdict).await;
+    }
+}
+
 impl Ctx {
     async fn handle(&self, event: Event) {
         match event {
@@ -200,13 +241,11 @@ impl Ctx {
                 let verdict = match topic {
                     Topic::Block if self.certified => self.on_gossip_certified(&data, source).await,
                     Topic::Block => self.on_gossip_block(&data, source).await,
-                    Topic::Tx => self.on_gossip_txs(&data, source).await,
+                    // Judged by the admission task, which reports the verdict.
+                    Topic::Tx => return self.queue_txs(TxGossip { data, source, id }).await,
                     Topic::Engine => self.on_engine_message(data).await,
                 };
-                if verdict == Verdict::Reject {
-                    self.metrics.gossip_rejected.fetch_add(1, Ordering::Relaxed);
-                }
-                let _ = self.client.report(id, source, verdict).await;
+                self.report(id, source, verdict).await;
             }
             Event::InboundRequest {
                 peer,
@@ -248,6 +287,32 @@ impl Ctx {
                 warn!(%peer, %protocol_version, "peer is on another chain; disconnected");
             }
             Event::NewListenAddr { addr } => info!(%addr, "listening for peers"),
+        }
+    }
+
+    /// Tells the net layer what to do with a gossip message (forward, drop or penalise).
+    async fn report(&self, id: MessageId, source: PeerId, verdict: Verdict) {
+        if verdict == Verdict::Reject {
+            self.metrics.gossip_rejected.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = self.client.report(id, source, verdict).await;
+    }
+
+    /// Hands a transaction batch to the admission task; with [`TX_INTAKE_BATCHES`] already
+    /// waiting, drops it unjudged (neither forwarded nor held against its sender).
+    async fn queue_txs(&self, gossip: TxGossip) {
+        if let Err(
+            mpsc::error::TrySendError::Full(gossip) | mpsc::error::TrySendError::Closed(gossip),
+        ) = self.tx_intake.try_send(gossip)
+        {
+            self.metrics
+                .tx_gossip_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            debug!(source = %gossip.source, "transaction gossip dropped: admission is behind");
+            let _ = self
+                .client
+                .report(gossip.id, gossip.source, Verdict::Ignore)
+                .await;
         }
     }
 
@@ -693,5 +758,62 @@ mod tests {
         for (case, results, verdict) in cases {
             assert_eq!(batch_verdict(&results), verdict, "{case}");
         }
+    }
+
+    /// Transaction gossip waits in a bounded queue for the admission task, so a block
+    /// gossiped behind it is imported at once (before, the event loop verified each batch
+    /// itself and a block waited behind every batch that came first); one batch over the
+    /// bound is dropped unjudged and counted.
+    #[tokio::test]
+    async fn a_block_is_imported_while_transaction_gossip_waits_and_the_queue_is_bounded() {
+        use chain::test_utils::{TestEngine, build_on_head, memory_chain};
+        let engine = TestEngine::default();
+        let producer = chain::dev::dev_address("alice").expect("a dev account");
+        let block = build_on_head(&memory_chain(engine.clone()), 1, producer, Vec::new());
+        let node_chain = memory_chain(engine);
+        let genesis = node_chain.genesis().hash();
+        let metrics = Arc::new(Metrics::default());
+        let mempool = chain::Mempool::new(chain::ChainId(1337), Default::default());
+        let (chain, _actor) = crate::actor::spawn(node_chain, mempool, metrics.clone());
+        let config = net::NetworkConfig::new(net::Keypair::generate_ed25519(), genesis);
+        let (client, _events, event_loop) = net::new(config).expect("network");
+        tokio::spawn(event_loop.run());
+        // Nobody drains the queue: admission is as far behind as it gets.
+        let (tx_intake, _stalled) = mpsc::channel(TX_INTAKE_BATCHES);
+        let ctx = Ctx {
+            chain: chain.clone(),
+            client,
+            view: NetView::default(),
+            metrics: metrics.clone(),
+            orphans: Arc::new(Mutex::new(OrphanPool::default())),
+            sync_lock: Arc::new(Mutex::new(())),
+            delay: Duration::ZERO,
+            voting: None,
+            certified: false,
+            relay: None,
+            tx_intake,
+        };
+        let source = PeerId::random();
+        let gossip = |topic: Topic, data: Vec<u8>, n: usize| Event::Gossip {
+            topic,
+            data,
+            source,
+            id: MessageId::new(&n.to_le_bytes()),
+        };
+        // Handing a batch over never waits for admission (a bounded guard, not a timing).
+        let queued = async {
+            for n in 0..=TX_INTAKE_BATCHES {
+                ctx.handle(gossip(Topic::Tx, vec![1, 2, 3], n)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), queued)
+            .await
+            .expect("transaction gossip is queued, not admitted, by the event loop");
+        assert_eq!(metrics.tx_gossip_dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.gossip_rejected.load(Ordering::Relaxed), 0);
+
+        ctx.handle(gossip(Topic::Block, block.encode(), usize::MAX))
+            .await;
+        assert_eq!(chain.head().id.hash, block.hash(), "the block is the head");
     }
 }

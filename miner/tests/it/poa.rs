@@ -318,3 +318,53 @@ fn equal_branches_go_to_the_lower_tip_hash_whichever_came_first() {
         assert_eq!(chain.head().hash(), lower, "whichever came first");
     }
 }
+
+/// When a signer's turn comes on a parent: the in-turn signer at the slot's start
+/// (`parent + period`, or at once in the second it is asked when that has passed); an
+/// out-of-turn one a wiggle later (Clique's random delay, here derived from signer and
+/// height), counted from the slot's start or, when the parent came late, from when it is
+/// asked: a late parent must not use up the in-turn signer's head start (under load, the
+/// out-of-turn blocks that raced late in-turn ones orphaned a third of all blocks).
+#[test]
+fn out_of_turn_signers_wait_a_wiggle_after_the_slot_or_after_a_late_parent() {
+    let (chain, engine, producers) = setup();
+    let head = chain.head();
+    let slot = head.timestamp.0 + PERIOD;
+    let slot_ms = slot * 1000;
+    let in_turn_author = in_turn(&chain, &engine, &producers).author();
+    for producer in &producers {
+        let in_turn = producer.author() == in_turn_author;
+        let wiggle = PoaProducer::wiggle_millis(&producer.author(), 1, producers.len());
+        assert!(wiggle < 2 * 500, "⌊3/2⌋ + 1 = 2 steps of 500 ms: {wiggle}");
+        // (case, asked at, turn at, block timestamp)
+        let cases = [
+            (
+                "asked before the slot",
+                slot_ms - 3_000,
+                if in_turn { slot_ms } else { slot_ms + wiggle },
+                slot,
+            ),
+            (
+                "asked 2.4 s after the slot",
+                slot_ms + 2_400,
+                if in_turn {
+                    slot_ms + 2_000
+                } else {
+                    slot_ms + 2_400 + wiggle
+                },
+                slot + 2,
+            ),
+        ];
+        for (case, now, at, timestamp) in cases {
+            let turn = producer
+                .next_turn(&chain, &head, now)
+                .expect("next turn")
+                .expect("every signer may sign block 1");
+            assert_eq!(
+                (turn.at_millis, turn.timestamp),
+                (at, Timestamp(timestamp)),
+                "{case}, in turn: {in_turn}"
+            );
+        }
+    }
+}
