@@ -21,7 +21,7 @@ use chain::{
 use net::{
     Client, Event, EventStream, MessageId, PeerId, SyncRequest, SyncResponse, Topic, Verdict,
 };
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -38,9 +38,13 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(3);
 /// event is read until the oldest is due (the net layer then sheds, as for a slow node).
 const MAX_DELAYED: usize = 4096;
 /// Gossiped transaction batches waiting for admission at most (each up to 1,024
-/// transactions); one more is dropped unjudged (its transactions come again with the
-/// sender's next announcement of what it holds).
-const TX_INTAKE_BATCHES: usize = 32;
+/// transactions or 256 KiB, so 16 MiB at worst); one more is dropped unjudged (its
+/// transactions come again with the sender's next announcement of what it holds). With
+/// 32, honest peers' bursts at saturation overflowed it and confirmed about 8% less.
+const TX_INTAKE_BATCHES: usize = 64;
+/// Of those, the most one forwarding peer may have waiting: a peer that floods fills half
+/// the queue, and the other peers' batches still find room.
+const TX_INTAKE_PER_PEER: usize = TX_INTAKE_BATCHES / 2;
 /// Longest `--net-delay` accepted.
 pub const MAX_NET_DELAY_MS: u64 = 60_000;
 
@@ -112,7 +116,64 @@ struct Ctx {
     /// Transaction gossip on its way to admission, which runs on a task of its own: a
     /// batch's signature checks take milliseconds, and a block or vote must not wait
     /// behind them.
-    tx_intake: mpsc::Sender<TxGossip>,
+    tx_intake: TxIntake,
+}
+
+/// The bounded queue of gossiped transaction batches in front of the admission task, with
+/// a count of each forwarding peer's batches in it.
+#[derive(Clone, Debug)]
+struct TxIntake {
+    queue: mpsc::Sender<TxGossip>,
+    waiting: Arc<std::sync::Mutex<HashMap<PeerId, usize>>>,
+}
+
+impl TxIntake {
+    fn new() -> (TxIntake, mpsc::Receiver<TxGossip>) {
+        let (queue, intake) = mpsc::channel(TX_INTAKE_BATCHES);
+        let waiting = Arc::default();
+        (TxIntake { queue, waiting }, intake)
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, usize>> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues `gossip`; hands it back when the queue is full or its sender already has
+    /// [`TX_INTAKE_PER_PEER`] batches waiting.
+    fn offer(&self, gossip: TxGossip) -> Option<TxGossip> {
+        let mut waiting = self.waiting();
+        let count = waiting.entry(gossip.source).or_default();
+        if *count >= TX_INTAKE_PER_PEER {
+            return Some(gossip);
+        }
+        match self.queue.try_send(gossip) {
+            Ok(()) => {
+                *count += 1;
+                None
+            }
+            Err(
+                mpsc::error::TrySendError::Full(gossip) | mpsc::error::TrySendError::Closed(gossip),
+            ) => {
+                if *count == 0 {
+                    waiting.remove(&gossip.source);
+                }
+                Some(gossip)
+            }
+        }
+    }
+
+    /// The admission task took a batch from `source` off the queue.
+    fn taken(&self, source: &PeerId) {
+        let mut waiting = self.waiting();
+        if let Some(count) = waiting.get_mut(source) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                waiting.remove(source);
+            }
+        }
+    }
 }
 
 /// A gossiped transaction batch waiting for admission and its verdict.
@@ -153,7 +214,7 @@ pub async fn run(task: NetworkTask, mut shutdown: watch::Receiver<bool>) {
         relay,
     } = task;
     let certified = chain.engine().requires_certificate();
-    let (tx_intake, intake) = mpsc::channel(TX_INTAKE_BATCHES);
+    let (tx_intake, intake) = TxIntake::new();
     let ctx = Ctx {
         chain,
         client,
@@ -211,6 +272,7 @@ async fn admit_tx_gossip(
                 None => break,
             },
         };
+        ctx.tx_intake.taken(&gossip.source);
         let verdict = ctx.on_gossip_txs(&gossip.data, gossip.source).await;
         ctx.report(gossip.id, gossip.source, verdict).await;
     }
@@ -298,13 +360,11 @@ impl Ctx {
         let _ = self.client.report(id, source, verdict).await;
     }
 
-    /// Hands a transaction batch to the admission task; with [`TX_INTAKE_BATCHES`] already
-    /// waiting, drops it unjudged (neither forwarded nor held against its sender).
+    /// Hands a transaction batch to the admission task; when the queue or its sender's
+    /// share of it is full, drops it unjudged (neither forwarded nor held against its
+    /// sender).
     async fn queue_txs(&self, gossip: TxGossip) {
-        if let Err(
-            mpsc::error::TrySendError::Full(gossip) | mpsc::error::TrySendError::Closed(gossip),
-        ) = self.tx_intake.try_send(gossip)
-        {
+        if let Some(gossip) = self.tx_intake.offer(gossip) {
             self.metrics
                 .tx_gossip_dropped
                 .fetch_add(1, Ordering::Relaxed);
@@ -762,8 +822,9 @@ mod tests {
 
     /// Transaction gossip waits in a bounded queue for the admission task, so a block
     /// gossiped behind it is imported at once (before, the event loop verified each batch
-    /// itself and a block waited behind every batch that came first); one batch over the
-    /// bound is dropped unjudged and counted.
+    /// itself and a block waited behind every batch that came first). A batch over the
+    /// bound, or over its forwarding peer's half of it, is dropped unjudged and counted, so
+    /// one flooding peer cannot crowd out the others.
     #[tokio::test]
     async fn a_block_is_imported_while_transaction_gossip_waits_and_the_queue_is_bounded() {
         use chain::test_utils::{TestEngine, build_on_head, memory_chain};
@@ -778,8 +839,9 @@ mod tests {
         let config = net::NetworkConfig::new(net::Keypair::generate_ed25519(), genesis);
         let (client, _events, event_loop) = net::new(config).expect("network");
         tokio::spawn(event_loop.run());
-        // Nobody drains the queue: admission is as far behind as it gets.
-        let (tx_intake, _stalled) = mpsc::channel(TX_INTAKE_BATCHES);
+        // Nobody drains the queue unless the test does: admission is as far behind as it
+        // gets.
+        let (tx_intake, mut stalled) = TxIntake::new();
         let ctx = Ctx {
             chain: chain.clone(),
             client,
@@ -793,27 +855,45 @@ mod tests {
             relay: None,
             tx_intake,
         };
-        let source = PeerId::random();
-        let gossip = |topic: Topic, data: Vec<u8>, n: usize| Event::Gossip {
-            topic,
-            data,
-            source,
-            id: MessageId::new(&n.to_le_bytes()),
-        };
-        // Handing a batch over never waits for admission (a bounded guard, not a timing).
-        let queued = async {
-            for n in 0..=TX_INTAKE_BATCHES {
-                ctx.handle(gossip(Topic::Tx, vec![1, 2, 3], n)).await;
+        let (flooder, honest, late) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let mut sent = 0usize;
+        let mut offer = |source: PeerId, topic: Topic, data: Vec<u8>| {
+            sent += 1;
+            let gossip = Event::Gossip {
+                topic,
+                data,
+                source,
+                id: MessageId::new(&sent.to_le_bytes()),
+            };
+            let ctx = ctx.clone();
+            async move {
+                // Handing a batch over never waits for admission (a bounded guard against
+                // hanging, not a timing).
+                tokio::time::timeout(Duration::from_secs(60), ctx.handle(gossip))
+                    .await
+                    .expect("transaction gossip is queued, not admitted, by the event loop");
             }
         };
-        tokio::time::timeout(Duration::from_secs(60), queued)
-            .await
-            .expect("transaction gossip is queued, not admitted, by the event loop");
-        assert_eq!(metrics.tx_gossip_dropped.load(Ordering::Relaxed), 1);
+        let dropped = || metrics.tx_gossip_dropped.load(Ordering::Relaxed);
+        for _ in 0..=TX_INTAKE_PER_PEER {
+            offer(flooder, Topic::Tx, vec![1, 2, 3]).await;
+        }
+        assert_eq!(dropped(), 1, "the flooder's batch over its share");
+        for _ in 0..TX_INTAKE_PER_PEER {
+            offer(honest, Topic::Tx, vec![4, 5, 6]).await;
+        }
+        assert_eq!(dropped(), 1, "another peer's batches still find room");
+        offer(late, Topic::Tx, vec![7]).await;
+        assert_eq!(dropped(), 2, "the queue is full");
+        // The admission task takes one of the flooder's: room for one more of its batches.
+        let first = stalled.try_recv().expect("a queued batch");
+        assert_eq!(first.source, flooder);
+        ctx.tx_intake.taken(&first.source);
+        offer(flooder, Topic::Tx, vec![1, 2, 3]).await;
+        assert_eq!(dropped(), 2);
         assert_eq!(metrics.gossip_rejected.load(Ordering::Relaxed), 0);
 
-        ctx.handle(gossip(Topic::Block, block.encode(), usize::MAX))
-            .await;
+        offer(flooder, Topic::Block, block.encode()).await;
         assert_eq!(chain.head().id.hash, block.hash(), "the block is the head");
     }
 }
