@@ -291,7 +291,7 @@ pub(crate) mod tests {
         assert_eq!(names_for(8), DEV_ACCOUNTS.to_vec());
     }
 
-    /// The URL of a port bound and released at once: nothing listens there.
+    /// The URL of a port free right now: nothing listens there.
     pub(crate) fn unused_url() -> String {
         let port = node::ports::free_ports(1).expect("a free port");
         format!("http://127.0.0.1:{port}")

@@ -369,10 +369,7 @@ impl Ctx {
                 .tx_gossip_dropped
                 .fetch_add(1, Ordering::Relaxed);
             debug!(source = %gossip.source, "transaction gossip dropped: admission is behind");
-            let _ = self
-                .client
-                .report(gossip.id, gossip.source, Verdict::Ignore)
-                .await;
+            self.report(gossip.id, gossip.source, Verdict::Ignore).await;
         }
     }
 

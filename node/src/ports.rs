@@ -45,13 +45,13 @@ fn ephemeral_range() -> (u16, u16) {
         .unwrap_or(DEFAULT_EPHEMERAL)
 }
 
-/// A random base for `n` ports outside the ephemeral range, or `None` if no room is left
-/// there (then the caller asks the system for port 0).
-fn random_base(n: u16, attempt: usize) -> Option<u16> {
-    let (low, high) = ephemeral_range();
+/// A random base for `n` ports outside `ephemeral` (the system's range), or `None` if no
+/// room is left there (then the caller asks the system for port 0).
+fn random_base(n: u16, ephemeral: (u16, u16), attempt: usize) -> Option<u16> {
+    let (low, high) = ephemeral;
+    // A fresh `RandomState` has fresh keys, so each call draws anew.
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_usize(attempt);
-    hasher.write_u32(std::process::id());
     let random = hasher.finish();
     // Below the range, else above it.
     let below = low
@@ -71,8 +71,9 @@ fn random_base(n: u16, attempt: usize) -> Option<u16> {
 
 fn reserve_ports(n: usize) -> anyhow::Result<(u16, Vec<TcpListener>)> {
     let count = u16::try_from(n).map_err(|_| anyhow!("cannot reserve {n} ports"))?;
+    let ephemeral = ephemeral_range();
     for attempt in 0..PORT_ATTEMPTS {
-        let first = match random_base(count, attempt) {
+        let first = match random_base(count, ephemeral, attempt) {
             Some(base) => match TcpListener::bind(("127.0.0.1", base)) {
                 Ok(listener) => listener,
                 Err(_) => continue,
@@ -118,7 +119,7 @@ mod tests {
         let (low, high) = ephemeral_range();
         assert!(low <= high, "{low} {high}");
         for attempt in 0..100 {
-            if let Some(base) = random_base(4, attempt) {
+            if let Some(base) = random_base(4, (low, high), attempt) {
                 assert!(base >= LOWEST, "{base}");
                 assert!(
                     base + 4 <= low || base > high,
@@ -128,8 +129,12 @@ mod tests {
             }
         }
         // Bases vary, so two callers at once seldom pick the same ports.
-        let bases: std::collections::HashSet<_> =
-            (0..20).filter_map(|a| random_base(4, a)).collect();
-        assert!(bases.len() > 1 || random_base(4, 0).is_none(), "{bases:?}");
+        let bases: std::collections::HashSet<_> = (0..20)
+            .filter_map(|a| random_base(4, (low, high), a))
+            .collect();
+        assert!(
+            bases.len() > 1 || random_base(4, (low, high), 0).is_none(),
+            "{bases:?}"
+        );
     }
 }

@@ -260,28 +260,28 @@ async fn admit_run(state: &RpcState, run: Vec<(Option<Value>, Transaction)>, out
         .rpc_requests
         .fetch_add(run.len() as u64, Ordering::Relaxed);
     state.metrics.rpc_tx_batches.fetch_add(1, Ordering::Relaxed);
-    let txs: Vec<Transaction> = run.iter().map(|(_, tx)| tx.clone()).collect();
-    let txs = state.chain.warm_signatures(txs).await;
-    let results = match state.chain.submit_txs_each(txs).await {
+    let (ids, txs): (Vec<Option<Value>>, Vec<Transaction>) = run.into_iter().unzip();
+    let offered = state.chain.warm_signatures(txs.clone()).await;
+    let results = match state.chain.submit_txs_each(offered).await {
         Ok(results) => results.into_iter().map(Some).collect(),
-        Err(_) => vec![None; run.len()],
+        Err(_) => vec![None; ids.len()],
     };
-    let admitted: Vec<(&Transaction, TxHash)> = run
-        .iter()
-        .zip(&results)
-        .filter_map(|((_, tx), result)| match result {
-            Some(Ok(hash)) => Some((tx, *hash)),
-            _ => None,
-        })
-        .collect();
-    accepted(state, &admitted);
-    for ((id, _), result) in run.iter().zip(results) {
+    let mut admitted = Vec::new();
+    let mut answers = Vec::with_capacity(ids.len());
+    for ((id, tx), result) in ids.into_iter().zip(txs).zip(results) {
         let answer = match result {
-            Some(Ok(hash)) => Ok(json!({"hash": hash.to_hex()})),
+            Some(Ok(hash)) => {
+                admitted.push((tx, hash));
+                Ok(json!({"hash": hash.to_hex()}))
+            }
             Some(Err(e)) => Err(mempool_error(e)),
             None => Err(RpcError::from(crate::actor::ActorStopped)),
         };
-        let Some(id) = id.clone() else { continue };
+        answers.push((id, answer));
+    }
+    accepted(state, admitted);
+    for (id, answer) in answers {
+        let Some(id) = id else { continue };
         out.push(match answer {
             Ok(value) => json!({"jsonrpc": "2.0", "id": id, "result": value}),
             Err(e) => {
@@ -294,18 +294,20 @@ async fn admit_run(state: &RpcState, run: Vec<(Option<Value>, Transaction)>, out
 
 /// What follows the admission of transactions through RPC (each with its hash): the
 /// journal, in one write, so a restart keeps them, and the relay, which gossips them.
-fn accepted(state: &RpcState, admitted: &[(&Transaction, TxHash)]) {
-    if let Some(journal) = &state.journal
-        && let Err(e) = journal.append_all(admitted)
-    {
-        // Still in the mempool, but a crash would now lose them.
-        tracing::error!(error = %e, count = admitted.len(), "txs not written to the journal");
+fn accepted(state: &RpcState, admitted: Vec<(Transaction, TxHash)>) {
+    if let Some(journal) = &state.journal {
+        let records: Vec<(&Transaction, TxHash)> =
+            admitted.iter().map(|(tx, hash)| (tx, *hash)).collect();
+        if let Err(e) = journal.append_all(&records) {
+            // Still in the mempool, but a crash would now lose them.
+            tracing::error!(error = %e, count = admitted.len(), "txs not written to the journal");
+        }
     }
     if let Some(relay) = &state.net.relay {
         // Gossip is best effort: with no peers the tx still waits here, and is announced
         // when one connects.
         for (tx, _) in admitted {
-            relay.relay((*tx).clone());
+            relay.relay(tx);
         }
     }
 }
@@ -529,7 +531,7 @@ async fn tx_method(state: &RpcState, method: &str, params: Vec<Value>) -> Result
                 .ok_or_else(|| RpcError::internal("the transaction went missing"))?;
             match state.chain.submit_tx(tx.clone()).await? {
                 Ok(hash) => {
-                    accepted(state, &[(&tx, hash)]);
+                    accepted(state, vec![(tx, hash)]);
                     Ok(json!({"hash": hash.to_hex()}))
                 }
                 Err(e) => Err(mempool_error(e)),

@@ -89,7 +89,7 @@ pub fn free_ports(n: u16) -> u16 {
     node::ports::free_ports(usize::from(n)).expect("free ports on 127.0.0.1")
 }
 
-/// A port nothing listens on (bound once, then released).
+/// A port nothing listens on right now.
 pub fn closed_port() -> u16 {
     free_ports(1)
 }
